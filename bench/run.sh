@@ -1,0 +1,586 @@
+#!/usr/bin/env bash
+# bench/run.sh: side-by-side reverse-proxy benchmark on one machine.
+#
+# Targets: the nginx origin directly, nginx proxy_pass, haproxy, and `concierge serve`,
+# each in front of the same nginx origin serving 10 KiB and 100 KiB HTML pages.
+# Per target and page it measures:
+#   * max throughput: wrk -t1 -c$CONNECTIONS -d$DURATION (closed loop), requests/s,
+#     the server's CPU µs per request and its RSS;
+#   * latency below saturation: bench/loadgen.py at a fixed rate (open loop,
+#     corrected for coordinated omission), p50/p99, and CPU µs per request at that
+#     same offered load (the headline figure).
+# Pinning (2-core default): load generator + origin on core 0, the proxy under test
+# alone on core 1. Everything listens on 127.0.0.1 only; every run is time-bounded.
+#
+# Knobs (environment):
+#   DURATION=10s      wrk run length (also the fixed-rate run length, see RATE_DURATION)
+#   RATE_DURATION=    fixed-rate run length (default: $DURATION)
+#   RATE=             fixed rate for both pages (req/s); RATE_10K / RATE_100K override it
+#   RATE_10K=2000     fixed rate for page-10k.html
+#   RATE_100K=1000    fixed rate for page-100k.html
+#   CONNECTIONS=32    connections for wrk and for the fixed-rate generator
+#   WARMUP=1s         short wrk warm-up before each measured run (0 to skip)
+#   TARGETS="direct nginx haproxy concierge"   subset/order of targets
+#   LOAD_CPU=0 ORIGIN_CPU=$LOAD_CPU PROXY_CPU=1   cores (taskset -c)
+#   SKIP_BUILD=1      do not run `cargo build --release`
+#   SKIP_INSTALL=1    never call apt-get (fail if a tool is missing)
+#   NGINX_PROXY_EXTRA= extra directives for the nginx proxy's location block, e.g.
+#                     "proxy_buffers 8 16k; proxy_buffer_size 16k;" (default: stock nginx)
+#   CONCIERGE_BIN=    path of the binary (default: target/release/concierge)
+#   KEEP_TMP=1        keep the temp dir (configs, logs) for inspection
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH_DIR/.." && pwd)
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+DURATION=${DURATION:-10s}
+RATE_DURATION=${RATE_DURATION:-$DURATION}
+RATE_10K=${RATE_10K:-${RATE:-2000}}
+RATE_100K=${RATE_100K:-${RATE:-1000}}
+CONNECTIONS=${CONNECTIONS:-32}
+WARMUP=${WARMUP:-1s}
+TARGETS=${TARGETS:-direct nginx haproxy concierge}
+LOAD_CPU=${LOAD_CPU:-0}
+ORIGIN_CPU=${ORIGIN_CPU:-$LOAD_CPU}
+PROXY_CPU=${PROXY_CPU:-1}
+SKIP_BUILD=${SKIP_BUILD:-0}
+SKIP_INSTALL=${SKIP_INSTALL:-0}
+KEEP_TMP=${KEEP_TMP:-0}
+NGINX_PROXY_EXTRA=${NGINX_PROXY_EXTRA:-}
+CONCIERGE_BIN=${CONCIERGE_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/concierge}
+OUT_DIR=${OUT_DIR:-$BENCH_DIR/out}
+
+ORIGIN_PORT=18080
+NGINX_PORT=18081
+HAPROXY_PORT=18082
+CONCIERGE_PORT=18083
+CONCIERGE_ADMIN_PORT=19901
+PAGES=(10k 100k)
+declare -A PAGE_BYTES=([10k]=10240 [100k]=102400)
+declare -A PAGE_RATE=([10k]=$RATE_10K [100k]=$RATE_100K)
+
+say() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+# Seconds (float) from "10s", "500ms", "2m", "10".
+secs() { awk -v d="$1" 'BEGIN { m = 1; if (d ~ /ms$/) { m = 0.001; sub(/ms$/, "", d) } else if (d ~ /s$/) sub(/s$/, "", d); else if (d ~ /m$/) { m = 60; sub(/m$/, "", d) } else if (d ~ /h$/) { m = 3600; sub(/h$/, "", d) }; print d * m }'; }
+ceil() { awk -v x="$1" 'BEGIN { i = int(x); if (i < x) i++; print i }'; }
+# Value of "key=value" line in a file (last one wins), or empty.
+kv() { sed -n "s/^$2=//p" "$1" | tail -n 1; }
+
+# --------------------------------------------------------------------------- tools
+install_tools() {
+  local -A want=([nginx]=nginx [haproxy]=haproxy [wrk]=wrk [curl]=curl [python3]=python3
+                 [taskset]=util-linux [lscpu]=util-linux [pgrep]=procps [getconf]=libc-bin
+                 [timeout]=coreutils [awk]=mawk)
+  local cmd pkgs=()
+  for cmd in "${!want[@]}"; do
+    have "$cmd" || pkgs+=("${want[$cmd]}")
+  done
+  if ((${#pkgs[@]})); then
+    mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
+    [[ $SKIP_INSTALL == 1 ]] && die "missing tools (SKIP_INSTALL=1): apt-get install ${pkgs[*]}"
+    [[ $EUID == 0 ]] || die "missing tools; as root run: apt-get install ${pkgs[*]}"
+    say "installing: ${pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2
+    # Debian starts nginx/haproxy system services on install; we never use them
+    # (our ports are 18080+), so stop the ones we just installed to keep cores quiet.
+    local svc
+    for svc in nginx haproxy; do
+      [[ " ${pkgs[*]} " == *" $svc "* ]] || continue
+      if have systemctl && [[ -d /run/systemd/system ]]; then
+        systemctl disable --now "$svc" >/dev/null 2>&1 || true
+      elif have service; then
+        service "$svc" stop >/dev/null 2>&1 || true
+      fi
+    done
+  fi
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 8))' || die "python3 >= 3.8 needed"
+}
+
+# --------------------------------------------------------------------------- processes
+STARTED=()
+TMP=""
+proc_alive() {  # running and not a zombie
+  local s
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  s=${s##*) }
+  [[ ${s:0:1} != Z ]]
+}
+pid_tree() {  # pid and all descendants
+  local c
+  echo "$1"
+  for c in $(pgrep -P "$1" 2>/dev/null || true); do pid_tree "$c"; done
+}
+stop_proc() {  # TERM, wait up to 5 s, then KILL the whole tree
+  local pid=$1 tree i
+  proc_alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
+  tree=$(pid_tree "$pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do proc_alive "$pid" || break; sleep 0.1; done
+  # shellcheck disable=SC2086
+  kill -KILL $tree 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  set +e
+  local pid
+  for pid in "${STARTED[@]}"; do stop_proc "$pid"; done
+  if [[ -n $TMP && -d $TMP ]]; then
+    if [[ $KEEP_TMP == 1 ]]; then say "kept $TMP"; else rm -rf "$TMP"; fi
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Poll a URL until it answers 2xx, at most $2 seconds.
+wait_http() {
+  local url=$1 limit=$2 pid=${3:-} deadline=$((SECONDS + $2))
+  while ((SECONDS < deadline)); do
+    curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+    [[ -n $pid ]] && ! proc_alive "$pid" && return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# Sum of utime+stime (fields 14, 15 of /proc/PID/stat, clock ticks) over the pids.
+cpu_ticks() {
+  local total=0 pid s f
+  for pid in "$@"; do
+    s=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    s=${s##*) }          # drop "pid (comm) ": remaining fields start at field 3
+    read -r -a f <<<"$s"
+    total=$((total + f[11] + f[12]))
+  done
+  echo "$total"
+}
+# Sum of VmRSS (kB) over the pids.
+rss_kb() {
+  local total=0 pid v
+  for pid in "$@"; do
+    v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || continue
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
+cpu_mask() { local m=1 i; for ((i = 0; i < $1; i++)); do m+=0; done; echo "$m"; }
+
+# --------------------------------------------------------------------------- setup
+[[ $(uname -s) == Linux ]] || die "Linux only (/proc, taskset)"
+install_tools
+CLK_TCK=$(getconf CLK_TCK)
+NPROC=$(nproc)
+((PROXY_CPU < NPROC && LOAD_CPU < NPROC && ORIGIN_CPU < NPROC)) || die "CPU index >= nproc ($NPROC)"
+((PROXY_CPU != LOAD_CPU && PROXY_CPU != ORIGIN_CPU)) || die "PROXY_CPU must differ from LOAD_CPU/ORIGIN_CPU"
+
+if [[ " $TARGETS " == *" concierge "* && $SKIP_BUILD != 1 ]]; then
+  have cargo || die "cargo not found (install Rust, or SKIP_BUILD=1 with CONCIERGE_BIN=...)"
+  say "building concierge: cargo build --release"
+  (cd "$REPO" && cargo build --release) >&2
+fi
+
+for p in $ORIGIN_PORT $NGINX_PORT $HAPROXY_PORT $CONCIERGE_PORT $CONCIERGE_ADMIN_PORT; do
+  port_in_use "$p" && die "port $p on 127.0.0.1 is already in use"
+done
+
+TMP=$(mktemp -d -t concierge-bench.XXXXXX)
+chmod 755 "$TMP"
+mkdir -p "$TMP/www" "$TMP/raw"
+DATE=$(date +%F)
+RAW_DIR="$OUT_DIR/raw-$DATE"
+mkdir -p "$OUT_DIR" "$RAW_DIR"
+RESULTS="$TMP/results.tsv"
+: >"$RESULTS"
+
+# Realistic, deterministic HTML of exactly the given sizes.
+python3 - "$TMP/www" <<'PY'
+import random, sys
+out = sys.argv[1]
+words = ("proxy upstream latency request response header cache origin server client "
+         "connection keepalive throughput benchmark policy route listener timeout retry "
+         "buffer stream socket kernel thread worker event loop memory allocation config "
+         "deploy release metric trace span error status health ready the a of and to in "
+         "for with on by is are was be this that from at as it can will not we our").split()
+def sentence(r):
+    n = r.randint(8, 20)
+    s = " ".join(r.choice(words) for _ in range(n))
+    return s[0].upper() + s[1:] + "."
+def para(r):
+    return "<p>" + " ".join(sentence(r) for _ in range(r.randint(3, 6))) + "</p>\n"
+def section(r, i):
+    parts = [f'<section id="s{i}">\n<h2>{sentence(r)[:-1].title()}</h2>\n']
+    for _ in range(r.randint(2, 4)):
+        parts.append(para(r))
+    if i % 3 == 0:
+        parts.append("<ul>\n" + "".join(f'<li><a href="/docs/{r.choice(words)}-{r.randint(1, 999)}">'
+                                         f"{sentence(r)[:-1]}</a></li>\n" for _ in range(5)) + "</ul>\n")
+    if i % 5 == 0:
+        rows = "".join(f"<tr><td>{r.choice(words)}</td><td>{r.randint(1, 99999)}</td>"
+                       f"<td>{r.random():.3f}</td></tr>\n" for _ in range(6))
+        parts.append(f"<table>\n<thead><tr><th>name</th><th>count</th><th>ratio</th></tr></thead>\n"
+                     f"<tbody>\n{rows}</tbody>\n</table>\n")
+    parts.append("</section>\n")
+    return "".join(parts)
+def page(size, seed):
+    r = random.Random(seed)
+    head = ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>Concierge benchmark page ({size} bytes)</title>\n"
+            '<link rel="stylesheet" href="/static/site.css">\n'
+            "<style>body{font-family:system-ui,sans-serif;margin:0 auto;max-width:60em;"
+            "line-height:1.5}nav a{margin-right:1em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:.2em .5em}</style>\n</head>\n<body>\n"
+            '<header><nav><a href="/">Home</a><a href="/docs">Docs</a><a href="/blog">Blog</a>'
+            '<a href="/about">About</a></nav></header>\n<main>\n<article>\n'
+            f"<h1>{sentence(r)[:-1].title()}</h1>\n")
+    tail = ("</article>\n</main>\n<footer><p>&copy; 2024 Example Corp. All rights reserved.</p>"
+            "</footer>\n</body>\n</html>\n")
+    body, i = head, 1
+    while True:
+        s = section(r, i)
+        if len(body) + len(s) + len(tail) > size:
+            break
+        body += s
+        i += 1
+    room = size - len(body) - len(tail)
+    if room >= 8:  # pad with one last paragraph cut to the exact length
+        filler = ""
+        while len(filler) < room:
+            filler += sentence(r) + " "
+        body += "<p>" + filler[: room - 8].rstrip().ljust(room - 8) + "</p>\n"
+    else:
+        body += " " * room
+    data = (body + tail).encode("ascii")
+    assert len(data) == size, (len(data), size)
+    return data
+for name, size, seed in (("page-10k.html", 10240, 10), ("page-100k.html", 102400, 100)):
+    with open(f"{out}/{name}", "wb") as f:
+        f.write(page(size, seed))
+PY
+for pg in "${PAGES[@]}"; do
+  [[ $(stat -c %s "$TMP/www/page-$pg.html") == "${PAGE_BYTES[$pg]}" ]] || die "page-$pg.html has the wrong size"
+done
+chmod -R a+rX "$TMP/www"
+
+# nginx runs its workers as "nobody" when started as root, and Debian has no "nobody"
+# group, so name the user explicitly (only meaningful, and only allowed, as root).
+NGINX_USER=""
+[[ $EUID == 0 ]] && NGINX_USER="user root root;"
+nginx_common() {  # $1 = name
+  cat <<EOF
+$NGINX_USER
+worker_processes 1;
+pid $TMP/nginx-$1.pid;
+error_log $TMP/nginx-$1-error.log warn;
+events { worker_connections 4096; }
+EOF
+}
+nginx_http_common() {  # $1 = name
+  cat <<EOF
+    access_log off;
+    client_body_temp_path $TMP/nginx-$1-tmp/body;
+    proxy_temp_path $TMP/nginx-$1-tmp/proxy;
+    fastcgi_temp_path $TMP/nginx-$1-tmp/fastcgi;
+    uwsgi_temp_path $TMP/nginx-$1-tmp/uwsgi;
+    scgi_temp_path $TMP/nginx-$1-tmp/scgi;
+    keepalive_timeout 60s;
+    keepalive_requests 1000000;
+EOF
+}
+
+{
+  nginx_common origin
+  echo "worker_cpu_affinity $(cpu_mask "$ORIGIN_CPU");"
+  cat <<EOF
+http {
+$(nginx_http_common origin)
+    types { text/html html; }
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    server {
+        listen 127.0.0.1:$ORIGIN_PORT;
+        root $TMP/www;
+        location / { }
+    }
+}
+EOF
+} >"$TMP/nginx-origin.conf"
+
+{
+  nginx_common proxy
+  echo "worker_cpu_affinity $(cpu_mask "$PROXY_CPU");"
+  cat <<EOF
+http {
+$(nginx_http_common proxy)
+    upstream origin {
+        server 127.0.0.1:$ORIGIN_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            $NGINX_PROXY_EXTRA
+        }
+    }
+}
+EOF
+} >"$TMP/nginx-proxy.conf"
+
+cat >"$TMP/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    cpu-map 1/1 $PROXY_CPU
+    maxconn 4096
+    # no "log" line: no logging
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+
+frontend fe
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend origin
+
+backend origin
+    server origin 127.0.0.1:$ORIGIN_PORT
+EOF
+
+cat >"$TMP/concierge.toml" <<EOF
+[[listener]]
+address = "127.0.0.1:$CONCIERGE_PORT"
+
+[upstream]
+url = "http://127.0.0.1:$ORIGIN_PORT"
+
+[log]
+level = "warn"
+access_log = false
+
+[admin]
+address = "127.0.0.1:$CONCIERGE_ADMIN_PORT"
+EOF
+
+start_nginx() {  # $1 = name, $2 = cpu; echoes the master pid
+  mkdir -p "$TMP/nginx-$1-tmp"
+  taskset -c "$2" nginx -p "$TMP/" -e "$TMP/nginx-$1-error.log" -c "$TMP/nginx-$1.conf" \
+    -g 'daemon off;' >"$TMP/nginx-$1.out" 2>&1 &
+  echo $!
+}
+
+# --------------------------------------------------------------------------- measuring
+DUR_S=$(secs "$DURATION")
+RATE_DUR_S=$(secs "$RATE_DURATION")
+WARMUP_S=$(secs "$WARMUP")
+
+# Checks that the target serves both pages with the right size.
+check_pages() {  # $1 = port
+  local pg got
+  for pg in "${PAGES[@]}"; do
+    got=$(curl -sS -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' \
+      "http://127.0.0.1:$1/page-$pg.html" 2>&1) || true
+    [[ $got == "200 ${PAGE_BYTES[$pg]}" ]] || { say "port $1 page-$pg.html: got '$got'"; return 1; }
+  done
+}
+
+# measure TARGET ROOT_PID PORT: runs both pages, appends rows to $RESULTS.
+measure() {
+  local target=$1 root=$2 port=$3 pg url pids t0 t1 f req rps err rss rate cpu_max cpu_fix
+  mapfile -t pids < <(pid_tree "$root")
+  say "$target: pids ${pids[*]}"
+  for pg in "${PAGES[@]}"; do
+    url="http://127.0.0.1:$port/page-$pg.html"
+    rate=${PAGE_RATE[$pg]}
+    if [[ $WARMUP_S != 0 ]]; then
+      timeout 60 taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "$url" >/dev/null 2>&1 || true
+    fi
+    # 1) max throughput (closed loop)
+    f="$RAW_DIR/wrk-$target-$pg.txt"
+    say "$target $pg: wrk -t1 -c$CONNECTIONS -d$DURATION"
+    t0=$(cpu_ticks "${pids[@]}")
+    timeout "$(ceil "$DUR_S + 60")" taskset -c "$LOAD_CPU" \
+      wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --timeout 5s -s "$BENCH_DIR/wrk-report.lua" "$url" >"$f" 2>&1 || true
+    t1=$(cpu_ticks "${pids[@]}")
+    rss=$(rss_kb "${pids[@]}")
+    req=$(kv "$f" requests); rps=$(kv "$f" rps); err=$(kv "$f" errors)
+    if [[ -z $req || $req == 0 ]]; then
+      say "$target $pg: wrk failed:"; sed 's/^/    /' "$f" >&2
+      req=0; rps=0; err=${err:-?}
+    fi
+    cpu_max=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$req" 'BEGIN { if (n > 0) printf "%.2f", d * 1e6 / hz / n; else print "nan" }')
+    sleep 1
+    # 2) fixed rate (open loop): latency and CPU per request at the same offered load
+    f="$RAW_DIR/fixed-$target-$pg.txt"
+    say "$target $pg: fixed rate $rate req/s for ${RATE_DURATION}"
+    t0=$(cpu_ticks "${pids[@]}")
+    timeout "$(ceil "$RATE_DUR_S + 60")" taskset -c "$LOAD_CPU" \
+      python3 "$BENCH_DIR/loadgen.py" -R "$rate" -d "$RATE_DURATION" -c "$CONNECTIONS" \
+      --expect-bytes "${PAGE_BYTES[$pg]}" "$url" >"$f" 2>&1 || true
+    t1=$(cpu_ticks "${pids[@]}")
+    local freq fp50 fp99 ferr finc fach lag
+    freq=$(kv "$f" requests); fp50=$(kv "$f" p50_ms); fp99=$(kv "$f" p99_ms)
+    ferr=$(kv "$f" errors); finc=$(kv "$f" incomplete)
+    ferr=$(( ${ferr:-0} + ${finc:-0} ))
+    fach=$(kv "$f" achieved_rps); lag=$(kv "$f" send_lag_p99_ms)
+    if [[ -z $freq || $freq == 0 ]]; then
+      say "$target $pg: loadgen failed:"; sed 's/^/    /' "$f" >&2
+      freq=0; fp50=nan; fp99=nan; fach=0; lag=nan
+    fi
+    cpu_fix=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$freq" 'BEGIN { if (n > 0) printf "%.2f", d * 1e6 / hz / n; else print "nan" }')
+    printf '%s\t%s\tok\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+      "$target" "$pg" "$rps" "$err" "$fp50" "$fp99" "$rate" "$fach" "$ferr" "$cpu_fix" "$cpu_max" \
+      "$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')" "$lag" >>"$RESULTS"
+    say "$target $pg: max ${rps} req/s, cpu ${cpu_max} µs/req | @${rate}/s p50 ${fp50} ms p99 ${fp99} ms, cpu ${cpu_fix} µs/req, rss $((rss / 1024)) MiB"
+    sleep 1
+  done
+}
+
+skip_target() {  # $1 target, $2 reason
+  say "$1: $2"
+  local pg
+  for pg in "${PAGES[@]}"; do printf '%s\t%s\t%s\n' "$1" "$pg" "$2" >>"$RESULTS"; done
+}
+
+# --------------------------------------------------------------------------- run
+say "temp dir $TMP; origin on cpu $ORIGIN_CPU, load generator on cpu $LOAD_CPU, proxy on cpu $PROXY_CPU"
+ORIGIN_PID=$(start_nginx origin "$ORIGIN_CPU")
+STARTED+=("$ORIGIN_PID")
+wait_http "http://127.0.0.1:$ORIGIN_PORT/page-10k.html" 10 "$ORIGIN_PID" \
+  || { cat "$TMP"/nginx-origin*.{out,log} >&2 2>/dev/null; die "origin nginx did not start"; }
+check_pages "$ORIGIN_PORT" || die "origin does not serve the pages"
+
+for target in $TARGETS; do
+  pid=""
+  case $target in
+    direct)
+      measure direct "$ORIGIN_PID" "$ORIGIN_PORT"
+      continue ;;
+    nginx)
+      pid=$(start_nginx proxy "$PROXY_CPU"); STARTED+=("$pid")
+      if ! wait_http "http://127.0.0.1:$NGINX_PORT/page-10k.html" 10 "$pid"; then
+        cat "$TMP"/nginx-proxy*.{out,log} >&2 2>/dev/null; skip_target nginx "failed to start"; stop_proc "$pid"; continue
+      fi
+      port=$NGINX_PORT ;;
+    haproxy)
+      taskset -c "$PROXY_CPU" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+      pid=$!; STARTED+=("$pid")
+      if ! wait_http "http://127.0.0.1:$HAPROXY_PORT/page-10k.html" 10 "$pid"; then
+        cat "$TMP/haproxy.log" >&2; skip_target haproxy "failed to start"; stop_proc "$pid"; continue
+      fi
+      port=$HAPROXY_PORT ;;
+    concierge)
+      if [[ ! -x $CONCIERGE_BIN ]]; then
+        skip_target concierge "binary missing"; continue
+      fi
+      taskset -c "$PROXY_CPU" "$CONCIERGE_BIN" serve --config "$TMP/concierge.toml" >"$TMP/concierge.log" 2>&1 &
+      pid=$!; STARTED+=("$pid")
+      if ! wait_http "http://127.0.0.1:$CONCIERGE_ADMIN_PORT/readyz" 10 "$pid"; then
+        tail -n 30 "$TMP/concierge.log" >&2; skip_target concierge "failed to start (not ready in 10 s)"; stop_proc "$pid"; continue
+      fi
+      port=$CONCIERGE_PORT ;;
+    *) die "unknown target '$target' (direct nginx haproxy concierge)" ;;
+  esac
+  if check_pages "$port"; then
+    measure "$target" "$pid" "$port"
+  else
+    skip_target "$target" "wrong response"
+  fi
+  stop_proc "$pid"
+  sleep 1
+done
+for f in "$TMP"/nginx-*-error.log "$TMP"/haproxy.log "$TMP"/concierge.log; do
+  [[ -s $f ]] && cp "$f" "$RAW_DIR/" || true
+done
+
+# --------------------------------------------------------------------------- report
+OUT_MD="$OUT_DIR/results-$DATE.md"
+export BENCH_DATE BENCH_CPU BENCH_NPROC BENCH_KERNEL BENCH_VERSIONS BENCH_SETTINGS
+BENCH_DATE=$(date '+%F %T %Z')
+BENCH_CPU=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
+BENCH_NPROC=$NPROC
+BENCH_KERNEL=$(uname -r)
+BENCH_VERSIONS="$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v 2>&1 | head -n 1 | awk '{print "haproxy " $3}'), $(wrk -v 2>&1 | head -n 1 | awk '{print $1 " " $2}'), concierge $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown), python $(python3 -c 'import platform; print(platform.python_version())')"
+BENCH_SETTINGS="${NGINX_PROXY_EXTRA:+nginx proxy extra: [$NGINX_PROXY_EXTRA] }wrk -t1 -c$CONNECTIONS -d$DURATION; fixed rate $RATE_10K req/s (10k) / $RATE_100K req/s (100k) for $RATE_DURATION over $CONNECTIONS connections (bench/loadgen.py); load generator + origin on cpu $LOAD_CPU/$ORIGIN_CPU, proxy on cpu $PROXY_CPU; CLK_TCK $CLK_TCK"
+python3 - "$RESULTS" "$OUT_MD" <<'PY'
+import math, os, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+names = {"direct": "origin (direct)", "nginx": "nginx", "haproxy": "haproxy", "concierge": "concierge"}
+def num(s):
+    try:
+        v = float(s)
+        return None if math.isnan(v) else v
+    except (TypeError, ValueError):
+        return None
+data, notes = [], []
+for r in rows:
+    d = {"target": r[0], "page": r[1], "status": r[2]}
+    if r[2] == "ok":
+        keys = ["rps", "err", "p50", "p99", "rate", "achieved", "ferr", "cpu_fix", "cpu_max", "rss", "lag"]
+        d.update(zip(keys, r[3:]))
+    data.append(d)
+nginx = {d["page"]: d for d in data if d["target"] == "nginx" and d["status"] == "ok"}
+def ratio(d, key):
+    ref = nginx.get(d["page"])
+    a, b = num(d.get(key)), num(ref.get(key)) if ref else None
+    return f"{a / b:.2f}" if a is not None and b else "n/a"
+def fmt(s, nd):
+    v = num(s)
+    return "n/a" if v is None else f"{v:.{nd}f}"
+header = ["target", "page", "req/s (max)", "ratio to nginx", "p50 ms", "p99 ms", "p99 ratio to nginx",
+          "CPU µs/req (fixed rate)", "ratio", "CPU µs/req (max load)", "RSS MiB"]
+table = []
+for d in data:
+    name = names.get(d["target"], d["target"])
+    if d["status"] != "ok":
+        table.append([name, d["page"], d["status"]] + ["-"] * 8)
+        notes.append(f"{d['target']} {d['page']}: {d['status']}")
+        continue
+    table.append([name, d["page"], fmt(d["rps"], 0), ratio(d, "rps"), fmt(d["p50"], 3), fmt(d["p99"], 3),
+                  ratio(d, "p99"), fmt(d["cpu_fix"], 1), ratio(d, "cpu_fix"), fmt(d["cpu_max"], 1), fmt(d["rss"], 1)])
+    if d["err"] not in ("0", ""):
+        notes.append(f"{d['target']} {d['page']}: wrk reported {d['err']} errors")
+    if d["ferr"] not in ("0", ""):
+        notes.append(f"{d['target']} {d['page']}: {d['ferr']} failed/incomplete requests at the fixed rate")
+    rate, ach, rps = num(d["rate"]), num(d["achieved"]), num(d["rps"])
+    if rate and ach is not None and ach < 0.95 * rate:
+        notes.append(f"{d['target']} {d['page']}: achieved only {ach:.0f} of {rate:.0f} req/s at the fixed rate (saturated)")
+    elif rate and rps and rate > 0.7 * rps:
+        notes.append(f"{d['target']} {d['page']}: fixed rate {rate:.0f} req/s is above 70% of max {rps:.0f} req/s: latency is near saturation")
+    lag = num(d["lag"])
+    if lag is not None and lag > 1.0:
+        notes.append(f"{d['target']} {d['page']}: load generator send lag p99 {lag:.2f} ms (the generator itself is busy; latencies are inflated)")
+widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(header)]
+def line(cells):
+    return "| " + " | ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+sep = "|" + "|".join(("-" * (w + 2)) if i < 2 else ("-" * (w + 1) + ":") for i, w in enumerate(widths)) + "|"
+md = [f"Machine: {os.environ['BENCH_CPU']}, {os.environ['BENCH_NPROC']} cores, Linux {os.environ['BENCH_KERNEL']}  ",
+      f"Date: {os.environ['BENCH_DATE']}  ",
+      f"Versions: {os.environ['BENCH_VERSIONS']}  ",
+      f"Settings: {os.environ['BENCH_SETTINGS']}",
+      "", line(header), sep] + [line(r) for r in table]
+md += ["", "CPU µs/req is utime+stime of the whole server process tree (/proc/PID/stat) over the run divided by completed "
+           "requests; for \"origin (direct)\" it is the origin nginx itself. Ratios are to nginx on the same page "
+           "(lower is better except req/s). p50/p99 are measured at the fixed rate from the intended send time."]
+if notes:
+    md += ["", "Notes:"] + [f"- {n}" for n in notes]
+text = "\n".join(md) + "\n"
+open(sys.argv[2], "w").write(text)
+print(text)
+PY
+if grep -q $'^concierge\t.*\tbinary missing' "$RESULTS"; then echo "concierge: binary missing ($CONCIERGE_BIN)"; fi
+say "wrote $OUT_MD (raw outputs in $RAW_DIR)"

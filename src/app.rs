@@ -1,0 +1,313 @@
+//! Wiring: from validated [`Settings`] to a running server — listeners, TLS and its reloader, the admin
+//! endpoint, signals, and a graceful shutdown with a deadline.
+//!
+//! Invariant: [`Server::start`] either returns a server with every listener bound and every certificate loaded,
+//! or an error and nothing running; `/readyz` answers 200 only between those two points and the start of a drain.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{LogFormat, LogSettings, Settings};
+use crate::metrics::Metrics;
+use crate::proxy::body::ResponseBody;
+use crate::proxy::server::{self, ListenerConfig};
+use crate::proxy::Proxy;
+use crate::tls::{self, CertReloader, SniResolver, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Upstream(#[from] crate::proxy::upstream::UpstreamSetupError),
+}
+
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every connection finished within the grace period.
+    Clean,
+    /// The deadline passed with connections still open; they were cut.
+    Deadline,
+}
+
+/// A running proxy.
+pub struct Server {
+    /// Bound proxy listener addresses, in the order of `settings.listeners`.
+    pub listeners: Vec<SocketAddr>,
+    /// Bound admin address.
+    pub admin: Option<SocketAddr>,
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    drain_tx: Option<mpsc::Sender<()>>,
+    drain_rx: mpsc::Receiver<()>,
+    ready: Arc<AtomicBool>,
+    reloader: Option<Arc<CertReloader>>,
+    grace: Duration,
+    admin_task: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Bind everything and start serving. Must be called inside a Tokio runtime.
+    pub async fn start(settings: Settings) -> Result<Server, StartError> {
+        let settings = Arc::new(settings);
+        let metrics = Metrics::new();
+        let proxy = Proxy::new(settings.clone(), metrics.clone())?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (drain_tx, drain_rx) = mpsc::channel(1);
+
+        // Certificates first: nothing binds if they are broken.
+        let mut resolver = None;
+        if settings.listeners.iter().any(|l| l.tls) {
+            let store = tls::load_store(&settings.tls)?;
+            for c in &store.entries {
+                tracing::info!(cert = %c.cert.display(), names = ?c.names, "certificate loaded");
+            }
+            resolver = Some(SniResolver::new(store));
+        }
+
+        let mut bound = Vec::new();
+        for l in &settings.listeners {
+            let listener = server::bind(l.address).map_err(|source| StartError::Bind {
+                addr: l.address,
+                source,
+            })?;
+            let acceptor = match (&resolver, l.tls) {
+                (Some(r), true) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+                    r.clone(),
+                    settings.tls.min_version,
+                    l.http2,
+                )?)),
+                _ => None,
+            };
+            bound.push((listener, l.clone(), acceptor));
+        }
+        let admin_listener = match settings.admin {
+            Some(addr) => {
+                Some(server::bind(addr).map_err(|source| StartError::Bind { addr, source })?)
+            }
+            None => None,
+        };
+
+        let mut listeners = Vec::new();
+        for (listener, l, tls) in bound {
+            let addr = listener.local_addr().unwrap_or(l.address);
+            tracing::info!(address = %addr, tls = l.tls, http2 = l.http2, "listening");
+            listeners.push(addr);
+            let config = ListenerConfig { settings: l, tls };
+            tokio::spawn(server::serve_listener(
+                listener,
+                config,
+                proxy.clone(),
+                shutdown_rx.clone(),
+                drain_tx.clone(),
+            ));
+        }
+
+        let reloader =
+            resolver.map(|r| Arc::new(CertReloader::new(settings.tls.clone(), r, metrics.clone())));
+        if let (Some(reloader), Some(every)) = (&reloader, settings.tls.watch_interval) {
+            let reloader = reloader.clone();
+            tokio::spawn(server::until_shutdown(
+                async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        if reloader.files_changed() {
+                            let _ = reloader.reload("certificate files changed");
+                        }
+                    }
+                },
+                shutdown_rx.clone(),
+            ));
+        }
+
+        let ready = Arc::new(AtomicBool::new(true));
+        let mut admin = None;
+        let admin_task = admin_listener.map(|listener| {
+            admin = listener.local_addr().ok();
+            tracing::info!(address = ?admin, "admin listening");
+            tokio::spawn(serve_admin(listener, metrics.clone(), ready.clone()))
+        });
+        tracing::info!(upstream = %settings.upstream.url, "concierge started");
+
+        Ok(Server {
+            listeners,
+            admin,
+            metrics,
+            shutdown,
+            drain_tx: Some(drain_tx),
+            drain_rx,
+            ready,
+            reloader,
+            grace: settings.timeouts.shutdown_grace,
+            admin_task,
+        })
+    }
+
+    /// Reload certificates now (SIGHUP). `None` when no TLS listener is configured.
+    pub fn reload_tls(&self, reason: &str) -> Option<Result<usize, TlsError>> {
+        self.reloader.as_ref().map(|r| r.reload(reason))
+    }
+
+    /// Stop accepting, let in-flight requests finish within the grace period, then stop.
+    pub async fn shutdown(mut self) -> Drained {
+        self.ready.store(false, Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+        self.drain_tx.take();
+        let outcome = match tokio::time::timeout(self.grace, self.drain_rx.recv()).await {
+            Ok(_) => Drained::Clean,
+            Err(_) => Drained::Deadline,
+        };
+        if let Some(t) = self.admin_task.take() {
+            t.abort();
+        }
+        outcome
+    }
+}
+
+async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let metrics = metrics.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let resp = admin_response(req.uri().path(), &metrics, &ready);
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+fn admin_response(path: &str, metrics: &Metrics, ready: &AtomicBool) -> Response<ResponseBody> {
+    let (status, ctype, body) = match path {
+        "/healthz" => (
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "ok\n".to_string(),
+        ),
+        "/readyz" if ready.load(Ordering::SeqCst) => (
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "ready\n".into(),
+        ),
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "draining\n".into(),
+        ),
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.encode(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found; try /healthz, /readyz or /metrics\n".into(),
+        ),
+    };
+    let mut resp = Response::new(ResponseBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Install the global tracing subscriber (human or JSON). `RUST_LOG`, if set, overrides the configured level.
+pub fn init_logging(log: &LogSettings) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .or_else(|| tracing_subscriber::EnvFilter::try_new(&log.level).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match log.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+}
+
+/// Build the runtime, start, and serve until SIGTERM/SIGINT; SIGHUP reloads certificates.
+pub fn run(settings: Settings) -> anyhow::Result<()> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = settings.worker_threads {
+        rt.worker_threads(n);
+    }
+    let rt = rt.build()?;
+    rt.block_on(async move {
+        let server = Server::start(settings).await?;
+        wait_for_stop(&server).await?;
+        stop(server).await;
+        Ok(())
+    })
+}
+
+/// Serve until SIGTERM or SIGINT (reloading certificates on SIGHUP), then drain.
+pub async fn wait_for_stop(server: &Server) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: draining"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
+            _ = hup.recv() => {
+                if server.reload_tls("SIGHUP").is_none() {
+                    tracing::info!("SIGHUP: no TLS listener, nothing to reload");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drain `server` and log how it went.
+pub async fn stop(server: Server) {
+    let grace = server.grace;
+    match server.shutdown().await {
+        Drained::Clean => tracing::info!("all connections finished; stopped"),
+        Drained::Deadline => {
+            tracing::warn!(?grace, "grace period over; remaining connections were cut")
+        }
+    }
+}

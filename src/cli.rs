@@ -1,0 +1,254 @@
+//! Command-line interface: arguments (clap), exit codes, and human output.
+//!
+//! Exit codes: 0 success; 1 the command ran and found problems or failed at run time (`check` found errors,
+//! a port could not be bound); 2 the configuration or the arguments are invalid.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app;
+use crate::config::{LogFormat, Overrides, Settings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "concierge",
+    version,
+    about = "Privacy-first consent and firmographic personalization proxy"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy.
+    Serve(ServeArgs),
+    /// Validate everything `serve` would load (config, certificates, CA file) and exit.
+    Check(ServeArgs),
+    /// Run the built-in demo origin (the example site) with the proxy in front of it.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Human,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(f: LogFormatArg) -> LogFormat {
+        match f {
+            LogFormatArg::Human => LogFormat::Human,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see concierge.example.toml).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Plain-HTTP listen address; repeatable. Replaces the file's listeners.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Origin URL, e.g. http://127.0.0.1:3000. Overrides upstream.url.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Rules directory. Overrides rules.dir.
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// Admin listen address (health, readiness, metrics), or "off". Overrides admin.address.
+    #[arg(long, value_name = "ADDR|off")]
+    pub admin: Option<String>,
+    /// Log format. Overrides log.format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            rules: self.rules.clone(),
+            log_format: self.log_format.map(Into::into),
+            admin: self.admin.clone(),
+        }
+    }
+
+    fn load(&self) -> Result<Settings, crate::config::ConfigErrors> {
+        Settings::load(self.config.as_deref(), &self.overrides())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the proxy listens.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Admin listen address, or "off".
+    #[arg(long, default_value = "127.0.0.1:9901", value_name = "ADDR|off")]
+    pub admin: String,
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Check(args) => check(args),
+        Command::Demo(args) => demo(args),
+    }
+}
+
+fn print_config_errors(errors: &crate::config::ConfigErrors) {
+    for e in &errors.0 {
+        eprintln!("error: {e}");
+    }
+    eprintln!("{} error(s) in the configuration", errors.0.len());
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let settings = match args.load() {
+        Ok(s) => s,
+        Err(e) => {
+            print_config_errors(&e);
+            return ExitCode::from(2);
+        }
+    };
+    app::init_logging(&settings.log);
+    match app::run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "concierge stopped");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(args: ServeArgs) -> ExitCode {
+    let settings = match args.load() {
+        Ok(s) => s,
+        Err(e) => {
+            print_config_errors(&e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut problems: Vec<String> = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
+    for l in &settings.listeners {
+        let kind = if l.tls { "https" } else { "http" };
+        let h2 = if l.http2 {
+            "HTTP/1.1 + HTTP/2"
+        } else {
+            "HTTP/1.1"
+        };
+        let redirect = l
+            .redirect_to_https
+            .map(|p| format!(", redirects to https port {p}"))
+            .unwrap_or_default();
+        lines.push(format!("listener  {} ({kind}, {h2}{redirect})", l.address));
+    }
+    lines.push(format!(
+        "upstream  {} (Host: {:?})",
+        settings.upstream.url, settings.upstream.host_header
+    ));
+    if settings.listeners.iter().any(|l| l.tls) {
+        match crate::tls::load_store(&settings.tls) {
+            Ok(store) => {
+                for c in &store.entries {
+                    lines.push(format!(
+                        "certificate {} for {}",
+                        c.cert.display(),
+                        c.names.join(", ")
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("tls: {e}")),
+        }
+    }
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => {
+            let result = rt.block_on(async {
+                crate::proxy::upstream::Upstream::new(&settings.upstream, &settings.timeouts)
+                    .map(|_| ())
+            });
+            if let Err(e) = result {
+                problems.push(e.to_string());
+            }
+        }
+        Err(e) => problems.push(format!("cannot start a runtime: {e}")),
+    }
+    match settings.admin {
+        Some(a) => lines.push(format!("admin     {a} (/healthz, /readyz, /metrics)")),
+        None => lines.push("admin     off".into()),
+    }
+    if problems.is_empty() {
+        let source = settings
+            .source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or("flags only".into());
+        println!("configuration OK ({source})");
+        for l in lines {
+            println!("  {l}");
+        }
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        eprintln!("{} error(s)", problems.len());
+        ExitCode::FAILURE
+    }
+}
+
+fn demo(args: DemoArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = rt.block_on(async move {
+        let origin = crate::demo::start_origin(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let overrides = Overrides {
+            listen: vec![args.listen.to_string()],
+            upstream: Some(format!("http://{origin}")),
+            rules: None,
+            log_format: args.log_format.map(Into::into),
+            admin: Some(args.admin.clone()),
+        };
+        let settings = Settings::load(None, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+        app::init_logging(&settings.log);
+        let server = app::Server::start(settings).await.map_err(|e| {
+            anyhow::anyhow!("{e}\nhint: another program uses that port; pick others with --listen ADDR --admin ADDR|off")
+        })?;
+        let proxy_addr = server.listeners.first().copied().unwrap_or(args.listen);
+        println!("{}", crate::demo::banner(proxy_addr, origin, server.admin));
+        app::wait_for_stop(&server).await?;
+        app::stop(server).await;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

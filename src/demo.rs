@@ -1,0 +1,190 @@
+//! `concierge demo`: a built-in origin serving the example B2B site (embedded from `examples/site/`, so the
+//! binary needs no files), with the proxy in front of it.
+//!
+//! The demo origin is a plain hyper server; it also answers `/echo` with the request headers it received, which
+//! shows what the proxy tells an origin (forwarding headers, `Via`, request id).
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// The site's files: (path, content type, bytes).
+pub const SITE: &[(&str, &str, &[u8])] = &[
+    (
+        "/index.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../examples/site/index.html"),
+    ),
+    (
+        "/pricing.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../examples/site/pricing.html"),
+    ),
+    (
+        "/case-study.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../examples/site/case-study.html"),
+    ),
+    (
+        "/demo-request.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../examples/site/demo-request.html"),
+    ),
+    (
+        "/thanks.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../examples/site/thanks.html"),
+    ),
+    (
+        "/404.html",
+        "text/html; charset=utf-8",
+        include_bytes!("../examples/site/404.html"),
+    ),
+    (
+        "/styles.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../examples/site/styles.css"),
+    ),
+    (
+        "/favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../examples/site/favicon.svg"),
+    ),
+];
+
+/// Largest demo-request form body the origin reads.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+fn file(path: &str) -> Option<(&'static str, &'static [u8])> {
+    let path = if path == "/" { "/index.html" } else { path };
+    SITE.iter()
+        .find(|(p, _, _)| *p == path)
+        .map(|(_, t, b)| (*t, *b))
+}
+
+fn response(
+    status: StatusCode,
+    ctype: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    resp
+}
+
+async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let path = req.uri().path().to_string();
+    let resp = match (req.method(), path.as_str()) {
+        (&Method::GET | &Method::HEAD, "/echo") => {
+            let mut text = format!("{} {} {:?}\n", req.method(), req.uri(), req.version());
+            for (name, value) in req.headers() {
+                text.push_str(&format!(
+                    "{}: {}\n",
+                    name,
+                    String::from_utf8_lossy(value.as_bytes())
+                ));
+            }
+            let mut r = response(StatusCode::OK, "text/plain; charset=utf-8", text);
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        (&Method::POST, "/demo-request") => {
+            // Read (bounded) and discard: the demo stores nothing.
+            match Limited::new(req.into_body(), MAX_FORM_BYTES)
+                .collect()
+                .await
+            {
+                Ok(_) => {
+                    let mut r = response(
+                        StatusCode::SEE_OTHER,
+                        "text/plain; charset=utf-8",
+                        "See /thanks.html\n",
+                    );
+                    r.headers_mut()
+                        .insert(header::LOCATION, HeaderValue::from_static("/thanks.html"));
+                    r
+                }
+                Err(_) => response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "text/plain; charset=utf-8",
+                    "Form too large\n",
+                ),
+            }
+        }
+        (&Method::GET | &Method::HEAD, p) => match file(p) {
+            Some((ctype, bytes)) => response(StatusCode::OK, ctype, Bytes::from_static(bytes)),
+            None => {
+                let (ctype, bytes) = file("/404.html").unwrap_or(("text/plain", b"not found"));
+                response(StatusCode::NOT_FOUND, ctype, Bytes::from_static(bytes))
+            }
+        },
+        _ => {
+            let mut r = response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain; charset=utf-8",
+                "Method not allowed\n",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+            r
+        }
+    };
+    Ok(resp)
+}
+
+/// Start the demo origin on `addr` (port 0 picks one); returns the bound address.
+pub async fn start_origin(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service_fn(handle))
+                    .await;
+            });
+        }
+    });
+    Ok(local)
+}
+
+/// What `concierge demo` prints once everything is up.
+pub fn banner(proxy: SocketAddr, origin: SocketAddr, admin: Option<SocketAddr>) -> String {
+    let mut s = format!(
+        "\nConcierge demo is running.\n\n  Site through the proxy:  http://{proxy}/\n  Demo origin (direct):    http://{origin}/\n"
+    );
+    if let Some(a) = admin {
+        s.push_str(&format!(
+            "  Health and metrics:      http://{a}/healthz  http://{a}/metrics\n"
+        ));
+    }
+    s.push_str(&format!(
+        "\nTry:\n  curl -si http://{proxy}/ | head -n 15          # the home page, with x-request-id\n  \
+         curl -s  http://{proxy}/echo                   # what the origin receives: Via, X-Forwarded-*, Forwarded\n  \
+         curl -s  http://{proxy}/_concierge/ -o /dev/null -w '%{{http_code}}\\n'   # the reserved prefix never reaches the origin\n"
+    ));
+    if let Some(a) = admin {
+        s.push_str(&format!(
+            "  curl -s  http://{a}/metrics | grep concierge_http_requests\n"
+        ));
+    }
+    s.push_str("\nPress Ctrl-C to stop.\n");
+    s
+}

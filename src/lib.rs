@@ -1,0 +1,22 @@
+//! Concierge: a privacy-first consent and firmographic personalization reverse proxy.
+//!
+//! Module map (dependency direction points down; nothing imports `app` or `proxy`):
+//!
+//! | module     | owns |
+//! |------------|------|
+//! | `cli`      | arguments, exit codes, human output |
+//! | `app`      | wiring: listeners, TLS reloader, admin endpoint, signals, graceful shutdown |
+//! | `demo`     | the built-in demo origin serving `examples/site/` |
+//! | `config`   | TOML read raw, then validated into `Settings` |
+//! | `tls`      | certificate loading, SNI selection, reload keeping the last good set |
+//! | `proxy`    | the per-request phases, header hygiene, upstream client, error responses |
+//! | `metrics`  | counters, histograms, Prometheus exposition |
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod proxy;
+pub mod tls;

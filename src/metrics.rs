@@ -1,0 +1,241 @@
+//! Metrics: every counter and histogram the proxy exposes, and their Prometheus text exposition.
+//!
+//! One [`Metrics`] value lives for the whole process and is shared by reference; handles are cheap clones of
+//! atomics, so the hot path never takes a lock except the read lock of a labelled family.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: String,
+}
+
+/// Why a request to the origin failed.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum UpstreamErrorKind {
+    connect,
+    connect_timeout,
+    response_timeout,
+    reset,
+    tls,
+    other,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamErrorLabel {
+    kind: UpstreamErrorKind,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ReloadResult {
+    success,
+    failure,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabel {
+    result: ReloadResult,
+}
+
+/// The process-wide metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<CodeLabel, Counter>,
+    duration: Histogram,
+    upstream_errors: Family<UpstreamErrorLabel, Counter>,
+    open_connections: Family<ListenerLabel, Gauge>,
+    connections: Family<ListenerLabel, Counter>,
+    tls_reloads: Family<ReloadLabel, Counter>,
+    tls_handshake_errors: Counter,
+    aborted_responses: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("concierge");
+        let requests = Family::<CodeLabel, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Requests answered, by status code",
+            requests.clone(),
+        );
+        // 0.5 ms … ~33 s
+        let duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.0005, 2.0, 17,
+        ));
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from request head received to response body finished",
+            prometheus_client::registry::Unit::Seconds,
+            duration.clone(),
+        );
+        let upstream_errors = Family::<UpstreamErrorLabel, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Failed requests to the origin, by cause",
+            upstream_errors.clone(),
+        );
+        let open_connections = Family::<ListenerLabel, Gauge>::default();
+        registry.register(
+            "open_connections",
+            "Client connections currently open",
+            open_connections.clone(),
+        );
+        let connections = Family::<ListenerLabel, Counter>::default();
+        registry.register(
+            "connections",
+            "Client connections accepted",
+            connections.clone(),
+        );
+        let tls_reloads = Family::<ReloadLabel, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "Certificate reload attempts, by result",
+            tls_reloads.clone(),
+        );
+        let tls_handshake_errors = Counter::default();
+        registry.register(
+            "tls_handshake_errors",
+            "TLS handshakes that failed or timed out",
+            tls_handshake_errors.clone(),
+        );
+        let aborted_responses = Counter::default();
+        registry.register(
+            "aborted_responses",
+            "Responses whose body ended early (client gone or origin reset)",
+            aborted_responses.clone(),
+        );
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Arc::new(Metrics {
+            registry,
+            requests,
+            duration,
+            upstream_errors,
+            open_connections,
+            connections,
+            tls_reloads,
+            tls_handshake_errors,
+            aborted_responses,
+        })
+    }
+
+    pub fn record_request(&self, code: u16, seconds: f64, completed: bool) {
+        self.requests.get_or_create(&CodeLabel { code }).inc();
+        self.duration.observe(seconds);
+        if !completed {
+            self.aborted_responses.inc();
+        }
+    }
+
+    pub fn upstream_error(&self, kind: UpstreamErrorKind) {
+        self.upstream_errors
+            .get_or_create(&UpstreamErrorLabel { kind })
+            .inc();
+    }
+
+    /// Count a new connection on `listener`; the returned guard keeps it in the open-connections gauge.
+    pub fn connection_opened(&self, listener: &str) -> ConnectionGuard {
+        let label = ListenerLabel {
+            listener: listener.to_string(),
+        };
+        self.connections.get_or_create(&label).inc();
+        let gauge = self.open_connections.get_or_create(&label).clone();
+        gauge.inc();
+        ConnectionGuard { gauge }
+    }
+
+    pub fn tls_reload(&self, result: ReloadResult) {
+        self.tls_reloads
+            .get_or_create(&ReloadLabel { result })
+            .inc();
+    }
+
+    pub fn tls_handshake_error(&self) {
+        self.tls_handshake_errors.inc();
+    }
+
+    /// Number of reloads with `result` so far (for status output and tests).
+    pub fn tls_reload_count(&self, result: ReloadResult) -> u64 {
+        self.tls_reloads
+            .get_or_create(&ReloadLabel { result })
+            .get()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Decrements the open-connections gauge when the connection ends.
+pub struct ConnectionGuard {
+    gauge: Gauge,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_contains_recorded_values() {
+        let m = Metrics::new();
+        m.record_request(200, 0.01, true);
+        m.record_request(502, 0.02, false);
+        m.upstream_error(UpstreamErrorKind::connect);
+        let g = m.connection_opened("127.0.0.1:8080");
+        m.tls_reload(ReloadResult::failure);
+        let text = m.encode();
+        assert!(
+            text.contains("concierge_http_requests_total{code=\"200\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("concierge_upstream_errors_total{kind=\"connect\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("concierge_open_connections{listener=\"127.0.0.1:8080\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("concierge_tls_reloads_total{result=\"failure\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("concierge_http_request_duration_seconds_count 2"),
+            "{text}"
+        );
+        drop(g);
+        assert!(m
+            .encode()
+            .contains("concierge_open_connections{listener=\"127.0.0.1:8080\"} 0"));
+    }
+}

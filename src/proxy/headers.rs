@@ -1,0 +1,334 @@
+//! Header hygiene between client and origin: hop-by-hop removal, `Via`, the forwarding headers, request ids.
+//!
+//! Invariants:
+//! - No hop-by-hop header (RFC 9110 §7.6.1), nor any header named in `Connection`, crosses the proxy in either
+//!   direction, except the `Upgrade`/`Connection: upgrade` pair of a protocol upgrade we pass through.
+//! - The forwarding headers the origin sees (`X-Forwarded-For/-Proto/-Host`, `Forwarded`) are written by us from
+//!   the resolved client; whatever the client sent under those names is replaced, never trusted blindly.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Version;
+
+/// Hop-by-hop headers that are removed whether or not `Connection` names them.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Whether this HTTP/1.1 request asks for a protocol upgrade (`Connection: upgrade` + `Upgrade: x`).
+pub fn is_upgrade_request(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_11
+        && headers.contains_key(header::UPGRADE)
+        && connection_has(headers, "upgrade")
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Remove hop-by-hop headers and those `Connection` names. With `keep_upgrade`, the `Upgrade` header survives
+/// and `Connection: upgrade` is set again, as a pass-through upgrade needs.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Names listed in Connection: collect first (values borrow the map).
+    let mut listed: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(v) = value.to_str() else { continue };
+        for token in v.split(',') {
+            let token = token.trim();
+            if token.is_empty() {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
+                listed.push(name);
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    for name in listed {
+        if keep_upgrade && name == header::UPGRADE {
+            continue;
+        }
+        // Never let `Connection: host` or similar strip end-to-end headers the proxy itself relies on.
+        if name == header::HOST || name == header::CONTENT_LENGTH {
+            continue;
+        }
+        headers.remove(&name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Append our `Via` entry (RFC 9110 §7.6.3) for a message received with `version`.
+pub fn append_via(headers: &mut HeaderMap, version: Version, via_name: &str) {
+    let proto = match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("{proto} {via_name}")) {
+        headers.append(header::VIA, v);
+    }
+}
+
+/// What the origin is told about the client and the original request.
+pub struct Forwarding<'a> {
+    pub client: IpAddr,
+    /// `http` or `https`: the scheme the client used to reach us.
+    pub proto: &'static str,
+    /// The host the client asked for, if it sent a valid one.
+    pub host: Option<&'a str>,
+}
+
+/// Replace the forwarding headers with ours.
+pub fn set_forwarding(headers: &mut HeaderMap, fwd: &Forwarding<'_>) {
+    headers.remove(&X_FORWARDED_FOR);
+    headers.remove(&X_FORWARDED_PROTO);
+    headers.remove(&X_FORWARDED_HOST);
+    headers.remove(&X_REAL_IP);
+    headers.remove(header::FORWARDED);
+
+    let ip = fwd.client.to_string();
+    if let Ok(v) = HeaderValue::from_str(&ip) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(fwd.proto),
+    );
+    let mut forwarded = match fwd.client {
+        IpAddr::V4(_) => format!("for={ip}"),
+        IpAddr::V6(_) => format!("for=\"[{ip}]\""),
+    };
+    if let Some(host) = fwd.host {
+        if let Ok(v) = HeaderValue::from_str(host) {
+            headers.insert(X_FORWARDED_HOST.clone(), v);
+        }
+        forwarded.push_str(";host=");
+        push_forwarded_value(&mut forwarded, host);
+    }
+    forwarded.push_str(";proto=");
+    forwarded.push_str(fwd.proto);
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.insert(header::FORWARDED, v);
+    }
+}
+
+/// RFC 7239 value: a token as is, anything else (e.g. `host:port`) as a quoted string.
+fn push_forwarded_value(out: &mut String, value: &str) {
+    let is_token = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if is_token {
+        out.push_str(value);
+    } else {
+        out.push('"');
+        for c in value.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+}
+
+/// A client-supplied request id we are willing to propagate: 1–128 visible, log-safe characters.
+pub fn acceptable_request_id(value: &HeaderValue) -> bool {
+    let b = value.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:+/=".contains(c))
+}
+
+/// A fresh request id: 128 random bits as 32 hex digits.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u128(..);
+    let mut buf = [0u8; 32];
+    for b in buf.iter_mut().rev() {
+        *b = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// Does a Host (or :authority) value look like `host[:port]` and nothing else?
+pub fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .parse::<http::uri::Authority>()
+            .is_ok_and(|a| !a.as_str().contains('@'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn strips_standard_and_listed_hop_by_hop_headers() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("connection", "x-other"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("x-other", "2"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("proxy-connection", "keep-alive"),
+            ("upgrade", "websocket"),
+            ("trailer", "x-checksum"),
+            ("accept", "text/html"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn connection_cannot_remove_host_or_content_length() {
+        let mut h = map(&[
+            ("connection", "host, content-length"),
+            ("host", "a"),
+            ("content-length", "3"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.get("host").unwrap(), "a");
+        assert_eq!(h.get("content-length").unwrap(), "3");
+    }
+
+    #[test]
+    fn upgrade_pass_through_keeps_upgrade_pair() {
+        let mut h = map(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "k"),
+        ]);
+        assert!(is_upgrade_request(Version::HTTP_11, &h));
+        assert!(!is_upgrade_request(Version::HTTP_10, &h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+        assert_eq!(h.get("sec-websocket-key").unwrap(), "k");
+    }
+
+    #[test]
+    fn forwarding_headers_replace_client_values() {
+        let mut h = map(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-host", "evil"),
+            ("x-real-ip", "6.6.6.6"),
+        ]);
+        set_forwarding(
+            &mut h,
+            &Forwarding {
+                client: "192.0.2.7".parse().unwrap(),
+                proto: "https",
+                host: Some("www.example.com:8443"),
+            },
+        );
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.7");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(h.get("x-forwarded-host").unwrap(), "www.example.com:8443");
+        assert_eq!(
+            h.get("forwarded").unwrap(),
+            "for=192.0.2.7;host=\"www.example.com:8443\";proto=https"
+        );
+        assert!(h.get("x-real-ip").is_none());
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
+    fn forwarded_quotes_ipv6() {
+        let mut h = HeaderMap::new();
+        set_forwarding(
+            &mut h,
+            &Forwarding {
+                client: "2001:db8::1".parse().unwrap(),
+                proto: "http",
+                host: Some("example.com"),
+            },
+        );
+        assert_eq!(
+            h.get("forwarded").unwrap(),
+            "for=\"[2001:db8::1]\";host=example.com;proto=http"
+        );
+    }
+
+    #[test]
+    fn via_is_appended() {
+        let mut h = map(&[("via", "1.0 cdn")]);
+        append_via(&mut h, Version::HTTP_2, "concierge");
+        let all: Vec<_> = h
+            .get_all("via")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(all, ["1.0 cdn", "2 concierge"]);
+    }
+
+    #[test]
+    fn request_ids() {
+        let id = new_request_id();
+        assert_eq!(id.len(), 32);
+        assert!(acceptable_request_id(&id));
+        assert_ne!(new_request_id(), id);
+        assert!(!acceptable_request_id(&HeaderValue::from_static(
+            "has space"
+        )));
+        assert!(!acceptable_request_id(
+            &HeaderValue::from_str(&"a".repeat(129)).unwrap()
+        ));
+    }
+
+    #[test]
+    fn host_validation() {
+        assert!(valid_host("example.com"));
+        assert!(valid_host("example.com:8080"));
+        assert!(valid_host("[::1]:8080"));
+        assert!(!valid_host(""));
+        assert!(!valid_host("a b"));
+        assert!(!valid_host("user@example.com"));
+        assert!(!valid_host("example.com/path"));
+    }
+}

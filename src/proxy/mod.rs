@@ -1,0 +1,370 @@
+//! The proxy: the hyper service that takes one request through the phases, and the listeners that feed it.
+//!
+//! ```text
+//! accept ─► client ─► (classify ─► plan) ─► upstream ─► response head ─► response body ─► record
+//! ```
+//! Each phase is a method below that reads the per-request [`RequestContext`] and either continues or answers
+//! now. `classify` (geo, consent, company) and `plan` (rules) arrive with their modules; today a request goes
+//! from `client` straight to `upstream`. The record phase lives in [`body::Recorder`] and runs on every exit.
+
+pub mod body;
+pub mod error;
+pub mod headers;
+pub mod server;
+pub mod upstream;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::config::{HostHeader, Settings};
+use crate::metrics::{Metrics, UpstreamErrorKind};
+use body::{Recorder, ResponseBody};
+use error::Refusal;
+use upstream::Upstream;
+
+/// What the accept phase learned about the connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    /// Answer every request with a redirect to HTTPS on this port.
+    pub redirect_https: Option<u16>,
+}
+
+/// The immutable per-request context every phase reads.
+pub struct RequestContext {
+    pub request_id: HeaderValue,
+    /// The resolved client address (today: the TCP peer; trusted forwarding headers come with `client_ip`).
+    pub client: IpAddr,
+    pub scheme: &'static str,
+    /// The host the client asked for (`Host`, or the authority of an absolute-form or HTTP/2 request).
+    pub host: Option<String>,
+    pub method: Method,
+    pub version: Version,
+    pub start: Instant,
+}
+
+/// Shared by every connection: settings, the upstream pool, metrics.
+pub struct Proxy {
+    settings: Arc<Settings>,
+    upstream: Upstream,
+    metrics: Arc<Metrics>,
+}
+
+impl Proxy {
+    pub fn new(
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Proxy>, upstream::UpstreamSetupError> {
+        let upstream = Upstream::new(&settings.upstream, &settings.timeouts)?;
+        Ok(Arc::new(Proxy {
+            settings,
+            upstream,
+            metrics,
+        }))
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The hyper service entry point: run the phases, then attach the record phase to the response.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+        let ctx = self.context(&req, &conn);
+        let path = req.uri().path().to_string();
+        let mut resp = match self.accept_phase(&req, &ctx, &conn) {
+            Some(early) => early,
+            None => self.upstream_phase(req, &ctx).await,
+        };
+        resp.headers_mut().insert(
+            self.settings.proxy.request_id_header.clone(),
+            ctx.request_id.clone(),
+        );
+        let completed = resp.body().is_end_stream() || ctx.method == Method::HEAD;
+        let recorder = Recorder {
+            metrics: self.metrics.clone(),
+            access_log: self.settings.log.access_log,
+            request_id: ctx.request_id,
+            client: ctx.client,
+            method: ctx.method,
+            host: ctx.host,
+            path,
+            version: ctx.version,
+            status: resp.status(),
+            start: ctx.start,
+            bytes: 0,
+            completed,
+        };
+        resp.body_mut().set_recorder(recorder);
+        Ok(resp)
+    }
+
+    /// Client phase: who is asking, for what host, under which request id.
+    fn context(&self, req: &Request<Incoming>, conn: &ConnInfo) -> RequestContext {
+        let proxy = &self.settings.proxy;
+        let request_id = req
+            .headers()
+            .get(&proxy.request_id_header)
+            .filter(|v| proxy.trust_request_id && headers::acceptable_request_id(v))
+            .cloned()
+            .unwrap_or_else(headers::new_request_id);
+        // RFC 9112 §3.2.2: an absolute-form target's authority wins over Host; HTTP/2 carries it as :authority.
+        let host = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            })
+            .filter(|h| headers::valid_host(h));
+        RequestContext {
+            request_id,
+            client: conn.peer.ip().to_canonical(),
+            scheme: if conn.tls { "https" } else { "http" },
+            host,
+            method: req.method().clone(),
+            version: req.version(),
+            start: Instant::now(),
+        }
+    }
+
+    /// Accept phase: refuse what must not reach the origin, redirect, or answer the proxy's own endpoints.
+    fn accept_phase(
+        &self,
+        req: &Request<Incoming>,
+        ctx: &RequestContext,
+        conn: &ConnInfo,
+    ) -> Option<Response<ResponseBody>> {
+        let limits = &self.settings.limits;
+        let refuse = |r: Refusal| Some(r.response(&ctx.request_id));
+        if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > limits.max_uri_bytes {
+            return refuse(Refusal::UriTooLong);
+        }
+        if req
+            .headers()
+            .values()
+            .any(|v| v.len() > limits.max_header_value_bytes)
+        {
+            return refuse(Refusal::HeaderTooLarge);
+        }
+        let h = req.headers();
+        // Request smuggling: hyper already rejects conflicting Content-Length values and non-chunked final
+        // transfer codings; a request with both framings is refused outright (RFC 9112 §6.1 allows it) so that
+        // no proxy or origin behind us can read it differently.
+        if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+            return refuse(Refusal::BadRequest(
+                "The request has both Content-Length and Transfer-Encoding.",
+            ));
+        }
+        if h.contains_key(header::TRANSFER_ENCODING) && req.version() == Version::HTTP_10 {
+            return refuse(Refusal::BadRequest(
+                "HTTP/1.0 requests cannot use Transfer-Encoding.",
+            ));
+        }
+        let host_sent = req.uri().authority().is_some() || h.contains_key(header::HOST);
+        if ctx.host.is_none() && (host_sent || req.version() != Version::HTTP_10) {
+            return refuse(Refusal::BadRequest(
+                "The request has a missing or malformed Host header.",
+            ));
+        }
+        if h.get_all(header::HOST).iter().count() > 1 {
+            return refuse(Refusal::BadRequest(
+                "The request has more than one Host header.",
+            ));
+        }
+        if let Some(port) = conn.redirect_https {
+            // ACME HTTP-01 challenges must reach the origin over plain HTTP.
+            if !req.uri().path().starts_with("/.well-known/acme-challenge/") {
+                return Some(self.https_redirect(req, ctx, port));
+            }
+        }
+        if req
+            .uri()
+            .path()
+            .starts_with(&self.settings.proxy.reserved_prefix)
+        {
+            // The reserved prefix belongs to the proxy (consent, feedback, assets arrive with their modules);
+            // nothing under it is ever forwarded to the origin.
+            return refuse(Refusal::NotFound);
+        }
+        None
+    }
+
+    fn https_redirect(
+        &self,
+        req: &Request<Incoming>,
+        ctx: &RequestContext,
+        port: u16,
+    ) -> Response<ResponseBody> {
+        let Some(host) = ctx
+            .host
+            .as_deref()
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+        else {
+            return Refusal::BadRequest("The request has a missing or malformed Host header.")
+                .response(&ctx.request_id);
+        };
+        let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let location = if port == 443 {
+            format!("https://{}{}", host.host(), target)
+        } else if host.host().contains(':') {
+            format!(
+                "https://[{}]:{}{}",
+                host.host().trim_matches(['[', ']']),
+                port,
+                target
+            )
+        } else {
+            format!("https://{}:{}{}", host.host(), port, target)
+        };
+        match HeaderValue::from_str(&location) {
+            Ok(v) => error::redirect(v),
+            Err(_) => Refusal::BadRequest("The request target cannot be redirected.")
+                .response(&ctx.request_id),
+        }
+    }
+
+    /// Upstream phase: rewrite the head for the origin, send, wait (bounded) for the response head.
+    async fn upstream_phase(
+        &self,
+        mut req: Request<Incoming>,
+        ctx: &RequestContext,
+    ) -> Response<ResponseBody> {
+        let settings = &self.settings;
+        let upgrade = headers::is_upgrade_request(req.version(), req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        let (mut parts, body) = req.into_parts();
+        parts.uri = match self.upstream.uri_for(parts.uri.path_and_query()) {
+            Ok(uri) => uri,
+            Err(_) => {
+                return Refusal::BadRequest("The request target is malformed.")
+                    .response(&ctx.request_id)
+            }
+        };
+        let received_version = parts.version;
+        parts.version = Version::HTTP_11;
+        let h = &mut parts.headers;
+        headers::strip_hop_by_hop(h, upgrade);
+        headers::append_via(h, received_version, &settings.proxy.via_name);
+        headers::set_forwarding(
+            h,
+            &headers::Forwarding {
+                client: ctx.client,
+                proto: ctx.scheme,
+                host: ctx.host.as_deref(),
+            },
+        );
+        let host_value = match &settings.upstream.host_header {
+            HostHeader::Preserve => ctx
+                .host
+                .as_deref()
+                .and_then(|v| HeaderValue::from_str(v).ok()),
+            HostHeader::Upstream => HeaderValue::from_str(self.upstream.authority().as_str()).ok(),
+            HostHeader::Custom(v) => Some(v.clone()),
+        };
+        match host_value {
+            Some(v) => {
+                h.insert(header::HOST, v);
+            }
+            None => {
+                h.remove(header::HOST);
+            }
+        }
+        h.insert(
+            settings.proxy.request_id_header.clone(),
+            ctx.request_id.clone(),
+        );
+
+        let sent = tokio::time::timeout(
+            settings.timeouts.upstream_response,
+            self.upstream
+                .client()
+                .request(Request::from_parts(parts, body)),
+        )
+        .await;
+        let mut resp = match sent {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                let kind = upstream::classify(&e);
+                self.metrics.upstream_error(kind);
+                let cause = upstream::error_chain(&e);
+                tracing::warn!(request_id = ctx.request_id.to_str().unwrap_or("-"), kind = ?kind, cause, "upstream request failed");
+                let refusal = match kind {
+                    UpstreamErrorKind::connect_timeout => Refusal::GatewayTimeout,
+                    _ => Refusal::BadGateway,
+                };
+                return refusal.response(&ctx.request_id);
+            }
+            Err(_) => {
+                self.metrics
+                    .upstream_error(UpstreamErrorKind::response_timeout);
+                tracing::warn!(
+                    request_id = ctx.request_id.to_str().unwrap_or("-"),
+                    timeout = ?settings.timeouts.upstream_response,
+                    "origin did not send a response head in time"
+                );
+                return Refusal::GatewayTimeout.response(&ctx.request_id);
+            }
+        };
+
+        // Response head phase.
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            if let Some(client_upgrade) = client_upgrade {
+                tunnel(
+                    client_upgrade,
+                    hyper::upgrade::on(&mut resp),
+                    ctx.request_id.clone(),
+                );
+            }
+        }
+        let (mut parts, body) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, switching && upgrade);
+        Response::from_parts(
+            parts,
+            ResponseBody::upstream(body, settings.timeouts.upstream_response),
+        )
+    }
+}
+
+/// After a 101, splice the client's and the origin's upgraded connections together until either side closes.
+fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    origin: hyper::upgrade::OnUpgrade,
+    request_id: HeaderValue,
+) {
+    tokio::spawn(async move {
+        let (client, origin) = match tokio::try_join!(client, origin) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut origin = TokioIo::new(origin);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
+            tracing::debug!(request_id = request_id.to_str().unwrap_or("-"), error = %e, "upgraded connection ended");
+        }
+    });
+}

@@ -1,0 +1,341 @@
+//! The accept phase's sockets: listeners, TLS handshakes, HTTP/1.1 and HTTP/2 connections, idle and shutdown.
+//!
+//! Invariants: a connection never outlives a shutdown by more than the grace period (the caller enforces the
+//! deadline; here every connection is told to finish its in-flight requests and close); one bad connection only
+//! ever ends itself; an accept error (e.g. out of file descriptors) backs off instead of spinning.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::{ConnInfo, Proxy};
+use crate::config::{Limits, ListenerSettings, Timeouts};
+
+/// Held by every connection task; the server is drained when all clones are gone.
+pub type DrainToken = mpsc::Sender<()>;
+
+/// How connections on one listener are served.
+pub struct ListenerConfig {
+    pub settings: ListenerSettings,
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// HTTP/1.1 + HTTP/2 connection builders with the configured limits.
+#[derive(Clone)]
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
+fn builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.client_header)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32)
+        // No PING keep-alives: they would count as activity and defeat the idle timeout, which already
+        // closes connections to vanished peers.
+        .max_concurrent_streams(limits.h2_max_concurrent_streams);
+    b
+}
+
+impl Builders {
+    fn new(limits: &Limits, timeouts: &Timeouts) -> Builders {
+        let base = builder(limits, timeouts);
+        Builders {
+            auto: base.clone(),
+            h1: base.clone().http1_only(),
+            h2: base.http2_only(),
+        }
+    }
+}
+
+/// Accept connections on `listener` until `shutdown` turns true.
+pub async fn serve_listener(
+    listener: TcpListener,
+    config: ListenerConfig,
+    proxy: Arc<Proxy>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: DrainToken,
+) {
+    let settings = proxy.settings();
+    let builders = Arc::new(Builders::new(&settings.limits, &settings.timeouts));
+    let timeouts = settings.timeouts;
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| config.settings.address);
+    let label = local.to_string();
+    let config = Arc::new(config);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            a = listener.accept() => a,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE/ENFILE and friends: the listener is fine, the process is out of something. Back off.
+                tracing::error!(listener = %label, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let guard = proxy.metrics().connection_opened(&label);
+        let proxy = proxy.clone();
+        let builders = builders.clone();
+        let config = config.clone();
+        let shutdown = shutdown.clone();
+        let drain = drain.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let _drain = drain;
+            let _ = tcp.set_nodelay(true);
+            let info = ConnInfo {
+                peer,
+                local,
+                tls: config.tls.is_some(),
+                redirect_https: config.settings.redirect_to_https,
+            };
+            serve_connection(tcp, info, &config, &builders, proxy, shutdown, timeouts).await;
+        });
+    }
+    tracing::debug!(listener = %label, "listener closed");
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    info: ConnInfo,
+    config: &ListenerConfig,
+    builders: &Builders,
+    proxy: Arc<Proxy>,
+    shutdown: watch::Receiver<bool>,
+    timeouts: Timeouts,
+) {
+    let activity = Arc::new(Activity::new());
+    let tcp = Tracked {
+        inner: tcp,
+        activity: activity.clone(),
+    };
+    match &config.tls {
+        None => {
+            let builder = if config.settings.http2 {
+                &builders.auto
+            } else {
+                &builders.h1
+            };
+            drive(
+                tcp,
+                info,
+                builder,
+                proxy,
+                shutdown,
+                timeouts.client_idle,
+                activity,
+            )
+            .await;
+        }
+        Some(acceptor) => {
+            let tls = match tokio::time::timeout(timeouts.tls_handshake, acceptor.accept(tcp)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    proxy.metrics().tls_handshake_error();
+                    tracing::debug!(peer = %info.peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    proxy.metrics().tls_handshake_error();
+                    tracing::debug!(peer = %info.peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let builder = if h2 { &builders.h2 } else { &builders.h1 };
+            drive(
+                tls,
+                info,
+                builder,
+                proxy,
+                shutdown,
+                timeouts.client_idle,
+                activity,
+            )
+            .await;
+        }
+    }
+}
+
+async fn drive<IO>(
+    io: IO,
+    info: ConnInfo,
+    builder: &auto::Builder<TokioExecutor>,
+    proxy: Arc<Proxy>,
+    mut shutdown: watch::Receiver<bool>,
+    idle: Duration,
+    activity: Arc<Activity>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = info.peer;
+    let info = Arc::new(info);
+    let service = service_fn(move |req| proxy.clone().handle(req, info.clone()));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut closing = *shutdown.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.changed(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = activity.idle_for(idle), if !closing => {
+                tracing::debug!(%peer, ?idle, "closing idle connection");
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// When a connection last moved bytes, in milliseconds since it was accepted.
+struct Activity {
+    start: tokio::time::Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: tokio::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        // Relaxed is enough: this is a hint for the idle timer, not a synchronisation point.
+        if self.last_ms.load(Ordering::Relaxed) != ms {
+            self.last_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Completes once no byte has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = self.last_ms.load(Ordering::Relaxed);
+            let deadline = self.start + Duration::from_millis(last) + idle;
+            tokio::time::sleep_until(deadline).await;
+            if self.last_ms.load(Ordering::Relaxed) == last {
+                return;
+            }
+        }
+    }
+}
+
+/// An IO that records activity for the idle timer.
+struct Tracked<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if poll.is_ready() {
+            self.activity.touch();
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if poll.is_ready() {
+            self.activity.touch();
+        }
+        poll
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if poll.is_ready() {
+            self.activity.touch();
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Bind a TCP listener with a production backlog and `SO_REUSEADDR` (restarts don't wait for TIME_WAIT).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Runs `fut` unless `shutdown` fires first; for helper tasks that should stop with the server.
+pub async fn until_shutdown<F: Future<Output = ()>>(fut: F, mut shutdown: watch::Receiver<bool>) {
+    tokio::select! {
+        _ = fut => {}
+        _ = shutdown.changed() => {}
+    }
+}
