@@ -167,19 +167,11 @@ impl Proxy {
             return refuse(Refusal::HeaderTooLarge);
         }
         let h = req.headers();
-        // Request smuggling: hyper already rejects conflicting Content-Length values and non-chunked final
-        // transfer codings; a request with both framings is refused outright (RFC 9112 §6.1 allows it) so that
-        // no proxy or origin behind us can read it differently.
-        if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
-            return refuse(Refusal::BadRequest(
-                "The request has both Content-Length and Transfer-Encoding.",
-            ));
-        }
-        if h.contains_key(header::TRANSFER_ENCODING) && req.version() == Version::HTTP_10 {
-            return refuse(Refusal::BadRequest(
-                "HTTP/1.0 requests cannot use Transfer-Encoding.",
-            ));
-        }
+        // Request smuggling: hyper's HTTP/1 parser already refuses conflicting Content-Length values, a final
+        // transfer coding other than chunked, Transfer-Encoding on HTTP/1.0 and malformed header lines. A request
+        // with both Content-Length and Transfer-Encoding is read by Transfer-Encoding alone, its Content-Length
+        // dropped and the connection closed after the response (RFC 9112 §6.1); the upstream client frames the
+        // body afresh, so the origin only ever sees one framing.
         let host_sent = req.uri().authority().is_some() || h.contains_key(header::HOST);
         if ctx.host.is_none() && (host_sent || req.version() != Version::HTTP_10) {
             return refuse(Refusal::BadRequest(

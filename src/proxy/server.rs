@@ -80,9 +80,7 @@ pub async fn serve_listener(
     let settings = proxy.settings();
     let builders = Arc::new(Builders::new(&settings.limits, &settings.timeouts));
     let timeouts = settings.timeouts;
-    let local = listener
-        .local_addr()
-        .unwrap_or_else(|_| config.settings.address);
+    let local = listener.local_addr().unwrap_or(config.settings.address);
     let label = local.to_string();
     let config = Arc::new(config);
     loop {

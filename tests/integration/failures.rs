@@ -1,0 +1,257 @@
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::support::*;
+
+async fn metrics_text(server: &concierge::app::Server) -> String {
+    admin(server, "/metrics").await.1
+}
+
+#[tokio::test]
+async fn refused_origin_gives_502_with_a_page() {
+    let dead = closed_port().await;
+    let server = proxy(&format!("http://{dead}"), "").await;
+    let (resp, body) = get(server.listeners[0], "/", &[]).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        resp.headers().get("content-type").unwrap(),
+        "text/html; charset=utf-8"
+    );
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("502 Bad Gateway"), "{page}");
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(page.contains(id), "the page shows the request id");
+    assert!(metrics_text(&server)
+        .await
+        .contains("concierge_upstream_errors_total{kind=\"connect\"} 1"));
+}
+
+#[tokio::test]
+async fn slow_origin_gives_504() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "[timeouts]\nupstream_response = \"300ms\"\n").await;
+    let (resp, body) = get(server.listeners[0], "/slow", &[]).await;
+    assert_eq!(resp.status(), 504);
+    assert!(String::from_utf8_lossy(&body).contains("504 Gateway Timeout"));
+    assert!(metrics_text(&server)
+        .await
+        .contains("concierge_upstream_errors_total{kind=\"response_timeout\"} 1"));
+    // The proxy is still fine afterwards.
+    let (resp, _) = get(server.listeners[0], "/echo", &[]).await;
+    assert_eq!(resp.status(), 200);
+}
+
+/// An origin that answers with a head promising 100 bytes, sends 3 and resets.
+async fn resetting_origin() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+                    .await;
+                drop(s);
+            });
+        }
+    });
+    addr
+}
+
+/// An origin that closes the connection without answering.
+async fn hangup_origin() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            drop(s);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn origin_hanging_up_before_the_head_gives_502() {
+    let addr = hangup_origin().await;
+    let server = proxy(&format!("http://{addr}"), "").await;
+    let (resp, _) = get(server.listeners[0], "/", &[]).await;
+    assert_eq!(resp.status(), 502);
+}
+
+#[tokio::test]
+async fn origin_reset_mid_body_aborts_the_client_response() {
+    let addr = resetting_origin().await;
+    let server = proxy(&format!("http://{addr}"), "").await;
+    let resp = send(server.listeners[0], request("GET", "/", &[], empty())).await;
+    assert_eq!(resp.status(), 200, "the head was already on its way");
+    let body = resp.into_body().collect().await;
+    assert!(
+        body.is_err(),
+        "a truncated body must not look complete to the client"
+    );
+    // The proxy keeps serving (the origin cuts every body short, so only the head is checked).
+    let resp = send(server.listeners[0], request("GET", "/", &[], empty())).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn header_and_uri_limits() {
+    let origin = Origin::start().await;
+    let server = proxy(
+        &origin.url(),
+        "[limits]\nmax_headers = 20\nmax_uri_bytes = 1024\n",
+    )
+    .await;
+    let addr = server.listeners[0];
+
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: a.test\r\n");
+    for i in 0..30 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    assert_eq!(
+        raw(addr, many.as_bytes()).await.status,
+        431,
+        "too many headers"
+    );
+
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(100 * 1024)
+    );
+    assert_eq!(
+        raw(addr, huge.as_bytes()).await.status,
+        431,
+        "head larger than max_header_bytes"
+    );
+
+    let long_value = format!(
+        "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(9000)
+    );
+    assert_eq!(
+        raw(addr, long_value.as_bytes()).await.status,
+        431,
+        "one header value over 8 KiB"
+    );
+
+    let long_uri = format!(
+        "GET /{} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        "a".repeat(2000)
+    );
+    assert_eq!(raw(addr, long_uri.as_bytes()).await.status, 414);
+
+    assert!(
+        origin.seen().is_empty(),
+        "nothing over a limit reached the origin"
+    );
+    let (resp, _) = get(addr, "/ok", &[]).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn request_smuggling_shapes_never_reach_the_origin() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "").await;
+    let addr = server.listeners[0];
+    let cases: &[(&str, &[u8])] = &[
+        (
+            "conflicting CL",
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\nContent-Length: 40\r\n\r\nabcGET /smuggled HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        ),
+        (
+            "TE not chunked",
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+        ),
+        (
+            "obfuscated TE",
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+        ),
+        ("missing Host", b"GET / HTTP/1.1\r\n\r\n"),
+        ("two Hosts", b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n"),
+        ("bad Host", b"GET / HTTP/1.1\r\nHost: a.test/../x\r\n\r\n"),
+        ("TE on HTTP/1.0", b"POST / HTTP/1.0\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+    ];
+    for (name, bytes) in cases {
+        let resp = raw(addr, bytes).await;
+        assert!(
+            (400..500).contains(&resp.status),
+            "{name}: got {}",
+            resp.status
+        );
+        assert!(
+            !String::from_utf8_lossy(&resp.body).contains("200 OK"),
+            "{name}: a second response followed"
+        );
+    }
+    assert!(
+        origin.seen().is_empty(),
+        "no smuggling shape reached the origin: {:?}",
+        origin.seen()
+    );
+
+    // CL + TE: read by Transfer-Encoding alone, Content-Length dropped, connection closed after the response,
+    // so the bytes after the chunked body are never taken as a second request.
+    let both = raw(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a.test\r\n\r\n",
+    )
+    .await;
+    assert_eq!(both.status, 200);
+    assert!(
+        !String::from_utf8_lossy(&both.body).contains("HTTP/1.1"),
+        "only one response on that connection"
+    );
+    let seen = origin.seen();
+    assert_eq!(
+        seen.len(),
+        1,
+        "the smuggled request never reached the origin: {seen:?}"
+    );
+    assert_eq!(seen[0].uri, "/echo");
+    assert_eq!(seen[0].body_len, 0);
+    assert!(
+        seen[0].header("content-length").is_none_or(|v| v == "0"),
+        "{seen:?}"
+    );
+
+    // A chunked request is forwarded with unambiguous framing.
+    let resp = raw(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let seen = origin.last();
+    assert_eq!(seen.uri, "/echo");
+    assert_eq!(seen.body_len, 5);
+    assert!(seen.header("content-length").is_none() || seen.header("transfer-encoding").is_none());
+}
+
+#[tokio::test]
+async fn slow_request_head_is_cut_off() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "[timeouts]\nclient_header = \"300ms\"\n").await;
+    let mut s = tokio::net::TcpStream::connect(server.listeners[0])
+        .await
+        .expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the proxy closed the slowloris connection");
+    assert!(origin.seen().is_empty());
+}

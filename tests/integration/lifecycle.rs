@@ -1,0 +1,220 @@
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use concierge::app::Drained;
+use http_body_util::BodyExt;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn graceful_shutdown_lets_in_flight_responses_finish() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "").await;
+    let addr = server.listeners[0];
+    let resp = send(addr, request("GET", "/gated", &[], empty())).await;
+    let mut body = resp.into_body();
+    let first = body.frame().await.expect("frame").expect("ok");
+    assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
+
+    let shutdown = tokio::spawn(server.shutdown());
+    // New connections are refused once the listener is closed.
+    let mut refused = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "listener closed on shutdown");
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown waits for the in-flight response"
+    );
+    origin.release();
+    let rest = body
+        .collect()
+        .await
+        .expect("in-flight response completed")
+        .to_bytes();
+    assert!(rest.ends_with(b"END"));
+    assert_eq!(shutdown.await.expect("join"), Drained::Clean);
+}
+
+#[tokio::test]
+async fn shutdown_deadline_cuts_stuck_connections() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "[timeouts]\nshutdown_grace = \"300ms\"\n").await;
+    let resp = send(server.listeners[0], request("GET", "/gated", &[], empty())).await;
+    let _held = resp.into_body();
+    let started = std::time::Instant::now();
+    assert_eq!(server.shutdown().await, Drained::Deadline);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn readyz_turns_unavailable_while_draining() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "[timeouts]\nshutdown_grace = \"2s\"\n").await;
+    let admin_addr = server.admin.expect("admin");
+    let resp = send(server.listeners[0], request("GET", "/gated", &[], empty())).await;
+    let shutdown = tokio::spawn(server.shutdown());
+    let mut status = 0;
+    for _ in 0..100 {
+        status = get(admin_addr, "/readyz", &[]).await.0.status().as_u16();
+        if status == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, 503);
+    origin.release();
+    let _ = resp.into_body().collect().await;
+    assert_eq!(shutdown.await.expect("join"), Drained::Clean);
+}
+
+fn concierge() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_concierge"))
+}
+
+#[test]
+fn check_accepts_a_good_config_and_lists_what_it_loaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    std::fs::create_dir(dir.path().join("certs")).expect("mkdir");
+    ca.write_leaf(&dir.path().join("certs"), "site", &["www.example.test"]);
+    let cfg = dir.path().join("concierge.toml");
+    std::fs::write(
+        &cfg,
+        "[[listener]]\naddress = \"127.0.0.1:8443\"\ntls = true\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n",
+    )
+    .expect("write");
+    let out = concierge()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+    assert!(
+        stdout.contains("www.example.test"),
+        "certs/ resolved next to the config file: {stdout}"
+    );
+}
+
+#[test]
+fn check_lists_every_error_with_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("broken.toml");
+    std::fs::write(
+        &cfg,
+        "[[listener]]\naddress = \"localhost\"\n[upstream]\nurl = \"ftp://origin\"\n[timeouts]\nupstream_connect = \"soon\"\n",
+    )
+    .expect("write");
+    let out = concierge()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "listener[0].address",
+        "upstream.url",
+        "timeouts.upstream_connect",
+        "3 error(s)",
+    ] {
+        assert!(stderr.contains(key), "{key} missing in: {stderr}");
+    }
+
+    std::fs::write(
+        &cfg,
+        "[upstream]\nurl = \"http://a:1\"\n[limits]\nmax_header = 10\n",
+    )
+    .expect("write");
+    let out = concierge()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("unknown field `max_header`"), "{stderr}");
+    assert!(stderr.contains("did you mean `max_headers`"), "{stderr}");
+
+    // A TLS listener whose certificates are missing is caught by check, not at 3 a.m.
+    std::fs::write(
+        &cfg,
+        "[[listener]]\naddress = \"127.0.0.1:8443\"\ntls = true\n[upstream]\nurl = \"http://a:1\"\n[tls]\ncerts_dir = \"nowhere\"\n",
+    )
+    .expect("write");
+    let out = concierge()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
+}
+
+#[test]
+fn serve_works_with_flags_only_and_stops_cleanly_on_sigterm() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let origin = rt.block_on(Origin::start());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = concierge()
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            &origin.url(),
+            "--admin",
+            "off",
+        ])
+        .args(["--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut ok = false;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(ok, "serve came up");
+    let (resp, body) = rt.block_on(get(addr, "/echo", &[]));
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        body,
+        Bytes::from_static(b"<html><body>echo /echo</body></html>")
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "exit after SIGTERM: {:?}", out.status);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let access = log
+        .lines()
+        .find(|l| l.contains("\"status\":200"))
+        .expect("a JSON access-log line");
+    assert!(access.contains("\"path\":\"/echo\""), "{access}");
+    assert!(log.contains("SIGTERM"), "{log}");
+}

@@ -1,0 +1,14 @@
+//! Integration tests: one binary, real sockets on ephemeral ports, a real origin started per test, real TLS
+//! with generated certificates.
+//!
+//! - `forwarding`: streaming both ways, keep-alive reuse, header hygiene, forwarding headers, Host modes,
+//!   upgrades, the reserved prefix, HTTP→HTTPS redirect, admin endpoints, the demo site.
+//! - `failures`: 502/504 and resets, header and URI limits, request smuggling shapes.
+//! - `tls`: HTTP/2 over TLS by ALPN, SNI selection, certificate reload (SIGHUP path and file watch, good and bad).
+//! - `lifecycle`: graceful shutdown with requests in flight, the drain deadline, `concierge check`, signals.
+
+mod failures;
+mod forwarding;
+mod lifecycle;
+mod support;
+mod tls;

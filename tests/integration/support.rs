@@ -1,0 +1,474 @@
+//! Shared test parts: a real origin server with scripted behaviours, a proxy on ephemeral ports, raw and
+//! hyper clients over real sockets, and generated TLS certificates.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use concierge::app::Server;
+use concierge::config::{Overrides, Settings};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Notify};
+
+pub type TestBody = BoxBody<Bytes, std::io::Error>;
+
+pub fn full(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+pub fn empty() -> TestBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// What the origin saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+    pub body_len: usize,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// A real HTTP origin on 127.0.0.1 with scripted paths:
+/// - `/echo`: 200, records the request (see [`Origin::seen`]);
+/// - `/gated`: sends `first` chunk, waits for [`Origin::release`], then sends the rest (streaming proof);
+/// - `/slow`: waits 2 s before the head;
+/// - `/hop`: answers with hop-by-hop headers;
+/// - `/upload`: reports each request body chunk on a channel as it arrives, then 200 with the total;
+/// - `/ws`: 101 upgrade to a byte echo;
+/// - `/big`: 1 MiB body.
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    gate: Arc<Notify>,
+    pub upload_chunks: tokio::sync::Mutex<mpsc::UnboundedReceiver<usize>>,
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(Notify::new());
+        let (chunk_tx, chunk_rx) = mpsc::unbounded_channel();
+        let (c, s, g) = (connections.clone(), seen.clone(), gate.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (s, g, tx) = (s.clone(), g.clone(), chunk_tx.clone());
+                tokio::spawn(async move {
+                    let svc =
+                        service_fn(move |req| origin_handle(req, s.clone(), g.clone(), tx.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Origin {
+            addr,
+            connections,
+            seen,
+            gate,
+            upload_chunks: tokio::sync::Mutex::new(chunk_rx),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen().last().cloned().expect("origin saw a request")
+    }
+
+    pub fn release(&self) {
+        self.gate.notify_one();
+    }
+}
+
+async fn origin_handle(
+    mut req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    gate: Arc<Notify>,
+    chunks: mpsc::UnboundedSender<usize>,
+) -> Result<Response<TestBody>, std::io::Error> {
+    let path = req.uri().path().to_string();
+    let record = |req: &Request<Incoming>, body_len| Seen {
+        method: req.method().to_string(),
+        uri: req.uri().to_string(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body_len,
+    };
+    match path.as_str() {
+        "/gated" => {
+            seen.lock().unwrap().push(record(&req, 0));
+            let (tx, rx) = mpsc::channel::<Bytes>(2);
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from(vec![b'a'; 64 * 1024])).await;
+                gate.notified().await;
+                let _ = tx.send(Bytes::from_static(b"END")).await;
+            });
+            let body = ChannelBody(rx);
+            Ok(Response::builder()
+                .header("content-type", "text/plain")
+                .body(BodyExt::boxed(body))
+                .expect("response"))
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok(Response::new(full("slow")))
+        }
+        "/hop" => Ok(Response::builder()
+            .header("connection", "x-origin-hop, keep-alive")
+            .header("x-origin-hop", "secret")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-authenticate", "Basic")
+            .header("trailer", "x-sum")
+            .header("x-end-to-end", "kept")
+            .body(full("hop"))
+            .expect("response")),
+        "/upload" => {
+            let mut total = 0;
+            let mut body = req.into_body();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(std::io::Error::other)?;
+                if let Some(d) = frame.data_ref() {
+                    total += d.len();
+                    let _ = chunks.send(d.len());
+                }
+            }
+            Ok(Response::new(full(format!("{total}"))))
+        }
+        "/ws" => {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            seen.lock().unwrap().push(record(&req, 0));
+            tokio::spawn(async move {
+                if let Ok(up) = on_upgrade.await {
+                    let mut io = TokioIo::new(up);
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            Ok(Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("connection", "upgrade")
+                .header("upgrade", "echo")
+                .body(empty())
+                .expect("response"))
+        }
+        "/big" => Ok(Response::new(full(vec![b'x'; 1024 * 1024]))),
+        _ => {
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(std::io::Error::other)?
+                .to_bytes();
+            let req = Request::from_parts(parts, ());
+            let s = Seen {
+                method: req.method().to_string(),
+                uri: req.uri().to_string(),
+                headers: req
+                    .headers()
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            n.to_string(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect(),
+                body_len: body.len(),
+            };
+            seen.lock().unwrap().push(s);
+            Ok(Response::builder()
+                .header("content-type", "text/html; charset=utf-8")
+                .header("etag", "\"v1\"")
+                .body(full(format!("<html><body>echo {path}</body></html>")))
+                .expect("response"))
+        }
+    }
+}
+
+/// A body fed from a channel: each message is one data frame.
+pub struct ChannelBody(pub mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// Start a proxy in this process on an ephemeral port in front of `upstream`, with extra TOML.
+pub async fn proxy(upstream: &str, extra_toml: &str) -> Server {
+    let toml = format!(
+        "[upstream]\nurl = \"{upstream}\"\n[admin]\naddress = \"127.0.0.1:0\"\n[log]\naccess_log = true\n{extra_toml}"
+    );
+    let has_listener = extra_toml.contains("[[listener]]");
+    let overrides = Overrides {
+        listen: if has_listener {
+            vec![]
+        } else {
+            vec!["127.0.0.1:0".into()]
+        },
+        ..Default::default()
+    };
+    let settings =
+        Settings::from_toml(&toml, &overrides).unwrap_or_else(|e| panic!("test config: {e}"));
+    Server::start(settings).await.expect("proxy starts")
+}
+
+/// A parsed HTTP/1.x response read from a raw socket.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Send raw bytes, read until the peer closes (or 5 s), parse the first response.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    parse_raw(&buf)
+}
+
+pub fn parse_raw(buf: &[u8]) -> RawResponse {
+    let text = String::from_utf8_lossy(buf);
+    let (head, _) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body_start = head.len() + 4;
+    RawResponse {
+        status,
+        head: head.to_string(),
+        body: buf.get(body_start..).unwrap_or_default().to_vec(),
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the response with its body collected.
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (Response<()>, Bytes) {
+    let resp = send(addr, request("GET", path, headers, empty())).await;
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    (Response::from_parts(parts, ()), bytes)
+}
+
+pub fn request(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: TestBody,
+) -> Request<TestBody> {
+    let mut b = Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        b = b.header("host", "www.example.test");
+    }
+    for (n, v) in headers {
+        b = b.header(*n, *v);
+    }
+    b.body(body).expect("request")
+}
+
+/// Send over a fresh HTTP/1.1 connection; the connection task runs in the background.
+pub async fn send(addr: SocketAddr, req: Request<TestBody>) -> Response<Incoming> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn.with_upgrades());
+    sender.send_request(req).await.expect("response")
+}
+
+/// An address on which nothing listens.
+pub async fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let a = l.local_addr().expect("addr");
+    drop(l);
+    a
+}
+
+/// Fetch an admin path.
+pub async fn admin(server: &Server, path: &str) -> (u16, String) {
+    let (resp, body) = get(server.admin.expect("admin enabled"), path, &[]).await;
+    (
+        resp.status().as_u16(),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+// ------------------------------------------------------------------------------------------------- TLS
+
+/// A test CA and a leaf signed by it for `names`, written as `stem.crt` / `stem.key` in `dir`.
+pub struct TestCa {
+    pub cert: rcgen::Certificate,
+    pub key: rcgen::KeyPair,
+    pub issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Concierge Test CA");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("ca");
+        let issuer_key = rcgen::KeyPair::from_pem(&key.serialize_pem()).expect("key copy");
+        let issuer = rcgen::Issuer::new(params, issuer_key);
+        TestCa { cert, key, issuer }
+    }
+
+    /// Write a leaf for `names` as `dir/stem.crt` + `dir/stem.key`; returns the leaf's DER.
+    pub fn write_leaf(&self, dir: &Path, stem: &str, names: &[&str]) -> Vec<u8> {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        std::fs::write(dir.join(format!("{stem}.crt")), cert.pem()).expect("write cert");
+        std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).expect("write key");
+        cert.der().to_vec()
+    }
+
+    pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.cert.der().clone()).expect("root");
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(cfg)
+    }
+}
+
+/// TLS-connect to `addr` with SNI `name`; returns the stream, the negotiated ALPN and the leaf certificate.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    name: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<
+    (
+        tokio_rustls::client::TlsStream<TcpStream>,
+        Option<Vec<u8>>,
+        Vec<u8>,
+    ),
+    std::io::Error,
+> {
+    let tcp = TcpStream::connect(addr).await?;
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).expect("name");
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(server_name, tcp)
+        .await?;
+    let (_, session) = tls.get_ref();
+    let alpn = session.alpn_protocol().map(|p| p.to_vec());
+    let leaf = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .unwrap_or_default();
+    Ok((tls, alpn, leaf))
+}
+
+/// Wait (bounded) until `cond` holds.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+}
+
+pub fn map_of(seen: &Seen) -> HashMap<String, String> {
+    seen.headers.iter().cloned().collect()
+}
+
+pub fn executor() -> TokioExecutor {
+    TokioExecutor::new()
+}

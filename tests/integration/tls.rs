@@ -1,0 +1,251 @@
+use std::path::Path;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+
+use crate::support::*;
+
+fn tls_toml(dir: &Path, extra: &str) -> String {
+    format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = true\n[tls]\ncerts_dir = \"{}\"\n{extra}",
+        dir.display()
+    )
+}
+
+#[tokio::test]
+async fn http2_over_tls_by_alpn() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    ca.write_leaf(dir.path(), "site", &["www.example.test"]);
+    let server = proxy(&origin.url(), &tls_toml(dir.path(), "")).await;
+    let addr = server.listeners[0];
+
+    let (tls, alpn, _) = tls_connect(
+        addr,
+        "www.example.test",
+        ca.client_config(&[b"h2", b"http/1.1"]),
+    )
+    .await
+    .expect("handshake");
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(tls))
+        .await
+        .expect("h2");
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("https://www.example.test/echo")
+        .body(empty())
+        .expect("req");
+    let resp = sender.send_request(req).await.expect("resp");
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let seen = origin.last();
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(seen.header("via"), Some("2 concierge"));
+    assert_eq!(seen.header("host"), Some("www.example.test"));
+
+    // A client that only speaks HTTP/1.1 gets HTTP/1.1.
+    let (tls, alpn, _) = tls_connect(addr, "www.example.test", ca.client_config(&[b"http/1.1"]))
+        .await
+        .expect("handshake");
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("h1");
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(request("GET", "/big", &[], empty()))
+        .await
+        .expect("resp");
+    assert_eq!(resp.version(), http::Version::HTTP_11);
+    assert_eq!(
+        resp.into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .len(),
+        1024 * 1024
+    );
+}
+
+#[tokio::test]
+async fn tls_1_1_and_below_are_refused() {
+    // rustls cannot even offer TLS 1.1; what we can check is that a TLS 1.3-only client and a TLS 1.2-only
+    // client both succeed, and that min_version = "1.3" refuses a 1.2-only client.
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    ca.write_leaf(dir.path(), "site", &["www.example.test"]);
+    let server = proxy(
+        &origin.url(),
+        &tls_toml(dir.path(), "min_version = \"1.3\"\n"),
+    )
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).expect("root");
+    let tls12_only = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    assert!(
+        tls_connect(server.listeners[0], "www.example.test", tls12_only)
+            .await
+            .is_err()
+    );
+    assert!(tls_connect(
+        server.listeners[0],
+        "www.example.test",
+        ca.client_config(&[])
+    )
+    .await
+    .is_ok());
+}
+
+#[tokio::test]
+async fn sni_selects_the_certificate() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    let a = ca.write_leaf(dir.path(), "a", &["a.example.test"]);
+    let b = ca.write_leaf(dir.path(), "b", &["b.example.test", "*.b.example.test"]);
+    let server = proxy(
+        &origin.url(),
+        &tls_toml(dir.path(), "default_certificate = \"b.example.test\"\n"),
+    )
+    .await;
+    let addr = server.listeners[0];
+    let cfg = ca.client_config(&[]);
+    let (_, _, leaf) = tls_connect(addr, "a.example.test", cfg.clone())
+        .await
+        .expect("a");
+    assert_eq!(leaf, a);
+    let (_, _, leaf) = tls_connect(addr, "b.example.test", cfg.clone())
+        .await
+        .expect("b");
+    assert_eq!(leaf, b);
+    let (_, _, leaf) = tls_connect(addr, "shop.b.example.test", cfg.clone())
+        .await
+        .expect("wildcard");
+    assert_eq!(leaf, b);
+    // Unknown name: the default certificate is offered (and fails verification for that name).
+    let err = tls_connect(addr, "unknown.example.test", cfg)
+        .await
+        .expect_err("name mismatch");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn certificate_reload_keeps_the_last_good_set() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    let first = ca.write_leaf(dir.path(), "site", &["www.example.test"]);
+    let server = proxy(
+        &origin.url(),
+        &tls_toml(dir.path(), "watch_interval = \"0s\"\n"),
+    )
+    .await;
+    let addr = server.listeners[0];
+    let cfg = ca.client_config(&[]);
+
+    // A good new certificate is picked up on reload (what SIGHUP does).
+    let second = ca.write_leaf(dir.path(), "site", &["www.example.test"]);
+    assert_ne!(first, second);
+    assert_eq!(
+        server
+            .reload_tls("test")
+            .expect("tls configured")
+            .expect("reload ok"),
+        1
+    );
+    let (_, _, leaf) = tls_connect(addr, "www.example.test", cfg.clone())
+        .await
+        .expect("handshake");
+    assert_eq!(leaf, second);
+
+    // A broken key: the reload fails, the previous certificate keeps serving, the failure is counted.
+    std::fs::write(
+        dir.path().join("site.key"),
+        "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    assert!(server.reload_tls("test").expect("tls configured").is_err());
+    let (_, _, leaf) = tls_connect(addr, "www.example.test", cfg)
+        .await
+        .expect("still serving");
+    assert_eq!(leaf, second);
+    let metrics = admin(&server, "/metrics").await.1;
+    assert!(
+        metrics.contains("concierge_tls_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("concierge_tls_reloads_total{result=\"success\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn certificate_files_are_watched() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    ca.write_leaf(dir.path(), "site", &["www.example.test"]);
+    let server = proxy(
+        &origin.url(),
+        &tls_toml(dir.path(), "watch_interval = \"100ms\"\n"),
+    )
+    .await;
+    let cfg = ca.client_config(&[]);
+    // mtime resolution can be coarse: make sure the rewrite is visible as a change.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = ca.write_leaf(
+        dir.path(),
+        "site",
+        &["www.example.test", "new.example.test"],
+    );
+    let mut served = Vec::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok((_, _, leaf)) =
+            tls_connect(server.listeners[0], "new.example.test", cfg.clone()).await
+        {
+            served = leaf;
+            break;
+        }
+    }
+    assert_eq!(
+        served, second,
+        "the changed certificate was loaded without a signal"
+    );
+}
+
+#[tokio::test]
+async fn broken_certificates_refuse_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("site.crt"), "garbage").expect("write");
+    std::fs::write(dir.path().join("site.key"), "garbage").expect("write");
+    let toml = format!(
+        "[upstream]\nurl = \"http://127.0.0.1:9\"\n[admin]\nenabled = false\n{}",
+        tls_toml(dir.path(), "")
+    );
+    let settings =
+        concierge::config::Settings::from_toml(&toml, &concierge::config::Overrides::default())
+            .expect("config");
+    let err = concierge::app::Server::start(settings)
+        .await
+        .err()
+        .expect("must not start");
+    assert!(err.to_string().contains("site.crt"), "{err}");
+}
