@@ -1079,6 +1079,19 @@ mod tests {
     }
 
     #[test]
+    fn example_config_is_valid_and_documents_every_section() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("concierge.example.toml");
+        let s = Settings::load(Some(&path), &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.listeners.len(), 2);
+        assert!(s.listeners[1].tls);
+        assert_eq!(s.tls.certs_dir, Path::new(env!("CARGO_MANIFEST_DIR")).join("certs"));
+        let text = std::fs::read_to_string(&path).expect("read");
+        for section in ["[upstream]", "[tls]", "[limits]", "[timeouts]", "[admin]", "[log]", "[proxy]", "[rules]", "[runtime]"] {
+            assert!(text.contains(section), "{section} missing from the example");
+        }
+    }
+
+    #[test]
     fn edit_distance_works() {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
