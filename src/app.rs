@@ -13,13 +13,13 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::{LogFormat, LogSettings, Settings};
 use crate::metrics::Metrics;
 use crate::proxy::body::ResponseBody;
-use crate::proxy::server::{self, ListenerConfig};
+use crate::proxy::server::{self, Lifecycle, ListenerConfig, Phase};
 use crate::proxy::Proxy;
 use crate::tls::{self, CertReloader, SniResolver, TlsError};
 
@@ -53,7 +53,7 @@ pub struct Server {
     /// Bound admin address.
     pub admin: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
-    shutdown: watch::Sender<bool>,
+    phase: watch::Sender<Phase>,
     drain_tx: Option<mpsc::Sender<()>>,
     drain_rx: mpsc::Receiver<()>,
     ready: Arc<AtomicBool>,
@@ -68,8 +68,14 @@ impl Server {
         let settings = Arc::new(settings);
         let metrics = Metrics::new();
         let proxy = Proxy::new(settings.clone(), metrics.clone())?;
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (phase, phase_rx) = watch::channel(Phase::Serving);
         let (drain_tx, drain_rx) = mpsc::channel(1);
+        let lifecycle = Lifecycle {
+            phase: phase_rx.clone(),
+            drain: drain_tx.clone(),
+            idle: settings.timeouts.client_idle,
+        };
+        let permits = Arc::new(Semaphore::new(settings.limits.max_connections));
 
         // Certificates first: nothing binds if they are broken.
         let mut resolver = None;
@@ -114,8 +120,8 @@ impl Server {
                 listener,
                 config,
                 proxy.clone(),
-                shutdown_rx.clone(),
-                drain_tx.clone(),
+                lifecycle.clone(),
+                permits.clone(),
             ));
         }
 
@@ -123,20 +129,27 @@ impl Server {
             resolver.map(|r| Arc::new(CertReloader::new(settings.tls.clone(), r, metrics.clone())));
         if let (Some(reloader), Some(every)) = (&reloader, settings.tls.watch_interval) {
             let reloader = reloader.clone();
-            tokio::spawn(server::until_shutdown(
-                async move {
-                    let mut tick = tokio::time::interval(every);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        tick.tick().await;
-                        if reloader.files_changed() {
-                            let _ = reloader.reload("certificate files changed");
-                        }
+            let mut phase = phase_rx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = phase.changed() => return,
                     }
-                },
-                shutdown_rx.clone(),
-            ));
+                    // File system calls block: keep them off the runtime's workers.
+                    let r = reloader.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if r.files_changed() {
+                            let _ = r.reload("certificate files changed");
+                        }
+                    })
+                    .await;
+                }
+            });
         }
+        drop(lifecycle);
 
         let ready = Arc::new(AtomicBool::new(true));
         let mut admin = None;
@@ -151,7 +164,7 @@ impl Server {
             listeners,
             admin,
             metrics,
-            shutdown,
+            phase,
             drain_tx: Some(drain_tx),
             drain_rx,
             ready,
@@ -166,14 +179,19 @@ impl Server {
         self.reloader.as_ref().map(|r| r.reload(reason))
     }
 
-    /// Stop accepting, let in-flight requests finish within the grace period, then stop.
+    /// Stop accepting, let in-flight requests finish within the grace period, then drop what is left.
     pub async fn shutdown(mut self) -> Drained {
         self.ready.store(false, Ordering::SeqCst);
-        let _ = self.shutdown.send(true);
+        let _ = self.phase.send(Phase::Draining);
         self.drain_tx.take();
         let outcome = match tokio::time::timeout(self.grace, self.drain_rx.recv()).await {
             Ok(_) => Drained::Clean,
-            Err(_) => Drained::Deadline,
+            Err(_) => {
+                let _ = self.phase.send(Phase::Closing);
+                // Connection tasks drop their connections as soon as they see Closing.
+                let _ = tokio::time::timeout(Duration::from_secs(2), self.drain_rx.recv()).await;
+                Drained::Deadline
+            }
         };
         if let Some(t) = self.admin_task.take() {
             t.abort();

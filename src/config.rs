@@ -108,6 +108,7 @@ pub struct RawLimits {
     pub max_uri_bytes: Option<usize>,
     pub max_header_value_bytes: Option<usize>,
     pub h2_max_concurrent_streams: Option<u32>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +178,8 @@ pub mod defaults {
     /// One header value. nginx: 8 KiB per line.
     pub const MAX_HEADER_VALUE_BYTES: usize = 8 * 1024;
     pub const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
+    /// Open client connections across all listeners (each may also hold one upstream connection).
+    pub const MAX_CONNECTIONS: usize = 10_000;
     /// HAProxy `timeout http-request 10s` in its recommended config; nginx's 60 s is generous to slowloris.
     pub const CLIENT_HEADER: Duration = Duration::from_secs(10);
     /// nginx `keepalive_timeout 75s`, HAProxy `timeout client` typically 30–60 s.
@@ -278,6 +281,7 @@ pub struct Limits {
     pub max_uri_bytes: usize,
     pub max_header_value_bytes: usize,
     pub h2_max_concurrent_streams: u32,
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -480,6 +484,28 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
+/// Headers with a meaning to HTTP or to the proxy that must not double as the request id.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "cookie",
+    "set-cookie",
+    "authorization",
+    "proxy-authorization",
+    "via",
+    "forwarded",
+    "content-type",
+    "content-encoding",
+    "cache-control",
+    "location",
+];
+
 /// Turn the raw file (plus command-line overrides) into [`Settings`], collecting every error.
 pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings, ConfigErrors> {
     let mut c = Check { errors: Vec::new() };
@@ -665,6 +691,13 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
             1,
             10_000,
         ) as u32,
+        max_connections: c.range(
+            "limits.max_connections",
+            rl.max_connections,
+            defaults::MAX_CONNECTIONS,
+            1,
+            1_000_000,
+        ),
     };
 
     // --- timeouts
@@ -771,6 +804,15 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
         .request_id_header
         .unwrap_or_else(|| defaults::REQUEST_ID_HEADER.into());
     let request_id_header = match HeaderName::from_bytes(rid.to_ascii_lowercase().as_bytes()) {
+        Ok(h)
+            if RESERVED_HEADERS.contains(&h.as_str()) || h.as_str().starts_with("x-forwarded-") =>
+        {
+            c.fail(
+                "proxy.request_id_header",
+                format!("`{rid}` is a header the proxy manages; pick another name"),
+            );
+            HeaderName::from_static(defaults::REQUEST_ID_HEADER)
+        }
         Ok(h) => h,
         Err(_) => {
             c.fail(
@@ -796,7 +838,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
     let proxy = ProxySettings {
         via_name,
         request_id_header,
-        trust_request_id: rp.trust_request_id.unwrap_or(true),
+        trust_request_id: rp.trust_request_id.unwrap_or(false),
         reserved_prefix,
     };
 
@@ -1073,6 +1115,23 @@ mod tests {
     }
 
     #[test]
+    fn request_id_header_cannot_be_a_managed_header() {
+        for name in ["Host", "content-length", "X-Forwarded-For"] {
+            let e = errs(&format!(
+                "[upstream]\nurl=\"http://a:1\"\n[proxy]\nrequest_id_header=\"{name}\"\n"
+            ));
+            assert_eq!(e[0].key, "proxy.request_id_header", "{name}");
+        }
+        let s =
+            ok("[upstream]\nurl=\"http://a:1\"\n[proxy]\nrequest_id_header=\"X-Correlation-Id\"\n");
+        assert_eq!(s.proxy.request_id_header.as_str(), "x-correlation-id");
+        assert!(
+            !s.proxy.trust_request_id,
+            "ids from the internet are not trusted by default"
+        );
+    }
+
+    #[test]
     fn duplicate_listener_is_an_error() {
         let e = errs("[upstream]\nurl=\"http://a:1\"\n[[listener]]\naddress=\"127.0.0.1:1\"\n[[listener]]\naddress=\"127.0.0.1:1\"\n");
         assert_eq!(e[0].key, "listener[1].address");
@@ -1081,12 +1140,26 @@ mod tests {
     #[test]
     fn example_config_is_valid_and_documents_every_section() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("concierge.example.toml");
-        let s = Settings::load(Some(&path), &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+        let s =
+            Settings::load(Some(&path), &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.listeners.len(), 2);
         assert!(s.listeners[1].tls);
-        assert_eq!(s.tls.certs_dir, Path::new(env!("CARGO_MANIFEST_DIR")).join("certs"));
+        assert_eq!(
+            s.tls.certs_dir,
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("certs")
+        );
         let text = std::fs::read_to_string(&path).expect("read");
-        for section in ["[upstream]", "[tls]", "[limits]", "[timeouts]", "[admin]", "[log]", "[proxy]", "[rules]", "[runtime]"] {
+        for section in [
+            "[upstream]",
+            "[tls]",
+            "[limits]",
+            "[timeouts]",
+            "[admin]",
+            "[log]",
+            "[proxy]",
+            "[rules]",
+            "[runtime]",
+        ] {
             assert!(text.contains(section), "{section} missing from the example");
         }
     }

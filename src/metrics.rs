@@ -52,6 +52,25 @@ struct ReloadLabel {
     result: ReloadResult,
 }
 
+/// Why a client connection ended with an error before a request could be answered by the proxy.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ClientErrorKind {
+    /// Malformed request line or headers, ambiguous framing (answered 400 by hyper).
+    malformed,
+    /// Request head over the limits (answered 431 by hyper).
+    too_large,
+    /// Request head not complete within `timeouts.client_header`.
+    header_timeout,
+    /// I/O or protocol error (reset, HTTP/2 protocol error).
+    other,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientErrorLabel {
+    kind: ClientErrorKind,
+}
+
 /// The process-wide metrics.
 pub struct Metrics {
     registry: Registry,
@@ -63,6 +82,8 @@ pub struct Metrics {
     tls_reloads: Family<ReloadLabel, Counter>,
     tls_handshake_errors: Counter,
     aborted_responses: Counter,
+    client_errors: Family<ClientErrorLabel, Counter>,
+    open_tunnels: Gauge,
 }
 
 impl Metrics {
@@ -120,6 +141,18 @@ impl Metrics {
             "Responses whose body ended early (client gone or origin reset)",
             aborted_responses.clone(),
         );
+        let client_errors = Family::<ClientErrorLabel, Counter>::default();
+        registry.register(
+            "client_errors",
+            "Client connections that ended in an error the proxy answered itself or could not answer",
+            client_errors.clone(),
+        );
+        let open_tunnels = Gauge::default();
+        registry.register(
+            "open_tunnels",
+            "Upgraded (WebSocket) connections currently open",
+            open_tunnels.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -135,6 +168,8 @@ impl Metrics {
             tls_reloads,
             tls_handshake_errors,
             aborted_responses,
+            client_errors,
+            open_tunnels,
         })
     }
 
@@ -152,15 +187,29 @@ impl Metrics {
             .inc();
     }
 
-    /// Count a new connection on `listener`; the returned guard keeps it in the open-connections gauge.
-    pub fn connection_opened(&self, listener: &str) -> ConnectionGuard {
+    /// The connection counters of one listener, looked up once when it starts.
+    pub fn listener(&self, listener: &str) -> ListenerMetrics {
         let label = ListenerLabel {
             listener: listener.to_string(),
         };
-        self.connections.get_or_create(&label).inc();
-        let gauge = self.open_connections.get_or_create(&label).clone();
-        gauge.inc();
-        ConnectionGuard { gauge }
+        ListenerMetrics {
+            accepted: self.connections.get_or_create(&label).clone(),
+            open: self.open_connections.get_or_create(&label).clone(),
+        }
+    }
+
+    pub fn client_error(&self, kind: ClientErrorKind) {
+        self.client_errors
+            .get_or_create(&ClientErrorLabel { kind })
+            .inc();
+    }
+
+    /// Count an upgraded connection while the guard lives.
+    pub fn tunnel_opened(&self) -> ConnectionGuard {
+        self.open_tunnels.inc();
+        ConnectionGuard {
+            gauge: self.open_tunnels.clone(),
+        }
     }
 
     pub fn tls_reload(&self, result: ReloadResult) {
@@ -189,7 +238,25 @@ impl Metrics {
     }
 }
 
-/// Decrements the open-connections gauge when the connection ends.
+/// One listener's connection counters.
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    accepted: Counter,
+    open: Gauge,
+}
+
+impl ListenerMetrics {
+    /// Count a new connection; the returned guard keeps it in the open-connections gauge.
+    pub fn connection_opened(&self) -> ConnectionGuard {
+        self.accepted.inc();
+        self.open.inc();
+        ConnectionGuard {
+            gauge: self.open.clone(),
+        }
+    }
+}
+
+/// Decrements a gauge when the connection it counts ends.
 pub struct ConnectionGuard {
     gauge: Gauge,
 }
@@ -210,7 +277,7 @@ mod tests {
         m.record_request(200, 0.01, true);
         m.record_request(502, 0.02, false);
         m.upstream_error(UpstreamErrorKind::connect);
-        let g = m.connection_opened("127.0.0.1:8080");
+        let g = m.listener("127.0.0.1:8080").connection_opened();
         m.tls_reload(ReloadResult::failure);
         let text = m.encode();
         assert!(

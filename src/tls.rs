@@ -283,8 +283,8 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Size, modification time and identity of every file a certificate set depends on.
-type Fingerprint = Vec<(PathBuf, Option<(u64, SystemTime)>)>;
+/// Size, modification and change times and inode of every file a certificate set depends on.
+type Fingerprint = Vec<(PathBuf, Option<(u64, SystemTime, i64, u64)>)>;
 
 /// Reloads a resolver's certificate set from its files, keeping the last good set on failure.
 pub struct CertReloader {
@@ -309,23 +309,21 @@ impl CertReloader {
         }
     }
 
-    /// Whether any watched file changed since the last look (and remember the new state).
+    /// Whether any watched file differs from the set that is loaded. A failed reload leaves this true, so
+    /// the watcher keeps retrying until the files are fixed (e.g. a key written after its certificate).
     pub fn files_changed(&self) -> bool {
         let now = fingerprint(&self.settings);
-        let mut last = self.fingerprint.lock().unwrap_or_else(|p| p.into_inner());
-        if *last == now {
-            return false;
-        }
-        *last = now;
-        true
+        *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) != now
     }
 
     /// Load the set again; swap it in if it is complete, otherwise keep serving the old one.
     pub fn reload(&self, reason: &str) -> Result<usize, TlsError> {
+        let before = fingerprint(&self.settings);
         match load_store(&self.settings) {
             Ok(store) => {
                 let n = store.entries.len();
                 self.resolver.store.store(Arc::new(store));
+                *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = before;
                 self.metrics.tls_reload(ReloadResult::success);
                 tracing::info!(reason, certificates = n, "TLS certificates reloaded");
                 Ok(n)
@@ -350,9 +348,17 @@ fn fingerprint(settings: &TlsSettings) -> Fingerprint {
     files
         .into_iter()
         .map(|p| {
-            let meta = std::fs::metadata(&p)
-                .ok()
-                .map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+            use std::os::unix::fs::MetadataExt;
+            // metadata() follows symlinks, so a swapped `..data` link (Kubernetes secrets) shows as a new inode.
+            let meta = std::fs::metadata(&p).ok().map(|m| {
+                let modified = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                (
+                    m.len(),
+                    modified,
+                    m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+                    m.ino(),
+                )
+            });
             (p, meta)
         })
         .collect()

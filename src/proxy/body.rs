@@ -33,6 +33,8 @@ enum Kind {
         body: Incoming,
         /// Longest wait for the next frame.
         stall: Duration,
+        /// Armed at the first wait; when it fires, re-armed if a frame arrived meanwhile, else the body
+        /// fails. A stall is so detected within one to two `stall` periods, with no clock read per frame.
         timer: Option<Pin<Box<Sleep>>>,
         /// A frame arrived since the timer was armed.
         progressed: bool,
@@ -116,16 +118,18 @@ impl Body for ResponseBody {
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => {
-                    let deadline = tokio::time::Instant::now() + *stall;
-                    match timer {
-                        None => *timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                        Some(t) if *progressed => t.as_mut().reset(deadline),
-                        Some(_) => {}
-                    }
-                    *progressed = false;
-                    match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
-                        Some(Poll::Ready(())) => Poll::Ready(Some(Err(BodyStalled(*stall).into()))),
-                        _ => Poll::Pending,
+                    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*stall)));
+                    loop {
+                        match timer.as_mut().poll(cx) {
+                            Poll::Pending => break Poll::Pending,
+                            Poll::Ready(()) if *progressed => {
+                                *progressed = false;
+                                timer.as_mut().reset(tokio::time::Instant::now() + *stall);
+                            }
+                            Poll::Ready(()) => {
+                                break Poll::Ready(Some(Err(BodyStalled(*stall).into())))
+                            }
+                        }
                     }
                 }
             },
@@ -172,7 +176,8 @@ pub(crate) struct Recorder {
     pub client: std::net::IpAddr,
     pub method: Method,
     pub host: Option<String>,
-    pub path: String,
+    /// Only kept when the access log is on.
+    pub path: Option<String>,
     pub version: Version,
     pub status: StatusCode,
     pub start: Instant,
@@ -193,7 +198,7 @@ impl Drop for Recorder {
                 client = %self.client,
                 method = %self.method,
                 host = self.host.as_deref().unwrap_or("-"),
-                path = %self.path,
+                path = self.path.as_deref().unwrap_or("-"),
                 version = ?self.version,
                 status = self.status.as_u16(),
                 bytes = self.bytes,
@@ -201,5 +206,51 @@ impl Drop for Recorder {
                 completed = self.completed,
             );
         }
+    }
+}
+
+/// The client's request body on its way to the origin. It reports when it is finished (or dropped), which is
+/// when the wait for the origin's response starts to count: a long upload is not an origin timeout.
+pub struct RequestBody {
+    inner: Incoming,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, done: tokio::sync::oneshot::Sender<()>) -> RequestBody {
+        RequestBody {
+            inner,
+            done: Some(done),
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let finished = match &polled {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            Poll::Pending => false,
+        };
+        if finished {
+            // Dropping the sender is the signal.
+            self.done.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

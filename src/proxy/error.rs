@@ -20,6 +20,8 @@ pub enum Refusal {
     HeaderTooLarge,
     /// A path under the reserved prefix that no endpoint owns.
     NotFound,
+    /// CONNECT: this is a reverse proxy, not a forward one.
+    MethodNotAllowed,
 }
 
 impl Refusal {
@@ -31,6 +33,7 @@ impl Refusal {
             Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
             Refusal::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::NotFound => StatusCode::NOT_FOUND,
+            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -42,6 +45,7 @@ impl Refusal {
             Refusal::UriTooLong => "The address is longer than this server accepts.",
             Refusal::HeaderTooLarge => "The request carries a header larger than this server accepts.",
             Refusal::NotFound => "There is nothing at this address.",
+            Refusal::MethodNotAllowed => "This server does not accept that request method.",
         }
     }
 

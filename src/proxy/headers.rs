@@ -11,15 +11,15 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
 
-/// Hop-by-hop headers that are removed whether or not `Connection` names them.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Hop-by-hop headers that are removed whether or not `Connection` names them. (`Trailer` is end-to-end per
+/// RFC 9110 §6.6.2 and passes; `TE` is hop-by-hop, but its `trailers` token is passed on, see below.)
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
 
@@ -28,11 +28,23 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Whether this HTTP/1.1 request asks for a protocol upgrade (`Connection: upgrade` + `Upgrade: x`).
+/// Whether this HTTP/1.1 request asks for a WebSocket upgrade (`Connection: upgrade` + `Upgrade: websocket`).
+/// Other upgrade tokens (`h2c`, `TLS/1.0`) are not passed through: their `Upgrade` header is removed like any
+/// hop-by-hop header and the request is forwarded as an ordinary one.
 pub fn is_upgrade_request(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
         && connection_has(headers, "upgrade")
+        && headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| {
+                t.trim()
+                    .split('/')
+                    .next()
+                    .is_some_and(|p| p.eq_ignore_ascii_case("websocket"))
+            })
 }
 
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {
@@ -47,7 +59,7 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// Remove hop-by-hop headers and those `Connection` names. With `keep_upgrade`, the `Upgrade` header survives
 /// and `Connection: upgrade` is set again, as a pass-through upgrade needs.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Names listed in Connection: collect first (values borrow the map).
+    // Names listed in Connection: collect first (values borrow the map). Most requests have none.
     let mut listed: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(v) = value.to_str() else { continue };
@@ -56,20 +68,31 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             if token.is_empty() {
                 continue;
             }
-            if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
+            // from_bytes lowercases; a token that is no header name names nothing to remove.
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
                 listed.push(name);
             }
         }
     }
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     for name in &HOP_BY_HOP {
         headers.remove(name);
+    }
+    if te_trailers {
+        // The next hop may send trailers; hyper forwards them (gRPC-style responses need this).
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     for name in listed {
         if keep_upgrade && name == header::UPGRADE {
             continue;
         }
         // Never let `Connection: host` or similar strip end-to-end headers the proxy itself relies on.
-        if name == header::HOST || name == header::CONTENT_LENGTH {
+        if name == header::HOST || name == header::CONTENT_LENGTH || name == header::TE {
             continue;
         }
         headers.remove(&name);
@@ -81,17 +104,51 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Append our `Via` entry (RFC 9110 §7.6.3) for a message received with `version`.
-pub fn append_via(headers: &mut HeaderMap, version: Version, via_name: &str) {
-    let proto = match version {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "1.1",
-    };
-    if let Ok(v) = HeaderValue::from_str(&format!("{proto} {via_name}")) {
-        headers.append(header::VIA, v);
+/// Our `Via` entries (RFC 9110 §7.6.3), one per protocol version, built once.
+#[derive(Debug, Clone)]
+pub struct ViaValues {
+    http10: HeaderValue,
+    http11: HeaderValue,
+    http2: HeaderValue,
+}
+
+impl ViaValues {
+    pub fn new(via_name: &str) -> ViaValues {
+        let make = |proto: &str| {
+            HeaderValue::from_str(&format!("{proto} {via_name}"))
+                .unwrap_or_else(|_| HeaderValue::from_static("1.1 -"))
+        };
+        ViaValues {
+            http10: make("1.0"),
+            http11: make("1.1"),
+            http2: make("2"),
+        }
+    }
+
+    /// Append our entry for a message received with `version`.
+    pub fn append(&self, headers: &mut HeaderMap, version: Version) {
+        let v = match version {
+            Version::HTTP_10 | Version::HTTP_09 => &self.http10,
+            Version::HTTP_2 => &self.http2,
+            _ => &self.http11,
+        };
+        headers.append(header::VIA, v.clone());
+    }
+}
+
+/// HTTP/2 clients may split `Cookie` into several fields (RFC 9113 §8.2.3); an HTTP/1.1 origin must get one.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<u8> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
     }
 }
 
@@ -220,8 +277,18 @@ mod tests {
             ("accept", "text/html"),
         ]);
         strip_hop_by_hop(&mut h, false);
-        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["accept"]);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["accept", "te", "trailer"],
+            "Trailer is end-to-end; TE keeps only `trailers`"
+        );
+        assert_eq!(h.get("te").unwrap(), "trailers");
+
+        let mut h = map(&[("te", "gzip, deflate")]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.get("te").is_none());
     }
 
     #[test]
@@ -245,6 +312,12 @@ mod tests {
         ]);
         assert!(is_upgrade_request(Version::HTTP_11, &h));
         assert!(!is_upgrade_request(Version::HTTP_10, &h));
+        let h2c = map(&[("connection", "upgrade"), ("upgrade", "h2c")]);
+        assert!(!is_upgrade_request(Version::HTTP_11, &h2c));
+        assert!(!is_upgrade_request(
+            Version::HTTP_11,
+            &map(&[("upgrade", "websocket")])
+        ));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
@@ -296,9 +369,17 @@ mod tests {
     }
 
     #[test]
+    fn split_cookies_are_joined() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
+    }
+
+    #[test]
     fn via_is_appended() {
         let mut h = map(&[("via", "1.0 cdn")]);
-        append_via(&mut h, Version::HTTP_2, "concierge");
+        ViaValues::new("concierge").append(&mut h, Version::HTTP_2);
         let all: Vec<_> = h
             .get_all("via")
             .iter()

@@ -37,6 +37,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// Answer every request with a redirect to HTTPS on this port.
     pub redirect_https: Option<u16>,
+    /// The server's life, for connections that outlive their request (upgrades).
+    pub lifecycle: server::Lifecycle,
 }
 
 /// The immutable per-request context every phase reads.
@@ -52,11 +54,14 @@ pub struct RequestContext {
     pub start: Instant,
 }
 
-/// Shared by every connection: settings, the upstream pool, metrics.
+/// Shared by every connection: settings, the upstream pool, metrics, and header values built once.
 pub struct Proxy {
     settings: Arc<Settings>,
     upstream: Upstream,
     metrics: Arc<Metrics>,
+    via: headers::ViaValues,
+    /// `Host` for `host_header = "upstream"`: the URL's authority as written (no default port added).
+    upstream_host: Option<HeaderValue>,
 }
 
 impl Proxy {
@@ -65,10 +70,18 @@ impl Proxy {
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Proxy>, upstream::UpstreamSetupError> {
         let upstream = Upstream::new(&settings.upstream, &settings.timeouts)?;
+        let via = headers::ViaValues::new(&settings.proxy.via_name);
+        let upstream_host = settings
+            .upstream
+            .url
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
         Ok(Arc::new(Proxy {
             settings,
             upstream,
             metrics,
+            via,
+            upstream_host,
         }))
     }
 
@@ -87,10 +100,11 @@ impl Proxy {
         conn: Arc<ConnInfo>,
     ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
         let ctx = self.context(&req, &conn);
-        let path = req.uri().path().to_string();
+        let access_log = self.settings.log.access_log;
+        let path = access_log.then(|| req.uri().path().to_string());
         let mut resp = match self.accept_phase(&req, &ctx, &conn) {
             Some(early) => early,
-            None => self.upstream_phase(req, &ctx).await,
+            None => self.upstream_phase(req, &ctx, &conn).await,
         };
         resp.headers_mut().insert(
             self.settings.proxy.request_id_header.clone(),
@@ -99,7 +113,7 @@ impl Proxy {
         let completed = resp.body().is_end_stream() || ctx.method == Method::HEAD;
         let recorder = Recorder {
             metrics: self.metrics.clone(),
-            access_log: self.settings.log.access_log,
+            access_log,
             request_id: ctx.request_id,
             client: ctx.client,
             method: ctx.method,
@@ -156,6 +170,19 @@ impl Proxy {
     ) -> Option<Response<ResponseBody>> {
         let limits = &self.settings.limits;
         let refuse = |r: Refusal| Some(r.response(&ctx.request_id));
+        if req.method() == Method::CONNECT {
+            // A reverse proxy is no tunnel to arbitrary hosts.
+            return refuse(Refusal::MethodNotAllowed);
+        }
+        if req
+            .uri()
+            .path_and_query()
+            .is_some_and(|pq| pq.as_str() == "*")
+        {
+            return refuse(Refusal::BadRequest(
+                "Asterisk-form requests (OPTIONS *) are not forwarded.",
+            ));
+        }
         if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > limits.max_uri_bytes {
             return refuse(Refusal::UriTooLong);
         }
@@ -240,6 +267,7 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         ctx: &RequestContext,
+        conn: &ConnInfo,
     ) -> Response<ResponseBody> {
         let settings = &self.settings;
         let upgrade = headers::is_upgrade_request(req.version(), req.headers());
@@ -257,7 +285,10 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, upgrade);
-        headers::append_via(h, received_version, &settings.proxy.via_name);
+        if received_version == Version::HTTP_2 {
+            headers::join_cookies(h);
+        }
+        self.via.append(h, received_version);
         headers::set_forwarding(
             h,
             &headers::Forwarding {
@@ -271,7 +302,7 @@ impl Proxy {
                 .host
                 .as_deref()
                 .and_then(|v| HeaderValue::from_str(v).ok()),
-            HostHeader::Upstream => HeaderValue::from_str(self.upstream.authority().as_str()).ok(),
+            HostHeader::Upstream => self.upstream_host.clone(),
             HostHeader::Custom(v) => Some(v.clone()),
         };
         match host_value {
@@ -287,16 +318,21 @@ impl Proxy {
             ctx.request_id.clone(),
         );
 
-        let sent = tokio::time::timeout(
-            settings.timeouts.upstream_response,
-            self.upstream
-                .client()
-                .request(Request::from_parts(parts, body)),
-        )
-        .await;
-        let mut resp = match sent {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => {
+        // The response timeout counts from the end of the request body: a slow upload is the client's time.
+        let (body_done, body_finished) = tokio::sync::oneshot::channel();
+        let sent = self.upstream.client().request(Request::from_parts(
+            parts,
+            body::RequestBody::new(body, body_done),
+        ));
+        tokio::pin!(sent);
+        let timeout = settings.timeouts.upstream_response;
+        let result = tokio::select! {
+            r = &mut sent => Some(r),
+            _ = body_finished => tokio::time::timeout(timeout, &mut sent).await.ok(),
+        };
+        let mut resp = match result {
+            Some(Ok(resp)) => resp,
+            Some(Err(e)) => {
                 let kind = upstream::classify(&e);
                 self.metrics.upstream_error(kind);
                 let cause = upstream::error_chain(&e);
@@ -307,12 +343,12 @@ impl Proxy {
                 };
                 return refusal.response(&ctx.request_id);
             }
-            Err(_) => {
+            None => {
                 self.metrics
                     .upstream_error(UpstreamErrorKind::response_timeout);
                 tracing::warn!(
                     request_id = ctx.request_id.to_str().unwrap_or("-"),
-                    timeout = ?settings.timeouts.upstream_response,
+                    ?timeout,
                     "origin did not send a response head in time"
                 );
                 return Refusal::GatewayTimeout.response(&ctx.request_id);
@@ -322,30 +358,42 @@ impl Proxy {
         // Response head phase.
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
-            if let Some(client_upgrade) = client_upgrade {
-                tunnel(
-                    client_upgrade,
-                    hyper::upgrade::on(&mut resp),
-                    ctx.request_id.clone(),
+            let Some(client_upgrade) = client_upgrade else {
+                self.metrics.upstream_error(UpstreamErrorKind::other);
+                tracing::warn!(
+                    request_id = ctx.request_id.to_str().unwrap_or("-"),
+                    "origin switched protocols without an upgrade request"
                 );
-            }
+                return Refusal::BadGateway.response(&ctx.request_id);
+            };
+            let origin_upgrade = hyper::upgrade::on(&mut resp);
+            tunnel(
+                client_upgrade,
+                origin_upgrade,
+                ctx.request_id.clone(),
+                conn.lifecycle.clone(),
+                self.metrics.clone(),
+            );
         }
         let (mut parts, body) = resp.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers, switching && upgrade);
-        Response::from_parts(
-            parts,
-            ResponseBody::upstream(body, settings.timeouts.upstream_response),
-        )
+        headers::strip_hop_by_hop(&mut parts.headers, switching);
+        self.via.append(&mut parts.headers, parts.version);
+        Response::from_parts(parts, ResponseBody::upstream(body, timeout))
     }
 }
 
-/// After a 101, splice the client's and the origin's upgraded connections together until either side closes.
+/// After a 101, splice the client's and the origin's upgraded connections together until either side closes,
+/// the tunnel idles for `client_idle`, or the server's grace period ends.
 fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     origin: hyper::upgrade::OnUpgrade,
     request_id: HeaderValue,
+    lifecycle: server::Lifecycle,
+    metrics: Arc<Metrics>,
 ) {
     tokio::spawn(async move {
+        let _drain = lifecycle.drain;
+        let mut phase = lifecycle.phase;
         let (client, origin) = match tokio::try_join!(client, origin) {
             Ok(pair) => pair,
             Err(e) => {
@@ -353,10 +401,20 @@ fn tunnel(
                 return;
             }
         };
-        let mut client = TokioIo::new(client);
+        let _open = metrics.tunnel_opened();
+        let activity = Arc::new(server::Activity::new());
+        let mut client = server::Tracked::new(TokioIo::new(client), activity.clone());
         let mut origin = TokioIo::new(origin);
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
-            tracing::debug!(request_id = request_id.to_str().unwrap_or("-"), error = %e, "upgraded connection ended");
+        tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut client, &mut origin) => {
+                if let Err(e) = r {
+                    tracing::debug!(request_id = request_id.to_str().unwrap_or("-"), error = %e, "upgraded connection ended");
+                }
+            }
+            _ = activity.idle_for(lifecycle.idle) => {
+                tracing::debug!(request_id = request_id.to_str().unwrap_or("-"), "upgraded connection idle; closed");
+            }
+            _ = phase.wait_for(|p| *p == server::Phase::Closing) => {}
         }
     });
 }

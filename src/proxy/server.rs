@@ -1,10 +1,11 @@
 //! The accept phase's sockets: listeners, TLS handshakes, HTTP/1.1 and HTTP/2 connections, idle and shutdown.
 //!
-//! Invariants: a connection never outlives a shutdown by more than the grace period (the caller enforces the
-//! deadline; here every connection is told to finish its in-flight requests and close); one bad connection only
-//! ever ends itself; an accept error (e.g. out of file descriptors) backs off instead of spinning.
+//! Invariants: a connection never outlives a shutdown's grace period (on [`Phase::Draining`] it is told to
+//! finish its in-flight requests and close; on [`Phase::Closing`] it is dropped); a connection that moves no
+//! bytes for `client_idle` is told to close, and dropped after a second idle period; one bad connection only
+//! ever ends itself; an accept error (e.g. out of file descriptors) backs off instead of spinning; at most
+//! `limits.max_connections` client connections are open at once (the rest wait in the kernel's backlog).
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -18,14 +19,33 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::{ConnInfo, Proxy};
 use crate::config::{Limits, ListenerSettings, Timeouts};
+use crate::metrics::ClientErrorKind;
 
 /// Held by every connection task; the server is drained when all clones are gone.
 pub type DrainToken = mpsc::Sender<()>;
+
+/// Where the server is in its life; broadcast to every connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Serving,
+    /// Stop accepting; connections finish their in-flight requests and close.
+    Draining,
+    /// The grace period is over: drop every connection now.
+    Closing,
+}
+
+/// What a connection (and a tunnel it turns into) needs to follow the server's life.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    pub phase: watch::Receiver<Phase>,
+    pub drain: DrainToken,
+    pub idle: Duration,
+}
 
 /// How connections on one listener are served.
 pub struct ListenerConfig {
@@ -69,24 +89,39 @@ impl Builders {
     }
 }
 
-/// Accept connections on `listener` until `shutdown` turns true.
+/// Accept connections on `listener` until the server leaves [`Phase::Serving`].
 pub async fn serve_listener(
     listener: TcpListener,
     config: ListenerConfig,
     proxy: Arc<Proxy>,
-    mut shutdown: watch::Receiver<bool>,
-    drain: DrainToken,
+    lifecycle: Lifecycle,
+    permits: Arc<Semaphore>,
 ) {
     let settings = proxy.settings();
     let builders = Arc::new(Builders::new(&settings.limits, &settings.timeouts));
     let timeouts = settings.timeouts;
     let local = listener.local_addr().unwrap_or(config.settings.address);
     let label = local.to_string();
+    let listener_metrics = proxy.metrics().listener(&label);
     let config = Arc::new(config);
+    let mut phase = lifecycle.phase.clone();
     loop {
+        if *phase.borrow() != Phase::Serving {
+            break;
+        }
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::warn!(listener = %label, "connection limit reached; new connections wait");
+                tokio::select! {
+                    _ = phase.changed() => continue,
+                    p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                }
+            }
+        };
         let accepted = tokio::select! {
             biased;
-            _ = shutdown.changed() => break,
+            _ = phase.changed() => continue,
             a = listener.accept() => a,
         };
         let (tcp, peer) = match accepted {
@@ -98,23 +133,23 @@ pub async fn serve_listener(
                 continue;
             }
         };
-        let guard = proxy.metrics().connection_opened(&label);
+        let guard = listener_metrics.connection_opened();
         let proxy = proxy.clone();
         let builders = builders.clone();
         let config = config.clone();
-        let shutdown = shutdown.clone();
-        let drain = drain.clone();
+        let lifecycle = lifecycle.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            let _drain = drain;
+            let _permit = permit;
             let _ = tcp.set_nodelay(true);
             let info = ConnInfo {
                 peer,
                 local,
                 tls: config.tls.is_some(),
                 redirect_https: config.settings.redirect_to_https,
+                lifecycle,
             };
-            serve_connection(tcp, info, &config, &builders, proxy, shutdown, timeouts).await;
+            serve_connection(tcp, info, &config, &builders, proxy, timeouts).await;
         });
     }
     tracing::debug!(listener = %label, "listener closed");
@@ -126,14 +161,10 @@ async fn serve_connection(
     config: &ListenerConfig,
     builders: &Builders,
     proxy: Arc<Proxy>,
-    shutdown: watch::Receiver<bool>,
     timeouts: Timeouts,
 ) {
     let activity = Arc::new(Activity::new());
-    let tcp = Tracked {
-        inner: tcp,
-        activity: activity.clone(),
-    };
+    let tcp = Tracked::new(tcp, activity.clone());
     match &config.tls {
         None => {
             let builder = if config.settings.http2 {
@@ -141,16 +172,7 @@ async fn serve_connection(
             } else {
                 &builders.h1
             };
-            drive(
-                tcp,
-                info,
-                builder,
-                proxy,
-                shutdown,
-                timeouts.client_idle,
-                activity,
-            )
-            .await;
+            drive(tcp, info, builder, proxy, activity).await;
         }
         Some(acceptor) => {
             let tls = match tokio::time::timeout(timeouts.tls_handshake, acceptor.accept(tcp)).await
@@ -169,16 +191,7 @@ async fn serve_connection(
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let builder = if h2 { &builders.h2 } else { &builders.h1 };
-            drive(
-                tls,
-                info,
-                builder,
-                proxy,
-                shutdown,
-                timeouts.client_idle,
-                activity,
-            )
-            .await;
+            drive(tls, info, builder, proxy, activity).await;
         }
     }
 }
@@ -188,34 +201,49 @@ async fn drive<IO>(
     info: ConnInfo,
     builder: &auto::Builder<TokioExecutor>,
     proxy: Arc<Proxy>,
-    mut shutdown: watch::Receiver<bool>,
-    idle: Duration,
     activity: Arc<Activity>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = info.peer;
+    let idle = info.lifecycle.idle;
+    let mut phase = info.lifecycle.phase.clone();
+    let metrics = proxy.metrics().clone();
     let info = Arc::new(info);
     let service = service_fn(move |req| proxy.clone().handle(req, info.clone()));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let mut closing = *shutdown.borrow();
-    if closing {
-        conn.as_mut().graceful_shutdown();
-    }
+    let mut closing = false;
     loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            _ = shutdown.changed(), if !closing => {
+        let now = *phase.borrow_and_update();
+        match now {
+            Phase::Closing => return,
+            Phase::Draining if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            _ = activity.idle_for(idle), if !closing => {
+            _ => {}
+        }
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    let kind = client_error_kind(e.as_ref());
+                    metrics.client_error(kind);
+                    tracing::debug!(%peer, ?kind, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            changed = phase.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = activity.idle_for(idle) => {
+                if closing {
+                    // Told to close one idle period ago and still no bytes moved: the peer is gone or stuck.
+                    tracing::debug!(%peer, ?idle, "dropping a connection that did not close");
+                    return;
+                }
                 tracing::debug!(%peer, ?idle, "closing idle connection");
                 conn.as_mut().graceful_shutdown();
                 closing = true;
@@ -224,14 +252,36 @@ async fn drive<IO>(
     }
 }
 
+fn client_error_kind(e: &(dyn std::error::Error + 'static)) -> ClientErrorKind {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse_too_large() {
+                return ClientErrorKind::too_large;
+            }
+            if h.is_parse() {
+                return ClientErrorKind::malformed;
+            }
+            if h.is_timeout() {
+                return ClientErrorKind::header_timeout;
+            }
+        }
+        source = err.source();
+    }
+    if e.to_string().contains("timeout") {
+        return ClientErrorKind::header_timeout;
+    }
+    ClientErrorKind::other
+}
+
 /// When a connection last moved bytes, in milliseconds since it was accepted.
-struct Activity {
+pub(crate) struct Activity {
     start: tokio::time::Instant,
     last_ms: AtomicU64,
 }
 
 impl Activity {
-    fn new() -> Activity {
+    pub(crate) fn new() -> Activity {
         Activity {
             start: tokio::time::Instant::now(),
             last_ms: AtomicU64::new(0),
@@ -247,7 +297,7 @@ impl Activity {
     }
 
     /// Completes once no byte has moved for `idle`.
-    async fn idle_for(&self, idle: Duration) {
+    pub(crate) async fn idle_for(&self, idle: Duration) {
         loop {
             let last = self.last_ms.load(Ordering::Relaxed);
             let deadline = self.start + Duration::from_millis(last) + idle;
@@ -260,9 +310,15 @@ impl Activity {
 }
 
 /// An IO that records activity for the idle timer.
-struct Tracked<T> {
+pub(crate) struct Tracked<T> {
     inner: T,
     activity: Arc<Activity>,
+}
+
+impl<T> Tracked<T> {
+    pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Tracked<T> {
+        Tracked { inner, activity }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
@@ -328,12 +384,4 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
-}
-
-/// Runs `fut` unless `shutdown` fires first; for helper tasks that should stop with the server.
-pub async fn until_shutdown<F: Future<Output = ()>>(fut: F, mut shutdown: watch::Receiver<bool>) {
-    tokio::select! {
-        _ = fut => {}
-        _ = shutdown.changed() => {}
-    }
 }

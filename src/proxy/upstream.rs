@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::Uri;
-use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -28,7 +27,7 @@ pub enum UpstreamSetupError {
     Tls(#[from] rustls::Error),
 }
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, super::body::RequestBody>;
 
 /// The origin and a connection pool to it.
 pub struct Upstream {

@@ -49,7 +49,8 @@ async fn slow_origin_gives_504() {
     assert_eq!(resp.status(), 200);
 }
 
-/// An origin that answers with a head promising 100 bytes, sends 3 and resets.
+/// An origin that answers with a chunked head, sends one chunk and closes without the last chunk (so only the
+/// proxy's own error handling can tell the client the body is incomplete).
 async fn resetting_origin() -> std::net::SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = l.local_addr().expect("addr");
@@ -237,7 +238,8 @@ async fn request_smuggling_shapes_never_reach_the_origin() {
     let seen = origin.last();
     assert_eq!(seen.uri, "/echo");
     assert_eq!(seen.body_len, 5);
-    assert!(seen.header("content-length").is_none() || seen.header("transfer-encoding").is_none());
+    assert_eq!(seen.header("transfer-encoding"), Some("chunked"));
+    assert!(seen.header("content-length").is_none());
 }
 
 #[tokio::test]
@@ -254,4 +256,19 @@ async fn slow_request_head_is_cut_off() {
     let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the proxy closed the slowloris connection");
     assert!(origin.seen().is_empty());
+}
+
+#[tokio::test]
+async fn origin_stalling_mid_body_cuts_the_response() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "[timeouts]\nupstream_response = \"300ms\"\n").await;
+    let resp = send(server.listeners[0], request("GET", "/stall", &[], empty())).await;
+    assert_eq!(resp.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(5), resp.into_body().collect())
+        .await
+        .expect("the stall was detected, not waited out");
+    assert!(
+        body.is_err(),
+        "a stalled body ends in an error, not a clean end"
+    );
 }

@@ -100,14 +100,18 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
     for h in [
         "x-client-hop",
         "keep-alive",
-        "te",
         "proxy-authorization",
         "proxy-connection",
         "upgrade",
+        "connection",
     ] {
         assert!(seen.header(h).is_none(), "{h} reached the origin: {seen:?}");
     }
-    assert_ne!(seen.header("connection"), Some("close, X-Client-Hop"));
+    assert_eq!(
+        seen.header("te"),
+        Some("trailers"),
+        "TE keeps its trailers token"
+    );
     assert_eq!(seen.header("x-end-to-end"), Some("yes"));
 
     let (resp, _) = get(server.listeners[0], "/hop", &[]).await;
@@ -116,17 +120,23 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
         "x-origin-hop",
         "keep-alive",
         "proxy-authenticate",
-        "trailer",
+        "connection",
     ] {
         assert!(h.get(name).is_none(), "{name} reached the client");
     }
     assert_eq!(h.get("x-end-to-end").unwrap(), "kept");
+    assert_eq!(h.get("trailer").unwrap(), "x-sum", "Trailer is end-to-end");
+    assert_eq!(
+        h.get("via").unwrap(),
+        "1.1 concierge",
+        "Via on responses too"
+    );
 }
 
 #[tokio::test]
 async fn forwarding_headers_via_and_request_id() {
     let origin = Origin::start().await;
-    let server = proxy(&origin.url(), "").await;
+    let server = proxy(&origin.url(), "[proxy]\ntrust_request_id = true\n").await;
     let (resp, _) = get(
         server.listeners[0],
         "/echo?q=1",
@@ -169,6 +179,16 @@ async fn forwarding_headers_via_and_request_id() {
         "valid incoming id propagated"
     );
     assert_eq!(resp.headers().get("x-request-id").unwrap(), "abc-123");
+
+    // The default does not trust ids from clients.
+    let untrusting = proxy(&origin.url(), "").await;
+    let (resp, _) = get(
+        untrusting.listeners[0],
+        "/echo",
+        &[("x-request-id", "abc-123")],
+    )
+    .await;
+    assert_ne!(resp.headers().get("x-request-id").unwrap(), "abc-123");
 
     // An unacceptable id is replaced by a generated one, the same on both sides.
     let (resp, _) = get(
@@ -251,7 +271,7 @@ async fn upgrade_requests_pass_through() {
     let mut s = tokio::net::TcpStream::connect(server.listeners[0])
         .await
         .expect("connect");
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: www.example.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: www.example.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
         .await
         .expect("write");
     let mut head = Vec::new();
@@ -262,9 +282,9 @@ async fn upgrade_requests_pass_through() {
     }
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: echo"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
     let seen = origin.last();
-    assert_eq!(seen.header("upgrade"), Some("echo"));
+    assert_eq!(seen.header("upgrade"), Some("websocket"));
     assert_eq!(seen.header("connection"), Some("upgrade"));
     s.write_all(b"hello through the tunnel")
         .await
@@ -396,4 +416,175 @@ async fn demo_site_is_served_through_the_proxy() {
     let (resp, body) = get(server.listeners[0], "/echo", &[]).await;
     assert_eq!(resp.status(), 200);
     assert!(String::from_utf8_lossy(&body).contains("via: 1.1 concierge"));
+}
+
+#[tokio::test]
+async fn other_upgrades_and_unrequested_switches_are_not_passed() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "").await;
+    let resp = raw(
+        server.listeners[0],
+        b"GET /echo HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    assert_eq!(resp.status, 200, "served as a plain request");
+    let seen = origin.last();
+    assert!(
+        seen.header("upgrade").is_none() && seen.header("http2-settings").is_none(),
+        "{seen:?}"
+    );
+
+    // An origin that answers 101 to a request that asked for no upgrade is broken: 502.
+    let (resp, _) = get(server.listeners[0], "/switch", &[]).await;
+    assert_eq!(resp.status(), 502);
+}
+
+#[tokio::test]
+async fn head_requests_keep_framing_intact() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "").await;
+    let tcp = tokio::net::TcpStream::connect(server.listeners[0])
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(request("HEAD", "/page", &[], empty()))
+        .await
+        .expect("head");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-length").is_some());
+    assert!(resp
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .is_empty());
+    // Same connection: the next response is read correctly, so HEAD sent no stray body bytes.
+    let resp = sender
+        .send_request(request("GET", "/page", &[], empty()))
+        .await
+        .expect("get");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(&body[..], b"<html><body>echo /page</body></html>");
+}
+
+#[tokio::test]
+async fn absolute_form_target_wins_over_host() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "").await;
+    let resp = raw(
+        server.listeners[0],
+        b"GET http://abs.example.test/echo?x=1 HTTP/1.1\r\nHost: other.example.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let seen = origin.last();
+    assert_eq!(seen.uri, "/echo?x=1", "origin-form toward the origin");
+    assert_eq!(seen.header("host"), Some("abs.example.test"));
+}
+
+#[tokio::test]
+async fn http2_cookie_fields_are_joined_for_the_origin() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "").await;
+    let tcp = tokio::net::TcpStream::connect(server.listeners[0])
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(executor(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .expect("h2c handshake");
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("http://h2.example.test/echo")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(empty())
+        .expect("req");
+    assert_eq!(sender.send_request(req).await.expect("resp").status(), 200);
+    assert_eq!(origin.last().all("cookie"), ["a=1; b=2"]);
+}
+
+#[tokio::test]
+async fn connect_is_refused() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "").await;
+    let resp = raw(
+        server.listeners[0],
+        b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n",
+    )
+    .await;
+    assert_eq!(resp.status, 405);
+    assert!(origin.seen().is_empty());
+}
+
+#[tokio::test]
+async fn idle_http2_connections_are_closed() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "[timeouts]\nclient_idle = \"300ms\"\n").await;
+    let tcp = tokio::net::TcpStream::connect(server.listeners[0])
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(executor(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .expect("h2c handshake");
+    let conn = tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("http://a.test/echo")
+        .body(empty())
+        .expect("req");
+    assert_eq!(sender.send_request(req).await.expect("resp").status(), 200);
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("the proxy closed the idle connection")
+        .expect("join")
+        .ok();
+}
+
+#[tokio::test]
+async fn a_slow_upload_is_not_an_origin_timeout() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "[timeouts]\nupstream_response = \"300ms\"\n").await;
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/upload")
+        .header("host", "www.example.test")
+        .body(http_body_util::BodyExt::boxed(ChannelBody(rx)))
+        .expect("request");
+    let addr = server.listeners[0];
+    let pending = tokio::spawn(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .expect("handshake");
+        tokio::spawn(conn);
+        let resp = sender.send_request(req).await.expect("response");
+        let status = resp.status();
+        (
+            status,
+            resp.into_body().collect().await.expect("body").to_bytes(),
+        )
+    });
+    tx.send(Bytes::from_static(b"part one;"))
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    tx.send(Bytes::from_static(b"part two"))
+        .await
+        .expect("send");
+    drop(tx);
+    let (status, body) = pending.await.expect("join");
+    assert_eq!(
+        status, 200,
+        "the 300 ms response timeout starts when the upload ends"
+    );
+    assert_eq!(&body[..], b"17");
 }

@@ -47,10 +47,15 @@ async fn shutdown_deadline_cuts_stuck_connections() {
     let origin = Origin::start().await;
     let server = proxy(&origin.url(), "[timeouts]\nshutdown_grace = \"300ms\"\n").await;
     let resp = send(server.listeners[0], request("GET", "/gated", &[], empty())).await;
-    let _held = resp.into_body();
+    let body = resp.into_body();
     let started = std::time::Instant::now();
     assert_eq!(server.shutdown().await, Drained::Deadline);
     assert!(started.elapsed() < Duration::from_secs(5));
+    // The stuck response was cut: its body ends (in an error) instead of hanging.
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
+        .await
+        .expect("connection was dropped at the deadline");
+    assert!(rest.is_err(), "cut short, not complete");
 }
 
 #[tokio::test]

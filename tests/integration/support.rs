@@ -65,7 +65,9 @@ impl Seen {
 /// - `/hop`: answers with hop-by-hop headers;
 /// - `/upload`: reports each request body chunk on a channel as it arrives, then 200 with the total;
 /// - `/ws`: 101 upgrade to a byte echo;
-/// - `/big`: 1 MiB body.
+/// - `/big`: 1 MiB body;
+/// - `/stall`: one chunk, then an open body that sends nothing for 30 s;
+/// - `/switch`: 101 even when no upgrade was asked for.
 pub struct Origin {
     pub addr: SocketAddr,
     pub connections: Arc<AtomicUsize>,
@@ -205,11 +207,27 @@ async fn origin_handle(
             Ok(Response::builder()
                 .status(StatusCode::SWITCHING_PROTOCOLS)
                 .header("connection", "upgrade")
-                .header("upgrade", "echo")
+                .header("upgrade", "websocket")
                 .body(empty())
                 .expect("response"))
         }
         "/big" => Ok(Response::new(full(vec![b'x'; 1024 * 1024]))),
+        "/stall" => {
+            // One chunk, then silence with the body still open.
+            let (tx, rx) = mpsc::channel::<Bytes>(1);
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from_static(b"first")).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(tx);
+            });
+            Ok(Response::new(BodyExt::boxed(ChannelBody(rx))))
+        }
+        "/switch" => Ok(Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(empty())
+            .expect("response")),
         _ => {
             let (parts, body) = req.into_parts();
             let body = body
