@@ -59,7 +59,11 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// Remove hop-by-hop headers and those `Connection` names. With `keep_upgrade`, the `Upgrade` header survives
 /// and `Connection: upgrade` is set again, as a pass-through upgrade needs.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Names listed in Connection: collect first (values borrow the map). Most requests have none.
+    // Fast path: one pass over the names, no hashing; most messages carry no hop-by-hop header at all.
+    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    // Names listed in Connection: collect first (values borrow the map).
     let mut listed: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(v) = value.to_str() else { continue };
@@ -102,6 +106,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     } else {
         headers.remove(header::UPGRADE);
     }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::UPGRADE
 }
 
 /// Our `Via` entries (RFC 9110 §7.6.3), one per protocol version, built once.
@@ -152,41 +160,61 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// The client's address as the forwarding headers write it, built once per connection.
+#[derive(Debug, Clone)]
+pub struct ClientAddr {
+    /// `X-Forwarded-For` value.
+    pub xff: HeaderValue,
+    /// `for=` element of `Forwarded` (IPv6 quoted and bracketed).
+    pub forwarded_for: String,
+}
+
+impl ClientAddr {
+    pub fn new(client: IpAddr) -> ClientAddr {
+        let ip = client.to_string();
+        let forwarded_for = match client {
+            IpAddr::V4(_) => format!("for={ip}"),
+            IpAddr::V6(_) => format!("for=\"[{ip}]\""),
+        };
+        ClientAddr {
+            xff: HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            forwarded_for,
+        }
+    }
+}
+
 /// What the origin is told about the client and the original request.
 pub struct Forwarding<'a> {
-    pub client: IpAddr,
+    pub client: &'a ClientAddr,
     /// `http` or `https`: the scheme the client used to reach us.
     pub proto: &'static str,
     /// The host the client asked for, if it sent a valid one.
-    pub host: Option<&'a str>,
+    pub host: Option<&'a HeaderValue>,
 }
 
 /// Replace the forwarding headers with ours.
 pub fn set_forwarding(headers: &mut HeaderMap, fwd: &Forwarding<'_>) {
-    headers.remove(&X_FORWARDED_FOR);
-    headers.remove(&X_FORWARDED_PROTO);
-    headers.remove(&X_FORWARDED_HOST);
-    headers.remove(&X_REAL_IP);
-    headers.remove(header::FORWARDED);
-
-    let ip = fwd.client.to_string();
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+    // Remove what the client sent under our names; one pass finds whether there is anything to remove.
+    if headers.keys().any(|n| {
+        n == header::FORWARDED || n == X_FORWARDED_FOR || n == X_FORWARDED_PROTO || n == X_FORWARDED_HOST || n == X_REAL_IP
+    }) {
+        headers.remove(&X_FORWARDED_FOR);
+        headers.remove(&X_FORWARDED_PROTO);
+        headers.remove(&X_FORWARDED_HOST);
+        headers.remove(&X_REAL_IP);
+        headers.remove(header::FORWARDED);
     }
+    headers.insert(X_FORWARDED_FOR.clone(), fwd.client.xff.clone());
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(fwd.proto),
     );
-    let mut forwarded = match fwd.client {
-        IpAddr::V4(_) => format!("for={ip}"),
-        IpAddr::V6(_) => format!("for=\"[{ip}]\""),
-    };
+    let mut forwarded = String::with_capacity(fwd.client.forwarded_for.len() + 64);
+    forwarded.push_str(&fwd.client.forwarded_for);
     if let Some(host) = fwd.host {
-        if let Ok(v) = HeaderValue::from_str(host) {
-            headers.insert(X_FORWARDED_HOST.clone(), v);
-        }
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
         forwarded.push_str(";host=");
-        push_forwarded_value(&mut forwarded, host);
+        push_forwarded_value(&mut forwarded, host.to_str().unwrap_or(""));
     }
     forwarded.push_str(";proto=");
     forwarded.push_str(fwd.proto);
@@ -236,13 +264,37 @@ pub fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
-/// Does a Host (or :authority) value look like `host[:port]` and nothing else?
-pub fn valid_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 255
-        && host
-            .parse::<http::uri::Authority>()
-            .is_ok_and(|a| !a.as_str().contains('@'))
+/// Does a Host (or :authority) value look like `host[:port]` and nothing else? A byte-level check (no
+/// allocation): a registered name or IPv4 address of letters, digits, `-`, `.`, `_`, or a bracketed IPv6
+/// literal, then an optional `:port` of 1–5 digits.
+pub fn valid_host(host: &[u8]) -> bool {
+    if host.is_empty() || host.len() > 255 {
+        return false;
+    }
+    let rest = if host[0] == b'[' {
+        match host.iter().position(|&b| b == b']') {
+            Some(end) if end > 1 => {
+                let inside = &host[1..end];
+                if !inside.iter().all(|b| b.is_ascii_hexdigit() || b":.".contains(b)) {
+                    return false;
+                }
+                &host[end + 1..]
+            }
+            _ => return false,
+        }
+    } else {
+        let end = host.iter().position(|&b| b == b':').unwrap_or(host.len());
+        let name = &host[..end];
+        if name.is_empty() || !name.iter().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(b)) {
+            return false;
+        }
+        &host[end..]
+    };
+    match rest {
+        [] => true,
+        [b':', port @ ..] => !port.is_empty() && port.len() <= 5 && port.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -335,9 +387,9 @@ mod tests {
         set_forwarding(
             &mut h,
             &Forwarding {
-                client: "192.0.2.7".parse().unwrap(),
+                client: &ClientAddr::new("192.0.2.7".parse().unwrap()),
                 proto: "https",
-                host: Some("www.example.com:8443"),
+                host: Some(&HeaderValue::from_static("www.example.com:8443")),
             },
         );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.7");
@@ -357,9 +409,9 @@ mod tests {
         set_forwarding(
             &mut h,
             &Forwarding {
-                client: "2001:db8::1".parse().unwrap(),
+                client: &ClientAddr::new("2001:db8::1".parse().unwrap()),
                 proto: "http",
-                host: Some("example.com"),
+                host: Some(&HeaderValue::from_static("example.com")),
             },
         );
         assert_eq!(
@@ -404,12 +456,24 @@ mod tests {
 
     #[test]
     fn host_validation() {
-        assert!(valid_host("example.com"));
-        assert!(valid_host("example.com:8080"));
-        assert!(valid_host("[::1]:8080"));
-        assert!(!valid_host(""));
-        assert!(!valid_host("a b"));
-        assert!(!valid_host("user@example.com"));
-        assert!(!valid_host("example.com/path"));
+        for good in ["example.com", "example.com:8080", "[::1]:8080", "[2001:db8::1]", "127.0.0.1", "a_b.test"] {
+            assert!(valid_host(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "user@example.com",
+            "example.com/path",
+            "example.com:",
+            "example.com:123456",
+            "example.com:80x",
+            "[::1",
+            "[]",
+            "[zz::1]",
+            ":80",
+            "a.test/../x",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
     }
 }

@@ -39,6 +39,9 @@ pub struct ConnInfo {
     pub redirect_https: Option<u16>,
     /// The server's life, for connections that outlive their request (upgrades).
     pub lifecycle: server::Lifecycle,
+    /// The client as the forwarding headers write it (today the TCP peer; trusted forwarding headers and the
+    /// PROXY protocol come with the client-identity work).
+    pub client: headers::ClientAddr,
 }
 
 /// The immutable per-request context every phase reads.
@@ -47,8 +50,9 @@ pub struct RequestContext {
     /// The resolved client address (today: the TCP peer; trusted forwarding headers come with `client_ip`).
     pub client: IpAddr,
     pub scheme: &'static str,
-    /// The host the client asked for (`Host`, or the authority of an absolute-form or HTTP/2 request).
-    pub host: Option<String>,
+    /// The host the client asked for (`Host`, or the authority of an absolute-form or HTTP/2 request),
+    /// validated by [`headers::valid_host`].
+    pub host: Option<HeaderValue>,
     pub method: Method,
     pub version: Version,
     pub start: Instant,
@@ -117,7 +121,12 @@ impl Proxy {
             request_id: ctx.request_id,
             client: ctx.client,
             method: ctx.method,
-            host: ctx.host,
+            host: ctx
+                .host
+                .as_ref()
+                .filter(|_| access_log)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string),
             path,
             version: ctx.version,
             status: resp.status(),
@@ -139,17 +148,11 @@ impl Proxy {
             .cloned()
             .unwrap_or_else(headers::new_request_id);
         // RFC 9112 §3.2.2: an absolute-form target's authority wins over Host; HTTP/2 carries it as :authority.
-        let host = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| {
-                req.headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
-            })
-            .filter(|h| headers::valid_host(h));
+        let host = match req.uri().authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => req.headers().get(header::HOST).cloned(),
+        }
+        .filter(|h| headers::valid_host(h.as_bytes()));
         RequestContext {
             request_id,
             client: conn.peer.ip().to_canonical(),
@@ -236,7 +239,8 @@ impl Proxy {
     ) -> Response<ResponseBody> {
         let Some(host) = ctx
             .host
-            .as_deref()
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
             .and_then(|h| h.parse::<http::uri::Authority>().ok())
         else {
             return Refusal::BadRequest("The request has a missing or malformed Host header.")
@@ -292,16 +296,13 @@ impl Proxy {
         headers::set_forwarding(
             h,
             &headers::Forwarding {
-                client: ctx.client,
+                client: &conn.client,
                 proto: ctx.scheme,
-                host: ctx.host.as_deref(),
+                host: ctx.host.as_ref(),
             },
         );
         let host_value = match &settings.upstream.host_header {
-            HostHeader::Preserve => ctx
-                .host
-                .as_deref()
-                .and_then(|v| HeaderValue::from_str(v).ok()),
+            HostHeader::Preserve => ctx.host.clone(),
             HostHeader::Upstream => self.upstream_host.clone(),
             HostHeader::Custom(v) => Some(v.clone()),
         };

@@ -148,6 +148,7 @@ pub async fn serve_listener(
                 tls: config.tls.is_some(),
                 redirect_https: config.settings.redirect_to_https,
                 lifecycle,
+                client: super::headers::ClientAddr::new(peer.ip().to_canonical()),
             };
             serve_connection(tcp, info, &config, &builders, proxy, timeouts).await;
         });
@@ -274,35 +275,29 @@ fn client_error_kind(e: &(dyn std::error::Error + 'static)) -> ClientErrorKind {
     ClientErrorKind::other
 }
 
-/// When a connection last moved bytes, in milliseconds since it was accepted.
+/// Whether a connection moved bytes: a counter bumped by every completed read or write (no clock read on the
+/// I/O path), sampled once per idle period.
 pub(crate) struct Activity {
-    start: tokio::time::Instant,
-    last_ms: AtomicU64,
+    ops: AtomicU64,
 }
 
 impl Activity {
     pub(crate) fn new() -> Activity {
-        Activity {
-            start: tokio::time::Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
+        Activity { ops: AtomicU64::new(0) }
     }
 
     fn touch(&self) {
-        let ms = self.start.elapsed().as_millis() as u64;
         // Relaxed is enough: this is a hint for the idle timer, not a synchronisation point.
-        if self.last_ms.load(Ordering::Relaxed) != ms {
-            self.last_ms.store(ms, Ordering::Relaxed);
-        }
+        self.ops.store(self.ops.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 
-    /// Completes once no byte has moved for `idle`.
+    /// Completes once a whole `idle` period passed without any byte moving (so within one to two periods of
+    /// the last activity).
     pub(crate) async fn idle_for(&self, idle: Duration) {
         loop {
-            let last = self.last_ms.load(Ordering::Relaxed);
-            let deadline = self.start + Duration::from_millis(last) + idle;
-            tokio::time::sleep_until(deadline).await;
-            if self.last_ms.load(Ordering::Relaxed) == last {
+            let before = self.ops.load(Ordering::Relaxed);
+            tokio::time::sleep(idle).await;
+            if self.ops.load(Ordering::Relaxed) == before {
                 return;
             }
         }
