@@ -17,6 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
+use super::upstream::Lease;
 use crate::metrics::Metrics;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -38,6 +39,8 @@ enum Kind {
         timer: Option<Pin<Box<Sleep>>>,
         /// A frame arrived since the timer was armed.
         progressed: bool,
+        /// The origin connection, returned to the pool when this body was read to the end.
+        lease: Option<Lease>,
     },
 }
 
@@ -62,14 +65,23 @@ impl ResponseBody {
         }
     }
 
-    /// The origin's body, failing if it stalls for longer than `stall` between frames.
-    pub fn upstream(body: Incoming, stall: Duration) -> Self {
+    /// The origin's body, failing if it stalls for longer than `stall` between frames. `lease` goes back to the
+    /// pool once the body has been read to the end (at once for bodiless responses).
+    pub fn upstream(body: Incoming, stall: Duration, lease: Option<Lease>) -> Self {
+        let lease = match lease {
+            Some(l) if body.is_end_stream() => {
+                l.release();
+                None
+            }
+            other => other,
+        };
         ResponseBody {
             kind: Kind::Upstream {
                 body,
                 stall,
                 timer: None,
                 progressed: false,
+                lease,
             },
             recorder: None,
         }
@@ -86,6 +98,11 @@ impl ResponseBody {
     }
 
     fn finished(&mut self) {
+        if let Kind::Upstream { lease, .. } = &mut self.kind {
+            if let Some(l) = lease.take() {
+                l.release();
+            }
+        }
         if let Some(mut r) = self.recorder.take() {
             r.completed = true;
             drop(r);
@@ -110,6 +127,7 @@ impl Body for ResponseBody {
                 stall,
                 timer,
                 progressed,
+                ..
             } => match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     *progressed = true;

@@ -196,7 +196,11 @@ pub struct Forwarding<'a> {
 pub fn set_forwarding(headers: &mut HeaderMap, fwd: &Forwarding<'_>) {
     // Remove what the client sent under our names; one pass finds whether there is anything to remove.
     if headers.keys().any(|n| {
-        n == header::FORWARDED || n == X_FORWARDED_FOR || n == X_FORWARDED_PROTO || n == X_FORWARDED_HOST || n == X_REAL_IP
+        n == header::FORWARDED
+            || n == X_FORWARDED_FOR
+            || n == X_FORWARDED_PROTO
+            || n == X_FORWARDED_HOST
+            || n == X_REAL_IP
     }) {
         headers.remove(&X_FORWARDED_FOR);
         headers.remove(&X_FORWARDED_PROTO);
@@ -275,7 +279,10 @@ pub fn valid_host(host: &[u8]) -> bool {
         match host.iter().position(|&b| b == b']') {
             Some(end) if end > 1 => {
                 let inside = &host[1..end];
-                if !inside.iter().all(|b| b.is_ascii_hexdigit() || b":.".contains(b)) {
+                if !inside
+                    .iter()
+                    .all(|b| b.is_ascii_hexdigit() || b":.".contains(b))
+                {
                     return false;
                 }
                 &host[end + 1..]
@@ -285,14 +292,20 @@ pub fn valid_host(host: &[u8]) -> bool {
     } else {
         let end = host.iter().position(|&b| b == b':').unwrap_or(host.len());
         let name = &host[..end];
-        if name.is_empty() || !name.iter().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(b)) {
+        if name.is_empty()
+            || !name
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(b))
+        {
             return false;
         }
         &host[end..]
     };
     match rest {
         [] => true,
-        [b':', port @ ..] => !port.is_empty() && port.len() <= 5 && port.iter().all(u8::is_ascii_digit),
+        [b':', port @ ..] => {
+            !port.is_empty() && port.len() <= 5 && port.iter().all(u8::is_ascii_digit)
+        }
         _ => false,
     }
 }
@@ -456,7 +469,14 @@ mod tests {
 
     #[test]
     fn host_validation() {
-        for good in ["example.com", "example.com:8080", "[::1]:8080", "[2001:db8::1]", "127.0.0.1", "a_b.test"] {
+        for good in [
+            "example.com",
+            "example.com:8080",
+            "[::1]:8080",
+            "[2001:db8::1]",
+            "127.0.0.1",
+            "a_b.test",
+        ] {
             assert!(valid_host(good.as_bytes()), "{good}");
         }
         for bad in [

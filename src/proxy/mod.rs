@@ -278,8 +278,8 @@ impl Proxy {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
-        parts.uri = match self.upstream.uri_for(parts.uri.path_and_query()) {
-            Ok(uri) => uri,
+        parts.uri = match self.upstream.target_for(parts.uri.path_and_query()) {
+            Ok(target) => http::Uri::from(target),
             Err(_) => {
                 return Refusal::BadRequest("The request target is malformed.")
                     .response(&ctx.request_id)
@@ -301,18 +301,14 @@ impl Proxy {
                 host: ctx.host.as_ref(),
             },
         );
+        // hyper's client connection needs a Host; an HTTP/1.0 client may have sent none.
         let host_value = match &settings.upstream.host_header {
-            HostHeader::Preserve => ctx.host.clone(),
+            HostHeader::Preserve => ctx.host.clone().or_else(|| self.upstream_host.clone()),
             HostHeader::Upstream => self.upstream_host.clone(),
             HostHeader::Custom(v) => Some(v.clone()),
         };
-        match host_value {
-            Some(v) => {
-                h.insert(header::HOST, v);
-            }
-            None => {
-                h.remove(header::HOST);
-            }
+        if let Some(v) = host_value {
+            h.insert(header::HOST, v);
         }
         h.insert(
             settings.proxy.request_id_header.clone(),
@@ -321,7 +317,7 @@ impl Proxy {
 
         // The response timeout counts from the end of the request body: a slow upload is the client's time.
         let (body_done, body_finished) = tokio::sync::oneshot::channel();
-        let sent = self.upstream.client().request(Request::from_parts(
+        let sent = self.upstream.send(Request::from_parts(
             parts,
             body::RequestBody::new(body, body_done),
         ));
@@ -331,13 +327,18 @@ impl Proxy {
             r = &mut sent => Some(r),
             _ = body_finished => tokio::time::timeout(timeout, &mut sent).await.ok(),
         };
-        let mut resp = match result {
-            Some(Ok(resp)) => resp,
+        let (mut resp, lease) = match result {
+            Some(Ok(pair)) => pair,
             Some(Err(e)) => {
-                let kind = upstream::classify(&e);
+                let kind = e.kind();
                 self.metrics.upstream_error(kind);
                 let cause = upstream::error_chain(&e);
-                tracing::warn!(request_id = ctx.request_id.to_str().unwrap_or("-"), kind = ?kind, cause, "upstream request failed");
+                tracing::warn!(
+                    request_id = ctx.request_id.to_str().unwrap_or("-"),
+                    kind = ?kind,
+                    cause,
+                    "upstream request failed"
+                );
                 let refusal = match kind {
                     UpstreamErrorKind::connect_timeout => Refusal::GatewayTimeout,
                     _ => Refusal::BadGateway,
@@ -379,7 +380,9 @@ impl Proxy {
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, switching);
         self.via.append(&mut parts.headers, parts.version);
-        Response::from_parts(parts, ResponseBody::upstream(body, timeout))
+        // An upgraded connection belongs to the tunnel now; it never goes back to the pool.
+        let lease = (!switching).then_some(lease);
+        Response::from_parts(parts, ResponseBody::upstream(body, timeout, lease))
     }
 }
 

@@ -283,12 +283,17 @@ pub(crate) struct Activity {
 
 impl Activity {
     pub(crate) fn new() -> Activity {
-        Activity { ops: AtomicU64::new(0) }
+        Activity {
+            ops: AtomicU64::new(0),
+        }
     }
 
     fn touch(&self) {
         // Relaxed is enough: this is a hint for the idle timer, not a synchronisation point.
-        self.ops.store(self.ops.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        self.ops.store(
+            self.ops.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
 
     /// Completes once a whole `idle` period passed without any byte moving (so within one to two periods of

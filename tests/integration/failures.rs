@@ -272,3 +272,16 @@ async fn origin_stalling_mid_body_cuts_the_response() {
         "a stalled body ends in an error, not a clean end"
     );
 }
+
+#[tokio::test]
+async fn https_origin_with_an_untrusted_certificate_gives_502() {
+    let ca = TestCa::new();
+    let (origin, _) = tls_origin(&ca).await;
+    // No ca_file: the test CA is not trusted.
+    let server = proxy(&format!("https://localhost:{}", origin.port()), "").await;
+    let (resp, _) = get(server.listeners[0], "/", &[]).await;
+    assert_eq!(resp.status(), 502);
+    assert!(metrics_text(&server)
+        .await
+        .contains("concierge_upstream_errors_total{kind=\"tls\"} 1"));
+}

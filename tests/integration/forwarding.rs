@@ -588,3 +588,60 @@ async fn a_slow_upload_is_not_an_origin_timeout() {
     );
     assert_eq!(&body[..], b"17");
 }
+
+#[tokio::test]
+async fn https_origin_with_an_extra_ca_file() {
+    let ca = TestCa::new();
+    let (origin, connections) = tls_origin(&ca).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_path = dir.path().join("origin-ca.pem");
+    std::fs::write(&ca_path, ca.cert.pem()).expect("write ca");
+    // ca_file belongs to [upstream]: build the config explicitly.
+    let toml = format!(
+        "[upstream]\nurl = \"https://localhost:{}\"\nca_file = \"{}\"\nhost_header = \"upstream\"\n[admin]\nenabled = false\n",
+        origin.port(),
+        ca_path.display()
+    );
+    let settings = concierge::config::Settings::from_toml(
+        &toml,
+        &concierge::config::Overrides {
+            listen: vec!["127.0.0.1:0".into()],
+            ..Default::default()
+        },
+    )
+    .expect("config");
+    let server = concierge::app::Server::start(settings)
+        .await
+        .expect("start");
+    for _ in 0..3 {
+        let (resp, body) = get(server.listeners[0], "/secure", &[]).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            format!("tls origin /secure host=localhost:{}", origin.port())
+        );
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "the TLS connection is pooled"
+    );
+}
+
+#[tokio::test]
+async fn requests_survive_an_origin_closing_idle_connections() {
+    let (origin, connections) = closing_origin().await;
+    let server = proxy(&format!("http://{origin}"), "").await;
+    for i in 0..4 {
+        let (resp, body) = get(server.listeners[0], "/", &[]).await;
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(&body[..], b"ok");
+        // Give the origin time to close the kept-alive connection.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        4,
+        "a fresh connection each time, never a 502"
+    );
+}

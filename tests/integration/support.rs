@@ -490,3 +490,81 @@ pub fn map_of(seen: &Seen) -> HashMap<String, String> {
 pub fn executor() -> TokioExecutor {
     TokioExecutor::new()
 }
+
+/// An HTTPS origin on 127.0.0.1 with a leaf for `localhost` and 127.0.0.1 signed by `ca`; answers every request
+/// with 200 and the request's path, and counts connections.
+pub async fn tls_origin(ca: &TestCa) -> (SocketAddr, Arc<AtomicUsize>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ca.write_leaf(dir.path(), "origin", &["localhost", "127.0.0.1"]);
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls::pki_types::pem::PemObject::pem_file_iter(dir.path().join("origin.crt"))
+            .expect("pem")
+            .collect::<Result<_, _>>()
+            .expect("certs");
+    let key: rustls::pki_types::PrivateKeyDer<'static> =
+        rustls::pki_types::pem::PemObject::from_pem_file(dir.path().join("origin.key"))
+            .expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(|req: Request<Incoming>| async move {
+                    let host = req
+                        .headers()
+                        .get("host")
+                        .map(|h| h.to_str().unwrap_or("").to_string());
+                    Ok::<_, std::io::Error>(Response::new(full(format!(
+                        "tls origin {} host={}",
+                        req.uri().path(),
+                        host.unwrap_or_default()
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, connections)
+}
+
+/// An origin that answers each request with a keep-alive response and then closes the connection a moment
+/// later, as an origin whose keep-alive timeout just expired does.
+pub async fn closing_origin() -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                drop(s);
+            });
+        }
+    });
+    (addr, connections)
+}
