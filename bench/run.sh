@@ -11,8 +11,13 @@
 #     same offered load (the headline figure).
 # Pinning (2-core default): load generator + origin on core 0, the proxy under test
 # alone on core 1. Everything listens on 127.0.0.1 only; every run is time-bounded.
+# The whole set is run REPEAT times, targets interleaved round-robin within each round
+# (round 1: direct nginx haproxy concierge; round 2: the same order; ...), so drift on the
+# machine hits every target alike; each reported figure is the median over the rounds,
+# with the min–max spread in a second table. Runtime scales linearly with REPEAT.
 #
 # Knobs (environment):
+#   REPEAT=3          rounds over all targets; figures are medians over the rounds
 #   DURATION=10s      wrk run length (also the fixed-rate run length, see RATE_DURATION)
 #   RATE_DURATION=    fixed-rate run length (default: $DURATION)
 #   RATE=             fixed rate for both pages (req/s); RATE_10K / RATE_100K override it
@@ -34,6 +39,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
+REPEAT=${REPEAT:-3}
 DURATION=${DURATION:-10s}
 RATE_DURATION=${RATE_DURATION:-$DURATION}
 RATE_10K=${RATE_10K:-${RATE:-2000}}
@@ -124,6 +130,14 @@ stop_proc() {  # TERM, wait up to 5 s, then KILL the whole tree
   kill -KILL $tree 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
+# Stops a process from STARTED and forgets it, so that a later cleanup can never signal
+# a recycled pid (proxies are started and stopped once per round).
+stop_started() {
+  local pid=$1 i
+  stop_proc "$pid"
+  for i in "${!STARTED[@]}"; do [[ ${STARTED[$i]} == "$pid" ]] && unset 'STARTED[i]'; done
+  return 0
+}
 cleanup() {
   set +e
   local pid
@@ -173,6 +187,8 @@ cpu_mask() { local m=1 i; for ((i = 0; i < $1; i++)); do m+=0; done; echo "$m"; 
 
 # --------------------------------------------------------------------------- setup
 [[ $(uname -s) == Linux ]] || die "Linux only (/proc, taskset)"
+[[ $REPEAT =~ ^[0-9]+$ ]] && ((10#$REPEAT >= 1)) || die "REPEAT must be a positive integer (got '$REPEAT')"
+REPEAT=$((10#$REPEAT))
 install_tools
 CLK_TCK=$(getconf CLK_TCK)
 NPROC=$(nproc)
@@ -398,11 +414,17 @@ check_pages() {  # $1 = port
   done
 }
 
+# Round being run (1..REPEAT); raw file suffix ("-rN", empty when REPEAT=1) and log tag.
+ROUND=1
+rsuf() { ((REPEAT > 1)) && echo "-r$ROUND" || true; }
+rtag() { ((REPEAT > 1)) && echo "[round $ROUND/$REPEAT] " || true; }
+
 # measure TARGET ROOT_PID PORT: runs both pages, appends rows to $RESULTS.
 measure() {
-  local target=$1 root=$2 port=$3 pg url pids t0 t1 f req rps err rss rate cpu_max cpu_fix
+  local target=$1 root=$2 port=$3 pg url pids t0 t1 f req rps err rss rate cpu_max cpu_fix tag
+  tag=$(rtag)
   mapfile -t pids < <(pid_tree "$root")
-  say "$target: pids ${pids[*]}"
+  say "$tag$target: pids ${pids[*]}"
   for pg in "${PAGES[@]}"; do
     url="http://127.0.0.1:$port/page-$pg.html"
     rate=${PAGE_RATE[$pg]}
@@ -410,8 +432,8 @@ measure() {
       timeout 60 taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "$url" >/dev/null 2>&1 || true
     fi
     # 1) max throughput (closed loop)
-    f="$RAW_DIR/wrk-$target-$pg.txt"
-    say "$target $pg: wrk -t1 -c$CONNECTIONS -d$DURATION"
+    f="$RAW_DIR/wrk-$target-$pg$(rsuf).txt"
+    say "$tag$target $pg: wrk -t1 -c$CONNECTIONS -d$DURATION"
     t0=$(cpu_ticks "${pids[@]}")
     timeout "$(ceil "$DUR_S + 60")" taskset -c "$LOAD_CPU" \
       wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --timeout 5s -s "$BENCH_DIR/wrk-report.lua" "$url" >"$f" 2>&1 || true
@@ -425,8 +447,8 @@ measure() {
     cpu_max=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$req" 'BEGIN { if (n > 0) printf "%.2f", d * 1e6 / hz / n; else print "nan" }')
     sleep 1
     # 2) fixed rate (open loop): latency and CPU per request at the same offered load
-    f="$RAW_DIR/fixed-$target-$pg.txt"
-    say "$target $pg: fixed rate $rate req/s for ${RATE_DURATION}"
+    f="$RAW_DIR/fixed-$target-$pg$(rsuf).txt"
+    say "$tag$target $pg: fixed rate $rate req/s for ${RATE_DURATION}"
     t0=$(cpu_ticks "${pids[@]}")
     timeout "$(ceil "$RATE_DUR_S + 60")" taskset -c "$LOAD_CPU" \
       python3 "$BENCH_DIR/loadgen.py" -R "$rate" -d "$RATE_DURATION" -c "$CONNECTIONS" \
@@ -442,18 +464,18 @@ measure() {
       freq=0; fp50=nan; fp99=nan; fach=0; lag=nan
     fi
     cpu_fix=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$freq" 'BEGIN { if (n > 0) printf "%.2f", d * 1e6 / hz / n; else print "nan" }')
-    printf '%s\t%s\tok\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-      "$target" "$pg" "$rps" "$err" "$fp50" "$fp99" "$rate" "$fach" "$ferr" "$cpu_fix" "$cpu_max" \
+    printf '%s\t%s\t%s\tok\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+      "$target" "$pg" "$ROUND" "$rps" "$err" "$fp50" "$fp99" "$rate" "$fach" "$ferr" "$cpu_fix" "$cpu_max" \
       "$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')" "$lag" >>"$RESULTS"
-    say "$target $pg: max ${rps} req/s, cpu ${cpu_max} µs/req | @${rate}/s p50 ${fp50} ms p99 ${fp99} ms, cpu ${cpu_fix} µs/req, rss $((rss / 1024)) MiB"
+    say "$tag$target $pg: max ${rps} req/s, cpu ${cpu_max} µs/req | @${rate}/s p50 ${fp50} ms p99 ${fp99} ms, cpu ${cpu_fix} µs/req, rss $((rss / 1024)) MiB"
     sleep 1
   done
 }
 
 skip_target() {  # $1 target, $2 reason
-  say "$1: $2"
+  say "$(rtag)$1: $2"
   local pg
-  for pg in "${PAGES[@]}"; do printf '%s\t%s\t%s\n' "$1" "$pg" "$2" >>"$RESULTS"; done
+  for pg in "${PAGES[@]}"; do printf '%s\t%s\t%s\t%s\n' "$1" "$pg" "$ROUND" "$2" >>"$RESULTS"; done
 }
 
 # --------------------------------------------------------------------------- run
@@ -464,44 +486,60 @@ wait_http "http://127.0.0.1:$ORIGIN_PORT/page-10k.html" 10 "$ORIGIN_PID" \
   || { cat "$TMP"/nginx-origin*.{out,log} >&2 2>/dev/null; die "origin nginx did not start"; }
 check_pages "$ORIGIN_PORT" || die "origin does not serve the pages"
 
-for target in $TARGETS; do
-  pid=""
+# run_target TARGET: starts the proxy (the origin is already up), measures it, stops it,
+# so only one proxy runs at a time. Uses $ROUND.
+run_target() {
+  local target=$1 pid="" port
   case $target in
     direct)
       measure direct "$ORIGIN_PID" "$ORIGIN_PORT"
-      continue ;;
+      return 0 ;;
     nginx)
       pid=$(start_nginx proxy "$PROXY_CPU"); STARTED+=("$pid")
       if ! wait_http "http://127.0.0.1:$NGINX_PORT/page-10k.html" 10 "$pid"; then
-        cat "$TMP"/nginx-proxy*.{out,log} >&2 2>/dev/null; skip_target nginx "failed to start"; stop_proc "$pid"; continue
+        cat "$TMP"/nginx-proxy*.{out,log} >&2 2>/dev/null; skip_target nginx "failed to start"; stop_started "$pid"; return 0
       fi
       port=$NGINX_PORT ;;
     haproxy)
       taskset -c "$PROXY_CPU" haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
       pid=$!; STARTED+=("$pid")
       if ! wait_http "http://127.0.0.1:$HAPROXY_PORT/page-10k.html" 10 "$pid"; then
-        cat "$TMP/haproxy.log" >&2; skip_target haproxy "failed to start"; stop_proc "$pid"; continue
+        cat "$TMP/haproxy.log" >&2; skip_target haproxy "failed to start"; stop_started "$pid"; return 0
       fi
       port=$HAPROXY_PORT ;;
     concierge)
       if [[ ! -x $CONCIERGE_BIN ]]; then
-        skip_target concierge "binary missing"; continue
+        skip_target concierge "binary missing"; return 0
       fi
       taskset -c "$PROXY_CPU" "$CONCIERGE_BIN" serve --config "$TMP/concierge.toml" >"$TMP/concierge.log" 2>&1 &
       pid=$!; STARTED+=("$pid")
       if ! wait_http "http://127.0.0.1:$CONCIERGE_ADMIN_PORT/readyz" 10 "$pid"; then
-        tail -n 30 "$TMP/concierge.log" >&2; skip_target concierge "failed to start (not ready in 10 s)"; stop_proc "$pid"; continue
+        tail -n 30 "$TMP/concierge.log" >&2; skip_target concierge "failed to start (not ready in 10 s)"; stop_started "$pid"; return 0
       fi
       port=$CONCIERGE_PORT ;;
-    *) die "unknown target '$target' (direct nginx haproxy concierge)" ;;
   esac
   if check_pages "$port"; then
     measure "$target" "$pid" "$port"
   else
     skip_target "$target" "wrong response"
   fi
-  stop_proc "$pid"
+  stop_started "$pid"
   sleep 1
+}
+
+for target in $TARGETS; do
+  case $target in direct|nginx|haproxy|concierge) ;; *) die "unknown target '$target' (direct nginx haproxy concierge)" ;; esac
+done
+read -r -a TARGET_LIST <<<"$TARGETS"
+# Per target and page: warm-up + wrk + 1 s + fixed rate + 1 s; plus ~2 s per proxy start/stop.
+EST_S=$(awk -v r="$REPEAT" -v n="${#TARGET_LIST[@]}" -v p="${#PAGES[@]}" -v w="$WARMUP_S" -v d="$DUR_S" -v f="$RATE_DUR_S" \
+  'BEGIN { printf "%d", r * n * (p * (w + d + f + 2) + 2) }')
+say "REPEAT=$REPEAT rounds x ${#TARGET_LIST[@]} targets, round-robin; estimated runtime ~$((EST_S / 60)) min $((EST_S % 60)) s"
+for ((ROUND = 1; ROUND <= REPEAT; ROUND++)); do
+  if ((REPEAT > 1)); then say "=== round $ROUND/$REPEAT ==="; fi
+  for target in "${TARGET_LIST[@]}"; do
+    run_target "$target"
+  done
 done
 for f in "$TMP"/nginx-*-error.log "$TMP"/haproxy.log "$TMP"/concierge.log; do
   [[ -s $f ]] && cp "$f" "$RAW_DIR/" || true

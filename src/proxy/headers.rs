@@ -59,32 +59,49 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// Remove hop-by-hop headers and those `Connection` names. With `keep_upgrade`, the `Upgrade` header survives
 /// and `Connection: upgrade` is set again, as a pass-through upgrade needs.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Fast path: one pass over the names, no hashing; most messages carry no hop-by-hop header at all.
-    if !keep_upgrade && !headers.keys().any(is_hop_by_hop) {
+    // One pass over the names, no hashing: which hop-by-hop headers are actually present? Usually none, or
+    // only `Connection: keep-alive`.
+    let mut present: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if is_hop_by_hop(name) && !present.contains(name) {
+            present.push(name.clone());
+        }
+    }
+    if present.is_empty() && !keep_upgrade {
         return;
     }
-    // Names listed in Connection: collect first (values borrow the map).
+    // Names listed in Connection (collected first: values borrow the map). The common tokens name nothing
+    // that is not removed anyway.
     let mut listed: Vec<HeaderName> = Vec::new();
-    for value in headers.get_all(header::CONNECTION) {
-        let Ok(v) = value.to_str() else { continue };
-        for token in v.split(',') {
-            let token = token.trim();
-            if token.is_empty() {
-                continue;
-            }
-            // from_bytes lowercases; a token that is no header name names nothing to remove.
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                listed.push(name);
+    if present.contains(&header::CONNECTION) {
+        for value in headers.get_all(header::CONNECTION) {
+            let Ok(v) = value.to_str() else { continue };
+            for token in v.split(',') {
+                let token = token.trim();
+                if token.is_empty()
+                    || token.eq_ignore_ascii_case("keep-alive")
+                    || token.eq_ignore_ascii_case("close")
+                {
+                    continue;
+                }
+                // from_bytes lowercases; a token that is no header name names nothing to remove.
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    listed.push(name);
+                }
             }
         }
     }
-    let te_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
-    for name in &HOP_BY_HOP {
+    let te_trailers = present.contains(&header::TE)
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    for name in &present {
+        if keep_upgrade && name == header::UPGRADE {
+            continue;
+        }
         headers.remove(name);
     }
     if te_trailers {
@@ -103,8 +120,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 

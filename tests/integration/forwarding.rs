@@ -4,7 +4,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use crate::support::*;
 
@@ -34,24 +33,7 @@ async fn response_body_streams_before_the_origin_finishes() {
 async fn request_body_streams_before_the_client_finishes() {
     let origin = Origin::start().await;
     let server = proxy(&origin.url(), "").await;
-    let (tx, rx) = mpsc::channel::<Bytes>(4);
-    let req = http::Request::builder()
-        .method("POST")
-        .uri("/upload")
-        .header("host", "www.example.test")
-        .body(http_body_util::BodyExt::boxed(ChannelBody(rx)))
-        .expect("request");
-    let addr = server.listeners[0];
-    let pending = tokio::spawn(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .expect("handshake");
-        tokio::spawn(conn);
-        let resp = sender.send_request(req).await.expect("response");
-        resp.into_body().collect().await.expect("body").to_bytes()
-    });
+    let (tx, pending) = streaming_upload(server.listeners[0], "/upload");
     tx.send(Bytes::from(vec![1u8; 1000])).await.expect("send");
     // The origin sees the first chunk while the client still holds the body open.
     let first = tokio::time::timeout(Duration::from_secs(5), async {
@@ -64,7 +46,9 @@ async fn request_body_streams_before_the_client_finishes() {
     assert!(first > 0);
     tx.send(Bytes::from(vec![2u8; 500])).await.expect("send");
     drop(tx);
-    assert_eq!(&pending.await.expect("join")[..], b"1500");
+    let (status, body) = pending.await.expect("join");
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], b"1500");
 }
 
 #[tokio::test]
@@ -551,28 +535,7 @@ async fn idle_http2_connections_are_closed() {
 async fn a_slow_upload_is_not_an_origin_timeout() {
     let origin = Origin::start().await;
     let server = proxy(&origin.url(), "[timeouts]\nupstream_response = \"300ms\"\n").await;
-    let (tx, rx) = mpsc::channel::<Bytes>(4);
-    let req = http::Request::builder()
-        .method("POST")
-        .uri("/upload")
-        .header("host", "www.example.test")
-        .body(http_body_util::BodyExt::boxed(ChannelBody(rx)))
-        .expect("request");
-    let addr = server.listeners[0];
-    let pending = tokio::spawn(async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .expect("handshake");
-        tokio::spawn(conn);
-        let resp = sender.send_request(req).await.expect("response");
-        let status = resp.status();
-        (
-            status,
-            resp.into_body().collect().await.expect("body").to_bytes(),
-        )
-    });
+    let (tx, pending) = streaming_upload(server.listeners[0], "/upload");
     tx.send(Bytes::from_static(b"part one;"))
         .await
         .expect("send");

@@ -43,6 +43,28 @@ pub struct Seen {
 }
 
 impl Seen {
+    fn of(
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        body_len: usize,
+    ) -> Seen {
+        Seen {
+            method: method.to_string(),
+            uri: uri.to_string(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body_len,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -135,20 +157,8 @@ async fn origin_handle(
     chunks: mpsc::UnboundedSender<usize>,
 ) -> Result<Response<TestBody>, std::io::Error> {
     let path = req.uri().path().to_string();
-    let record = |req: &Request<Incoming>, body_len| Seen {
-        method: req.method().to_string(),
-        uri: req.uri().to_string(),
-        headers: req
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body_len,
+    let record = |req: &Request<Incoming>, body_len| {
+        Seen::of(req.method(), req.uri(), req.headers(), body_len)
     };
     match path.as_str() {
         "/gated" => {
@@ -235,22 +245,7 @@ async fn origin_handle(
                 .await
                 .map_err(std::io::Error::other)?
                 .to_bytes();
-            let req = Request::from_parts(parts, ());
-            let s = Seen {
-                method: req.method().to_string(),
-                uri: req.uri().to_string(),
-                headers: req
-                    .headers()
-                    .iter()
-                    .map(|(n, v)| {
-                        (
-                            n.to_string(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect(),
-                body_len: body.len(),
-            };
+            let s = Seen::of(&parts.method, &parts.uri, &parts.headers, body.len());
             seen.lock().unwrap().push(s);
             Ok(Response::builder()
                 .header("content-type", "text/html; charset=utf-8")
@@ -567,4 +562,30 @@ pub async fn closing_origin() -> (SocketAddr, Arc<AtomicUsize>) {
         }
     });
     (addr, connections)
+}
+
+/// POST to `path` with a body fed from the returned sender; the task yields the status and the body.
+pub fn streaming_upload(
+    addr: SocketAddr,
+    path: &str,
+) -> (
+    mpsc::Sender<Bytes>,
+    tokio::task::JoinHandle<(StatusCode, Bytes)>,
+) {
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let req = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "www.example.test")
+        .body(BodyExt::boxed(ChannelBody(rx)))
+        .expect("request");
+    let pending = tokio::spawn(async move {
+        let resp = send(addr, req).await;
+        let status = resp.status();
+        (
+            status,
+            resp.into_body().collect().await.expect("body").to_bytes(),
+        )
+    });
+    (tx, pending)
 }

@@ -72,9 +72,8 @@ async fn http2_over_tls_by_alpn() {
 }
 
 #[tokio::test]
-async fn tls_1_1_and_below_are_refused() {
-    // rustls cannot even offer TLS 1.1; what we can check is that a TLS 1.3-only client and a TLS 1.2-only
-    // client both succeed, and that min_version = "1.3" refuses a 1.2-only client.
+async fn min_version_1_3_refuses_tls_1_2_clients() {
+    // Nothing older than TLS 1.2 exists in rustls at all; min_version = "1.3" also refuses 1.2-only clients.
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = TestCa::new();
