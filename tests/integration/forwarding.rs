@@ -228,14 +228,7 @@ async fn host_header_can_be_rewritten_to_the_upstream() {
 async fn http2_cleartext_requests_are_forwarded_as_http11() {
     let origin = Origin::start().await;
     let server = proxy(&origin.url(), "").await;
-    let tcp = tokio::net::TcpStream::connect(server.listeners[0])
-        .await
-        .expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(executor(), hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .expect("h2c handshake");
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h2c(server.listeners[0]).await;
     let req = http::Request::builder()
         .uri("http://h2.example.test/echo")
         .body(empty())
@@ -476,14 +469,7 @@ async fn absolute_form_target_wins_over_host() {
 async fn http2_cookie_fields_are_joined_for_the_origin() {
     let origin = Origin::start().await;
     let server = proxy(&origin.url(), "").await;
-    let tcp = tokio::net::TcpStream::connect(server.listeners[0])
-        .await
-        .expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(executor(), hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .expect("h2c handshake");
-    tokio::spawn(conn);
+    let (mut sender, _conn) = h2c(server.listeners[0]).await;
     let req = http::Request::builder()
         .uri("http://h2.example.test/echo")
         .header("cookie", "a=1")
@@ -511,14 +497,7 @@ async fn connect_is_refused() {
 async fn idle_http2_connections_are_closed() {
     let origin = Origin::start().await;
     let server = proxy(&origin.url(), "[timeouts]\nclient_idle = \"300ms\"\n").await;
-    let tcp = tokio::net::TcpStream::connect(server.listeners[0])
-        .await
-        .expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(executor(), hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .expect("h2c handshake");
-    let conn = tokio::spawn(conn);
+    let (mut sender, conn) = h2c(server.listeners[0]).await;
     let req = http::Request::builder()
         .uri("http://a.test/echo")
         .body(empty())

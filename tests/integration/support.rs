@@ -589,3 +589,17 @@ pub fn streaming_upload(
     });
     (tx, pending)
 }
+
+/// An HTTP/2 prior-knowledge (h2c) connection; the task drives it and ends when the server closes it.
+pub async fn h2c(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<TestBody>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(tcp))
+        .await
+        .expect("h2c handshake");
+    (sender, tokio::spawn(conn))
+}
