@@ -27,11 +27,11 @@
 #   WARMUP=1s         short wrk warm-up before each measured run (0 to skip)
 #   TARGETS="direct nginx haproxy concierge"   subset/order of targets
 #   LOAD_CPU=0 ORIGIN_CPU=$LOAD_CPU PROXY_CPU=1   cores (taskset -c)
-#   SKIP_BUILD=1      do not run `cargo build --release`
+#   SKIP_BUILD=1      do not run `cargo build --profile production`
 #   SKIP_INSTALL=1    never call apt-get (fail if a tool is missing)
 #   NGINX_PROXY_EXTRA= extra directives for the nginx proxy's location block, e.g.
 #                     "proxy_buffers 8 16k; proxy_buffer_size 16k;" (default: stock nginx)
-#   CONCIERGE_BIN=    path of the binary (default: target/release/concierge)
+#   CONCIERGE_BIN=    path of the binary (default: target/production/concierge)
 #   KEEP_TMP=1        keep the temp dir (configs, logs) for inspection
 set -euo pipefail
 
@@ -54,7 +54,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 NGINX_PROXY_EXTRA=${NGINX_PROXY_EXTRA:-}
-CONCIERGE_BIN=${CONCIERGE_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/concierge}
+CONCIERGE_BIN=${CONCIERGE_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/production/concierge}
 OUT_DIR=${OUT_DIR:-$BENCH_DIR/out}
 
 ORIGIN_PORT=18080
@@ -197,8 +197,8 @@ NPROC=$(nproc)
 
 if [[ " $TARGETS " == *" concierge "* && $SKIP_BUILD != 1 ]]; then
   have cargo || die "cargo not found (install Rust, or SKIP_BUILD=1 with CONCIERGE_BIN=...)"
-  say "building concierge: cargo build --release"
-  (cd "$REPO" && cargo build --release) >&2
+  say "building concierge: cargo build --profile production"
+  (cd "$REPO" && cargo build --profile production) >&2
 fi
 
 for p in $ORIGIN_PORT $NGINX_PORT $HAPROXY_PORT $CONCIERGE_PORT $CONCIERGE_ADMIN_PORT; do
@@ -553,67 +553,113 @@ BENCH_CPU=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
 BENCH_NPROC=$NPROC
 BENCH_KERNEL=$(uname -r)
 BENCH_VERSIONS="$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v 2>&1 | head -n 1 | awk '{print "haproxy " $3}'), $(wrk -v 2>&1 | head -n 1 | awk '{print $1 " " $2}'), concierge $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown), python $(python3 -c 'import platform; print(platform.python_version())')"
-BENCH_SETTINGS="${NGINX_PROXY_EXTRA:+nginx proxy extra: [$NGINX_PROXY_EXTRA] }wrk -t1 -c$CONNECTIONS -d$DURATION; fixed rate $RATE_10K req/s (10k) / $RATE_100K req/s (100k) for $RATE_DURATION over $CONNECTIONS connections (bench/loadgen.py); load generator + origin on cpu $LOAD_CPU/$ORIGIN_CPU, proxy on cpu $PROXY_CPU; CLK_TCK $CLK_TCK"
-python3 - "$RESULTS" "$OUT_MD" <<'PY'
-import math, os, sys
+BENCH_SETTINGS="${NGINX_PROXY_EXTRA:+nginx proxy extra: [$NGINX_PROXY_EXTRA] }REPEAT=$REPEAT rounds (medians); wrk -t1 -c$CONNECTIONS -d$DURATION; fixed rate $RATE_10K req/s (10k) / $RATE_100K req/s (100k) for $RATE_DURATION over $CONNECTIONS connections (bench/loadgen.py); load generator + origin on cpu $LOAD_CPU/$ORIGIN_CPU, proxy on cpu $PROXY_CPU; CLK_TCK $CLK_TCK"
+python3 - "$RESULTS" "$OUT_MD" "$REPEAT" <<'PY'
+import math, os, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+repeat = int(sys.argv[3])
 names = {"direct": "origin (direct)", "nginx": "nginx", "haproxy": "haproxy", "concierge": "concierge"}
+KEYS = ["rps", "err", "p50", "p99", "rate", "achieved", "ferr", "cpu_fix", "cpu_max", "rss", "lag"]
 def num(s):
     try:
         v = float(s)
         return None if math.isnan(v) else v
     except (TypeError, ValueError):
         return None
-data, notes = [], []
+def rounds_str(rs):
+    return ", ".join(str(r) for r in rs)
+# Group the per-round rows by (target, page), in the order of round 1 (= $TARGETS order).
+groups = {}
 for r in rows:
-    d = {"target": r[0], "page": r[1], "status": r[2]}
-    if r[2] == "ok":
-        keys = ["rps", "err", "p50", "p99", "rate", "achieved", "ferr", "cpu_fix", "cpu_max", "rss", "lag"]
-        d.update(zip(keys, r[3:]))
-    data.append(d)
+    d = {"target": r[0], "page": r[1], "round": int(r[2]), "status": r[3]}
+    if r[3] == "ok":
+        d.update(zip(KEYS, r[4:]))
+    groups.setdefault((r[0], r[1]), []).append(d)
+data, notes = [], []
+for (target, page), runs in groups.items():
+    ok = [d for d in runs if d["status"] == "ok"]
+    failed = [d for d in runs if d["status"] != "ok"]
+    agg = {"target": target, "page": page, "n": len(ok), "total": len(runs), "runs": ok}
+    if not ok:
+        agg["status"] = "; ".join(dict.fromkeys(d["status"] for d in failed))
+        data.append(agg)
+        continue
+    agg["status"] = "ok"
+    # Median (and min/max) of every figure over the rounds that produced it.
+    for k in ("rps", "p50", "p99", "cpu_fix", "cpu_max", "rss", "achieved", "lag"):
+        vals = [v for v in (num(d[k]) for d in ok) if v is not None]
+        agg[k] = statistics.median(vals) if vals else None
+        agg[k + "_min"] = min(vals) if vals else None
+        agg[k + "_max"] = max(vals) if vals else None
+    agg["rate"] = num(ok[0]["rate"])
+    data.append(agg)
+    for d in failed:
+        notes.append(f"{target} {page}: round {d['round']}: {d['status']} (figures are the median of the other rounds)")
+    err = [(d["round"], d["err"]) for d in ok if d["err"] not in ("0", "")]
+    if err:
+        notes.append(f"{target} {page}: wrk reported errors: " + ", ".join(f"{e} in round {r}" for r, e in err))
+    ferr = [(d["round"], d["ferr"]) for d in ok if d["ferr"] not in ("0", "")]
+    if ferr:
+        notes.append(f"{target} {page}: failed/incomplete requests at the fixed rate: " + ", ".join(f"{e} in round {r}" for r, e in ferr))
+    rate = agg["rate"]
+    sat = [d for d in ok if rate and num(d["achieved"]) is not None and num(d["achieved"]) < 0.95 * rate]
+    if sat:
+        notes.append(f"{target} {page}: achieved only " + ", ".join(f"{num(d['achieved']):.0f}" + (f" (round {d['round']})" if repeat > 1 else "") for d in sat)
+                     + f" of {rate:.0f} req/s at the fixed rate (saturated)")
+    elif rate and agg["rps"] and rate > 0.7 * agg["rps"]:
+        notes.append(f"{target} {page}: fixed rate {rate:.0f} req/s is above 70% of max {agg['rps']:.0f} req/s: latency is near saturation")
+    lags = [(d["round"], num(d["lag"])) for d in ok if num(d["lag"]) is not None and num(d["lag"]) > 1.0]
+    if lags:
+        notes.append(f"{target} {page}: load generator send lag p99 " + ", ".join(f"{l:.2f} ms" + (f" (round {r})" if repeat > 1 else "") for r, l in lags)
+                     + " (the generator itself is busy; latencies are inflated)")
+# Ratios to nginx on the same page, from the medians.
 nginx = {d["page"]: d for d in data if d["target"] == "nginx" and d["status"] == "ok"}
 def ratio(d, key):
     ref = nginx.get(d["page"])
-    a, b = num(d.get(key)), num(ref.get(key)) if ref else None
+    a, b = d.get(key), ref.get(key) if ref else None
     return f"{a / b:.2f}" if a is not None and b else "n/a"
-def fmt(s, nd):
-    v = num(s)
+def fmt(v, nd):
     return "n/a" if v is None else f"{v:.{nd}f}"
+def spread(d, key, nd):
+    if d.get(key) is None:
+        return "n/a"
+    return f"{d[key]:.{nd}f} [{d[key + '_min']:.{nd}f}–{d[key + '_max']:.{nd}f}]"
+def render(header, table):
+    widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(header)]
+    def line(cells):
+        return "| " + " | ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+    sep = "|" + "|".join(("-" * (w + 2)) if i < 2 else ("-" * (w + 1) + ":") for i, w in enumerate(widths)) + "|"
+    return [line(header), sep] + [line(r) for r in table]
 header = ["target", "page", "req/s (max)", "ratio to nginx", "p50 ms", "p99 ms", "p99 ratio to nginx",
           "CPU µs/req (fixed rate)", "ratio", "CPU µs/req (max load)", "RSS MiB"]
-table = []
+table, spread_table = [], []
 for d in data:
     name = names.get(d["target"], d["target"])
     if d["status"] != "ok":
         table.append([name, d["page"], d["status"]] + ["-"] * 8)
-        notes.append(f"{d['target']} {d['page']}: {d['status']}")
+        notes.append(f"{d['target']} {d['page']}: {d['status']}" + (" (every round)" if repeat > 1 else ""))
         continue
     table.append([name, d["page"], fmt(d["rps"], 0), ratio(d, "rps"), fmt(d["p50"], 3), fmt(d["p99"], 3),
                   ratio(d, "p99"), fmt(d["cpu_fix"], 1), ratio(d, "cpu_fix"), fmt(d["cpu_max"], 1), fmt(d["rss"], 1)])
-    if d["err"] not in ("0", ""):
-        notes.append(f"{d['target']} {d['page']}: wrk reported {d['err']} errors")
-    if d["ferr"] not in ("0", ""):
-        notes.append(f"{d['target']} {d['page']}: {d['ferr']} failed/incomplete requests at the fixed rate")
-    rate, ach, rps = num(d["rate"]), num(d["achieved"]), num(d["rps"])
-    if rate and ach is not None and ach < 0.95 * rate:
-        notes.append(f"{d['target']} {d['page']}: achieved only {ach:.0f} of {rate:.0f} req/s at the fixed rate (saturated)")
-    elif rate and rps and rate > 0.7 * rps:
-        notes.append(f"{d['target']} {d['page']}: fixed rate {rate:.0f} req/s is above 70% of max {rps:.0f} req/s: latency is near saturation")
-    lag = num(d["lag"])
-    if lag is not None and lag > 1.0:
-        notes.append(f"{d['target']} {d['page']}: load generator send lag p99 {lag:.2f} ms (the generator itself is busy; latencies are inflated)")
-widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(header)]
-def line(cells):
-    return "| " + " | ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))) + " |"
-sep = "|" + "|".join(("-" * (w + 2)) if i < 2 else ("-" * (w + 1) + ":") for i, w in enumerate(widths)) + "|"
+    spread_table.append([name, d["page"], f"{d['n']}/{d['total']}", spread(d, "rps", 0), spread(d, "p50", 3), spread(d, "p99", 3),
+                         spread(d, "cpu_fix", 1), spread(d, "cpu_max", 1), spread(d, "rss", 1)])
+if repeat > 1:
+    rounds_line = (f"REPEAT={repeat}: targets ran round-robin in each of {repeat} rounds; every figure below is the median "
+                   f"over the rounds, and the ratios are computed from those medians.")
+else:
+    rounds_line = "REPEAT=1: a single round; figures are from that one run (no median, no spread)."
 md = [f"Machine: {os.environ['BENCH_CPU']}, {os.environ['BENCH_NPROC']} cores, Linux {os.environ['BENCH_KERNEL']}  ",
       f"Date: {os.environ['BENCH_DATE']}  ",
       f"Versions: {os.environ['BENCH_VERSIONS']}  ",
       f"Settings: {os.environ['BENCH_SETTINGS']}",
-      "", line(header), sep] + [line(r) for r in table]
+      "", rounds_line, ""] + render(header, table)
 md += ["", "CPU µs/req is utime+stime of the whole server process tree (/proc/PID/stat) over the run divided by completed "
            "requests; for \"origin (direct)\" it is the origin nginx itself. Ratios are to nginx on the same page "
            "(lower is better except req/s). p50/p99 are measured at the fixed rate from the intended send time."]
+if repeat > 1 and spread_table:
+    md += ["", f"Spread over the rounds: median [min–max]; \"rounds\" counts the rounds that produced figures.", ""]
+    md += render(["target", "page", "rounds", "req/s (max)", "p50 ms", "p99 ms", "CPU µs/req (fixed rate)",
+                  "CPU µs/req (max load)", "RSS MiB"], spread_table)
 if notes:
     md += ["", "Notes:"] + [f"- {n}" for n in notes]
 text = "\n".join(md) + "\n"
