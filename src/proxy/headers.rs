@@ -511,4 +511,88 @@ mod tests {
             assert!(!valid_host(bad.as_bytes()), "{bad}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const NAMES: &[&str] = &[
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authorization",
+            "proxy-authenticate",
+            "te",
+            "transfer-encoding",
+            "upgrade",
+            "trailer",
+            "accept",
+            "cookie",
+            "x-custom",
+            "x-other",
+            "host",
+            "content-length",
+        ];
+
+        fn header_list() -> impl Strategy<Value = Vec<(usize, String)>> {
+            prop::collection::vec((0..NAMES.len(), "[a-zA-Z0-9 ,=-]{0,12}"), 0..16)
+        }
+
+        proptest! {
+            #[test]
+            fn accepted_hosts_are_authorities(s in "\\PC{0,40}") {
+                if valid_host(s.as_bytes()) {
+                    prop_assert!(s.parse::<http::uri::Authority>().is_ok(), "{:?}", s);
+                    prop_assert!(!s.contains(['/', '@', ' ', '?', '#']));
+                }
+            }
+
+            #[test]
+            fn well_formed_hosts_are_accepted(
+                name in "[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\\.[a-z0-9]{1,10}){0,3}",
+                port in proptest::option::of(1u16..),
+            ) {
+                let host = match port { Some(p) => format!("{name}:{p}"), None => name };
+                prop_assert!(valid_host(host.as_bytes()), "{}", host);
+            }
+
+            #[test]
+            fn strip_removes_hop_by_hop_and_keeps_the_rest(list in header_list(), connection in "[a-z, -]{0,30}") {
+                let mut h = HeaderMap::new();
+                for (i, v) in &list {
+                    if let Ok(v) = HeaderValue::from_str(v) {
+                        h.append(HeaderName::from_static(NAMES[*i]), v);
+                    }
+                }
+                if let Ok(v) = HeaderValue::from_str(&connection) {
+                    h.append(header::CONNECTION, v);
+                }
+                let listed: Vec<String> = h
+                    .get_all(header::CONNECTION)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(','))
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                let before = h.clone();
+                strip_hop_by_hop(&mut h, false);
+                for name in h.keys() {
+                    prop_assert!(
+                        !is_hop_by_hop(name) || (name == header::TE && h.get(name).unwrap() == "trailers"),
+                        "{} survived", name
+                    );
+                    let protected = name == header::HOST || name == header::CONTENT_LENGTH || name == header::TE;
+                    prop_assert!(protected || !listed.contains(&name.as_str().to_string()), "{} was listed", name);
+                }
+                for (name, value) in before.iter() {
+                    let end_to_end = !is_hop_by_hop(name) && !listed.contains(&name.as_str().to_string());
+                    let protected = name == header::HOST || name == header::CONTENT_LENGTH;
+                    if end_to_end || protected {
+                        prop_assert!(h.get_all(name).iter().any(|v| v == value), "{} lost", name);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -285,3 +285,44 @@ async fn https_origin_with_an_untrusted_certificate_gives_502() {
         .await
         .contains("concierge_upstream_errors_total{kind=\"tls\"} 1"));
 }
+
+/// A listener that never accepts, with its tiny backlog already full: further connection attempts get no
+/// SYN-ACK and hang, as against a blackholed origin (all on loopback).
+fn blackhole() -> (
+    std::net::SocketAddr,
+    Vec<std::net::TcpStream>,
+    tokio::net::TcpListener,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = socket.listen(1).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => break,
+        }
+    }
+    (addr, fillers, listener)
+}
+
+#[tokio::test]
+async fn origin_connect_timeout_gives_504() {
+    let (addr, _fillers, _listener) = blackhole();
+    let server = proxy(
+        &format!("http://{addr}"),
+        "[timeouts]\nupstream_connect = \"300ms\"\n",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (resp, body) = get(server.listeners[0], "/", &[]).await;
+    assert_eq!(resp.status(), 504);
+    assert!(String::from_utf8_lossy(&body).contains("504 Gateway Timeout"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(metrics_text(&server)
+        .await
+        .contains("concierge_upstream_errors_total{kind=\"connect_timeout\"} 1"));
+}
