@@ -8,6 +8,8 @@
 //! | `app`      | wiring: listeners, TLS reloader, admin endpoint, signals, graceful shutdown |
 //! | `demo`     | the built-in demo origin serving `examples/site/` |
 //! | `config`   | TOML read raw, then validated into `Settings` |
+//! | `client_ip`| trusted proxies, X-Forwarded-For / Forwarded, PROXY protocol parsing |
+//! | `host`     | what a valid host[:port] is |
 //! | `tls`      | certificate loading, SNI selection, reload keeping the last good set |
 //! | `proxy`    | the per-request phases, header hygiene, upstream client, error responses |
 //! | `metrics`  | counters, histograms, Prometheus exposition |
@@ -15,8 +17,10 @@
 
 pub mod app;
 pub mod cli;
+pub mod client_ip;
 pub mod config;
 pub mod demo;
+pub mod host;
 pub mod metrics;
 pub mod proxy;
 pub mod tls;
