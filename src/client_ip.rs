@@ -149,7 +149,11 @@ pub fn resolve(
         .get(&X_FORWARDED_HOST)
         .filter(|v| crate::host::valid_host(v.as_bytes()))
         .cloned();
-    Resolved { client, proto, host }
+    Resolved {
+        client,
+        proto,
+        host,
+    }
 }
 
 /// One hop of a forwarding chain.
@@ -164,7 +168,13 @@ pub enum Hop {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Malformed;
 
-fn walk(peer: IpAddr, peer_source: Source, hops: &[Hop], trusted: &TrustedProxies, header: ForwardingHeader) -> ClientIp {
+fn walk(
+    peer: IpAddr,
+    peer_source: Source,
+    hops: &[Hop],
+    trusted: &TrustedProxies,
+    header: ForwardingHeader,
+) -> ClientIp {
     let source = match header {
         ForwardingHeader::Forwarded => Source::Forwarded,
         _ => Source::XForwardedFor,
@@ -225,7 +235,10 @@ pub fn parse_node_addr(s: &str) -> Option<IpAddr> {
         return Some(sa.ip().to_canonical());
     }
     let inner = s.strip_prefix('[')?.strip_suffix(']')?;
-    inner.parse::<std::net::Ipv6Addr>().ok().map(|ip| IpAddr::V6(ip).to_canonical())
+    inner
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .map(|ip| IpAddr::V6(ip).to_canonical())
 }
 
 /// The `for=` nodes of all `Forwarded` lines (RFC 7239), left to right. Elements without `for` are skipped.
@@ -359,7 +372,10 @@ pub mod proxy_protocol {
     pub enum Parsed {
         /// A complete header of `len` bytes; `source` is the client (None for LOCAL, UNKNOWN or UNIX
         /// connections such as the balancer's own health checks).
-        Complete { source: Option<SocketAddr>, len: usize },
+        Complete {
+            source: Option<SocketAddr>,
+            len: usize,
+        },
         /// Everything so far is a valid beginning; read more.
         Incomplete,
         Invalid(&'static str),
@@ -387,9 +403,13 @@ pub mod proxy_protocol {
             }
             let line_end = buf.iter().position(|&b| b == b'\n');
             match line_end {
-                None if buf.len() >= V1_MAX => return Parsed::Invalid("PROXY protocol v1 line too long"),
+                None if buf.len() >= V1_MAX => {
+                    return Parsed::Invalid("PROXY protocol v1 line too long")
+                }
                 Some(i) if i + 1 > V1_MAX || i == 0 || buf[i - 1] != b'\r' => {
-                    return Parsed::Invalid("PROXY protocol v1 line not ended by CRLF within 107 bytes")
+                    return Parsed::Invalid(
+                        "PROXY protocol v1 line not ended by CRLF within 107 bytes",
+                    )
                 }
                 _ => {}
             }
@@ -421,18 +441,34 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
 
     fn xff(peer: &str, pairs: &[(&str, &str)], nets: &[&str]) -> ClientIp {
-        resolve(peer.parse().unwrap(), Source::Peer, &headers(pairs), &trusted(nets), ForwardingHeader::XForwardedFor)
-            .client
+        resolve(
+            peer.parse().unwrap(),
+            Source::Peer,
+            &headers(pairs),
+            &trusted(nets),
+            ForwardingHeader::XForwardedFor,
+        )
+        .client
     }
 
     fn fwd(peer: &str, pairs: &[(&str, &str)], nets: &[&str]) -> ClientIp {
-        resolve(peer.parse().unwrap(), Source::Peer, &headers(pairs), &trusted(nets), ForwardingHeader::Forwarded).client
+        resolve(
+            peer.parse().unwrap(),
+            Source::Peer,
+            &headers(pairs),
+            &trusted(nets),
+            ForwardingHeader::Forwarded,
+        )
+        .client
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -441,8 +477,18 @@ mod tests {
 
     #[test]
     fn untrusted_peer_headers_are_ignored() {
-        let c = xff("203.0.113.9", &[("x-forwarded-for", "198.51.100.1")], &["10.0.0.0/8"]);
-        assert_eq!(c, ClientIp { addr: ip("203.0.113.9"), source: Source::Peer });
+        let c = xff(
+            "203.0.113.9",
+            &[("x-forwarded-for", "198.51.100.1")],
+            &["10.0.0.0/8"],
+        );
+        assert_eq!(
+            c,
+            ClientIp {
+                addr: ip("203.0.113.9"),
+                source: Source::Peer
+            }
+        );
         let c = xff("203.0.113.9", &[("x-forwarded-for", "198.51.100.1")], &[]);
         assert_eq!(c.addr, ip("203.0.113.9"));
     }
@@ -455,51 +501,115 @@ mod tests {
             &[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.1")],
             &["10.0.0.0/8"],
         );
-        assert_eq!(c, ClientIp { addr: ip("198.51.100.7"), source: Source::XForwardedFor });
+        assert_eq!(
+            c,
+            ClientIp {
+                addr: ip("198.51.100.7"),
+                source: Source::XForwardedFor
+            }
+        );
     }
 
     #[test]
     fn several_header_lines_are_one_chain() {
         let c = xff(
             "10.0.0.2",
-            &[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.7, 10.0.0.1")],
+            &[
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-forwarded-for", "198.51.100.7, 10.0.0.1"),
+            ],
             &["10.0.0.0/8"],
         );
         assert_eq!(c.addr, ip("198.51.100.7"));
-        let c = xff("10.0.0.2", &[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.7")], &["10.0.0.0/8"]);
+        let c = xff(
+            "10.0.0.2",
+            &[
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-forwarded-for", "198.51.100.7"),
+            ],
+            &["10.0.0.0/8"],
+        );
         assert_eq!(c.addr, ip("198.51.100.7"));
     }
 
     #[test]
     fn all_trusted_uses_the_leftmost() {
-        let c = xff("10.0.0.2", &[("x-forwarded-for", "10.1.1.1, 10.0.0.1")], &["10.0.0.0/8"]);
-        assert_eq!(c, ClientIp { addr: ip("10.1.1.1"), source: Source::XForwardedFor });
+        let c = xff(
+            "10.0.0.2",
+            &[("x-forwarded-for", "10.1.1.1, 10.0.0.1")],
+            &["10.0.0.0/8"],
+        );
+        assert_eq!(
+            c,
+            ClientIp {
+                addr: ip("10.1.1.1"),
+                source: Source::XForwardedFor
+            }
+        );
     }
 
     #[test]
     fn malformed_chains_fall_back_to_the_peer() {
-        for bad in ["198.51.100.7, garbage", "1.2.3.4.5", "198.51.100.7; 10.0.0.1", "[::1", "::1]:80"] {
+        for bad in [
+            "198.51.100.7, garbage",
+            "1.2.3.4.5",
+            "198.51.100.7; 10.0.0.1",
+            "[::1",
+            "::1]:80",
+        ] {
             let c = xff("10.0.0.2", &[("x-forwarded-for", bad)], &["10.0.0.0/8"]);
-            assert_eq!(c, ClientIp { addr: ip("10.0.0.2"), source: Source::Peer }, "{bad}");
+            assert_eq!(
+                c,
+                ClientIp {
+                    addr: ip("10.0.0.2"),
+                    source: Source::Peer
+                },
+                "{bad}"
+            );
         }
         let long = vec!["198.51.100.7"; MAX_HOPS + 1].join(",");
-        assert_eq!(xff("10.0.0.2", &[("x-forwarded-for", &long)], &["10.0.0.0/8"]).source, Source::Peer);
+        assert_eq!(
+            xff("10.0.0.2", &[("x-forwarded-for", &long)], &["10.0.0.0/8"]).source,
+            Source::Peer
+        );
     }
 
     #[test]
     fn ports_brackets_and_ipv6() {
-        let c = xff("10.0.0.2", &[("x-forwarded-for", "[2001:db8::7]:4711, 10.0.0.1:80")], &["10.0.0.0/8"]);
+        let c = xff(
+            "10.0.0.2",
+            &[("x-forwarded-for", "[2001:db8::7]:4711, 10.0.0.1:80")],
+            &["10.0.0.0/8"],
+        );
         assert_eq!(c.addr, ip("2001:db8::7"));
-        let c = xff("::ffff:10.0.0.2", &[("x-forwarded-for", "::ffff:198.51.100.7")], &["10.0.0.0/8"]);
+        let c = xff(
+            "::ffff:10.0.0.2",
+            &[("x-forwarded-for", "::ffff:198.51.100.7")],
+            &["10.0.0.0/8"],
+        );
         assert_eq!(c.addr, ip("198.51.100.7"), "IPv4-mapped addresses are IPv4");
-        let c = xff("2001:db8:1::1", &[("x-forwarded-for", "2001:db8::7")], &["2001:db8:1::/48"]);
+        let c = xff(
+            "2001:db8:1::1",
+            &[("x-forwarded-for", "2001:db8::7")],
+            &["2001:db8:1::/48"],
+        );
         assert_eq!(c.addr, ip("2001:db8::7"));
     }
 
     #[test]
     fn unknown_hop_is_unidentified() {
-        let c = xff("10.0.0.2", &[("x-forwarded-for", "198.51.100.7, unknown, 10.0.0.1")], &["10.0.0.0/8"]);
-        assert_eq!(c, ClientIp { addr: ip("10.0.0.1"), source: Source::Unidentified });
+        let c = xff(
+            "10.0.0.2",
+            &[("x-forwarded-for", "198.51.100.7, unknown, 10.0.0.1")],
+            &["10.0.0.0/8"],
+        );
+        assert_eq!(
+            c,
+            ClientIp {
+                addr: ip("10.0.0.1"),
+                source: Source::Unidentified
+            }
+        );
         assert!(!c.identified());
     }
 
@@ -510,16 +620,51 @@ mod tests {
             &[("forwarded", "for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\";proto=https, for=10.0.0.1;by=10.0.0.2")],
             &["10.0.0.0/8"],
         );
-        assert_eq!(c, ClientIp { addr: ip("2001:db8:cafe::17"), source: Source::Forwarded });
-        let c = fwd("10.0.0.2", &[("forwarded", "For=\"198.51.100.7:8080\"")], &["10.0.0.0/8"]);
+        assert_eq!(
+            c,
+            ClientIp {
+                addr: ip("2001:db8:cafe::17"),
+                source: Source::Forwarded
+            }
+        );
+        let c = fwd(
+            "10.0.0.2",
+            &[("forwarded", "For=\"198.51.100.7:8080\"")],
+            &["10.0.0.0/8"],
+        );
         assert_eq!(c.addr, ip("198.51.100.7"));
-        let c = fwd("10.0.0.2", &[("forwarded", "for=_hidden, for=10.0.0.1")], &["10.0.0.0/8"]);
+        let c = fwd(
+            "10.0.0.2",
+            &[("forwarded", "for=_hidden, for=10.0.0.1")],
+            &["10.0.0.0/8"],
+        );
         assert_eq!(c.source, Source::Unidentified);
         let c = fwd("10.0.0.2", &[("forwarded", "for=unknown")], &["10.0.0.0/8"]);
-        assert_eq!(c, ClientIp { addr: ip("10.0.0.2"), source: Source::Unidentified });
-        let c = fwd("10.0.0.2", &[("forwarded", "proto=https;host=a.test")], &["10.0.0.0/8"]);
-        assert_eq!(c, ClientIp { addr: ip("10.0.0.2"), source: Source::Peer }, "no for= element");
-        let c = fwd("10.0.0.2", &[("forwarded", "for=198.51.100.7;host=\"a,b;c\"")], &["10.0.0.0/8"]);
+        assert_eq!(
+            c,
+            ClientIp {
+                addr: ip("10.0.0.2"),
+                source: Source::Unidentified
+            }
+        );
+        let c = fwd(
+            "10.0.0.2",
+            &[("forwarded", "proto=https;host=a.test")],
+            &["10.0.0.0/8"],
+        );
+        assert_eq!(
+            c,
+            ClientIp {
+                addr: ip("10.0.0.2"),
+                source: Source::Peer
+            },
+            "no for= element"
+        );
+        let c = fwd(
+            "10.0.0.2",
+            &[("forwarded", "for=198.51.100.7;host=\"a,b;c\"")],
+            &["10.0.0.0/8"],
+        );
         assert_eq!(c.addr, ip("198.51.100.7"), "separators inside quotes");
     }
 
@@ -536,20 +681,48 @@ mod tests {
             "for=",
         ] {
             let c = fwd("10.0.0.2", &[("forwarded", bad)], &["10.0.0.0/8"]);
-            assert_eq!(c, ClientIp { addr: ip("10.0.0.2"), source: Source::Peer }, "{bad}");
+            assert_eq!(
+                c,
+                ClientIp {
+                    addr: ip("10.0.0.2"),
+                    source: Source::Peer
+                },
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn proto_and_host_only_from_trusted_peers() {
-        let h = [("x-forwarded-proto", "HTTPS"), ("x-forwarded-host", "www.example.test")];
-        let r = resolve(ip("10.0.0.2"), Source::Peer, &headers(&h), &trusted(&["10.0.0.0/8"]), ForwardingHeader::XForwardedFor);
+        let h = [
+            ("x-forwarded-proto", "HTTPS"),
+            ("x-forwarded-host", "www.example.test"),
+        ];
+        let r = resolve(
+            ip("10.0.0.2"),
+            Source::Peer,
+            &headers(&h),
+            &trusted(&["10.0.0.0/8"]),
+            ForwardingHeader::XForwardedFor,
+        );
         assert_eq!(r.proto, Some("https"));
         assert_eq!(r.host.unwrap(), "www.example.test");
-        let r = resolve(ip("203.0.113.1"), Source::Peer, &headers(&h), &trusted(&["10.0.0.0/8"]), ForwardingHeader::XForwardedFor);
+        let r = resolve(
+            ip("203.0.113.1"),
+            Source::Peer,
+            &headers(&h),
+            &trusted(&["10.0.0.0/8"]),
+            ForwardingHeader::XForwardedFor,
+        );
         assert_eq!((r.proto, r.host), (None, None));
         let bad = [("x-forwarded-proto", "gopher"), ("x-forwarded-host", "a b")];
-        let r = resolve(ip("10.0.0.2"), Source::Peer, &headers(&bad), &trusted(&["10.0.0.0/8"]), ForwardingHeader::XForwardedFor);
+        let r = resolve(
+            ip("10.0.0.2"),
+            Source::Peer,
+            &headers(&bad),
+            &trusted(&["10.0.0.0/8"]),
+            ForwardingHeader::XForwardedFor,
+        );
         assert_eq!((r.proto, r.host), (None, None));
     }
 
@@ -558,10 +731,9 @@ mod tests {
         use std::net::SocketAddr;
 
         fn v2(src: &str, dst: &str) -> Vec<u8> {
-            let header = proxy_header::ProxyHeader::with_address(proxy_header::ProxiedAddress::stream(
-                src.parse().unwrap(),
-                dst.parse().unwrap(),
-            ));
+            let header = proxy_header::ProxyHeader::with_address(
+                proxy_header::ProxiedAddress::stream(src.parse().unwrap(), dst.parse().unwrap()),
+            );
             let mut buf = Vec::new();
             header.encode_v2(&mut buf).unwrap();
             buf
@@ -571,22 +743,50 @@ mod tests {
         fn v1_and_v2_complete() {
             let line = b"PROXY TCP4 198.51.100.7 10.0.0.1 56324 443\r\nGET / HTTP/1.1\r\n";
             let src: SocketAddr = "198.51.100.7:56324".parse().unwrap();
-            assert_eq!(parse(line), Parsed::Complete { source: Some(src), len: 44 });
+            assert_eq!(
+                parse(line),
+                Parsed::Complete {
+                    source: Some(src),
+                    len: 44
+                }
+            );
             let line = b"PROXY TCP6 2001:db8::7 2001:db8::1 4711 443\r\n";
-            assert!(matches!(parse(line), Parsed::Complete { source: Some(s), .. } if s.ip().to_string() == "2001:db8::7"));
-            assert_eq!(parse(b"PROXY UNKNOWN\r\n"), Parsed::Complete { source: None, len: 15 });
+            assert!(
+                matches!(parse(line), Parsed::Complete { source: Some(s), .. } if s.ip().to_string() == "2001:db8::7")
+            );
+            assert_eq!(
+                parse(b"PROXY UNKNOWN\r\n"),
+                Parsed::Complete {
+                    source: None,
+                    len: 15
+                }
+            );
             let h = v2("198.51.100.7:1234", "10.0.0.1:443");
             let mut with_rest = h.clone();
             with_rest.extend_from_slice(b"GET /");
-            assert_eq!(parse(&with_rest), Parsed::Complete { source: Some("198.51.100.7:1234".parse().unwrap()), len: h.len() });
+            assert_eq!(
+                parse(&with_rest),
+                Parsed::Complete {
+                    source: Some("198.51.100.7:1234".parse().unwrap()),
+                    len: h.len()
+                }
+            );
         }
 
         #[test]
         fn every_prefix_is_incomplete() {
             let v1 = b"PROXY TCP4 198.51.100.7 10.0.0.1 56324 443\r\n".to_vec();
-            for header in [v1, v2("198.51.100.7:1234", "10.0.0.1:443"), v2("[2001:db8::7]:1", "[2001:db8::1]:443")] {
+            for header in [
+                v1,
+                v2("198.51.100.7:1234", "10.0.0.1:443"),
+                v2("[2001:db8::7]:1", "[2001:db8::1]:443"),
+            ] {
                 for n in 0..header.len() {
-                    assert_eq!(parse(&header[..n]), Parsed::Incomplete, "prefix {n} of {header:?}");
+                    assert_eq!(
+                        parse(&header[..n]),
+                        Parsed::Incomplete,
+                        "prefix {n} of {header:?}"
+                    );
                 }
                 assert!(matches!(parse(&header), Parsed::Complete { .. }));
             }
@@ -607,7 +807,10 @@ mod tests {
             assert!(matches!(parse(&long), Parsed::Invalid(_)));
             let mut huge = b"\r\n\r\n\0\r\nQUIT\n\x21\x11".to_vec();
             huge.extend_from_slice(&u16::MAX.to_be_bytes());
-            assert!(matches!(parse(&huge), Parsed::Invalid(_)), "v2 length over the cap");
+            assert!(
+                matches!(parse(&huge), Parsed::Invalid(_)),
+                "v2 length over the cap"
+            );
         }
     }
 

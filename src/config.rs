@@ -61,6 +61,14 @@ pub struct RawConfig {
     pub proxy: Option<RawProxy>,
     pub rules: Option<RawRules>,
     pub runtime: Option<RawRuntime>,
+    pub client_ip: Option<RawClientIp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientIp {
+    pub trusted_proxies: Option<Vec<String>>,
+    pub header: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +79,7 @@ pub struct RawListener {
     pub http2: Option<bool>,
     pub redirect_to_https: Option<bool>,
     pub https_port: Option<u16>,
+    pub proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +126,7 @@ pub struct RawTimeouts {
     pub client_header: Option<String>,
     pub client_idle: Option<String>,
     pub tls_handshake: Option<String>,
+    pub proxy_header: Option<String>,
     pub upstream_connect: Option<String>,
     pub upstream_response: Option<String>,
     pub upstream_idle: Option<String>,
@@ -185,6 +195,8 @@ pub mod defaults {
     /// nginx `keepalive_timeout 75s`, HAProxy `timeout client` typically 30–60 s.
     pub const CLIENT_IDLE: Duration = Duration::from_secs(60);
     pub const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+    /// HAProxy's `timeout client` commonly bounds it; the balancer sends the header at once, so keep it short.
+    pub const PROXY_HEADER: Duration = Duration::from_secs(5);
     /// Envoy `connect_timeout` 5 s, HAProxy `timeout connect 5s`.
     pub const UPSTREAM_CONNECT: Duration = Duration::from_secs(5);
     /// nginx `proxy_read_timeout 60s`.
@@ -212,6 +224,7 @@ pub struct Settings {
     pub proxy: ProxySettings,
     pub rules_dir: PathBuf,
     pub worker_threads: Option<usize>,
+    pub client_ip: ClientIpSettings,
     /// The file these settings came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -223,6 +236,15 @@ pub struct ListenerSettings {
     pub http2: bool,
     /// On a plain listener: answer every request with a redirect to `https://host[:port]`.
     pub redirect_to_https: Option<u16>,
+    /// Every connection starts with a PROXY protocol (v1 or v2) header from a trusted load balancer.
+    pub proxy_protocol: bool,
+}
+
+/// Who may tell us the client's address, and how.
+#[derive(Debug, Clone)]
+pub struct ClientIpSettings {
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
+    pub header: crate::client_ip::ForwardingHeader,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,6 +311,7 @@ pub struct Timeouts {
     pub client_header: Duration,
     pub client_idle: Duration,
     pub tls_handshake: Duration,
+    pub proxy_header: Duration,
     pub upstream_connect: Duration,
     pub upstream_response: Duration,
     pub upstream_idle: Duration,
@@ -520,6 +543,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
                     tls: false,
                     http2: true,
                     redirect_to_https: None,
+                    proxy_protocol: false,
                 });
             }
         }
@@ -531,6 +555,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
                 tls: false,
                 http2: true,
                 redirect_to_https: None,
+                proxy_protocol: false,
             });
         }
         for (i, l) in raw_listeners.into_iter().enumerate() {
@@ -570,6 +595,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
                 tls,
                 http2: l.http2.unwrap_or(true),
                 redirect_to_https: (redirect && !tls).then(|| l.https_port.unwrap_or(443)),
+                proxy_protocol: l.proxy_protocol.unwrap_or(false),
             });
         }
     }
@@ -718,6 +744,11 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
             rt.tls_handshake.as_ref(),
             defaults::TLS_HANDSHAKE,
         ),
+        proxy_header: c.positive_duration(
+            "timeouts.proxy_header",
+            rt.proxy_header.as_ref(),
+            defaults::PROXY_HEADER,
+        ),
         upstream_connect: c.positive_duration(
             "timeouts.upstream_connect",
             rt.upstream_connect.as_ref(),
@@ -864,6 +895,48 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
         Some(n) => Some(n),
     };
 
+    // --- client_ip
+    let rc = raw.client_ip.unwrap_or_default();
+    let mut nets = Vec::new();
+    for (i, text) in rc.trusted_proxies.unwrap_or_default().iter().enumerate() {
+        match text.parse::<ipnetwork::IpNetwork>() {
+            // A network with host bits set (10.0.0.1/8) is almost always a typo for something else.
+            Ok(n) if n.network() != n.ip() => c.fail(
+                format!("client_ip.trusted_proxies[{i}]"),
+                format!("`{text}` has host bits set; did you mean `{}/{}`?", n.network(), n.prefix()),
+            ),
+            Ok(n) => nets.push(n),
+            Err(_) => c.fail(
+                format!("client_ip.trusted_proxies[{i}]"),
+                format!("`{text}` is not an IP address or CIDR; write e.g. \"10.0.0.0/8\" or \"2001:db8::/32\""),
+            ),
+        }
+    }
+    let header = match rc.header.as_deref() {
+        None | Some("x-forwarded-for") => crate::client_ip::ForwardingHeader::XForwardedFor,
+        Some("forwarded") => crate::client_ip::ForwardingHeader::Forwarded,
+        Some("none") => crate::client_ip::ForwardingHeader::None,
+        Some(other) => {
+            c.fail(
+                "client_ip.header",
+                format!("`{other}` is not supported; use \"x-forwarded-for\", \"forwarded\" or \"none\""),
+            );
+            crate::client_ip::ForwardingHeader::XForwardedFor
+        }
+    };
+    for (i, l) in listeners.iter().enumerate() {
+        if l.proxy_protocol && nets.is_empty() {
+            c.fail(
+                format!("listener[{i}].proxy_protocol"),
+                "needs client_ip.trusted_proxies: the PROXY header is accepted only from trusted load balancers",
+            );
+        }
+    }
+    let client_ip = ClientIpSettings {
+        trusted_proxies: crate::client_ip::TrustedProxies::new(nets),
+        header,
+    };
+
     if c.errors.is_empty() {
         if let Some(upstream) = upstream {
             return Ok(Settings {
@@ -877,6 +950,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
                 proxy,
                 rules_dir,
                 worker_threads,
+                client_ip,
                 source: None,
             });
         }
@@ -1129,6 +1203,34 @@ mod tests {
             !s.proxy.trust_request_id,
             "ids from the internet are not trusted by default"
         );
+    }
+
+    #[test]
+    fn client_ip_settings() {
+        let s = ok("[upstream]\nurl=\"http://a:1\"\n[client_ip]\ntrusted_proxies=[\"10.0.0.0/8\", \"2001:db8::/32\", \"127.0.0.1\"]\nheader=\"forwarded\"\n[[listener]]\naddress=\"127.0.0.1:1\"\nproxy_protocol=true\n");
+        assert!(s
+            .client_ip
+            .trusted_proxies
+            .contains("10.1.2.3".parse().unwrap()));
+        assert!(s
+            .client_ip
+            .trusted_proxies
+            .contains("127.0.0.1".parse().unwrap()));
+        assert!(!s
+            .client_ip
+            .trusted_proxies
+            .contains("127.0.0.2".parse().unwrap()));
+        assert_eq!(
+            s.client_ip.header,
+            crate::client_ip::ForwardingHeader::Forwarded
+        );
+        assert!(s.listeners[0].proxy_protocol);
+        let e = errs("[upstream]\nurl=\"http://a:1\"\n[client_ip]\ntrusted_proxies=[\"10.0.0.1/8\", \"nope\"]\n");
+        assert_eq!(e[0].key, "client_ip.trusted_proxies[0]");
+        assert!(e[0].message.contains("10.0.0.0/8"), "{}", e[0].message);
+        assert_eq!(e[1].key, "client_ip.trusted_proxies[1]");
+        let e = errs("[upstream]\nurl=\"http://a:1\"\n[[listener]]\naddress=\"127.0.0.1:1\"\nproxy_protocol=true\n");
+        assert_eq!(e[0].key, "listener[0].proxy_protocol");
     }
 
     #[test]

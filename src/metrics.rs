@@ -62,6 +62,8 @@ pub enum ClientErrorKind {
     too_large,
     /// Request head not complete within `timeouts.client_header`.
     header_timeout,
+    /// PROXY protocol header missing, malformed, too slow, or sent by an untrusted peer.
+    proxy_protocol,
     /// I/O or protocol error (reset, HTTP/2 protocol error).
     other,
 }

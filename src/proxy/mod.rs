@@ -23,6 +23,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use crate::client_ip::{self, ClientIp};
 use crate::config::{HostHeader, Settings};
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use body::{Recorder, ResponseBody};
@@ -39,20 +40,26 @@ pub struct ConnInfo {
     pub redirect_https: Option<u16>,
     /// The server's life, for connections that outlive their request (upgrades).
     pub lifecycle: server::Lifecycle,
-    /// The client as the forwarding headers write it (today the TCP peer; trusted forwarding headers and the
-    /// PROXY protocol come with the client-identity work).
+    /// The connection's client before any forwarding header: the PROXY protocol source, else the TCP peer.
+    pub base: IpAddr,
+    pub base_source: crate::client_ip::Source,
+    /// `base` as the forwarding headers write it, built once per connection.
     pub client: headers::ClientAddr,
 }
 
 /// The immutable per-request context every phase reads.
 pub struct RequestContext {
     pub request_id: HeaderValue,
-    /// The resolved client address (today: the TCP peer; trusted forwarding headers come with `client_ip`).
-    pub client: IpAddr,
+    /// The resolved client: every later phase uses this, and the origin is told it.
+    pub client: ClientIp,
+    /// `http` or `https` as the client used it (a trusted balancer's `X-Forwarded-Proto` wins).
     pub scheme: &'static str,
     /// The host the client asked for (`Host`, or the authority of an absolute-form or HTTP/2 request),
     /// validated by [`headers::valid_host`].
     pub host: Option<HeaderValue>,
+    /// The host to report in `X-Forwarded-Host`/`Forwarded`: a trusted balancer's `X-Forwarded-Host`, else
+    /// `host`.
+    pub forwarded_host: Option<HeaderValue>,
     pub method: Method,
     pub version: Version,
     pub start: Instant,
@@ -119,7 +126,7 @@ impl Proxy {
             metrics: self.metrics.clone(),
             access_log,
             request_id: ctx.request_id,
-            client: ctx.client,
+            client: ctx.client.addr,
             method: ctx.method,
             host: ctx
                 .host
@@ -141,12 +148,23 @@ impl Proxy {
     /// Client phase: who is asking, for what host, under which request id.
     fn context(&self, req: &Request<Incoming>, conn: &ConnInfo) -> RequestContext {
         let proxy = &self.settings.proxy;
+        let trusted = &self.settings.client_ip.trusted_proxies;
+        // With trusted proxies configured, only their request ids are believed.
+        let trust_id =
+            proxy.trust_request_id && (trusted.is_empty() || trusted.contains(conn.base));
         let request_id = req
             .headers()
             .get(&proxy.request_id_header)
-            .filter(|v| proxy.trust_request_id && headers::acceptable_request_id(v))
+            .filter(|v| trust_id && headers::acceptable_request_id(v))
             .cloned()
             .unwrap_or_else(headers::new_request_id);
+        let resolved = client_ip::resolve(
+            conn.base,
+            conn.base_source,
+            req.headers(),
+            trusted,
+            self.settings.client_ip.header,
+        );
         // RFC 9112 §3.2.2: an absolute-form target's authority wins over Host; HTTP/2 carries it as :authority.
         let host = match req.uri().authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
@@ -155,8 +173,11 @@ impl Proxy {
         .filter(|h| headers::valid_host(h.as_bytes()));
         RequestContext {
             request_id,
-            client: conn.peer.ip().to_canonical(),
-            scheme: if conn.tls { "https" } else { "http" },
+            client: resolved.client,
+            scheme: resolved
+                .proto
+                .unwrap_or(if conn.tls { "https" } else { "http" }),
+            forwarded_host: resolved.host.or_else(|| host.clone()),
             host,
             method: req.method().clone(),
             version: req.version(),
@@ -293,12 +314,17 @@ impl Proxy {
             headers::join_cookies(h);
         }
         self.via.append(h, received_version);
+        let client_addr = if ctx.client.addr == conn.base {
+            std::borrow::Cow::Borrowed(&conn.client)
+        } else {
+            std::borrow::Cow::Owned(headers::ClientAddr::new(ctx.client.addr))
+        };
         headers::set_forwarding(
             h,
             &headers::Forwarding {
-                client: &conn.client,
+                client: &client_addr,
                 proto: ctx.scheme,
-                host: ctx.host.as_ref(),
+                host: ctx.forwarded_host.as_ref(),
             },
         );
         // hyper's client connection needs a Host; an HTTP/1.0 client may have sent none.

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::{ConnInfo, Proxy};
+use crate::client_ip;
 use crate::config::{Limits, ListenerSettings, Timeouts};
 use crate::metrics::ClientErrorKind;
 
@@ -142,22 +143,101 @@ pub async fn serve_listener(
             let _guard = guard;
             let _permit = permit;
             let _ = tcp.set_nodelay(true);
+            let mut tcp = tcp;
+            let (base, base_source, leftover) = if config.settings.proxy_protocol {
+                match accept_proxy_header(&mut tcp, peer, &proxy, timeouts.proxy_header).await {
+                    Some(found) => found,
+                    None => return,
+                }
+            } else {
+                (
+                    peer.ip().to_canonical(),
+                    client_ip::Source::Peer,
+                    Vec::new(),
+                )
+            };
             let info = ConnInfo {
                 peer,
                 local,
                 tls: config.tls.is_some(),
                 redirect_https: config.settings.redirect_to_https,
                 lifecycle,
-                client: super::headers::ClientAddr::new(peer.ip().to_canonical()),
+                base,
+                base_source,
+                client: super::headers::ClientAddr::new(base),
             };
-            serve_connection(tcp, info, &config, &builders, proxy, timeouts).await;
+            let io = Rewind::new(tcp, leftover);
+            serve_connection(io, info, &config, &builders, proxy, timeouts).await;
         });
     }
     tracing::debug!(listener = %label, "listener closed");
 }
 
+/// Read the PROXY protocol header a trusted balancer sends first. `None` (connection to be closed) if the peer
+/// is not trusted, or the header is missing, malformed, too large or too slow. Otherwise the client address,
+/// where it came from, and the bytes read past the header.
+async fn accept_proxy_header(
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+    proxy: &Proxy,
+    timeout: Duration,
+) -> Option<(std::net::IpAddr, client_ip::Source, Vec<u8>)> {
+    use client_ip::proxy_protocol::{parse, Parsed, V2_MAX};
+    use tokio::io::AsyncReadExt;
+
+    let fail = |why: &str| {
+        proxy
+            .metrics()
+            .client_error(ClientErrorKind::proxy_protocol);
+        tracing::debug!(%peer, why, "PROXY protocol header refused; connection closed");
+        None
+    };
+    if !proxy
+        .settings()
+        .client_ip
+        .trusted_proxies
+        .contains(peer.ip())
+    {
+        return fail("peer is not a trusted proxy");
+    }
+    let mut buf = Vec::with_capacity(256);
+    let read = tokio::time::timeout(timeout, async {
+        let mut chunk = [0u8; 512];
+        loop {
+            let n = tcp.read(&mut chunk).await.map_err(|_| "read error")?;
+            if n == 0 {
+                return Err("connection closed before the header ended");
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            match parse(&buf) {
+                Parsed::Complete { source, len } => return Ok((source, len)),
+                Parsed::Incomplete if buf.len() <= V2_MAX => continue,
+                Parsed::Incomplete => return Err("header too large"),
+                Parsed::Invalid(why) => return Err(why),
+            }
+        }
+    })
+    .await;
+    match read {
+        Err(_) => fail("timed out"),
+        Ok(Err(why)) => fail(why),
+        Ok(Ok((source, len))) => {
+            let leftover = buf.split_off(len);
+            Some(match source {
+                Some(s) => (
+                    s.ip().to_canonical(),
+                    client_ip::Source::ProxyProtocol,
+                    leftover,
+                ),
+                // LOCAL / UNKNOWN: the balancer's own connection (health checks).
+                None => (peer.ip().to_canonical(), client_ip::Source::Peer, leftover),
+            })
+        }
+    }
+}
+
 async fn serve_connection(
-    tcp: TcpStream,
+    tcp: Rewind<TcpStream>,
     info: ConnInfo,
     config: &ListenerConfig,
     builders: &Builders,
@@ -384,4 +464,72 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
+}
+
+/// An IO that first yields bytes already read (past a PROXY protocol header), then reads from `inner`.
+pub(crate) struct Rewind<T> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: T,
+}
+
+impl<T> Rewind<T> {
+    pub(crate) fn new(inner: T, prefix: Vec<u8>) -> Rewind<T> {
+        Rewind {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            let n = buf.remaining().min(self.prefix.len() - self.pos);
+            let start = self.pos;
+            buf.put_slice(&self.prefix[start..start + n]);
+            self.pos += n;
+            if self.pos == self.prefix.len() {
+                self.prefix = Vec::new();
+                self.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

@@ -4,9 +4,11 @@
 //! - `forwarding`: streaming both ways, keep-alive reuse, header hygiene, forwarding headers, Host modes,
 //!   upgrades, the reserved prefix, HTTP→HTTPS redirect, admin endpoints, the demo site.
 //! - `failures`: 502/504 and resets, header and URI limits, request smuggling shapes.
+//! - `client_ip`: loopback source addresses, trusted X-Forwarded-For / Forwarded hops, spoofing, PROXY v1/v2.
 //! - `tls`: HTTP/2 over TLS by ALPN, SNI selection, certificate reload (SIGHUP path and file watch, good and bad).
 //! - `lifecycle`: graceful shutdown with requests in flight, the drain deadline, `concierge check`, signals.
 
+mod client_ip;
 mod failures;
 mod forwarding;
 mod lifecycle;

@@ -603,3 +603,33 @@ pub async fn h2c(
         .expect("h2c handshake");
     (sender, tokio::spawn(conn))
 }
+
+/// Connect to `addr` from the loopback source address `from` (any 127.x.y.z works on Linux).
+pub async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("source"))
+        .expect("bind source");
+    socket.connect(addr).await.expect("connect")
+}
+
+/// One HTTP/1.1 request from source address `from`; returns the response with its body.
+pub async fn get_from(
+    from: &str,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (Response<()>, Bytes) {
+    let tcp = connect_from(from, addr).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(request("GET", path, headers, empty()))
+        .await
+        .expect("response");
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    (Response::from_parts(parts, ()), bytes)
+}
