@@ -10,6 +10,7 @@
 //! | `config`   | TOML read raw, then validated into `Settings` |
 //! | `client_ip`| trusted proxies, X-Forwarded-For / Forwarded, PROXY protocol parsing |
 //! | `host`     | what a valid host[:port] is |
+//! | `firmographics` | IP → company and location: prefix tables, sources |
 //! | `tls`      | certificate loading, SNI selection, reload keeping the last good set |
 //! | `proxy`    | the per-request phases, header hygiene, upstream client, error responses |
 //! | `metrics`  | counters, histograms, Prometheus exposition |
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod config;
 pub mod demo;
+pub mod firmographics;
 pub mod host;
 pub mod metrics;
 pub mod proxy;

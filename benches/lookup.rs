@@ -1,0 +1,126 @@
+//! IP → company lookup speed (issue 3): a table of 1,000,000 random IPv4/IPv6 prefixes, random addresses
+//! (hits and misses), and the time to build it. Run with `cargo bench --bench lookup`; results in BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+
+use concierge::firmographics::PrefixTable;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use ipnetwork::IpNetwork;
+
+/// A small deterministic generator (xorshift), so every run measures the same table.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// 600k IPv4 prefixes (/8–/32, mostly /16–/24 as in real allocations) and 400k IPv6 prefixes (/19–/64 under
+/// 2000::/3).
+fn prefixes(n: usize) -> Vec<(IpNetwork, u32)> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let r = rng.next();
+        let net = if i % 5 < 3 {
+            let len = [8, 12, 16, 18, 20, 22, 24, 24, 24, 28, 32][(r % 11) as usize];
+            IpNetwork::new(IpAddr::V4(Ipv4Addr::from((r >> 16) as u32)), len).expect("len")
+        } else {
+            let len = [19, 24, 29, 32, 40, 44, 48, 48, 56, 64][(r % 10) as usize];
+            let addr = (0x2000u128 << 112) | (((r >> 8) as u128) << 64 >> 3) | rng.next() as u128;
+            IpNetwork::new(IpAddr::V6(Ipv6Addr::from(addr)), len).expect("len")
+        };
+        out.push((
+            IpNetwork::new(net.network(), net.prefix()).expect("normalize"),
+            i as u32,
+        ));
+    }
+    out
+}
+
+fn probes(table: &PrefixTable<u32>, n: usize) -> (Vec<IpAddr>, usize) {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let r = rng.next();
+        out.push(if i % 5 < 3 {
+            IpAddr::V4(Ipv4Addr::from(r as u32))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(
+                (0x2000u128 << 112) | ((r as u128) << 64 >> 3) | rng.next() as u128,
+            ))
+        });
+    }
+    let hits = out.iter().filter(|ip| table.lookup(**ip).is_some()).count();
+    (out, hits)
+}
+
+fn bench(c: &mut Criterion) {
+    let entries = prefixes(1_000_000);
+    let started = Instant::now();
+    let table = PrefixTable::build(entries.iter().copied());
+    let built = started.elapsed();
+    let (addrs, hits) = probes(&table, 1 << 16);
+    eprintln!(
+        "table: {} prefixes → {} ranges, {:.1} MiB, built in {:.0} ms; probes: {} of {} hit",
+        table.prefixes(),
+        table.ranges(),
+        table.index_bytes() as f64 / (1024.0 * 1024.0),
+        built.as_secs_f64() * 1000.0,
+        hits,
+        addrs.len()
+    );
+
+    let mut g = c.benchmark_group("prefix_table");
+    g.throughput(Throughput::Elements(addrs.len() as u64));
+    g.bench_function("lookup_1M_prefixes_mixed", |b| {
+        b.iter(|| {
+            let mut found = 0u32;
+            for ip in &addrs {
+                if let Some(v) = table.lookup(black_box(*ip)) {
+                    found = found.wrapping_add(*v);
+                }
+            }
+            found
+        })
+    });
+    let v4: Vec<IpAddr> = addrs.iter().copied().filter(IpAddr::is_ipv4).collect();
+    g.throughput(Throughput::Elements(v4.len() as u64));
+    g.bench_function("lookup_1M_prefixes_ipv4", |b| {
+        b.iter(|| {
+            v4.iter()
+                .filter(|ip| table.lookup(black_box(**ip)).is_some())
+                .count()
+        })
+    });
+    let v6: Vec<IpAddr> = addrs.iter().copied().filter(IpAddr::is_ipv6).collect();
+    g.throughput(Throughput::Elements(v6.len() as u64));
+    g.bench_function("lookup_1M_prefixes_ipv6", |b| {
+        b.iter(|| {
+            v6.iter()
+                .filter(|ip| table.lookup(black_box(**ip)).is_some())
+                .count()
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("prefix_table_build");
+    g.sample_size(10);
+    g.bench_function("build_1M_prefixes", |b| {
+        b.iter_batched(
+            || entries.clone(),
+            |e| PrefixTable::build(e),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,6 @@
+//! IP → company and IP → location, from data the operator controls: account networks from the rule files,
+//! vendor CSV / JSON Lines exports, and MMDB databases, compiled into lookup tables off the hot path.
+
+pub mod table;
+
+pub use table::PrefixTable;
