@@ -115,7 +115,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("build_1M_prefixes", |b| {
         b.iter_batched(
             || entries.clone(),
-            |e| PrefixTable::build(e),
+            PrefixTable::build,
             BatchSize::LargeInput,
         )
     });
