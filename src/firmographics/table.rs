@@ -329,7 +329,7 @@ mod tests {
         assert_eq!(empty.lookup(ip("::1")), None);
     }
 
-    fn naive<'a>(entries: &'a [(IpNetwork, u32)], ip: IpAddr) -> Option<&'a u32> {
+    fn naive(entries: &[(IpNetwork, u32)], ip: IpAddr) -> Option<&u32> {
         let ip = ip.to_canonical();
         let mut best: Option<(u8, &u32)> = None;
         for (n, v) in entries {
