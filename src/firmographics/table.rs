@@ -108,11 +108,8 @@ impl<K: Key> Ranges<K> {
         starts.shrink_to_fit();
         values.shrink_to_fit();
         // An address family with no prefixes needs no index (lookups answer NONE at once).
-        let buckets = if starts.len() == 1 {
-            0
-        } else {
-            1usize << K::BUCKET_BITS
-        };
+        let empty = values.len() == 1 && values[0] == NONE;
+        let buckets = if empty { 0 } else { 1usize << K::BUCKET_BITS };
         let mut index = Vec::with_capacity(buckets);
         let mut r = 0usize;
         for b in 0..buckets {
@@ -324,6 +321,10 @@ mod tests {
         );
         assert_eq!(t.lookup(ip("::1")), Some(&"all6"));
         assert_eq!(t.lookup(ip("198.51.100.7")), Some(&"mapped"));
+        // Regression (found by the property test): a family whose only prefix covers everything.
+        let everything = PrefixTable::build([(net("0.0.0.0/0"), 1)]);
+        assert_eq!(everything.lookup(ip("1.2.3.4")), Some(&1));
+        assert_eq!(everything.lookup(ip("::1")), None);
         let empty: PrefixTable<()> = PrefixTable::build([]);
         assert_eq!(empty.lookup(ip("1.2.3.4")), None);
         assert_eq!(empty.lookup(ip("::1")), None);
