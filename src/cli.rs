@@ -31,6 +31,24 @@ pub enum Command {
     Check(ServeArgs),
     /// Run the built-in demo origin (the example site) with the proxy in front of it.
     Demo(DemoArgs),
+    /// Show the company and location behind IP addresses, and why a company was not assigned.
+    Lookup(LookupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LookupArgs {
+    /// TOML configuration file (its [firmographics] and [geo] sections and rules.dir are used).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Rules directory (account networks and aliases). Overrides rules.dir.
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// Print JSON (one array) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Addresses to look up.
+    #[arg(value_name = "IP", required = true)]
+    pub ips: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -104,6 +122,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
         Command::Demo(args) => demo(args),
+        Command::Lookup(args) => lookup(args),
     }
 }
 
@@ -251,4 +270,157 @@ fn demo(args: DemoArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn lookup(args: LookupArgs) -> ExitCode {
+    use crate::firmographics::{Firmographics, NoCompany};
+
+    // `lookup` never talks to the origin: a config without [upstream] is fine here.
+    let overrides = Overrides {
+        upstream: Some("http://127.0.0.1:9".into()),
+        rules: args.rules.clone(),
+        ..Default::default()
+    };
+    let settings = match Settings::load(args.config.as_deref(), &overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            print_config_errors(&e);
+            return ExitCode::from(2);
+        }
+    };
+    let mut ips = Vec::new();
+    for text in &args.ips {
+        match text.parse::<std::net::IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => {
+                eprintln!("error: `{text}` is not an IP address");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let f = match Firmographics::load(&settings.firmographics, &settings.rules_dir) {
+        Ok(f) => f,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!(
+                "{} error(s) in the company and location sources",
+                errors.len()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        let out: Vec<serde_json::Value> = ips
+            .iter()
+            .map(|ip| {
+                let (company, reason) = match f.company(*ip) {
+                    Ok(m) => (serde_json::to_value(&m).ok(), None),
+                    Err(r) => (None, serde_json::to_value(&r).ok()),
+                };
+                serde_json::json!({
+                    "ip": ip.to_string(),
+                    "company": company,
+                    "no_company": reason,
+                    "geo": f.geo(*ip),
+                })
+            })
+            .collect();
+        match serde_json::to_string_pretty(&out) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    for ip in ips {
+        println!("{ip}");
+        match f.company(ip) {
+            Ok(m) => {
+                let c = &m.company;
+                let domain = c
+                    .domain
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                let source = match &m.source {
+                    crate::firmographics::MatchSource::Account { file } => {
+                        format!("account file {}", file.display())
+                    }
+                    crate::firmographics::MatchSource::Vendor { file } => {
+                        format!("vendor file {}", file.display())
+                    }
+                    crate::firmographics::MatchSource::Mmdb {
+                        file,
+                        organization,
+                        via_alias,
+                    } => {
+                        let alias = if *via_alias {
+                            ", matched to the account by its aliases"
+                        } else {
+                            ""
+                        };
+                        format!(
+                            "{} (organization \"{organization}\"{alias})",
+                            file.display()
+                        )
+                    }
+                };
+                let network = m
+                    .network
+                    .map(|n| format!(", network {n}"))
+                    .unwrap_or_default();
+                println!("  company  {}{domain} — {source}{network}", c.name);
+                let mut attrs = Vec::new();
+                if c.account {
+                    attrs.push("target account".to_string());
+                }
+                for (k, v) in [
+                    ("industry", &c.industry),
+                    ("employees", &c.employees),
+                    ("country", &c.country),
+                    ("owner", &c.owner),
+                ] {
+                    if let Some(v) = v {
+                        attrs.push(format!("{k} {v}"));
+                    }
+                }
+                if !attrs.is_empty() {
+                    println!("           {}", attrs.join(" · "));
+                }
+            }
+            Err(reason) => {
+                let why = match reason {
+                    NoCompany::NoMatch => "no source knows this address".to_string(),
+                    NoCompany::NotACompany { kind, name, source } => {
+                        format!(
+                            "{kind} network{} (per {})",
+                            if name.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" of {name}")
+                            },
+                            source.display()
+                        )
+                    }
+                    NoCompany::Anonymizer { flag } => format!("anonymizer ({flag})"),
+                    NoCompany::Mobile => "mobile (cellular) connection".to_string(),
+                    NoCompany::DenyListed { organization } => {
+                        format!("{organization} is on the deny list")
+                    }
+                };
+                println!("  company  none: {why}");
+            }
+        }
+        let geo = f.geo(ip);
+        match (geo.country, geo.subdivision) {
+            (None, _) => println!("  geo      unknown"),
+            (Some(c), None) => println!("  geo      {c}"),
+            (Some(c), Some(s)) => println!("  geo      {c}, {s}"),
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -14,6 +14,8 @@ use http::header::HeaderName;
 use http::Uri;
 use serde::Deserialize;
 
+use crate::firmographics::mmdb::FieldPath;
+
 /// One problem found while loading the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -62,6 +64,35 @@ pub struct RawConfig {
     pub rules: Option<RawRules>,
     pub runtime: Option<RawRuntime>,
     pub client_ip: Option<RawClientIp>,
+    pub firmographics: Option<RawFirmographics>,
+    pub geo: Option<RawGeo>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFirmographics {
+    pub files: Option<Vec<PathBuf>>,
+    pub deny_organizations: Option<Vec<String>>,
+    pub mmdb: Option<Vec<RawCompanyDb>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompanyDb {
+    pub path: Option<PathBuf>,
+    pub organization: Option<String>,
+    pub domain: Option<String>,
+    pub user_type: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeo {
+    pub mmdb: Option<PathBuf>,
+    pub country: Option<String>,
+    pub subdivision: Option<String>,
+    pub anonymous_ip: Option<PathBuf>,
+    pub connection_type: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,6 +256,7 @@ pub struct Settings {
     pub rules_dir: PathBuf,
     pub worker_threads: Option<usize>,
     pub client_ip: ClientIpSettings,
+    pub firmographics: crate::firmographics::FirmographicsSettings,
     /// The file these settings came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -937,6 +969,63 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
         header,
     };
 
+    // --- firmographics, geo
+    let field = |c: &mut Check, key: String, text: Option<&String>| -> Option<FieldPath> {
+        let text = text?;
+        let parsed = FieldPath::parse(text);
+        if parsed.is_none() {
+            c.fail(
+                key,
+                format!("`{text}` is not a field path; write e.g. \"traits.organization\""),
+            );
+        }
+        parsed
+    };
+    let rf = raw.firmographics.unwrap_or_default();
+    let mut company_dbs = Vec::new();
+    for (i, db) in rf.mmdb.unwrap_or_default().into_iter().enumerate() {
+        let key = format!("firmographics.mmdb[{i}]");
+        let Some(path) = db.path else {
+            c.fail(format!("{key}.path"), "missing");
+            continue;
+        };
+        let Some(organization) = db.organization.as_ref() else {
+            c.fail(
+                format!("{key}.organization"),
+                "missing; the field path of the organization name, e.g. \"traits.organization\" (GeoIP2 \
+                 Enterprise), \"organization\" (GeoIP2 ISP), \"autonomous_system_organization\" (ASN)",
+            );
+            continue;
+        };
+        let organization = field(&mut c, format!("{key}.organization"), Some(organization));
+        let domain = field(&mut c, format!("{key}.domain"), db.domain.as_ref());
+        let user_type = field(&mut c, format!("{key}.user_type"), db.user_type.as_ref());
+        if let Some(organization) = organization {
+            company_dbs.push(crate::firmographics::CompanyDbSettings {
+                path: resolve(base, &path),
+                organization,
+                domain,
+                user_type,
+            });
+        }
+    }
+    let rg = raw.geo.unwrap_or_default();
+    let firmographics = crate::firmographics::FirmographicsSettings {
+        files: rf
+            .files
+            .unwrap_or_default()
+            .iter()
+            .map(|p| resolve(base, p))
+            .collect(),
+        company_dbs,
+        deny_organizations: rf.deny_organizations.unwrap_or_default(),
+        geo_db: rg.mmdb.as_ref().map(|p| resolve(base, p)),
+        geo_country: field(&mut c, "geo.country".into(), rg.country.as_ref()),
+        geo_subdivision: field(&mut c, "geo.subdivision".into(), rg.subdivision.as_ref()),
+        anonymous_ip_db: rg.anonymous_ip.as_ref().map(|p| resolve(base, p)),
+        connection_type_db: rg.connection_type.as_ref().map(|p| resolve(base, p)),
+    };
+
     if c.errors.is_empty() {
         if let Some(upstream) = upstream {
             return Ok(Settings {
@@ -951,6 +1040,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
                 rules_dir,
                 worker_threads,
                 client_ip,
+                firmographics,
                 source: None,
             });
         }

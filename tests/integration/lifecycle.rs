@@ -223,3 +223,92 @@ fn serve_works_with_flags_only_and_stops_cleanly_on_sigterm() {
     assert!(access.contains("\"path\":\"/echo\""), "{access}");
     assert!(log.contains("SIGTERM"), "{log}");
 }
+
+#[test]
+fn lookup_explains_company_and_location() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/maxmind/test-data");
+    std::fs::create_dir_all(dir.path().join("rules/accounts")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("rules/accounts/acme.example.toml"),
+        "[account]\ndomain = \"acme.example\"\nname = \"Acme\"\nnetworks = [\"127.0.10.0/24\"]\nindustry = \"Manufacturing\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("vendor.csv"),
+        "network,domain,name,type\n198.51.100.0/24,initech.example,Initech,business\n192.0.2.0/24,,Big Telco,isp\n",
+    )
+    .expect("write");
+    let cfg = dir.path().join("concierge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[firmographics]\nfiles = [\"vendor.csv\"]\n[[firmographics.mmdb]]\npath = \"{d}/GeoIP2-Enterprise-Test.mmdb\"\n\
+             organization = \"traits.organization\"\nuser_type = \"traits.user_type\"\n[geo]\nmmdb = \"{d}/GeoIP2-City-Test.mmdb\"\n",
+            d = data.display()
+        ),
+    )
+    .expect("write");
+    let out = concierge()
+        .args(["lookup", "--config"])
+        .arg(&cfg)
+        .args([
+            "127.0.10.5",
+            "198.51.100.9",
+            "192.0.2.1",
+            "214.78.120.5",
+            "216.160.83.56",
+            "203.0.113.1",
+        ])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "company  Acme (acme.example) — account file",
+        "network 127.0.10.0/24",
+        "company  Initech (initech.example) — vendor file",
+        "company  none: isp network of Big Telco",
+        "company  none: residential network of Starlink",
+        "company  Lariat Software",
+        "geo      US, WA",
+        "company  none: no source knows this address",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+
+    let out = concierge()
+        .args(["lookup", "--json", "--config"])
+        .arg(&cfg)
+        .args(["216.160.83.56"])
+        .output()
+        .expect("run");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json[0]["company"]["company"]["name"], "Lariat Software");
+    assert_eq!(json[0]["company"]["source"]["kind"], "mmdb");
+    assert_eq!(json[0]["geo"]["country"], "US");
+    assert_eq!(json[0]["geo"]["subdivision"], "WA");
+
+    // A broken database is reported, naming the file.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[geo]\nmmdb = \"{}/MaxMind-DB-test-broken-search-tree-24.mmdb\"\n",
+            data.display()
+        ),
+    )
+    .expect("write");
+    let out = concierge()
+        .args(["lookup", "--config"])
+        .arg(&cfg)
+        .arg("1.1.1.1")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken-search-tree"));
+}
