@@ -208,6 +208,36 @@ fn check(args: ServeArgs) -> ExitCode {
         }
         Err(e) => problems.push(format!("cannot start a runtime: {e}")),
     }
+    match crate::firmographics::Firmographics::load(&settings.firmographics, &settings.rules_dir) {
+        Ok(f) => {
+            lines.push(format!(
+                "accounts  {} in {}",
+                f.accounts().len(),
+                settings.rules_dir.join("accounts").display()
+            ));
+            let fs = &settings.firmographics;
+            for file in &fs.files {
+                lines.push(format!("vendor    {}", file.display()));
+            }
+            for db in &fs.company_dbs {
+                lines.push(format!(
+                    "mmdb      {} (organization: {})",
+                    db.path.display(),
+                    db.organization
+                ));
+            }
+            for (what, db) in [
+                ("geo", &fs.geo_db),
+                ("anonymous", &fs.anonymous_ip_db),
+                ("connection", &fs.connection_type_db),
+            ] {
+                if let Some(p) = db {
+                    lines.push(format!("{what:<9} {}", p.display()));
+                }
+            }
+        }
+        Err(errors) => problems.extend(errors.iter().map(|e| e.to_string())),
+    }
     match settings.admin {
         Some(a) => lines.push(format!("admin     {a} (/healthz, /readyz, /metrics)")),
         None => lines.push("admin     off".into()),
