@@ -122,5 +122,56 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// MMDB lookups on the shared test databases: one field decoded per lookup, as the proxy does.
+fn bench_mmdb(c: &mut Criterion) {
+    use concierge::firmographics::mmdb::{FieldPath, Mmdb};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/maxmind/test-data");
+    let city = Mmdb::open(&dir.join("GeoIP2-City-Test.mmdb")).expect("City test database");
+    let enterprise =
+        Mmdb::open(&dir.join("GeoIP2-Enterprise-Test.mmdb")).expect("Enterprise test database");
+    let country = FieldPath::parse("country.iso_code").expect("path");
+    let org = FieldPath::parse("traits.organization").expect("path");
+    let hits: Vec<IpAddr> = [
+        "81.2.69.160",
+        "216.160.83.56",
+        "89.160.20.115",
+        "2001:218::1",
+    ]
+    .iter()
+    .map(|s| s.parse().expect("ip"))
+    .collect();
+    let mut rng = Rng(42);
+    let misses: Vec<IpAddr> = (0..1024)
+        .map(|_| IpAddr::V4(Ipv4Addr::from(rng.next() as u32)))
+        .collect();
+    let mut g = c.benchmark_group("mmdb");
+    g.throughput(Throughput::Elements(hits.len() as u64));
+    g.bench_function("city_country_hit", |b| {
+        b.iter(|| {
+            hits.iter()
+                .filter(|ip| city.get(black_box(**ip), &country).is_some())
+                .count()
+        })
+    });
+    g.bench_function("enterprise_organization_hit", |b| {
+        b.iter(|| {
+            hits.iter()
+                .filter(|ip| enterprise.get(black_box(**ip), &org).is_some())
+                .count()
+        })
+    });
+    g.throughput(Throughput::Elements(misses.len() as u64));
+    g.bench_function("city_random_mostly_miss", |b| {
+        b.iter(|| {
+            misses
+                .iter()
+                .filter(|ip| city.get(black_box(**ip), &country).is_some())
+                .count()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_mmdb);
 criterion_main!(benches);
