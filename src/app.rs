@@ -17,11 +17,13 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::{LogFormat, LogSettings, Settings};
-use crate::metrics::Metrics;
+use crate::firmographics::Firmographics;
+use crate::metrics::{Metrics, ReloadResult};
 use crate::proxy::body::ResponseBody;
 use crate::proxy::server::{self, Lifecycle, ListenerConfig, Phase};
 use crate::proxy::Proxy;
 use crate::tls::{self, CertReloader, SniResolver, TlsError};
+use arc_swap::ArcSwap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -35,6 +37,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Upstream(#[from] crate::proxy::upstream::UpstreamSetupError),
+    #[error("company and location sources:\n{0}")]
+    Sources(String),
 }
 
 /// How a shutdown ended.
@@ -58,6 +62,7 @@ pub struct Server {
     drain_rx: mpsc::Receiver<()>,
     ready: Arc<AtomicBool>,
     reloader: Option<Arc<CertReloader>>,
+    sources: Arc<SourcesReloader>,
     grace: Duration,
     admin_task: Option<JoinHandle<()>>,
 }
@@ -67,7 +72,25 @@ impl Server {
     pub async fn start(settings: Settings) -> Result<Server, StartError> {
         let settings = Arc::new(settings);
         let metrics = Metrics::new();
-        let proxy = Proxy::new(settings.clone(), metrics.clone())?;
+        let firmographics = Firmographics::load(&settings.firmographics, &settings.rules_dir)
+            .map_err(|errors| {
+                StartError::Sources(
+                    errors
+                        .iter()
+                        .map(|e| format!("  {e}"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
+        let sources = Arc::new(SourcesReloader {
+            settings: settings.clone(),
+            current: Arc::new(ArcSwap::from_pointee(firmographics)),
+            metrics: metrics.clone(),
+            fingerprint: std::sync::Mutex::new(crate::watch::fingerprint(
+                settings.firmographics.watched_files(&settings.rules_dir),
+            )),
+        });
+        let proxy = Proxy::new(settings.clone(), metrics.clone(), sources.current.clone())?;
         let (phase, phase_rx) = watch::channel(Phase::Serving);
         let (drain_tx, drain_rx) = mpsc::channel(1);
         let lifecycle = Lifecycle {
@@ -149,6 +172,27 @@ impl Server {
                 }
             });
         }
+        if let Some(every) = settings.firmographics.watch_interval {
+            let sources = sources.clone();
+            let mut phase = phase_rx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = phase.changed() => return,
+                    }
+                    let s = sources.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if s.files_changed() {
+                            let _ = s.reload("source files changed");
+                        }
+                    })
+                    .await;
+                }
+            });
+        }
         drop(lifecycle);
 
         let ready = Arc::new(AtomicBool::new(true));
@@ -169,9 +213,20 @@ impl Server {
             drain_rx,
             ready,
             reloader,
+            sources,
             grace: settings.timeouts.shutdown_grace,
             admin_task,
         })
+    }
+
+    /// Reload the company and location sources now (SIGHUP); on failure the previous tables keep serving.
+    pub fn reload_sources(&self, reason: &str) -> Result<(), String> {
+        self.sources.reload(reason)
+    }
+
+    /// The company and location tables currently in use.
+    pub fn firmographics(&self) -> Arc<Firmographics> {
+        self.sources.current.load_full()
     }
 
     /// Reload certificates now (SIGHUP). `None` when no TLS listener is configured.
@@ -197,6 +252,56 @@ impl Server {
             t.abort();
         }
         outcome
+    }
+}
+
+/// Rebuilds the company and location tables from their files, keeping the last good ones on failure.
+struct SourcesReloader {
+    settings: Arc<Settings>,
+    current: Arc<ArcSwap<Firmographics>>,
+    metrics: Arc<Metrics>,
+    fingerprint: std::sync::Mutex<crate::watch::Fingerprint>,
+}
+
+impl SourcesReloader {
+    fn watched(&self) -> crate::watch::Fingerprint {
+        crate::watch::fingerprint(
+            self.settings
+                .firmographics
+                .watched_files(&self.settings.rules_dir),
+        )
+    }
+
+    /// Whether any source file differs from what is loaded (a failed reload leaves this true: retried until
+    /// the files are fixed).
+    fn files_changed(&self) -> bool {
+        *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) != self.watched()
+    }
+
+    fn reload(&self, reason: &str) -> Result<(), String> {
+        let before = self.watched();
+        match Firmographics::load(&self.settings.firmographics, &self.settings.rules_dir) {
+            Ok(f) => {
+                let accounts = f.accounts().len();
+                self.current.store(Arc::new(f));
+                *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = before;
+                self.metrics
+                    .source_reload("firmographics", ReloadResult::success);
+                tracing::info!(reason, accounts, "company and location sources reloaded");
+                Ok(())
+            }
+            Err(errors) => {
+                self.metrics
+                    .source_reload("firmographics", ReloadResult::failure);
+                let text = errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                tracing::error!(reason, errors = %text, "source reload failed; keeping the previous tables");
+                Err(text)
+            }
+        }
     }
 }
 
@@ -311,8 +416,9 @@ pub async fn wait_for_stop(server: &Server) -> anyhow::Result<()> {
             _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
             _ = hup.recv() => {
                 if server.reload_tls("SIGHUP").is_none() {
-                    tracing::info!("SIGHUP: no TLS listener, nothing to reload");
+                    tracing::info!("SIGHUP: no TLS listener, no certificates to reload");
                 }
+                let _ = server.reload_sources("SIGHUP");
             }
         }
     }

@@ -71,6 +71,7 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFirmographics {
+    pub watch_interval: Option<String>,
     pub files: Option<Vec<PathBuf>>,
     pub deny_organizations: Option<Vec<String>>,
     pub mmdb: Option<Vec<RawCompanyDb>>,
@@ -238,6 +239,7 @@ pub mod defaults {
     /// Kubernetes' default termination grace period is 30 s; leave room for the process to exit.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
     pub const TLS_WATCH: Duration = Duration::from_secs(5);
+    pub const SOURCES_WATCH: Duration = Duration::from_secs(5);
     pub const RESERVED_PREFIX: &str = "/_concierge/";
     pub const REQUEST_ID_HEADER: &str = "x-request-id";
     pub const VIA_NAME: &str = "concierge";
@@ -1010,7 +1012,13 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
         }
     }
     let rg = raw.geo.unwrap_or_default();
+    let watch = c.duration(
+        "firmographics.watch_interval",
+        rf.watch_interval.as_ref(),
+        defaults::SOURCES_WATCH,
+    );
     let firmographics = crate::firmographics::FirmographicsSettings {
+        watch_interval: (!watch.is_zero()).then_some(watch),
         files: rf
             .files
             .unwrap_or_default()

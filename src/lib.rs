@@ -26,3 +26,4 @@ pub mod host;
 pub mod metrics;
 pub mod proxy;
 pub mod tls;
+pub mod watch;

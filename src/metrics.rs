@@ -52,6 +52,12 @@ struct ReloadLabel {
     result: ReloadResult,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceReloadLabel {
+    source: String,
+    result: ReloadResult,
+}
+
 /// Why a client connection ended with an error before a request could be answered by the proxy.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
@@ -86,6 +92,7 @@ pub struct Metrics {
     aborted_responses: Counter,
     client_errors: Family<ClientErrorLabel, Counter>,
     open_tunnels: Gauge,
+    source_reloads: Family<SourceReloadLabel, Counter>,
 }
 
 impl Metrics {
@@ -149,6 +156,12 @@ impl Metrics {
             "Client connections that ended in an error the proxy answered itself or could not answer",
             client_errors.clone(),
         );
+        let source_reloads = Family::<SourceReloadLabel, Counter>::default();
+        registry.register(
+            "source_reloads",
+            "Reloads of data sources (firmographics: accounts, vendor files, databases), by result",
+            source_reloads.clone(),
+        );
         let open_tunnels = Gauge::default();
         registry.register(
             "open_tunnels",
@@ -172,6 +185,7 @@ impl Metrics {
             aborted_responses,
             client_errors,
             open_tunnels,
+            source_reloads,
         })
     }
 
@@ -217,6 +231,15 @@ impl Metrics {
     pub fn tls_reload(&self, result: ReloadResult) {
         self.tls_reloads
             .get_or_create(&ReloadLabel { result })
+            .inc();
+    }
+
+    pub fn source_reload(&self, source: &str, result: ReloadResult) {
+        self.source_reloads
+            .get_or_create(&SourceReloadLabel {
+                source: source.to_string(),
+                result,
+            })
             .inc();
     }
 

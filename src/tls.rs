@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
@@ -283,8 +282,7 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Size, modification and change times and inode of every file a certificate set depends on.
-type Fingerprint = Vec<(PathBuf, Option<(u64, SystemTime, i64, u64)>)>;
+use crate::watch::Fingerprint;
 
 /// Reloads a resolver's certificate set from its files, keeping the last good set on failure.
 pub struct CertReloader {
@@ -345,23 +343,7 @@ fn fingerprint(settings: &TlsSettings) -> Fingerprint {
     if settings.certificates.is_empty() {
         files.push(settings.certs_dir.clone());
     }
-    files
-        .into_iter()
-        .map(|p| {
-            use std::os::unix::fs::MetadataExt;
-            // metadata() follows symlinks, so a swapped `..data` link (Kubernetes secrets) shows as a new inode.
-            let meta = std::fs::metadata(&p).ok().map(|m| {
-                let modified = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                (
-                    m.len(),
-                    modified,
-                    m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-                    m.ino(),
-                )
-            });
-            (p, meta)
-        })
-        .collect()
+    crate::watch::fingerprint(files)
 }
 
 #[cfg(test)]

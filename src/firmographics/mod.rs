@@ -41,6 +41,8 @@ pub struct CompanyDbSettings {
 /// Validated `[firmographics]` and `[geo]` settings.
 #[derive(Debug, Clone, Default)]
 pub struct FirmographicsSettings {
+    /// How often the source files are checked for changes (`None`: only on SIGHUP).
+    pub watch_interval: Option<std::time::Duration>,
     /// CSV / JSON Lines vendor files, in precedence order.
     pub files: Vec<PathBuf>,
     pub company_dbs: Vec<CompanyDbSettings>,
@@ -166,6 +168,34 @@ const ANONYMOUS_FLAGS: &[&str] = &[
     "is_hosting_provider",
     "is_anonymous",
 ];
+
+impl FirmographicsSettings {
+    /// Every file the sources are read from (for change detection): the accounts folder and its files, vendor
+    /// files, databases.
+    pub fn watched_files(&self, rules_dir: &Path) -> Vec<PathBuf> {
+        let accounts = rules_dir.join("accounts");
+        let mut files = vec![accounts.clone()];
+        if let Ok(entries) = std::fs::read_dir(&accounts) {
+            let mut found: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            found.sort();
+            files.extend(found);
+        }
+        files.extend(self.files.iter().cloned());
+        files.extend(self.company_dbs.iter().map(|d| d.path.clone()));
+        files.extend(
+            [
+                &self.geo_db,
+                &self.anonymous_ip_db,
+                &self.connection_type_db,
+            ]
+            .into_iter()
+            .flatten()
+            .cloned(),
+        );
+        files
+    }
+}
 
 impl Firmographics {
     /// Load every source; all errors are returned together.

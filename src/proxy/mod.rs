@@ -25,7 +25,9 @@ use hyper_util::rt::TokioIo;
 
 use crate::client_ip::{self, ClientIp};
 use crate::config::{HostHeader, Settings};
+use crate::firmographics::Firmographics;
 use crate::metrics::{Metrics, UpstreamErrorKind};
+use arc_swap::ArcSwap;
 use body::{Recorder, ResponseBody};
 use error::Refusal;
 use upstream::Upstream;
@@ -73,12 +75,14 @@ pub struct Proxy {
     via: headers::ViaValues,
     /// `Host` for `host_header = "upstream"`: the URL's authority as written (no default port added).
     upstream_host: Option<HeaderValue>,
+    firmographics: Arc<ArcSwap<Firmographics>>,
 }
 
 impl Proxy {
     pub fn new(
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
+        firmographics: Arc<ArcSwap<Firmographics>>,
     ) -> Result<Arc<Proxy>, upstream::UpstreamSetupError> {
         let upstream = Upstream::new(&settings.upstream, &settings.timeouts)?;
         let via = headers::ViaValues::new(&settings.proxy.via_name);
@@ -93,7 +97,14 @@ impl Proxy {
             metrics,
             via,
             upstream_host,
+            firmographics,
         }))
+    }
+
+    /// The current company and location tables (swapped whole on reload). The classify phase reads them —
+    /// the company lookup only when the consent decision permits the firmographic tier.
+    pub fn firmographics(&self) -> arc_swap::Guard<Arc<Firmographics>> {
+        self.firmographics.load()
     }
 
     pub fn settings(&self) -> &Settings {

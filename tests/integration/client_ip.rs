@@ -214,3 +214,80 @@ async fn proxy_protocol_refusals_close_the_connection() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn company_sources_reload_and_keep_the_last_good_tables() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let accounts = dir.path().join("accounts");
+    std::fs::create_dir(&accounts).expect("mkdir");
+    std::fs::write(
+        accounts.join("acme.example.toml"),
+        "[account]\ndomain = \"acme.example\"\nname = \"Acme\"\nnetworks = [\"127.0.10.0/24\"]\n",
+    )
+    .expect("write");
+    let server = proxy(
+        &origin.url(),
+        &format!(
+            "[rules]\ndir = \"{}\"\n[firmographics]\nwatch_interval = \"50ms\"\n",
+            dir.path().display()
+        ),
+    )
+    .await;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let company = |server: &concierge::app::Server, s: &str| {
+        server
+            .firmographics()
+            .company(ip(s))
+            .ok()
+            .and_then(|m| m.company.domain.clone())
+    };
+    assert_eq!(
+        company(&server, "127.0.10.5").as_deref(),
+        Some("acme.example")
+    );
+    assert_eq!(company(&server, "127.0.20.5"), None);
+
+    // A new account file is picked up without a restart.
+    std::fs::write(
+        accounts.join("globex.example.toml"),
+        "[account]\ndomain = \"globex.example\"\nname = \"Globex\"\nnetworks = [\"127.0.20.0/24\"]\n",
+    )
+    .expect("write");
+    let mut seen = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        seen = company(&server, "127.0.20.5");
+        if seen.is_some() {
+            break;
+        }
+    }
+    assert_eq!(seen.as_deref(), Some("globex.example"));
+
+    // A broken file: the previous tables keep serving, the failure is counted, SIGHUP's reload reports it.
+    std::fs::write(accounts.join("broken.toml"), "[account]\ndomain = \"x\"\n").expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        company(&server, "127.0.10.5").as_deref(),
+        Some("acme.example")
+    );
+    assert_eq!(
+        company(&server, "127.0.20.5").as_deref(),
+        Some("globex.example")
+    );
+    let err = server.reload_sources("test").expect_err("broken file");
+    assert!(err.contains("broken.toml"), "{err}");
+    let metrics = admin(&server, "/metrics").await.1;
+    assert!(
+        metrics.contains(
+            "concierge_source_reloads_total{source=\"firmographics\",result=\"success\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "concierge_source_reloads_total{source=\"firmographics\",result=\"failure\"}"
+        ),
+        "{metrics}"
+    );
+}
