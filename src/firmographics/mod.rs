@@ -458,6 +458,7 @@ mod tests {
         )
         .unwrap();
         let settings = FirmographicsSettings {
+            watch_interval: None,
             files: vec![csv],
             company_dbs: vec![
                 db(
