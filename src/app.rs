@@ -151,45 +151,18 @@ impl Server {
         let reloader =
             resolver.map(|r| Arc::new(CertReloader::new(settings.tls.clone(), r, metrics.clone())));
         if let (Some(reloader), Some(every)) = (&reloader, settings.tls.watch_interval) {
-            let reloader = reloader.clone();
-            let mut phase = phase_rx.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = phase.changed() => return,
-                    }
-                    // File system calls block: keep them off the runtime's workers.
-                    let r = reloader.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        if r.files_changed() {
-                            let _ = r.reload("certificate files changed");
-                        }
-                    })
-                    .await;
+            let r = reloader.clone();
+            spawn_watcher(every, phase_rx.clone(), move || {
+                if r.files_changed() {
+                    let _ = r.reload("certificate files changed");
                 }
             });
         }
         if let Some(every) = settings.firmographics.watch_interval {
-            let sources = sources.clone();
-            let mut phase = phase_rx.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = phase.changed() => return,
-                    }
-                    let s = sources.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        if s.files_changed() {
-                            let _ = s.reload("source files changed");
-                        }
-                    })
-                    .await;
+            let s = sources.clone();
+            spawn_watcher(every, phase_rx.clone(), move || {
+                if s.files_changed() {
+                    let _ = s.reload("source files changed");
                 }
             });
         }
@@ -253,6 +226,28 @@ impl Server {
         }
         outcome
     }
+}
+
+/// Run `check` every `every` until the server stops serving. It touches the file system, so it runs on the
+/// blocking pool, never on the runtime's workers.
+fn spawn_watcher(
+    every: Duration,
+    mut phase: watch::Receiver<Phase>,
+    check: impl Fn() + Send + Sync + 'static,
+) {
+    let check = Arc::new(check);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = phase.changed() => return,
+            }
+            let check = check.clone();
+            let _ = tokio::task::spawn_blocking(move || check()).await;
+        }
+    });
 }
 
 /// Rebuilds the company and location tables from their files, keeping the last good ones on failure.
