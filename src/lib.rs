@@ -8,6 +8,7 @@
 //! | `app`      | wiring: listeners, TLS reloader, admin endpoint, signals, graceful shutdown |
 //! | `demo`     | the built-in demo origin serving `examples/site/` |
 //! | `config`   | TOML read raw, then validated into `Settings` |
+//! | `consent`  | consent signal decoders (TCF v2.2 so far) |
 //! | `client_ip`| trusted proxies, X-Forwarded-For / Forwarded, PROXY protocol parsing |
 //! | `host`     | what a valid host[:port] is |
 //! | `firmographics` | IP → company and location: prefix tables, sources |
@@ -20,6 +21,7 @@ pub mod app;
 pub mod cli;
 pub mod client_ip;
 pub mod config;
+pub mod consent;
 pub mod demo;
 pub mod firmographics;
 pub mod host;
