@@ -33,6 +33,21 @@ pub enum Command {
     Demo(DemoArgs),
     /// Show the company and location behind IP addresses, and why a company was not assigned.
     Lookup(LookupArgs),
+    /// Consent signals.
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Decode a TCF v2 TC string, a GPP string or a US Privacy string (exit 2 with the reason if malformed).
+    Decode {
+        /// The string (TC strings start with C, GPP strings with D, US Privacy strings are like 1YNN).
+        string: String,
+        /// Print JSON (IAB field names) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +138,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check(args),
         Command::Demo(args) => demo(args),
         Command::Lookup(args) => lookup(args),
+        Command::Consent(ConsentCommand::Decode { string, json }) => consent_decode(&string, json),
     }
 }
 
@@ -453,4 +469,78 @@ fn lookup(args: LookupArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn consent_decode(string: &str, json: bool) -> ExitCode {
+    use crate::consent::{gpp, tcf, usp};
+    let s = string.trim();
+    let decoded: Result<(&str, serde_json::Value), String> = if s.len() == 4 && s.starts_with('1') {
+        usp::decode(s)
+            .map(|u| ("US Privacy", serde_json::to_value(u).unwrap_or_default()))
+            .map_err(|e| e.to_string())
+    } else if s.starts_with('D') {
+        gpp::decode(s)
+            .map(|g| ("GPP", serde_json::to_value(g).unwrap_or_default()))
+            .map_err(|e| e.to_string())
+    } else {
+        tcf::decode(s)
+            .map(|t| {
+                let mut v = serde_json::to_value(&t).unwrap_or_default();
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert(
+                        "violations".into(),
+                        serde_json::to_value(t.violations()).unwrap_or_default(),
+                    );
+                }
+                ("TCF v2 TC string", v)
+            })
+            .map_err(|e| e.to_string())
+    };
+    match decoded {
+        Err(reason) => {
+            eprintln!("error: {reason}");
+            ExitCode::from(2)
+        }
+        Ok((_, value)) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok((kind, value)) => {
+            println!("{kind}");
+            print_value(&value, 1);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Indented `key: value` lines for a decoded signal; id sets on one line.
+fn print_value(v: &serde_json::Value, depth: usize) {
+    let pad = "  ".repeat(depth);
+    if let serde_json::Value::Object(map) = v {
+        for (k, v) in map {
+            match v {
+                serde_json::Value::Object(_) => {
+                    println!("{pad}{k}:");
+                    print_value(v, depth + 1);
+                }
+                serde_json::Value::Array(items) if items.iter().any(|i| i.is_object()) => {
+                    println!("{pad}{k}:");
+                    for item in items {
+                        print_value(item, depth + 1);
+                        println!();
+                    }
+                }
+                serde_json::Value::Array(items) => {
+                    let list: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+                    println!("{pad}{k}: [{}]", list.join(", "));
+                }
+                serde_json::Value::String(s) => println!("{pad}{k}: {s}"),
+                serde_json::Value::Null => println!("{pad}{k}: (not decoded)"),
+                other => println!("{pad}{k}: {other}"),
+            }
+        }
+    }
 }

@@ -5,4 +5,6 @@
 //! `Decision` follow.
 
 pub mod bits;
+pub mod gpp;
 pub mod tcf;
+pub mod usp;

@@ -312,3 +312,51 @@ fn lookup_explains_company_and_location() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken-search-tree"));
 }
+
+#[test]
+fn consent_decode_cli() {
+    let out = concierge()
+        .args([
+            "consent",
+            "decode",
+            "--json",
+            "COwAdDhOwAdDhN4ABAENAPCgAAQAAv___wAAAFP_AAp_4AI6ACACAA",
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["cmpId"], 888);
+    assert_eq!(v["publisherRestrictions"][0]["purposeId"], 7);
+    assert_eq!(
+        v["publisherRestrictions"][0]["vendors"],
+        serde_json::json!([32])
+    );
+    assert_eq!(v["vendorConsents"][0], 1);
+
+    let out = concierge()
+        .args(["consent", "decode", "DBABLA~BVVVVVVVVWA.YA", "--json"])
+        .output()
+        .expect("run");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["sectionIds"], serde_json::json!([7]));
+    assert_eq!(v["sections"]["usnat"]["Gpc"], true);
+    assert_eq!(v["sections"]["usnat"]["SaleOptOut"], 1);
+
+    let out = concierge()
+        .args(["consent", "decode", "1NYN"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("optOutSale: Y"));
+
+    let out = concierge()
+        .args([
+            "consent",
+            "decode",
+            "COvcSpYOvcSpYC9AAAENAPCAAAAAAAAAAAAAAFAAAAA",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "malformed: exit 2");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ends inside field"));
+}
