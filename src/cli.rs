@@ -10,6 +10,23 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::app;
+
+/// `println!` that ends the process quietly when stdout is closed (`concierge lookup … | head`) instead of
+/// panicking on the broken pipe.
+macro_rules! outln {
+    () => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock()).is_err() {
+            std::process::exit(0);
+        }
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
 use crate::config::{LogFormat, Overrides, Settings};
 
 #[derive(Debug, Parser)]
@@ -264,9 +281,9 @@ fn check(args: ServeArgs) -> ExitCode {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or("flags only".into());
-        println!("configuration OK ({source})");
+        outln!("configuration OK ({source})");
         for l in lines {
-            println!("  {l}");
+            outln!("  {l}");
         }
         ExitCode::SUCCESS
     } else {
@@ -304,7 +321,7 @@ fn demo(args: DemoArgs) -> ExitCode {
             anyhow::anyhow!("{e}\nhint: another program uses that port; pick others with --listen ADDR --admin ADDR|off")
         })?;
         let proxy_addr = server.listeners.first().copied().unwrap_or(args.listen);
-        println!("{}", crate::demo::banner(proxy_addr, origin, server.admin));
+        outln!("{}", crate::demo::banner(proxy_addr, origin, server.admin));
         app::wait_for_stop(&server).await?;
         app::stop(server).await;
         Ok(())
@@ -374,7 +391,7 @@ fn lookup(args: LookupArgs) -> ExitCode {
             })
             .collect();
         match serde_json::to_string_pretty(&out) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => outln!("{text}"),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
@@ -383,7 +400,7 @@ fn lookup(args: LookupArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     for ip in ips {
-        println!("{ip}");
+        outln!("{ip}");
         match f.company(ip) {
             Ok(m) => {
                 let c = &m.company;
@@ -419,7 +436,7 @@ fn lookup(args: LookupArgs) -> ExitCode {
                     .network
                     .map(|n| format!(", network {n}"))
                     .unwrap_or_default();
-                println!("  company  {}{domain} — {source}{network}", c.name);
+                outln!("  company  {}{domain} — {source}{network}", c.name);
                 let mut attrs = Vec::new();
                 if c.account {
                     attrs.push("target account".to_string());
@@ -435,7 +452,7 @@ fn lookup(args: LookupArgs) -> ExitCode {
                     }
                 }
                 if !attrs.is_empty() {
-                    println!("           {}", attrs.join(" · "));
+                    outln!("           {}", attrs.join(" · "));
                 }
             }
             Err(reason) => {
@@ -458,14 +475,14 @@ fn lookup(args: LookupArgs) -> ExitCode {
                         format!("{organization} is on the deny list")
                     }
                 };
-                println!("  company  none: {why}");
+                outln!("  company  none: {why}");
             }
         }
         let geo = f.geo(ip);
         match (geo.country, geo.subdivision) {
-            (None, _) => println!("  geo      unknown"),
-            (Some(c), None) => println!("  geo      {c}"),
-            (Some(c), Some(s)) => println!("  geo      {c}, {s}"),
+            (None, _) => outln!("  geo      unknown"),
+            (Some(c), None) => outln!("  geo      {c}"),
+            (Some(c), Some(s)) => outln!("  geo      {c}, {s}"),
         }
     }
     ExitCode::SUCCESS
@@ -502,14 +519,14 @@ fn consent_decode(string: &str, json: bool) -> ExitCode {
             ExitCode::from(2)
         }
         Ok((_, value)) if json => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&value).unwrap_or_default()
             );
             ExitCode::SUCCESS
         }
         Ok((kind, value)) => {
-            println!("{kind}");
+            outln!("{kind}");
             print_value(&value, 1);
             ExitCode::SUCCESS
         }
@@ -523,23 +540,23 @@ fn print_value(v: &serde_json::Value, depth: usize) {
         for (k, v) in map {
             match v {
                 serde_json::Value::Object(_) => {
-                    println!("{pad}{k}:");
+                    outln!("{pad}{k}:");
                     print_value(v, depth + 1);
                 }
                 serde_json::Value::Array(items) if items.iter().any(|i| i.is_object()) => {
-                    println!("{pad}{k}:");
+                    outln!("{pad}{k}:");
                     for item in items {
                         print_value(item, depth + 1);
-                        println!();
+                        outln!();
                     }
                 }
                 serde_json::Value::Array(items) => {
                     let list: Vec<String> = items.iter().map(|i| i.to_string()).collect();
-                    println!("{pad}{k}: [{}]", list.join(", "));
+                    outln!("{pad}{k}: [{}]", list.join(", "));
                 }
-                serde_json::Value::String(s) => println!("{pad}{k}: {s}"),
-                serde_json::Value::Null => println!("{pad}{k}: (not decoded)"),
-                other => println!("{pad}{k}: {other}"),
+                serde_json::Value::String(s) => outln!("{pad}{k}: {s}"),
+                serde_json::Value::Null => outln!("{pad}{k}: (not decoded)"),
+                other => outln!("{pad}{k}: {other}"),
             }
         }
     }
