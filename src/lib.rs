@@ -8,7 +8,7 @@
 //! | `app`      | wiring: listeners, TLS reloader, admin endpoint, signals, graceful shutdown |
 //! | `demo`     | the built-in demo origin serving `examples/site/` |
 //! | `config`   | TOML read raw, then validated into `Settings` |
-//! | `consent`  | consent signal decoders (TCF v2.2 so far) |
+//! | `consent`  | consent signals (TCF v2.2, GPP, USP, GPC, first-party cookie) and the tier Decision |
 //! | `client_ip`| trusted proxies, X-Forwarded-For / Forwarded, PROXY protocol parsing |
 //! | `host`     | what a valid host[:port] is |
 //! | `firmographics` | IP → company and location: prefix tables, sources |

@@ -1,0 +1,556 @@
+//! The consent Decision: which personalization tiers a request may use, and why.
+//!
+//! Rules (privacy-first defaults, all configurable through [`Policy`]):
+//! - *anonymous* needs no consent;
+//! - in an **opt-in** jurisdiction (EU/EEA/UK, Switzerland by default, and any unknown region) *firmographic*
+//!   and *personal* need a positive grant: our first-party cookie's choice for the tier, or TCF consent to the
+//!   tier's purposes (default 5 + 6, and 1 for *personal*, which reads a cookie);
+//! - in an **opt-out** jurisdiction (US privacy states) they are permitted unless withdrawn;
+//! - withdrawn everywhere by: GPC, a US Privacy or GPP usnat opt-out, our cookie's refusal — when signals
+//!   conflict, the most restrictive wins;
+//! - a grant older than 13 months is stale and counts as no grant; a TC string that breaks TCF 2.2 rules is
+//!   ignored, with the violation as the reason.
+//!
+//! Every conclusion carries machine-readable reasons (`gpc`, `tcf:purpose5-missing`,
+//! `jurisdiction:opt-in:no-signal`, …) for the audit log and `explain`.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::gpp::Section;
+use super::signals::Signals;
+
+/// A personalization tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Anonymous,
+    Firmographic,
+    Personal,
+}
+
+/// The legal regime the visitor's location puts the request under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Regime {
+    OptIn,
+    OptOut,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Jurisdiction {
+    pub regime: Regime,
+    /// `DE`, `US-CA`, or `unknown`.
+    pub region: String,
+}
+
+/// What the policy knows and decides with.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Countries under opt-in (ISO alpha-2).
+    pub opt_in_countries: BTreeSet<String>,
+    /// US states (or other subdivisions, as `CC-SS`) under opt-out.
+    pub opt_out_regions: BTreeSet<String>,
+    /// Regime for a known region in neither list.
+    pub other_regions: Regime,
+    /// TCF purposes that grant each tier.
+    pub firmographic_purposes: Vec<u8>,
+    pub personal_purposes: Vec<u8>,
+    /// DNT withdraws consent too (default: only recorded).
+    pub dnt_is_opt_out: bool,
+    /// Grants older than this many seconds are stale (13 months).
+    pub max_age_seconds: u64,
+}
+
+const EU_EEA_UK: &[&str] = &[
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV",
+    "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO", "GB",
+];
+const US_PRIVACY_STATES: &[&str] = &[
+    "CA", "VA", "CO", "CT", "UT", "MT", "OR", "TX", "FL", "DE", "IA", "NE", "NH", "NJ", "TN", "MN",
+    "MD", "IN", "KY", "RI",
+];
+
+impl Default for Policy {
+    fn default() -> Self {
+        let mut opt_in: BTreeSet<String> = EU_EEA_UK.iter().map(|c| c.to_string()).collect();
+        opt_in.insert("CH".into());
+        Policy {
+            opt_in_countries: opt_in,
+            opt_out_regions: US_PRIVACY_STATES
+                .iter()
+                .map(|s| format!("US-{s}"))
+                .collect(),
+            other_regions: Regime::OptIn,
+            firmographic_purposes: vec![5, 6],
+            personal_purposes: vec![1, 5, 6],
+            dnt_is_opt_out: false,
+            max_age_seconds: 13 * 30 * 24 * 3600 + 5 * 24 * 3600,
+        }
+    }
+}
+
+/// The outcome for one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub jurisdiction: Jurisdiction,
+    pub permitted: BTreeSet<Tier>,
+    pub reasons: Vec<String>,
+    /// Opt-in region and nothing decisive: ask with the banner.
+    pub show_banner: bool,
+}
+
+impl Decision {
+    pub fn permits(&self, tier: Tier) -> bool {
+        self.permitted.contains(&tier)
+    }
+}
+
+impl Policy {
+    pub fn jurisdiction(&self, country: Option<&str>, subdivision: Option<&str>) -> Jurisdiction {
+        let Some(country) = country.map(str::to_ascii_uppercase) else {
+            return Jurisdiction {
+                regime: Regime::OptIn,
+                region: "unknown".into(),
+            };
+        };
+        if let Some(sub) = subdivision {
+            let region = format!("{country}-{}", sub.to_ascii_uppercase());
+            if self.opt_out_regions.contains(&region) {
+                return Jurisdiction {
+                    regime: Regime::OptOut,
+                    region,
+                };
+            }
+        }
+        let regime = if self.opt_in_countries.contains(&country) {
+            Regime::OptIn
+        } else {
+            self.other_regions
+        };
+        let region = match subdivision {
+            Some(s) if country == "US" => format!("US-{}", s.to_ascii_uppercase()),
+            _ => country,
+        };
+        Jurisdiction { regime, region }
+    }
+
+    /// Decide for `signals` in `jurisdiction`, at `now` (Unix seconds).
+    pub fn decide(&self, jurisdiction: Jurisdiction, signals: &Signals, now: u64) -> Decision {
+        let mut reasons = vec![format!(
+            "jurisdiction:{}:{}",
+            match jurisdiction.regime {
+                Regime::OptIn => "opt-in",
+                Regime::OptOut => "opt-out",
+            },
+            jurisdiction.region
+        )];
+        // Withdrawals, from any signal.
+        let mut withdrawn_all = false;
+        if signals.gpc {
+            reasons.push("gpc".into());
+            withdrawn_all = true;
+        }
+        if signals.dnt {
+            reasons.push(
+                if self.dnt_is_opt_out {
+                    "dnt:opt-out"
+                } else {
+                    "dnt:recorded"
+                }
+                .into(),
+            );
+            withdrawn_all |= self.dnt_is_opt_out;
+        }
+        match &signals.usp {
+            Some(Ok(u)) if u.opted_out() => {
+                reasons.push("usp:opt-out".into());
+                withdrawn_all = true;
+            }
+            Some(Err(e)) => reasons.push(format!("usp:invalid:{}", slug(e))),
+            _ => {}
+        }
+        let mut gpp_tcf = None;
+        match &signals.gpp {
+            Some(Ok(g)) => {
+                for (name, section) in &g.sections {
+                    match section {
+                        Section::UsNat(n) if n.opted_out() => {
+                            reasons.push("gpp:usnat:opt-out".into());
+                            withdrawn_all = true;
+                        }
+                        Section::Usp(u) if u.opted_out() => {
+                            reasons.push("gpp:uspv1:opt-out".into());
+                            withdrawn_all = true;
+                        }
+                        Section::Tcf(t) if name == "tcfeuv2" => gpp_tcf = Some(t.as_ref()),
+                        _ => {}
+                    }
+                }
+            }
+            Some(Err(e)) => reasons.push(format!("gpp:invalid:{}", slug(e))),
+            None => {}
+        }
+        // Our own cookie: a grant or refusal per tier.
+        let mut first_party = None;
+        match &signals.first_party {
+            Some(Ok(fp)) if now.saturating_sub(fp.time) > self.max_age_seconds => {
+                reasons.push("first-party:stale".into());
+            }
+            Some(Ok(fp)) => first_party = Some(fp),
+            Some(Err(e)) => reasons.push(format!("first-party:invalid:{}", slug(e))),
+            None => {}
+        }
+        // TCF: the standalone string, else the GPP section.
+        let tcf = match &signals.tcf {
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                reasons.push(format!("tcf:invalid:{}", slug(e)));
+                gpp_tcf
+            }
+            None => gpp_tcf,
+        };
+        let tcf = tcf.filter(|t| {
+            let violations = t.violations();
+            let stale = now.saturating_sub(t.last_updated_deciseconds / 10) > self.max_age_seconds;
+            if stale {
+                reasons.push("tcf:stale".into());
+            }
+            reasons.extend(violations.iter().cloned());
+            violations.is_empty() && !stale
+        });
+
+        let mut permitted = BTreeSet::from([Tier::Anonymous]);
+        let mut decisive = withdrawn_all;
+        for (tier, purposes, name) in [
+            (
+                Tier::Firmographic,
+                &self.firmographic_purposes,
+                "firmographic",
+            ),
+            (Tier::Personal, &self.personal_purposes, "personal"),
+        ] {
+            let fp_choice = first_party.map(|fp| {
+                if tier == Tier::Firmographic {
+                    fp.firmographic
+                } else {
+                    fp.personal
+                }
+            });
+            if fp_choice == Some(false) {
+                reasons.push(format!("first-party:refused:{name}"));
+            }
+            if fp_choice.is_some() {
+                decisive = true;
+            }
+            let withdrawn = withdrawn_all || fp_choice == Some(false);
+            let tcf_grant = tcf.map(|t| {
+                let missing: Vec<u8> = purposes
+                    .iter()
+                    .copied()
+                    .filter(|p| !t.purpose_consents.contains(p))
+                    .collect();
+                for p in &missing {
+                    reasons.push(format!("tcf:purpose{p}-missing:{name}"));
+                }
+                missing.is_empty()
+            });
+            if tcf.is_some() {
+                decisive = true;
+            }
+            let granted = fp_choice == Some(true) || tcf_grant == Some(true);
+            if granted && !withdrawn {
+                reasons.push(format!(
+                    "{}:granted:{name}",
+                    if fp_choice == Some(true) {
+                        "first-party"
+                    } else {
+                        "tcf"
+                    }
+                ));
+            }
+            let allowed = !withdrawn
+                && match jurisdiction.regime {
+                    Regime::OptIn => granted,
+                    // Opt-out: a TCF or first-party refusal still counts; no signal means permitted.
+                    Regime::OptOut => tcf_grant != Some(false) || fp_choice == Some(true),
+                };
+            if allowed {
+                permitted.insert(tier);
+            }
+        }
+        let show_banner = jurisdiction.regime == Regime::OptIn && !decisive;
+        if show_banner {
+            reasons.push(format!(
+                "jurisdiction:opt-in:no-signal{}",
+                if signals.tcf.is_some() || signals.first_party.is_some() {
+                    ":unusable"
+                } else {
+                    ""
+                }
+            ));
+        }
+        reasons.dedup();
+        Decision {
+            jurisdiction,
+            permitted,
+            reasons,
+            show_banner,
+        }
+    }
+}
+
+/// A reason's free text as a short, log-safe token.
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|w| !w.is_empty())
+        .take(8)
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::signals::{FirstParty, Signals};
+    use super::super::{gpp, tcf, usp};
+    use super::*;
+
+    const NOW: u64 = 1_764_000_000; // 2025-11-24
+
+    fn tc(purposes: &[u8], li: &[u8], policy: u8, last_updated: u64) -> tcf::TcString {
+        let mut t = tcf::decode("COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA").unwrap();
+        t.purpose_consents = purposes.iter().copied().collect();
+        t.purpose_legitimate_interests = li.iter().copied().collect();
+        t.policy_version = policy;
+        t.last_updated_deciseconds = last_updated * 10;
+        t
+    }
+
+    fn fp(f: bool, p: bool, time: u64) -> FirstParty {
+        FirstParty {
+            consent_id: "id".into(),
+            banner_version: "b1".into(),
+            time,
+            firmographic: f,
+            personal: p,
+        }
+    }
+
+    fn decide(country: Option<&str>, sub: Option<&str>, s: &Signals) -> Decision {
+        let p = Policy::default();
+        p.decide(p.jurisdiction(country, sub), s, NOW)
+    }
+
+    fn tiers(d: &Decision) -> Vec<Tier> {
+        d.permitted.iter().copied().collect()
+    }
+
+    use Tier::*;
+
+    #[test]
+    fn jurisdictions() {
+        let p = Policy::default();
+        assert_eq!(p.jurisdiction(Some("de"), None).regime, Regime::OptIn);
+        assert_eq!(p.jurisdiction(Some("GB"), None).regime, Regime::OptIn);
+        assert_eq!(p.jurisdiction(Some("CH"), None).regime, Regime::OptIn);
+        let ca = p.jurisdiction(Some("US"), Some("CA"));
+        assert_eq!((ca.regime, ca.region.as_str()), (Regime::OptOut, "US-CA"));
+        assert_eq!(
+            p.jurisdiction(Some("US"), Some("AL")).regime,
+            Regime::OptIn,
+            "other regions: opt-in"
+        );
+        assert_eq!(p.jurisdiction(None, None).region, "unknown");
+    }
+
+    #[test]
+    fn opt_in_table() {
+        let none = Signals::default();
+        let d = decide(Some("DE"), None, &none);
+        assert_eq!(tiers(&d), [Anonymous]);
+        assert!(d.show_banner);
+        assert!(d
+            .reasons
+            .contains(&"jurisdiction:opt-in:no-signal".to_string()));
+
+        let granted = Signals {
+            tcf: Some(Ok(tc(&[1, 5, 6], &[], 4, NOW - 100))),
+            ..Default::default()
+        };
+        assert_eq!(
+            tiers(&decide(Some("DE"), None, &granted)),
+            [Anonymous, Firmographic, Personal]
+        );
+
+        let partial = Signals {
+            tcf: Some(Ok(tc(&[5, 6], &[], 4, NOW - 100))),
+            ..Default::default()
+        };
+        let d = decide(Some("FR"), None, &partial);
+        assert_eq!(tiers(&d), [Anonymous, Firmographic]);
+        assert!(d
+            .reasons
+            .contains(&"tcf:purpose1-missing:personal".to_string()));
+        assert!(!d.show_banner, "a TC string is a decisive signal");
+
+        let no5 = Signals {
+            tcf: Some(Ok(tc(&[1, 6], &[], 4, NOW - 100))),
+            ..Default::default()
+        };
+        let d = decide(Some("IT"), None, &no5);
+        assert_eq!(tiers(&d), [Anonymous]);
+        assert!(d
+            .reasons
+            .contains(&"tcf:purpose5-missing:firmographic".to_string()));
+
+        let ours = Signals {
+            first_party: Some(Ok(fp(true, false, NOW - 10))),
+            ..Default::default()
+        };
+        let d = decide(Some("NL"), None, &ours);
+        assert_eq!(tiers(&d), [Anonymous, Firmographic]);
+        assert!(d
+            .reasons
+            .contains(&"first-party:refused:personal".to_string()));
+
+        // Unknown region: opt-in.
+        assert_eq!(tiers(&decide(None, None, &none)), [Anonymous]);
+    }
+
+    #[test]
+    fn withdrawals_win() {
+        let granted = || tc(&[1, 5, 6], &[], 4, NOW - 100);
+        let gpc = Signals {
+            gpc: true,
+            tcf: Some(Ok(granted())),
+            ..Default::default()
+        };
+        let d = decide(Some("DE"), None, &gpc);
+        assert_eq!(tiers(&d), [Anonymous]);
+        assert!(d.reasons.contains(&"gpc".to_string()));
+        let refused = Signals {
+            tcf: Some(Ok(granted())),
+            first_party: Some(Ok(fp(false, false, NOW))),
+            ..Default::default()
+        };
+        assert_eq!(
+            tiers(&decide(Some("DE"), None, &refused)),
+            [Anonymous],
+            "most restrictive wins"
+        );
+    }
+
+    #[test]
+    fn opt_out_table() {
+        let none = Signals::default();
+        let d = decide(Some("US"), Some("CA"), &none);
+        assert_eq!(tiers(&d), [Anonymous, Firmographic, Personal]);
+        assert!(!d.show_banner);
+        for (name, s) in [
+            (
+                "gpc",
+                Signals {
+                    gpc: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "usp",
+                Signals {
+                    usp: Some(Ok(usp::decode("1NYN").unwrap())),
+                    ..Default::default()
+                },
+            ),
+            (
+                "usnat",
+                Signals {
+                    gpp: Some(Ok(gpp::decode("DBABLA~BVVVVVVVVWA").unwrap())),
+                    ..Default::default()
+                },
+            ),
+            (
+                "first-party",
+                Signals {
+                    first_party: Some(Ok(fp(false, false, NOW))),
+                    ..Default::default()
+                },
+            ),
+        ] {
+            assert_eq!(
+                tiers(&decide(Some("US"), Some("CA"), &s)),
+                [Anonymous],
+                "{name}"
+            );
+        }
+        let no_opt_out = Signals {
+            usp: Some(Ok(usp::decode("1YNN").unwrap())),
+            ..Default::default()
+        };
+        assert_eq!(tiers(&decide(Some("US"), Some("VA"), &no_opt_out)).len(), 3);
+        let dnt = Signals {
+            dnt: true,
+            ..Default::default()
+        };
+        let d = decide(Some("US"), Some("CA"), &dnt);
+        assert_eq!(
+            tiers(&d).len(),
+            3,
+            "DNT is recorded, not an opt-out, by default"
+        );
+        assert!(d.reasons.contains(&"dnt:recorded".to_string()));
+    }
+
+    #[test]
+    fn stale_invalid_and_violating_signals_grant_nothing() {
+        let stale = Signals {
+            tcf: Some(Ok(tc(&[1, 5, 6], &[], 4, NOW - 400 * 86_400))),
+            ..Default::default()
+        };
+        let d = decide(Some("DE"), None, &stale);
+        assert_eq!(tiers(&d), [Anonymous]);
+        assert!(d.reasons.contains(&"tcf:stale".to_string()));
+        let old_policy = Signals {
+            tcf: Some(Ok(tc(&[1, 5, 6], &[], 2, NOW))),
+            ..Default::default()
+        };
+        assert!(decide(Some("DE"), None, &old_policy)
+            .reasons
+            .contains(&"tcf:policy-version-2-before-2.2".to_string()));
+        let li = Signals {
+            tcf: Some(Ok(tc(&[1, 5, 6], &[4], 4, NOW))),
+            ..Default::default()
+        };
+        assert_eq!(tiers(&decide(Some("DE"), None, &li)), [Anonymous]);
+        let garbage = Signals {
+            tcf: Some(Err("the string ends inside field `CmpId`".into())),
+            ..Default::default()
+        };
+        let d = decide(Some("DE"), None, &garbage);
+        assert_eq!(tiers(&d), [Anonymous]);
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| r.starts_with("tcf:invalid:the-string-ends")),
+            "{:?}",
+            d.reasons
+        );
+        assert!(d.show_banner);
+        let old_choice = Signals {
+            first_party: Some(Ok(fp(true, true, NOW - 500 * 86_400))),
+            ..Default::default()
+        };
+        let d = decide(Some("DE"), None, &old_choice);
+        assert_eq!(tiers(&d), [Anonymous]);
+        assert!(d.reasons.contains(&"first-party:stale".to_string()));
+    }
+}
