@@ -47,8 +47,8 @@ pub enum Section {
     Tcf(Box<tcf::TcString>),
     Usp(usp::UsPrivacy),
     UsNat(UsNat),
-    /// Present, not decoded by this version.
-    NotDecoded(Option<()>),
+    /// Present, not decoded by this version (`null` in JSON).
+    NotDecoded,
 }
 
 /// `usnat` core (+ GPC sub-section), field names as in the GPP specification.
@@ -148,7 +148,7 @@ pub fn decode(s: &str) -> Result<Gpp, GppError> {
             )),
             6 => Section::Usp(usp::decode(body).map_err(|e| fail(e.to_string()))?),
             7 => Section::UsNat(usnat(body).map_err(|e| fail(e.to_string()))?),
-            _ => Section::NotDecoded(None),
+            _ => Section::NotDecoded,
         };
         sections.insert(section_name(id).to_string(), section);
     }
@@ -325,6 +325,14 @@ mod tests {
             panic!()
         };
         assert!(!u.opted_out());
+    }
+
+    #[test]
+    fn undecoded_sections_are_listed_as_null() {
+        let g = decode("DBACLMA~BVVVVVVVVWA~BAAA").unwrap();
+        assert_eq!(g.section_ids, [7, 9]);
+        assert_eq!(g.sections.get("usva"), Some(&Section::NotDecoded));
+        assert!(serde_json::to_value(&g).unwrap()["sections"]["usva"].is_null());
     }
 
     #[test]

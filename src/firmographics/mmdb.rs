@@ -133,19 +133,32 @@ impl Mmdb {
 
     /// Whether `path` holds `true` for `ip` (anonymous-IP flags such as `is_anonymous_vpn`).
     pub fn flag(&self, ip: IpAddr, path: &FieldPath) -> bool {
-        self.get(ip, path).is_some_and(|f| f.value == "true")
+        self.first_true(ip, std::slice::from_ref(path)).is_some()
     }
+
+    /// The index of the first of `paths` that holds `true` for `ip`, with one tree walk for all of them.
+    pub fn first_true(&self, ip: IpAddr, paths: &[FieldPath]) -> Option<usize> {
+        let result = match self.reader.lookup(ip) {
+            Ok(r) if r.has_data() => r,
+            _ => return None,
+        };
+        paths
+            .iter()
+            .position(|p| matches!(result.decode_path::<bool>(&p.elements()), Ok(Some(true))))
+    }
+}
+
+/// A file of the shared MaxMind test data (`../shared/testdata/maxmind/test-data`), for tests.
+#[cfg(test)]
+pub(crate) fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/testdata/maxmind/test-data")
+        .join(name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn testdata(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/testdata/maxmind/test-data")
-            .join(name)
-    }
 
     /// Every row of the shared EXPECTATIONS.tsv, read through our field paths.
     #[test]

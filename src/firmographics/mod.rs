@@ -156,8 +156,9 @@ pub struct Firmographics {
     company_dbs: Vec<CompanyDb>,
     deny: Vec<String>,
     geo: Option<(Mmdb, FieldPath, FieldPath)>,
-    anonymous: Option<Mmdb>,
-    connection_type: Option<Mmdb>,
+    /// The anonymous-IP database and its flag paths (parsed once, checked with one lookup).
+    anonymous: Option<(Mmdb, Vec<FieldPath>)>,
+    connection_type: Option<(Mmdb, FieldPath)>,
 }
 
 const ANONYMOUS_FLAGS: &[&str] = &[
@@ -274,8 +275,17 @@ impl Firmographics {
             });
             (db, country, sub)
         });
-        let anonymous = settings.anonymous_ip_db.as_deref().and_then(&mut open);
-        let connection_type = settings.connection_type_db.as_deref().and_then(&mut open);
+        let static_path = |p: &str| FieldPath::parse(p).expect("static path");
+        let anonymous = settings
+            .anonymous_ip_db
+            .as_deref()
+            .and_then(&mut open)
+            .map(|db| (db, ANONYMOUS_FLAGS.iter().map(|f| static_path(f)).collect()));
+        let connection_type = settings
+            .connection_type_db
+            .as_deref()
+            .and_then(&mut open)
+            .map(|db| (db, static_path("connection_type")));
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -313,19 +323,16 @@ impl Firmographics {
                 network: Some(*net),
             });
         }
-        if let Some(flag) = self.anonymous.as_ref().and_then(|db| {
-            ANONYMOUS_FLAGS
-                .iter()
-                .find(|f| FieldPath::parse(f).is_some_and(|p| db.flag(ip, &p)))
-        }) {
-            return Err(NoCompany::Anonymizer {
-                flag: flag.to_string(),
-            });
+        if let Some((db, flags)) = &self.anonymous {
+            if let Some(i) = db.first_true(ip, flags) {
+                return Err(NoCompany::Anonymizer {
+                    flag: ANONYMOUS_FLAGS[i].to_string(),
+                });
+            }
         }
-        if let Some(db) = &self.connection_type {
-            let path = FieldPath::parse("connection_type").expect("static path");
+        if let Some((db, path)) = &self.connection_type {
             if db
-                .get(ip, &path)
+                .get(ip, path)
                 .is_some_and(|f| f.value.eq_ignore_ascii_case("cellular"))
             {
                 return Err(NoCompany::Mobile);
@@ -419,13 +426,8 @@ impl Firmographics {
 
 #[cfg(test)]
 mod tests {
+    use super::mmdb::testdata;
     use super::*;
-
-    fn testdata(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/testdata/maxmind/test-data")
-            .join(name)
-    }
 
     fn db(path: &str, org: &str, user_type: Option<&str>) -> CompanyDbSettings {
         CompanyDbSettings {
