@@ -18,6 +18,8 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod audit;
+pub mod classify;
 pub mod cli;
 pub mod client_ip;
 pub mod config;

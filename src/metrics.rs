@@ -79,6 +79,18 @@ struct ClientErrorLabel {
     kind: ClientErrorKind,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabel {
+    regime: &'static str,
+    highest_tier: &'static str,
+    banner: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
 /// The process-wide metrics.
 pub struct Metrics {
     registry: Registry,
@@ -93,6 +105,9 @@ pub struct Metrics {
     client_errors: Family<ClientErrorLabel, Counter>,
     open_tunnels: Gauge,
     source_reloads: Family<SourceReloadLabel, Counter>,
+    decisions: Family<DecisionLabel, Counter>,
+    company_lookups: Family<ResultLabel, Counter>,
+    consent_records: Family<ResultLabel, Counter>,
 }
 
 impl Metrics {
@@ -168,6 +183,24 @@ impl Metrics {
             "Upgraded (WebSocket) connections currently open",
             open_tunnels.clone(),
         );
+        let decisions = Family::<DecisionLabel, Counter>::default();
+        registry.register(
+            "consent_decisions",
+            "Consent decisions made for page requests, by regime, highest permitted tier and whether the banner is due",
+            decisions.clone(),
+        );
+        let company_lookups = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "company_lookups",
+            "IP-to-company lookups run (only when the decision permits the firmographic tier), by result",
+            company_lookups.clone(),
+        );
+        let consent_records = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "consent_records",
+            "Choices posted to the consent endpoint, by result (recorded, refused, failed)",
+            consent_records.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -186,6 +219,9 @@ impl Metrics {
             client_errors,
             open_tunnels,
             source_reloads,
+            decisions,
+            company_lookups,
+            consent_records,
         })
     }
 
@@ -240,6 +276,28 @@ impl Metrics {
                 source: source.to_string(),
                 result,
             })
+            .inc();
+    }
+
+    pub fn decision(&self, regime: &'static str, highest_tier: &'static str, banner: bool) {
+        self.decisions
+            .get_or_create(&DecisionLabel {
+                regime,
+                highest_tier,
+                banner,
+            })
+            .inc();
+    }
+
+    pub fn company_lookup(&self, result: &'static str) {
+        self.company_lookups
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub fn consent_record(&self, result: &'static str) {
+        self.consent_records
+            .get_or_create(&ResultLabel { result })
             .inc();
     }
 

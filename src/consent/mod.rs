@@ -6,8 +6,35 @@
 //! - [`policy`]: jurisdiction regimes and the [`policy::Decision`].
 
 pub mod bits;
+pub mod choice;
 pub mod gpp;
 pub mod policy;
 pub mod signals;
 pub mod tcf;
 pub mod usp;
+
+/// Everything the consent engine is configured with (`[consent]` in the config file).
+#[derive(Debug, Clone)]
+pub struct ConsentSettings {
+    pub policy: policy::Policy,
+    pub names: signals::SignalNames,
+    /// Written into the first-party cookie and every proof-of-consent record; change it when the banner's
+    /// wording changes, so a reviewer knows which text a visitor agreed to.
+    pub banner_version: String,
+    /// Serve `/.well-known/gpc.json`.
+    pub gpc_well_known: bool,
+    /// Its `lastUpdate` (YYYY-MM-DD).
+    pub gpc_last_update: Option<String>,
+}
+
+impl Default for ConsentSettings {
+    fn default() -> Self {
+        ConsentSettings {
+            policy: policy::Policy::default(),
+            names: signals::SignalNames::default(),
+            banner_version: "1".into(),
+            gpc_well_known: false,
+            gpc_last_update: None,
+        }
+    }
+}

@@ -54,6 +54,8 @@ pub struct Policy {
     pub opt_out_regions: BTreeSet<String>,
     /// Regime for a known region in neither list.
     pub other_regions: Regime,
+    /// Regime when the location is unknown (no geo data for the address).
+    pub unknown_region: Regime,
     /// TCF purposes that grant each tier.
     pub firmographic_purposes: Vec<u8>,
     pub personal_purposes: Vec<u8>,
@@ -63,19 +65,27 @@ pub struct Policy {
     pub max_age_seconds: u64,
 }
 
-const EU_EEA_UK: &[&str] = &[
+/// The 27 EU member states.
+pub const EU: &[&str] = &[
     "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV",
-    "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO", "GB",
+    "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
 ];
-const US_PRIVACY_STATES: &[&str] = &[
+/// EEA members outside the EU.
+pub const EEA_EXTRA: &[&str] = &["IS", "LI", "NO"];
+/// US states with a comprehensive privacy law in force or enacted (2026).
+pub const US_PRIVACY_STATES: &[&str] = &[
     "CA", "VA", "CO", "CT", "UT", "MT", "OR", "TX", "FL", "DE", "IA", "NE", "NH", "NJ", "TN", "MN",
     "MD", "IN", "KY", "RI",
 ];
 
 impl Default for Policy {
     fn default() -> Self {
-        let mut opt_in: BTreeSet<String> = EU_EEA_UK.iter().map(|c| c.to_string()).collect();
-        opt_in.insert("CH".into());
+        let opt_in: BTreeSet<String> = EU
+            .iter()
+            .chain(EEA_EXTRA)
+            .chain(&["GB", "CH"])
+            .map(|c| c.to_string())
+            .collect();
         Policy {
             opt_in_countries: opt_in,
             opt_out_regions: US_PRIVACY_STATES
@@ -83,6 +93,7 @@ impl Default for Policy {
                 .map(|s| format!("US-{s}"))
                 .collect(),
             other_regions: Regime::OptIn,
+            unknown_region: Regime::OptIn,
             firmographic_purposes: vec![5, 6],
             personal_purposes: vec![1, 5, 6],
             dnt_is_opt_out: false,
@@ -111,7 +122,7 @@ impl Policy {
     pub fn jurisdiction(&self, country: Option<&str>, subdivision: Option<&str>) -> Jurisdiction {
         let Some(country) = country.map(str::to_ascii_uppercase) else {
             return Jurisdiction {
-                regime: Regime::OptIn,
+                regime: self.unknown_region,
                 region: "unknown".into(),
             };
         };

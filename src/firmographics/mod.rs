@@ -51,6 +51,8 @@ pub struct FirmographicsSettings {
     pub geo_db: Option<PathBuf>,
     pub geo_country: Option<FieldPath>,
     pub geo_subdivision: Option<FieldPath>,
+    /// Fixed locations for networks no database knows (internal ranges, tests, the demo); checked first.
+    pub geo_static: Vec<(IpNetwork, Geo)>,
     pub anonymous_ip_db: Option<PathBuf>,
     pub connection_type_db: Option<PathBuf>,
 }
@@ -156,6 +158,7 @@ pub struct Firmographics {
     company_dbs: Vec<CompanyDb>,
     deny: Vec<String>,
     geo: Option<(Mmdb, FieldPath, FieldPath)>,
+    geo_static: PrefixTable<Geo>,
     /// The anonymous-IP database and its flag paths (parsed once, checked with one lookup).
     anonymous: Option<(Mmdb, Vec<FieldPath>)>,
     connection_type: Option<(Mmdb, FieldPath)>,
@@ -301,6 +304,7 @@ impl Firmographics {
                 .map(|d| normalize_org(d))
                 .collect(),
             geo,
+            geo_static: PrefixTable::build(settings.geo_static.iter().cloned()),
             anonymous,
             connection_type,
         })
@@ -414,6 +418,9 @@ impl Firmographics {
 
     /// Country and subdivision of `ip` (empty without a geo database or data for the address).
     pub fn geo(&self, ip: IpAddr) -> Geo {
+        if let Some(g) = self.geo_static.lookup(ip) {
+            return g.clone();
+        }
         let Some((db, country, sub)) = &self.geo else {
             return Geo::default();
         };
@@ -474,6 +481,13 @@ mod tests {
             geo_db: Some(testdata("GeoIP2-City-Test.mmdb")),
             geo_country: None,
             geo_subdivision: None,
+            geo_static: vec![(
+                "10.1.0.0/16".parse().unwrap(),
+                Geo {
+                    country: Some("US".into()),
+                    subdivision: Some("CA".into()),
+                },
+            )],
             anonymous_ip_db: Some(testdata("GeoIP2-Anonymous-IP-Test.mmdb")),
             connection_type_db: Some(testdata("GeoIP2-Connection-Type-Test.mmdb")),
         };
@@ -552,6 +566,12 @@ mod tests {
         );
         assert_eq!(f.geo(ip("10.0.0.1")), Geo::default(), "not in the database");
         assert_eq!(f.geo(ip("81.2.69.160")).country.as_deref(), Some("GB"));
+        let fixed = f.geo(ip("10.1.2.3"));
+        assert_eq!(
+            (fixed.country.as_deref(), fixed.subdivision.as_deref()),
+            (Some("US"), Some("CA")),
+            "static entries answer first"
+        );
     }
 
     #[test]

@@ -22,6 +22,12 @@ pub enum Refusal {
     NotFound,
     /// CONNECT: this is a reverse proxy, not a forward one.
     MethodNotAllowed,
+    /// A proxy endpoint refused the request (e.g. a cross-site POST).
+    Forbidden(&'static str),
+    PayloadTooLarge,
+    UnsupportedMediaType(&'static str),
+    /// The proxy cannot do what was asked right now (e.g. a record could not be written).
+    Unavailable(&'static str),
 }
 
 impl Refusal {
@@ -34,6 +40,10 @@ impl Refusal {
             Refusal::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::NotFound => StatusCode::NOT_FOUND,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -46,6 +56,8 @@ impl Refusal {
             Refusal::HeaderTooLarge => "The request carries a header larger than this server accepts.",
             Refusal::NotFound => "There is nothing at this address.",
             Refusal::MethodNotAllowed => "This server does not accept that request method.",
+            Refusal::Forbidden(why) | Refusal::UnsupportedMediaType(why) | Refusal::Unavailable(why) => why,
+            Refusal::PayloadTooLarge => "The request body is larger than this endpoint accepts.",
         }
     }
 
@@ -76,7 +88,10 @@ impl Refusal {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if matches!(
             self,
-            Refusal::BadRequest(_) | Refusal::HeaderTooLarge | Refusal::UriTooLong
+            Refusal::BadRequest(_)
+                | Refusal::HeaderTooLarge
+                | Refusal::UriTooLong
+                | Refusal::PayloadTooLarge
         ) {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -16,6 +16,9 @@ use serde::Deserialize;
 
 use crate::firmographics::mmdb::FieldPath;
 
+mod consent;
+pub use consent::AuditSettings;
+
 /// One problem found while loading the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -66,6 +69,8 @@ pub struct RawConfig {
     pub client_ip: Option<RawClientIp>,
     pub firmographics: Option<RawFirmographics>,
     pub geo: Option<RawGeo>,
+    pub consent: Option<consent::RawConsent>,
+    pub audit: Option<consent::RawAudit>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +99,8 @@ pub struct RawGeo {
     pub subdivision: Option<String>,
     pub anonymous_ip: Option<PathBuf>,
     pub connection_type: Option<PathBuf>,
+    #[serde(rename = "static")]
+    pub fixed: Option<Vec<consent::RawGeoStatic>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -259,6 +266,8 @@ pub struct Settings {
     pub worker_threads: Option<usize>,
     pub client_ip: ClientIpSettings,
     pub firmographics: crate::firmographics::FirmographicsSettings,
+    pub consent: crate::consent::ConsentSettings,
+    pub audit: AuditSettings,
     /// The file these settings came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -1032,7 +1041,10 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
         geo_subdivision: field(&mut c, "geo.subdivision".into(), rg.subdivision.as_ref()),
         anonymous_ip_db: rg.anonymous_ip.as_ref().map(|p| resolve(base, p)),
         connection_type_db: rg.connection_type.as_ref().map(|p| resolve(base, p)),
+        geo_static: consent::validate_geo_static(&mut c, rg.fixed),
     };
+    let consent = consent::validate_consent(&mut c, raw.consent);
+    let audit = consent::validate_audit(raw.audit, base);
 
     if c.errors.is_empty() {
         if let Some(upstream) = upstream {
@@ -1049,6 +1061,8 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
                 worker_threads,
                 client_ip,
                 firmographics,
+                consent,
+                audit,
                 source: None,
             });
         }

@@ -1,0 +1,188 @@
+//! The classify phase: location → jurisdiction; consent signals → [`Decision`]; and the IP → company lookup
+//! **only** when the Decision permits the firmographic tier ("no permitted tier, no lookup").
+//!
+//! Pure and synchronous, shared by the proxy and the CLI (`concierge consent decide`), so what an operator
+//! sees on the command line is what a visitor gets.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use serde::Serialize;
+
+use crate::consent::policy::{Decision, Regime, Tier};
+use crate::consent::signals::{self, Signals};
+use crate::consent::ConsentSettings;
+use crate::firmographics::{CompanyMatch, Firmographics, Geo, NoCompany};
+
+/// The company lookup's outcome.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Lookup {
+    /// The Decision does not permit the firmographic tier: the lookup did not run.
+    NotRun,
+    Matched(CompanyMatch),
+    NoCompany(NoCompany),
+}
+
+impl Lookup {
+    /// A short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Lookup::NotRun => "not_run",
+            Lookup::Matched(_) => "match",
+            Lookup::NoCompany(n) => match n {
+                NoCompany::NoMatch => "no_match",
+                NoCompany::NotACompany { .. } => "not_a_company",
+                NoCompany::Anonymizer { .. } => "anonymizer",
+                NoCompany::Mobile => "mobile",
+                NoCompany::DenyListed { .. } => "deny_listed",
+            },
+        }
+    }
+}
+
+/// What the classify phase learned about one request.
+#[derive(Debug, Clone)]
+pub struct Classification {
+    pub geo: Geo,
+    pub signals: Signals,
+    pub decision: Decision,
+    pub company: Lookup,
+}
+
+impl Classification {
+    /// The highest tier the Decision permits (for metrics and summaries).
+    pub fn highest_tier(&self) -> &'static str {
+        if self.decision.permits(Tier::Personal) {
+            "personal"
+        } else if self.decision.permits(Tier::Firmographic) {
+            "firmographic"
+        } else {
+            "anonymous"
+        }
+    }
+}
+
+pub fn regime_name(r: Regime) -> &'static str {
+    match r {
+        Regime::OptIn => "opt-in",
+        Regime::OptOut => "opt-out",
+    }
+}
+
+/// Classify a request from `client` carrying `headers` and `query`, at `now` (Unix seconds).
+pub fn classify(
+    firmographics: &Firmographics,
+    consent: &ConsentSettings,
+    client: IpAddr,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    now: u64,
+) -> Classification {
+    let geo = firmographics.geo(client);
+    let jurisdiction = consent
+        .policy
+        .jurisdiction(geo.country.as_deref(), geo.subdivision.as_deref());
+    let signals = signals::read(headers, query, &consent.names);
+    let decision = consent.policy.decide(jurisdiction, &signals, now);
+    let company = if decision.permits(Tier::Firmographic) {
+        match firmographics.company(client) {
+            Ok(m) => Lookup::Matched(m),
+            Err(n) => Lookup::NoCompany(n),
+        }
+    } else {
+        Lookup::NotRun
+    };
+    Classification {
+        geo,
+        signals,
+        decision,
+        company,
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firmographics::FirmographicsSettings;
+    use http::HeaderValue;
+
+    /// Accounts on 10.20.0.0/16; 10.20.1.0/24 is in Germany (opt-in), 10.20.2.0/24 in California (opt-out).
+    fn fixture() -> (tempfile::TempDir, Firmographics) {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = dir.path().join("accounts");
+        std::fs::create_dir_all(&accounts).unwrap();
+        std::fs::write(
+            accounts.join("acme.example.toml"),
+            "[account]\ndomain = \"acme.example\"\nname = \"Acme\"\nnetworks = [\"10.20.0.0/16\"]\n",
+        )
+        .unwrap();
+        let geo = |net: &str, cc: &str, sub: Option<&str>| {
+            (
+                net.parse().unwrap(),
+                Geo {
+                    country: Some(cc.into()),
+                    subdivision: sub.map(Into::into),
+                },
+            )
+        };
+        let settings = FirmographicsSettings {
+            geo_static: vec![
+                geo("10.20.1.0/24", "DE", None),
+                geo("10.20.2.0/24", "US", Some("CA")),
+            ],
+            ..FirmographicsSettings::default()
+        };
+        let f = Firmographics::load(&settings, dir.path()).unwrap();
+        (dir, f)
+    }
+
+    #[test]
+    fn the_lookup_runs_only_when_the_decision_permits_it() {
+        let (_dir, f) = fixture();
+        let consent = ConsentSettings::default();
+        let now = unix_now();
+        let de: IpAddr = "10.20.1.5".parse().unwrap();
+        let ca: IpAddr = "10.20.2.5".parse().unwrap();
+        let none = HeaderMap::new();
+        let mut gpc = HeaderMap::new();
+        gpc.insert("sec-gpc", HeaderValue::from_static("1"));
+
+        // Opt-in, no signal: banner, no lookup.
+        let c = classify(&f, &consent, de, &none, None, now);
+        assert!(matches!(c.company, Lookup::NotRun));
+        assert!(c.decision.show_banner);
+        assert_eq!(c.decision.jurisdiction.region, "DE");
+        // Opt-out, no signal: permitted, lookup runs and finds the account.
+        let c = classify(&f, &consent, ca, &none, None, now);
+        assert_eq!(c.highest_tier(), "personal");
+        let Lookup::Matched(m) = &c.company else {
+            panic!("{:?}", c.company)
+        };
+        assert_eq!(m.company.domain.as_deref(), Some("acme.example"));
+        // Opt-out with GPC: withdrawn, no lookup.
+        let c = classify(&f, &consent, ca, &gpc, None, now);
+        assert!(matches!(c.company, Lookup::NotRun));
+        assert!(c.decision.reasons.iter().any(|r| r == "gpc"));
+        // Opt-in with our cookie granting firmographic only.
+        let mut cookie = HeaderMap::new();
+        cookie.insert(
+            "cookie",
+            HeaderValue::from_str(&format!("concierge_consent=1~abc~1~{now}~yn")).unwrap(),
+        );
+        let c = classify(&f, &consent, de, &cookie, None, now);
+        assert_eq!(c.highest_tier(), "firmographic");
+        assert!(matches!(c.company, Lookup::Matched(_)));
+        // Unknown location: opt-in by default.
+        let c = classify(&f, &consent, "192.0.2.1".parse().unwrap(), &none, None, now);
+        assert_eq!(c.decision.jurisdiction.region, "unknown");
+        assert!(matches!(c.company, Lookup::NotRun));
+    }
+}
