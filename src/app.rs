@@ -39,6 +39,8 @@ pub enum StartError {
     Upstream(#[from] crate::proxy::upstream::UpstreamSetupError),
     #[error("company and location sources:\n{0}")]
     Sources(String),
+    #[error("audit.dir: {0}")]
+    Audit(#[from] crate::audit::SinkError),
 }
 
 /// How a shutdown ended.
@@ -90,7 +92,14 @@ impl Server {
                 settings.firmographics.watched_files(&settings.rules_dir),
             )),
         });
-        let proxy = Proxy::new(settings.clone(), metrics.clone(), sources.current.clone())?;
+        let sink = crate::audit::FileSink::open(&settings.audit.dir)?;
+        tracing::info!(path = %sink.path().display(), "proof-of-consent records");
+        let proxy = Proxy::new(
+            settings.clone(),
+            metrics.clone(),
+            sources.current.clone(),
+            Arc::new(sink),
+        )?;
         let (phase, phase_rx) = watch::channel(Phase::Serving);
         let (drain_tx, drain_rx) = mpsc::channel(1);
         let lifecycle = Lifecycle {

@@ -315,13 +315,19 @@ fn demo(args: DemoArgs) -> ExitCode {
             log_format: args.log_format.map(Into::into),
             admin: Some(args.admin.clone()),
         };
-        let settings = Settings::load(None, &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let audit_dir = std::env::temp_dir().join(format!("concierge-demo-{}", std::process::id()));
+        let settings = Settings::from_toml(&crate::demo::settings_toml(&audit_dir), &overrides)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         app::init_logging(&settings.log);
         let server = app::Server::start(settings).await.map_err(|e| {
             anyhow::anyhow!("{e}\nhint: another program uses that port; pick others with --listen ADDR --admin ADDR|off")
         })?;
         let proxy_addr = server.listeners.first().copied().unwrap_or(args.listen);
         outln!("{}", crate::demo::banner(proxy_addr, origin, server.admin));
+        outln!(
+            "Proof-of-consent records: {}\n",
+            audit_dir.join(crate::audit::CONSENT_FILE).display()
+        );
         app::wait_for_stop(&server).await?;
         app::stop(server).await;
         Ok(())

@@ -165,6 +165,22 @@ pub async fn start_origin(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     Ok(local)
 }
 
+/// The demo's settings beyond the command-line flags: where records go, and fixed locations for loopback
+/// addresses so every jurisdiction can be tried from one machine — 127.0.0.1 (your browser) is in Germany
+/// (opt-in: the banner asks), the demo accounts' ranges 127.0.10–30.x are in California (opt-out: personalized
+/// unless withdrawn, e.g. with `Sec-GPC: 1`).
+pub fn settings_toml(audit_dir: &std::path::Path) -> String {
+    format!(
+        "[audit]\ndir = {dir:?}\n\n\
+         [[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"DE\"\n\n\
+         [[geo.static]]\nnetwork = \"127.0.10.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\n\
+         [[geo.static]]\nnetwork = \"127.0.20.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\n\
+         [[geo.static]]\nnetwork = \"127.0.30.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\n\
+         [consent]\ngpc_well_known = true\n",
+        dir = audit_dir.display().to_string()
+    )
+}
+
 /// What `concierge demo` prints once everything is up.
 pub fn banner(proxy: SocketAddr, origin: SocketAddr, admin: Option<SocketAddr>) -> String {
     let mut s = format!(
@@ -178,7 +194,10 @@ pub fn banner(proxy: SocketAddr, origin: SocketAddr, admin: Option<SocketAddr>) 
     s.push_str(&format!(
         "\nTry:\n  curl -si http://{proxy}/ | head -n 15          # the home page, with x-request-id\n  \
          curl -s  http://{proxy}/echo                   # what the origin receives: Via, X-Forwarded-*, Forwarded\n  \
-         curl -s  http://{proxy}/_concierge/ -o /dev/null -w '%{{http_code}}\\n'   # the reserved prefix never reaches the origin\n"
+         curl -s  http://{proxy}/_concierge/ -o /dev/null -w '%{{http_code}}\\n'   # the reserved prefix never reaches the origin\n  \
+         open     http://{proxy}/_concierge/consent       # the privacy-choices page (127.0.0.1 is in Germany here)\n  \
+         curl -si http://{proxy}/_concierge/consent -H 'Origin: http://{proxy}' \\\n           \
+         -d 'choice=custom&firmographic=on&return=/pricing'   # record a choice: 303 + Set-Cookie\n"
     ));
     if let Some(a) = admin {
         s.push_str(&format!(

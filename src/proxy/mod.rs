@@ -10,6 +10,7 @@
 pub mod body;
 pub mod error;
 pub mod headers;
+pub mod own;
 pub mod server;
 pub mod upstream;
 
@@ -76,6 +77,18 @@ pub struct Proxy {
     /// `Host` for `host_header = "upstream"`: the URL's authority as written (no default port added).
     upstream_host: Option<HeaderValue>,
     firmographics: Arc<ArcSwap<Firmographics>>,
+    /// Where proof-of-consent records go.
+    sink: own::Sink,
+}
+
+/// What the accept phase decided.
+enum Step {
+    /// Answer now (refusal, redirect).
+    Respond(Response<ResponseBody>),
+    /// One of the proxy's own endpoints.
+    Own(own::Route),
+    /// On to classify and the origin.
+    Forward,
 }
 
 impl Proxy {
@@ -83,6 +96,7 @@ impl Proxy {
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
         firmographics: Arc<ArcSwap<Firmographics>>,
+        sink: own::Sink,
     ) -> Result<Arc<Proxy>, upstream::UpstreamSetupError> {
         let upstream = Upstream::new(&settings.upstream, &settings.timeouts)?;
         let via = headers::ViaValues::new(&settings.proxy.via_name);
@@ -98,6 +112,7 @@ impl Proxy {
             via,
             upstream_host,
             firmographics,
+            sink,
         }))
     }
 
@@ -125,8 +140,13 @@ impl Proxy {
         let access_log = self.settings.log.access_log;
         let path = access_log.then(|| req.uri().path().to_string());
         let mut resp = match self.accept_phase(&req, &ctx, &conn) {
-            Some(early) => early,
-            None => self.upstream_phase(req, &ctx, &conn).await,
+            Step::Respond(early) => early,
+            Step::Own(route) => own::serve(&self, route, req, &ctx).await,
+            Step::Forward => {
+                // The plan phase (rules) will read the classification; today it is made and counted.
+                let _classification = self.classify_phase(&req, &ctx);
+                self.upstream_phase(req, &ctx, &conn).await
+            }
         };
         resp.headers_mut().insert(
             self.settings.proxy.request_id_header.clone(),
@@ -197,14 +217,9 @@ impl Proxy {
     }
 
     /// Accept phase: refuse what must not reach the origin, redirect, or answer the proxy's own endpoints.
-    fn accept_phase(
-        &self,
-        req: &Request<Incoming>,
-        ctx: &RequestContext,
-        conn: &ConnInfo,
-    ) -> Option<Response<ResponseBody>> {
+    fn accept_phase(&self, req: &Request<Incoming>, ctx: &RequestContext, conn: &ConnInfo) -> Step {
         let limits = &self.settings.limits;
-        let refuse = |r: Refusal| Some(r.response(&ctx.request_id));
+        let refuse = |r: Refusal| Step::Respond(r.response(&ctx.request_id));
         if req.method() == Method::CONNECT {
             // A reverse proxy is no tunnel to arbitrary hosts.
             return refuse(Refusal::MethodNotAllowed);
@@ -248,19 +263,46 @@ impl Proxy {
         if let Some(port) = conn.redirect_https {
             // ACME HTTP-01 challenges must reach the origin over plain HTTP.
             if !req.uri().path().starts_with("/.well-known/acme-challenge/") {
-                return Some(self.https_redirect(req, ctx, port));
+                return Step::Respond(self.https_redirect(req, ctx, port));
             }
         }
-        if req
-            .uri()
-            .path()
-            .starts_with(&self.settings.proxy.reserved_prefix)
-        {
-            // The reserved prefix belongs to the proxy (consent, feedback, assets arrive with their modules);
-            // nothing under it is ever forwarded to the origin.
-            return refuse(Refusal::NotFound);
+        // The reserved prefix belongs to the proxy: nothing under it is ever forwarded to the origin.
+        match own::route(self, req.method(), req.uri().path()) {
+            Ok(Some(route)) => Step::Own(route),
+            Ok(None) => Step::Forward,
+            Err(refusal) => refuse(refusal),
         }
-        None
+    }
+
+    /// Classify phase, for page requests (GET/HEAD asking for HTML): location → jurisdiction, signals →
+    /// Decision, and the company lookup only when the Decision permits the firmographic tier.
+    fn classify_phase(
+        &self,
+        req: &Request<Incoming>,
+        ctx: &RequestContext,
+    ) -> Option<crate::classify::Classification> {
+        if !(ctx.method == Method::GET || ctx.method == Method::HEAD)
+            || !is_page_request(req.headers())
+        {
+            return None;
+        }
+        let c = crate::classify::classify(
+            &self.firmographics.load(),
+            &self.settings.consent,
+            ctx.client.addr,
+            req.headers(),
+            req.uri().query(),
+            crate::classify::unix_now(),
+        );
+        self.metrics.decision(
+            crate::classify::regime_name(c.decision.jurisdiction.regime),
+            c.highest_tier(),
+            c.decision.show_banner,
+        );
+        if !matches!(c.company, crate::classify::Lookup::NotRun) {
+            self.metrics.company_lookup(c.company.label());
+        }
+        Some(c)
     }
 
     fn https_redirect(
@@ -421,6 +463,15 @@ impl Proxy {
         let lease = (!switching).then_some(lease);
         Response::from_parts(parts, ResponseBody::upstream(body, timeout, lease))
     }
+}
+
+/// A browser navigation or a request that accepts HTML: the only responses personalization can touch.
+fn is_page_request(h: &http::HeaderMap) -> bool {
+    h.get("sec-fetch-dest")
+        .is_some_and(|v| v.as_bytes() == b"document")
+        || h.get_all(header::ACCEPT)
+            .iter()
+            .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html"))
 }
 
 /// After a 101, splice the client's and the origin's upgraded connections together until either side closes,

@@ -177,7 +177,9 @@ fn serve_works_with_flags_only_and_stops_cleanly_on_sigterm() {
         .local_addr()
         .expect("addr")
         .port();
+    let cwd = tempfile::tempdir().expect("tempdir");
     let child = concierge()
+        .current_dir(cwd.path())
         .args([
             "serve",
             "--listen",

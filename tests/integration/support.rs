@@ -272,9 +272,14 @@ impl hyper::body::Body for ChannelBody {
 
 /// Start a proxy in this process on an ephemeral port in front of `upstream`, with extra TOML.
 pub async fn proxy(upstream: &str, extra_toml: &str) -> Server {
-    let toml = format!(
+    let mut toml = format!(
         "[upstream]\nurl = \"{upstream}\"\n[admin]\naddress = \"127.0.0.1:0\"\n[log]\naccess_log = true\n{extra_toml}"
     );
+    if !extra_toml.contains("[audit]") {
+        // Records go to a directory of the test's own (kept: a test may read it after the proxy stops).
+        let dir = tempfile::tempdir().expect("tempdir").keep();
+        toml.push_str(&format!("\n[audit]\ndir = \"{}\"\n", dir.display()));
+    }
     let has_listener = extra_toml.contains("[[listener]]");
     let overrides = Overrides {
         listen: if has_listener {

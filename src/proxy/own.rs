@@ -1,0 +1,401 @@
+//! The proxy's own endpoints, answered in the accept phase and never forwarded: the consent endpoint and
+//! choices page, the banner's assets under the reserved prefix, and `/.well-known/gpc.json` when enabled.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::body::ResponseBody;
+use super::error::Refusal;
+use super::{Proxy, RequestContext};
+use crate::audit::{Choices, ConsentRecord, Record};
+use crate::consent::choice::{self, ChoiceError, OriginError};
+use crate::consent::signals::{self, FirstParty};
+
+const CONSENT_JS: &[u8] = include_bytes!("../../assets/consent.js");
+const CONSENT_CSS: &[u8] = include_bytes!("../../assets/consent.css");
+pub const GPC_PATH: &str = "/.well-known/gpc.json";
+
+/// What a request to the proxy itself asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    ConsentPost,
+    ConsentPage,
+    Asset {
+        body: &'static [u8],
+        content_type: &'static str,
+    },
+    GpcJson,
+}
+
+/// Which endpoint `path` names, if any: `Ok(None)` means "not ours, forward it"; `Err` answers now.
+pub fn route(proxy: &Proxy, method: &Method, path: &str) -> Result<Option<Route>, Refusal> {
+    let settings = proxy.settings();
+    if path == GPC_PATH && settings.consent.gpc_well_known {
+        return read_only(method, Route::GpcJson).map(Some);
+    }
+    let Some(rest) = path.strip_prefix(settings.proxy.reserved_prefix.as_str()) else {
+        return Ok(None);
+    };
+    match rest {
+        "consent" => match *method {
+            Method::POST => Ok(Some(Route::ConsentPost)),
+            Method::GET | Method::HEAD => Ok(Some(Route::ConsentPage)),
+            _ => Err(Refusal::MethodNotAllowed),
+        },
+        "consent.js" => read_only(
+            method,
+            Route::Asset {
+                body: CONSENT_JS,
+                content_type: "text/javascript; charset=utf-8",
+            },
+        )
+        .map(Some),
+        "consent.css" => read_only(
+            method,
+            Route::Asset {
+                body: CONSENT_CSS,
+                content_type: "text/css; charset=utf-8",
+            },
+        )
+        .map(Some),
+        // Nothing under the reserved prefix is ever forwarded to the origin.
+        _ => Err(Refusal::NotFound),
+    }
+}
+
+fn read_only(method: &Method, r: Route) -> Result<Route, Refusal> {
+    if *method == Method::GET || *method == Method::HEAD {
+        Ok(r)
+    } else {
+        Err(Refusal::MethodNotAllowed)
+    }
+}
+
+/// Answer a request routed to the proxy itself.
+pub async fn serve(
+    proxy: &Proxy,
+    route: Route,
+    req: Request<Incoming>,
+    ctx: &RequestContext,
+) -> Response<ResponseBody> {
+    match route {
+        Route::Asset { body, content_type } => {
+            let mut resp = Response::new(ResponseBody::full(Bytes::from_static(body)));
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            resp
+        }
+        Route::GpcJson => {
+            let consent = &proxy.settings().consent;
+            let body = match &consent.gpc_last_update {
+                Some(d) => format!("{{\"gpc\": true, \"lastUpdate\": \"{d}\"}}\n"),
+                None => "{\"gpc\": true}\n".to_string(),
+            };
+            let mut resp = Response::new(ResponseBody::full(body));
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            );
+            resp
+        }
+        Route::ConsentPage => consent_page(proxy, &req),
+        Route::ConsentPost => match consent_post(proxy, req, ctx).await {
+            Ok(resp) => resp,
+            Err((refusal, result)) => {
+                proxy.metrics().consent_record(result);
+                refusal.response(&ctx.request_id)
+            }
+        },
+    }
+}
+
+fn previous_choice(proxy: &Proxy, headers: &HeaderMap) -> Option<FirstParty> {
+    let names = &proxy.settings().consent.names;
+    signals::read(headers, None, names).first_party?.ok()
+}
+
+type Failure = (Refusal, &'static str);
+
+/// `POST {prefix}consent`: check it comes from this site, read the bounded form, write the proof-of-consent
+/// record, and only then set the cookie.
+async fn consent_post(
+    proxy: &Proxy,
+    req: Request<Incoming>,
+    ctx: &RequestContext,
+) -> Result<Response<ResponseBody>, Failure> {
+    let settings = proxy.settings();
+    let headers = req.headers();
+    let host = ctx
+        .host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    choice::check_same_origin(
+        headers.get(header::ORIGIN).map(HeaderValue::as_bytes),
+        headers.get("sec-fetch-site").map(HeaderValue::as_bytes),
+        ctx.scheme,
+        host,
+    )
+    .map_err(|e| {
+        (
+            Refusal::Forbidden(match e {
+                OriginError::CrossSite | OriginError::OtherOrigin => {
+                    "Choices can only be sent from a page of this site."
+                }
+                OriginError::NoEvidence => {
+                    "Choices can only be sent from a page of this site (the request has no Origin header)."
+                }
+            }),
+            "refused",
+        )
+    })?;
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err((
+            Refusal::UnsupportedMediaType("Choices are sent as application/x-www-form-urlencoded."),
+            "refused",
+        ));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > choice::MAX_BODY_BYTES) {
+        return Err((Refusal::PayloadTooLarge, "refused"));
+    }
+    let previous = previous_choice(proxy, headers);
+    let gpc = signals::read(headers, None, &settings.consent.names).gpc;
+    let accepts_json = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/json"));
+    let read = Limited::new(req.into_body(), choice::MAX_BODY_BYTES).collect();
+    let body = match tokio::time::timeout(settings.timeouts.client_header, read).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err((Refusal::PayloadTooLarge, "refused"))
+        }
+        Ok(Err(_)) | Err(_) => {
+            return Err((
+                Refusal::BadRequest("The request body could not be read."),
+                "refused",
+            ))
+        }
+    };
+    let chosen = choice::parse_form(&body).map_err(|e| {
+        (
+            Refusal::BadRequest(match e {
+                ChoiceError::MissingChoice => "The form needs `choice` = accept, reject or custom.",
+                ChoiceError::BadChoice => "`choice` must be accept, reject or custom.",
+                ChoiceError::Malformed => "The form is not valid URL-encoded UTF-8.",
+            }),
+            "refused",
+        )
+    })?;
+    let now = crate::classify::unix_now();
+    let consent = &settings.consent;
+    let Some(cookie) =
+        choice::cookie_value(previous.as_ref(), &chosen, &consent.banner_version, now)
+    else {
+        return Err((
+            Refusal::Unavailable("Your choice could not be recorded; nothing was changed."),
+            "failed",
+        ));
+    };
+    let geo = proxy.firmographics().geo(ctx.client.addr);
+    let record = Record::Consent(ConsentRecord {
+        time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        consent_id: cookie.consent_id.clone(),
+        action: chosen.action,
+        choices: Choices {
+            firmographic: chosen.firmographic,
+            personal: chosen.personal,
+        },
+        banner_version: consent.banner_version.clone(),
+        page: choice::page_of(&chosen.return_to).to_string(),
+        jurisdiction: consent
+            .policy
+            .jurisdiction(geo.country.as_deref(), geo.subdivision.as_deref()),
+        gpc,
+        request_id: ctx.request_id.to_str().unwrap_or("-").to_string(),
+    });
+    // No record, no cookie: the choice takes effect only once it is durably recorded.
+    let sink = proxy.sink.clone();
+    let written = tokio::task::spawn_blocking(move || sink.append(&record)).await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(request_id = ctx.request_id.to_str().unwrap_or("-"), error = %e, "consent record not written; choice refused");
+            return Err((
+                Refusal::Unavailable("Your choice could not be recorded; nothing was changed. Please try again later."),
+                "failed",
+            ));
+        }
+        Err(_) => {
+            return Err((
+                Refusal::Unavailable("Your choice could not be recorded; nothing was changed."),
+                "failed",
+            ))
+        }
+    }
+    proxy.metrics().consent_record("recorded");
+    let set_cookie = format!(
+        "{}={}; Path=/; Max-Age={}; SameSite=Lax{}",
+        consent.names.first_party_cookie,
+        cookie.encode(),
+        consent.policy.max_age_seconds,
+        if ctx.scheme == "https" {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    let mut resp = if accepts_json {
+        let body = serde_json::json!({
+            "consentId": cookie.consent_id,
+            "bannerVersion": cookie.banner_version,
+            "firmographic": cookie.firmographic,
+            "personal": cookie.personal,
+        });
+        let mut r = Response::new(ResponseBody::full(format!("{body}\n")));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    } else {
+        let mut r = Response::new(ResponseBody::empty());
+        *r.status_mut() = StatusCode::SEE_OTHER;
+        if let Ok(v) = HeaderValue::from_str(&chosen.return_to) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        r
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&set_cookie) {
+        h.insert(header::SET_COOKIE, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Escape text for HTML text and double-quoted attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `GET {prefix}consent`: the choices page (no script needed), reachable from the banner and from any page
+/// that links to it, so a visitor can change their choices later.
+fn consent_page(proxy: &Proxy, req: &Request<Incoming>) -> Response<ResponseBody> {
+    let settings = proxy.settings();
+    let prefix = &settings.proxy.reserved_prefix;
+    let return_to = req
+        .uri()
+        .query()
+        .and_then(|q| {
+            q.split('&')
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| *k == "return")
+                .map(|(_, v)| v)
+        })
+        .and_then(|v| choice::parse_form(format!("choice=accept&return={v}").as_bytes()).ok())
+        .map_or_else(|| "/".to_string(), |c| c.return_to);
+    let previous = previous_choice(proxy, req.headers());
+    let gpc = signals::read(req.headers(), None, &settings.consent.names).gpc;
+    let checked = |b: bool| if b { " checked" } else { "" };
+    let status = match &previous {
+        Some(p) => format!(
+            "Your current choices: your organization — <strong>{}</strong>; you personally — <strong>{}</strong> \
+             (consent id <code>{}</code>).",
+            if p.firmographic { "allowed" } else { "not allowed" },
+            if p.personal { "allowed" } else { "not allowed" },
+            escape_html(&p.consent_id)
+        ),
+        None => "You have not made a choice on this site yet.".to_string(),
+    };
+    let gpc_note = if gpc {
+        "<p class=\"cc-status\">Your browser sends a Global Privacy Control signal. We honour it: whatever you choose \
+         here, we do not look up your organization or remember you while it is on.</p>"
+    } else {
+        ""
+    };
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>Your privacy choices</title><link rel=\"stylesheet\" href=\"{prefix}consent.css\"></head>\n\
+         <body><main class=\"cc-page\"><h1>Your privacy choices</h1>\
+         <p>This site can tailor what it shows. Some of that uses no personal data at all; the rest only happens if \
+         you agree, and you can change your mind here at any time.</p>\
+         <p class=\"cc-status\">{status}</p>{gpc_note}\
+         <form method=\"post\" action=\"{prefix}consent\">\
+         <input type=\"hidden\" name=\"return\" value=\"{ret}\">\
+         <fieldset class=\"cc-details\"><legend>Choose what we may use</legend>\
+         <p class=\"cc-tier-text\">Always on: the page you are on, the campaign link you followed and your country. \
+         None of this identifies you.</p>\
+         <div class=\"cc-tier\"><input type=\"checkbox\" id=\"cc-f\" name=\"firmographic\" value=\"on\" aria-describedby=\"cc-f-text\"{f}>\
+         <label for=\"cc-f\">Your organization</label>\
+         <p id=\"cc-f-text\" class=\"cc-tier-text\">We may look up which company your network belongs to, to show content \
+         for your industry or company.</p></div>\
+         <div class=\"cc-tier\"><input type=\"checkbox\" id=\"cc-p\" name=\"personal\" value=\"on\" aria-describedby=\"cc-p-text\"{p}>\
+         <label for=\"cc-p\">You personally</label>\
+         <p id=\"cc-p-text\" class=\"cc-tier-text\">We may remember you across visits to tailor what you see.</p></div>\
+         </fieldset>\
+         <div class=\"cc-actions\">\
+         <button type=\"submit\" name=\"choice\" value=\"accept\" class=\"cc-button\">Accept all</button>\
+         <button type=\"submit\" name=\"choice\" value=\"reject\" class=\"cc-button\">Reject all</button>\
+         <button type=\"submit\" name=\"choice\" value=\"custom\" class=\"cc-button\">Save my choices</button>\
+         </div></form>\
+         <p><a href=\"{ret}\">Back to the site</a></p></main></body></html>\n",
+        prefix = escape_html(prefix),
+        ret = escape_html(&return_to),
+        f = checked(previous.as_ref().is_some_and(|p| p.firmographic)),
+        p = checked(previous.as_ref().is_some_and(|p| p.personal)),
+    );
+    let mut resp = Response::new(ResponseBody::full(page));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+pub type Sink = Arc<dyn crate::audit::RecordSink>;
