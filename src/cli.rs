@@ -65,6 +65,37 @@ pub enum ConsentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The consent Decision for a visitor: jurisdiction, permitted tiers, reasons, and whether the company
+    /// lookup would run — with the configured geo data and policy.
+    Decide(DecideArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// TOML configuration file ([consent], [geo], [firmographics] and rules.dir are used).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Rules directory (account networks). Overrides rules.dir.
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// The visitor's (resolved) IP address.
+    #[arg(long, value_name = "IP")]
+    pub ip: String,
+    /// A request header, e.g. 'Sec-GPC: 1' (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "'NAME: VALUE'")]
+    pub headers: Vec<String>,
+    /// A cookie, e.g. 'euconsent-v2=CP...' (repeatable).
+    #[arg(long = "cookie", short = 'b', value_name = "NAME=VALUE")]
+    pub cookies: Vec<String>,
+    /// The request's query string (e.g. 'gdpr_consent=CP...&gpp_sid=7').
+    #[arg(long, value_name = "QUERY")]
+    pub query: Option<String>,
+    /// Decide as of this time (RFC 3339, e.g. 2026-11-24T12:00:00Z) instead of now.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +187,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => demo(args),
         Command::Lookup(args) => lookup(args),
         Command::Consent(ConsentCommand::Decode { string, json }) => consent_decode(&string, json),
+        Command::Consent(ConsentCommand::Decide(args)) => consent_decide(args),
     }
 }
 
@@ -341,22 +373,38 @@ fn demo(args: DemoArgs) -> ExitCode {
     }
 }
 
-fn lookup(args: LookupArgs) -> ExitCode {
-    use crate::firmographics::{Firmographics, NoCompany};
-
-    // `lookup` never talks to the origin: a config without [upstream] is fine here.
+/// Settings and company/location sources for the offline commands (`lookup`, `consent decide`), which never
+/// talk to the origin: a config without `[upstream]` is fine. Errors are printed; the exit code is returned.
+fn load_sources(
+    config: Option<&std::path::Path>,
+    rules: Option<PathBuf>,
+) -> Result<(Settings, crate::firmographics::Firmographics), ExitCode> {
     let overrides = Overrides {
         upstream: Some("http://127.0.0.1:9".into()),
-        rules: args.rules.clone(),
+        rules,
         ..Default::default()
     };
-    let settings = match Settings::load(args.config.as_deref(), &overrides) {
-        Ok(s) => s,
-        Err(e) => {
-            print_config_errors(&e);
-            return ExitCode::from(2);
-        }
-    };
+    let settings = Settings::load(config, &overrides).map_err(|e| {
+        print_config_errors(&e);
+        ExitCode::from(2)
+    })?;
+    let f = crate::firmographics::Firmographics::load(&settings.firmographics, &settings.rules_dir)
+        .map_err(|errors| {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!(
+                "{} error(s) in the company and location sources",
+                errors.len()
+            );
+            ExitCode::FAILURE
+        })?;
+    Ok((settings, f))
+}
+
+fn lookup(args: LookupArgs) -> ExitCode {
+    use crate::firmographics::NoCompany;
+
     let mut ips = Vec::new();
     for text in &args.ips {
         match text.parse::<std::net::IpAddr>() {
@@ -367,18 +415,9 @@ fn lookup(args: LookupArgs) -> ExitCode {
             }
         }
     }
-    let f = match Firmographics::load(&settings.firmographics, &settings.rules_dir) {
-        Ok(f) => f,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("error: {e}");
-            }
-            eprintln!(
-                "{} error(s) in the company and location sources",
-                errors.len()
-            );
-            return ExitCode::FAILURE;
-        }
+    let f = match load_sources(args.config.as_deref(), args.rules.clone()) {
+        Ok((_, f)) => f,
+        Err(code) => return code,
     };
     if args.json {
         let out: Vec<serde_json::Value> = ips
@@ -490,6 +529,145 @@ fn lookup(args: LookupArgs) -> ExitCode {
             (Some(c), None) => outln!("  geo      {c}"),
             (Some(c), Some(s)) => outln!("  geo      {c}, {s}"),
         }
+    }
+    ExitCode::SUCCESS
+}
+
+fn consent_decide(args: DecideArgs) -> ExitCode {
+    use crate::classify::{classify, Lookup};
+    use http::header::{HeaderName, HeaderValue};
+
+    let Ok(ip) = args.ip.parse::<std::net::IpAddr>() else {
+        eprintln!("error: --ip `{}` is not an IP address", args.ip);
+        return ExitCode::from(2);
+    };
+    let mut headers = http::HeaderMap::new();
+    for h in &args.headers {
+        let parsed = h.split_once(':').and_then(|(n, v)| {
+            Some((
+                HeaderName::from_bytes(n.trim().as_bytes()).ok()?,
+                HeaderValue::from_str(v.trim()).ok()?,
+            ))
+        });
+        let Some((name, value)) = parsed else {
+            eprintln!("error: --header `{h}` is not a header; write 'Name: value'");
+            return ExitCode::from(2);
+        };
+        headers.append(name, value);
+    }
+    if !args.cookies.is_empty() {
+        if let Some(bad) = args.cookies.iter().find(|c| !c.contains('=')) {
+            eprintln!("error: --cookie `{bad}` is not a cookie; write 'NAME=VALUE'");
+            return ExitCode::from(2);
+        }
+        match HeaderValue::from_str(&args.cookies.join("; ")) {
+            Ok(v) => {
+                headers.append(http::header::COOKIE, v);
+            }
+            Err(_) => {
+                eprintln!("error: a --cookie value holds characters a Cookie header cannot carry");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let now = match &args.at {
+        None => crate::classify::unix_now(),
+        Some(t) => match humantime::parse_rfc3339_weak(t) {
+            Ok(time) => time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            Err(e) => {
+                eprintln!("error: --at `{t}` is not an RFC 3339 time ({e})");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let (settings, f) = match load_sources(args.config.as_deref(), args.rules.clone()) {
+        Ok(pair) => pair,
+        Err(code) => return code,
+    };
+    let c = classify(
+        &f,
+        &settings.consent,
+        ip,
+        &headers,
+        args.query.as_deref(),
+        now,
+    );
+    if args.json {
+        let out = serde_json::json!({
+            "ip": ip.to_string(),
+            "geo": c.geo,
+            "decision": c.decision,
+            "company": c.company,
+        });
+        return match serde_json::to_string_pretty(&out) {
+            Ok(text) => {
+                outln!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let d = &c.decision;
+    let tiers: Vec<&str> = d
+        .permitted
+        .iter()
+        .map(|t| match t {
+            crate::consent::policy::Tier::Anonymous => "anonymous",
+            crate::consent::policy::Tier::Firmographic => "firmographic",
+            crate::consent::policy::Tier::Personal => "personal",
+        })
+        .collect();
+    outln!("{ip}");
+    outln!(
+        "  location:       {}",
+        match (&c.geo.country, &c.geo.subdivision) {
+            (Some(cc), Some(sub)) => format!("{cc}-{sub}"),
+            (Some(cc), None) => cc.clone(),
+            _ => "unknown (no geo data for this address)".into(),
+        }
+    );
+    outln!(
+        "  jurisdiction:   {} ({})",
+        d.jurisdiction.region,
+        crate::classify::regime_name(d.jurisdiction.regime)
+    );
+    outln!("  permitted:      {}", tiers.join(", "));
+    outln!(
+        "  banner:         {}",
+        if d.show_banner {
+            "shown (opt-in region, no decisive signal)"
+        } else {
+            "not shown"
+        }
+    );
+    let company = match &c.company {
+        Lookup::NotRun => "lookup not run (the firmographic tier is not permitted)".to_string(),
+        Lookup::Matched(m) => format!(
+            "{}{}",
+            m.company.name,
+            m.company
+                .domain
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        ),
+        Lookup::NoCompany(n) => format!(
+            "none ({})",
+            serde_json::to_value(n)
+                .ok()
+                .and_then(|v| v.get("reason").and_then(|r| r.as_str().map(str::to_string)))
+                .unwrap_or_default()
+        ),
+    };
+    outln!("  company:        {company}");
+    outln!("  reasons:");
+    for r in &d.reasons {
+        outln!("    {r}");
     }
     ExitCode::SUCCESS
 }
