@@ -1,7 +1,8 @@
 //! IAB Global Privacy Platform strings: `Header~Section~Section…`.
 //!
 //! Decoded sections: 2 `tcfeuv2` (a TC string), 6 `uspv1` (a US Privacy string), 7 `usnat` (v1 and v2, with
-//! the optional GPC sub-section). Other sections are listed by id and name but not decoded.
+//! the optional GPC sub-section), and the US state sections 8 `usca` … 22 `ustn` (core fields plus GPC where
+//! the state defines it). Other sections are listed by id and name but not decoded.
 //! Invariants as for TCF: bounded (same length cap), never panics, errors carry the reason.
 
 use std::collections::BTreeMap;
@@ -47,6 +48,8 @@ pub enum Section {
     Tcf(Box<tcf::TcString>),
     Usp(usp::UsPrivacy),
     UsNat(UsNat),
+    /// A US state section (8 `usca` … 22 `ustn`).
+    UsState(UsState),
     /// Present, not decoded by this version (`null` in JSON).
     NotDecoded,
 }
@@ -87,6 +90,177 @@ impl UsNat {
         .contains(&1)
             || self.gpc == Some(true)
     }
+}
+
+/// A US state section: the core fields in the specification's order and names, and the GPC sub-section for
+/// the states that define one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsState {
+    pub id: u16,
+    pub version: u8,
+    pub fields: Vec<(&'static str, StateValue)>,
+    pub gpc: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum StateValue {
+    One(u8),
+    List(Vec<u8>),
+}
+
+impl Serialize for UsState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.fields.len() + 2))?;
+        m.serialize_entry("Version", &self.version)?;
+        for (name, value) in &self.fields {
+            m.serialize_entry(name, value)?;
+        }
+        if let Some(g) = self.gpc {
+            m.serialize_entry("Gpc", &g)?;
+        }
+        m.end()
+    }
+}
+
+impl UsState {
+    pub fn field(&self, name: &str) -> Option<&StateValue> {
+        self.fields.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Opted out of sale, sharing or targeted advertising (1 = opted out), or GPC set.
+    pub fn opted_out(&self) -> bool {
+        ["SaleOptOut", "SharingOptOut", "TargetedAdvertisingOptOut"]
+            .iter()
+            .any(|f| self.field(f) == Some(&StateValue::One(1)))
+            || self.gpc == Some(true)
+    }
+}
+
+/// One core field of a state section: every value is 2 bits; a count > 1 is a fixed-length list.
+type FieldSpec = (&'static str, u8);
+
+const MSPA: [FieldSpec; 3] = [
+    ("MspaCoveredTransaction", 1),
+    ("MspaOptOutOptionMode", 1),
+    ("MspaServiceProviderMode", 1),
+];
+
+/// The core layout after the 6-bit Version, and whether a GPC sub-section is defined. Layouts as in the IAB
+/// GPP US state specifications (checked against the IAB Java encoder and the iab_gpp crate, both agreeing).
+fn state_layout(id: u16) -> Option<(Vec<FieldSpec>, bool)> {
+    // The shape shared by most states after usca: notice, sale/targeted-ad notices and opt-outs, sensitive
+    // data list, children's consents, an optional extra field, then the MSPA fields.
+    let common = |first: &'static str,
+                  extra_notice: Option<&'static str>,
+                  sensitive: u8,
+                  children: u8,
+                  additional: bool| {
+        let mut v: Vec<FieldSpec> = vec![
+            (first, 1),
+            ("SaleOptOutNotice", 1),
+            ("TargetedAdvertisingOptOutNotice", 1),
+        ];
+        if let Some(n) = extra_notice {
+            v.push((n, 1));
+        }
+        v.extend([
+            ("SaleOptOut", 1),
+            ("TargetedAdvertisingOptOut", 1),
+            ("SensitiveDataProcessing", sensitive),
+            ("KnownChildSensitiveDataConsents", children),
+        ]);
+        if additional {
+            v.push(("AdditionalDataProcessingConsent", 1));
+        }
+        v.extend(MSPA);
+        v
+    };
+    Some(match id {
+        8 => {
+            let mut v = vec![
+                ("SaleOptOutNotice", 1),
+                ("SharingOptOutNotice", 1),
+                ("SensitiveDataLimitUseNotice", 1),
+                ("SaleOptOut", 1),
+                ("SharingOptOut", 1),
+                ("SensitiveDataProcessing", 9),
+                ("KnownChildSensitiveDataConsents", 2),
+                ("PersonalDataConsents", 1),
+            ];
+            v.extend(MSPA);
+            (v, true)
+        }
+        9 => (common("SharingNotice", None, 8, 1, false), false),
+        10 => (common("SharingNotice", None, 7, 1, false), true),
+        11 => (
+            common(
+                "SharingNotice",
+                Some("SensitiveDataProcessingOptOutNotice"),
+                8,
+                1,
+                false,
+            ),
+            false,
+        ),
+        12 => (common("SharingNotice", None, 8, 3, false), true),
+        13 => (common("ProcessingNotice", None, 8, 3, true), false),
+        14 => (common("SharingNotice", None, 8, 3, true), true),
+        15 => (common("ProcessingNotice", None, 11, 3, true), true),
+        16 | 19 | 22 => (common("ProcessingNotice", None, 8, 1, true), true),
+        17 => (common("ProcessingNotice", None, 9, 5, true), true),
+        18 => (
+            common(
+                "ProcessingNotice",
+                Some("SensitiveDataOptOutNotice"),
+                8,
+                1,
+                false,
+            ),
+            true,
+        ),
+        20 => (common("ProcessingNotice", None, 8, 3, true), true),
+        21 => (common("ProcessingNotice", None, 10, 5, true), true),
+        _ => return None,
+    })
+}
+
+fn us_state(id: u16, body: &str) -> Result<Option<UsState>, BitsError> {
+    let Some((layout, has_gpc)) = state_layout(id) else {
+        return Ok(None);
+    };
+    let mut subsections = body.split('.');
+    let mut r = BitReader::from_base64url(subsections.next().unwrap_or_default())?;
+    let version = r.read(6, "Version")? as u8;
+    let mut fields = Vec::with_capacity(layout.len());
+    for (name, count) in layout {
+        let value = if count == 1 {
+            StateValue::One(r.read(2, name)? as u8)
+        } else {
+            StateValue::List(
+                (0..count)
+                    .map(|_| r.read(2, name).map(|v| v as u8))
+                    .collect::<Result<_, _>>()?,
+            )
+        };
+        fields.push((name, value));
+    }
+    let mut gpc = None;
+    if has_gpc {
+        for sub in subsections {
+            let mut s = BitReader::from_base64url(sub)?;
+            if s.read(2, "SubsectionType")? == 1 {
+                gpc = Some(s.bool("Gpc")?);
+            }
+        }
+    }
+    Ok(Some(UsState {
+        id,
+        version,
+        fields,
+        gpc,
+    }))
 }
 
 /// The GPP name of a section id.
@@ -148,7 +322,10 @@ pub fn decode(s: &str) -> Result<Gpp, GppError> {
             )),
             6 => Section::Usp(usp::decode(body).map_err(|e| fail(e.to_string()))?),
             7 => Section::UsNat(usnat(body).map_err(|e| fail(e.to_string()))?),
-            _ => Section::NotDecoded,
+            _ => match us_state(id, body).map_err(|e| fail(e.to_string()))? {
+                Some(state) => Section::UsState(state),
+                None => Section::NotDecoded,
+            },
         };
         sections.insert(section_name(id).to_string(), section);
     }
@@ -308,6 +485,158 @@ mod tests {
         assert_eq!(json["sections"]["usnat"]["Gpc"], false);
     }
 
+    fn state(g: &Gpp, name: &str) -> UsState {
+        match g.sections.get(name) {
+            Some(Section::UsState(s)) => s.clone(),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    fn one(s: &UsState, f: &str) -> u8 {
+        match s.field(f) {
+            Some(StateValue::One(v)) => *v,
+            other => panic!("{f}: {other:?}"),
+        }
+    }
+
+    fn list(s: &UsState, f: &str) -> Vec<u8> {
+        match s.field(f) {
+            Some(StateValue::List(v)) => v.clone(),
+            other => panic!("{f}: {other:?}"),
+        }
+    }
+
+    /// Full strings from the iab_gpp crate's test data (noirotm/iabgpp-rs, tests/data).
+    #[test]
+    fn us_state_vectors() {
+        let g = decode("DBABBg~BVVVVVVY").unwrap();
+        assert_eq!(g.section_ids, [8]);
+        let ca = state(&g, "usca");
+        assert_eq!((one(&ca, "SaleOptOut"), one(&ca, "SharingOptOut")), (1, 1));
+        assert_eq!(list(&ca, "SensitiveDataProcessing"), [1; 9]);
+        assert_eq!(one(&ca, "MspaServiceProviderMode"), 2);
+        assert_eq!(ca.gpc, None);
+        assert!(ca.opted_out());
+
+        let ca = state(&decode("DBABBg~BVqqqqpY.YA").unwrap(), "usca");
+        assert_eq!((one(&ca, "SaleOptOut"), one(&ca, "SharingOptOut")), (2, 2));
+        assert_eq!(list(&ca, "SensitiveDataProcessing"), [2; 9]);
+        assert_eq!(list(&ca, "KnownChildSensitiveDataConsents"), [2, 2]);
+        assert_eq!(one(&ca, "PersonalDataConsents"), 2);
+        assert_eq!(ca.gpc, Some(true));
+        assert!(ca.opted_out(), "GPC set in the section");
+
+        let ca = state(&decode("DBABBg~BAAAAACA").unwrap(), "usca");
+        assert_eq!(one(&ca, "MspaCoveredTransaction"), 2);
+        assert!(!ca.opted_out());
+
+        let va = state(&decode("DBABRg~BVVVVWY").unwrap(), "usva");
+        assert_eq!(
+            (
+                one(&va, "SaleOptOut"),
+                one(&va, "TargetedAdvertisingOptOut")
+            ),
+            (1, 1)
+        );
+        assert_eq!(list(&va, "SensitiveDataProcessing").len(), 8);
+        assert_eq!(one(&va, "KnownChildSensitiveDataConsents"), 1);
+        assert_eq!(one(&va, "MspaCoveredTransaction"), 2);
+        assert!(!state(&decode("DBABRg~BAAAABA").unwrap(), "usva").opted_out());
+
+        let co = state(&decode("DBABJg~BVVVVVg.YA").unwrap(), "usco");
+        assert_eq!(list(&co, "SensitiveDataProcessing"), [1; 7]);
+        assert_eq!(co.gpc, Some(true));
+        assert_eq!(state(&decode("DBABJg~BVVVVVg").unwrap(), "usco").gpc, None);
+        let ct = state(&decode("DBABVg~BVVVVVVg.YA").unwrap(), "usct");
+        assert_eq!(list(&ct, "KnownChildSensitiveDataConsents"), [1; 3]);
+        assert_eq!(ct.gpc, Some(true));
+        let ut = state(&decode("DBABFg~BVVVVVmA").unwrap(), "usut");
+        assert_eq!(one(&ut, "SensitiveDataProcessingOptOutNotice"), 1);
+        assert_eq!(one(&ut, "MspaCoveredTransaction"), 2);
+
+        let json = serde_json::to_value(decode("DBABBg~BVqqqqpY.YA").unwrap()).unwrap();
+        assert_eq!(json["sections"]["usca"]["Version"], 1);
+        assert_eq!(json["sections"]["usca"]["SharingOptOut"], 2);
+        assert_eq!(json["sections"]["usca"]["Gpc"], true);
+        assert_eq!(json["sections"]["usca"]["SensitiveDataProcessing"][8], 2);
+    }
+
+    /// Section bodies from the IAB Java encoder's tests (iabgpp-java, Us??Test): the "example" values are
+    /// every notice and opt-out 1, sensitive data 2,1,0,… and MSPA 1,1,2; the defaults are zeros with
+    /// MspaCoveredTransaction 1.
+    #[test]
+    fn us_state_sections_of_every_state() {
+        let sensitive =
+            |n: usize| -> Vec<u8> { [2, 1, 0].iter().copied().cycle().take(n).collect() };
+        let cases: &[(u16, &str, usize, Option<bool>)] = &[
+            (8, "BVWSSSVY.YA", 9, Some(true)),
+            (9, "BVWSSVY", 8, None),
+            (10, "BVWSSVg.YA", 7, Some(true)),
+            (11, "BVVkklWA", 8, None),
+            (12, "BVWSSZFg.YA", 8, Some(true)),
+            (13, "BVWSSZlY", 8, None),
+            (14, "BVWSSZFY.YA", 8, Some(true)),
+            (16, "BVWSSVWA.YA", 8, Some(true)),
+            (18, "BVVkklWA.YA", 8, Some(true)),
+            (19, "BVWSSVWA.YA", 8, Some(true)),
+            (20, "BVWSSZFY.YA", 8, Some(true)),
+            (22, "BVWSSVWA.YA", 8, Some(true)),
+        ];
+        for &(id, body, n, gpc) in cases {
+            let s = us_state(id, body).unwrap().unwrap();
+            assert_eq!(s.version, 1, "{id}");
+            assert_eq!(list(&s, "SensitiveDataProcessing"), sensitive(n), "{id}");
+            assert_eq!(one(&s, "SaleOptOut"), 1, "{id}");
+            assert_eq!(
+                (
+                    one(&s, "MspaCoveredTransaction"),
+                    one(&s, "MspaOptOutOptionMode"),
+                    one(&s, "MspaServiceProviderMode")
+                ),
+                (1, 1, 2),
+                "{id}"
+            );
+            assert_eq!(s.gpc, gpc, "{id}");
+            assert!(s.opted_out(), "{id}");
+        }
+        // Oregon, Delaware, New Jersey: longer sensitive-data lists.
+        let or = us_state(15, "BVWSSRpFYA.YA").unwrap().unwrap();
+        assert_eq!(
+            list(&or, "SensitiveDataProcessing"),
+            [2, 1, 0, 2, 1, 0, 2, 1, 0, 1, 2]
+        );
+        let de = us_state(17, "BVWSSSSVYA.YA").unwrap().unwrap();
+        assert_eq!(
+            list(&de, "KnownChildSensitiveDataConsents"),
+            [2, 1, 0, 2, 1]
+        );
+        let nj = us_state(21, "BVWSSRklWA.YA").unwrap().unwrap();
+        assert_eq!(
+            list(&nj, "SensitiveDataProcessing"),
+            [2, 1, 0, 2, 1, 0, 2, 1, 0, 1]
+        );
+        assert_eq!(
+            list(&nj, "KnownChildSensitiveDataConsents"),
+            [2, 1, 0, 2, 1]
+        );
+        let fl = us_state(13, "BVWSSZlY").unwrap().unwrap();
+        assert_eq!(list(&fl, "KnownChildSensitiveDataConsents"), [2, 1, 2]);
+        assert_eq!(one(&fl, "AdditionalDataProcessingConsent"), 1);
+        // Defaults: nothing opted out.
+        for (id, body) in [
+            (8, "BAAAAABA.QA"),
+            (9, "BAAAABA"),
+            (13, "BAAAAABA"),
+            (21, "BAAAAAAAQA.QA"),
+        ] {
+            let s = us_state(id, body).unwrap().unwrap();
+            assert!(!s.opted_out(), "{id}");
+            assert_eq!(one(&s, "MspaCoveredTransaction"), 1, "{id}");
+        }
+        // Truncated bodies fail cleanly.
+        assert!(us_state(8, "BVWSS").is_err());
+    }
+
     #[test]
     fn tcf_and_usp_sections() {
         let g = decode("DBACNY~CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA~1YNN").unwrap();
@@ -329,10 +658,13 @@ mod tests {
 
     #[test]
     fn undecoded_sections_are_listed_as_null() {
-        let g = decode("DBACLMA~BVVVVVVVVWA~BAAA").unwrap();
+        let g = decode("DBABD~BAAA").unwrap();
+        assert_eq!(g.section_ids, [5]);
+        assert_eq!(g.sections.get("tcfcav1"), Some(&Section::NotDecoded));
+        assert!(serde_json::to_value(&g).unwrap()["sections"]["tcfcav1"].is_null());
+        let g = decode("DBACLMA~BVVVVVVVVWA~BAAAABA").unwrap();
         assert_eq!(g.section_ids, [7, 9]);
-        assert_eq!(g.sections.get("usva"), Some(&Section::NotDecoded));
-        assert!(serde_json::to_value(&g).unwrap()["sections"]["usva"].is_null());
+        assert!(matches!(g.sections.get("usva"), Some(Section::UsState(_))));
     }
 
     #[test]

@@ -191,6 +191,10 @@ impl Policy {
                             reasons.push("gpp:usnat:opt-out".into());
                             withdrawn_all = true;
                         }
+                        Section::UsState(st) if st.opted_out() => {
+                            reasons.push(format!("gpp:{name}:opt-out"));
+                            withdrawn_all = true;
+                        }
                         Section::Usp(u) if u.opted_out() => {
                             reasons.push("gpp:uspv1:opt-out".into());
                             withdrawn_all = true;
@@ -490,6 +494,20 @@ mod tests {
                 },
             ),
             (
+                "usca",
+                Signals {
+                    gpp: Some(Ok(gpp::decode("DBABBg~BVVVVVVY").unwrap())),
+                    ..Default::default()
+                },
+            ),
+            (
+                "usco-gpc",
+                Signals {
+                    gpp: Some(Ok(gpp::decode("DBABJg~BAAAAEA.YA").unwrap())),
+                    ..Default::default()
+                },
+            ),
+            (
                 "first-party",
                 Signals {
                     first_party: Some(Ok(fp(false, false, NOW))),
@@ -503,6 +521,23 @@ mod tests {
                 "{name}"
             );
         }
+        let d = decide(
+            Some("US"),
+            Some("CA"),
+            &Signals {
+                gpp: Some(Ok(gpp::decode("DBABBg~BVVVVVVY").unwrap())),
+                ..Default::default()
+            },
+        );
+        assert!(d.reasons.contains(&"gpp:usca:opt-out".to_string()));
+        let not_applicable = Signals {
+            gpp: Some(Ok(gpp::decode("DBABBg~BAAAAACA").unwrap())),
+            ..Default::default()
+        };
+        assert_eq!(
+            tiers(&decide(Some("US"), Some("CA"), &not_applicable)).len(),
+            3
+        );
         let no_opt_out = Signals {
             usp: Some(Ok(usp::decode("1YNN").unwrap())),
             ..Default::default()
