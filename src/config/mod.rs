@@ -1373,9 +1373,65 @@ mod tests {
             "[proxy]",
             "[rules]",
             "[runtime]",
+            "[consent]",
+            "[audit]",
+            "[[geo.static]]",
         ] {
             assert!(text.contains(section), "{section} missing from the example");
         }
+    }
+
+    #[test]
+    fn consent_policy_keys() {
+        let s = ok("[upstream]\nurl = \"http://a:1\"\n");
+        let p = &s.consent.policy;
+        assert!(p.opt_in_countries.contains("DE") && p.opt_in_countries.contains("CH"));
+        assert!(p.opt_out_regions.contains("US-CA"));
+        assert_eq!(p.max_age_seconds, 395 * 86_400);
+        assert_eq!(s.audit.dir, Path::new("audit"));
+        let s = ok("[upstream]\nurl = \"http://a:1\"\n[consent]\nopt_in_countries = [\"eea\", \"GB\"]\n\
+             opt_out_regions = [\"US-PRIVACY-STATES\", \"CA-QC\"]\nother_regions = \"opt-out\"\n\
+             firmographic_purposes = [6, 5, 5]\ndnt = \"opt-out\"\nmax_age = \"180days\"\n\
+             cookie_name = \"my_consent\"\nbanner_version = \"2026-11\"\ngpc_well_known = true\n\
+             gpc_last_update = \"2026-11-24\"\n[[geo.static]]\nnetwork = \"10.0.0.0/8\"\ncountry = \"de\"\n");
+        let p = &s.consent.policy;
+        assert!(!p.opt_in_countries.contains("CH") && p.opt_in_countries.contains("NO"));
+        assert!(p.opt_out_regions.contains("CA-QC") && p.opt_out_regions.contains("US-TX"));
+        assert_eq!(p.other_regions, crate::consent::policy::Regime::OptOut);
+        assert_eq!(p.firmographic_purposes, [5, 6]);
+        assert!(p.dnt_is_opt_out);
+        assert_eq!(p.max_age_seconds, 180 * 86_400);
+        assert_eq!(s.consent.names.first_party_cookie, "my_consent");
+        assert_eq!(s.consent.banner_version, "2026-11");
+        assert_eq!(s.consent.gpc_last_update.as_deref(), Some("2026-11-24"));
+        assert_eq!(
+            s.firmographics.geo_static[0].1.country.as_deref(),
+            Some("DE")
+        );
+
+        let e = errs("[upstream]\nurl = \"http://a:1\"\n[consent]\nopt_in_countries = [\"Germany\"]\n\
+             opt_out_regions = [\"California\"]\nother_regions = \"maybe\"\npersonal_purposes = [12]\n\
+             firmographic_purposes = []\ndnt = \"ignore\"\nmax_age = \"0s\"\ncookie_name = \"a b\"\n\
+             banner_version = \"\"\ngpc_last_update = \"24.11.2026\"\n[[geo.static]]\nnetwork = \"10.0.0.0/33\"\n\
+             country = \"DE\"\n[[geo.static]]\nnetwork = \"10.0.0.0/8\"\n");
+        let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "geo.static[0].network",
+                "geo.static[1].country",
+                "consent.opt_in_countries[0]",
+                "consent.opt_out_regions[0]",
+                "consent.other_regions",
+                "consent.firmographic_purposes",
+                "consent.personal_purposes[0]",
+                "consent.dnt",
+                "consent.max_age",
+                "consent.cookie_name",
+                "consent.banner_version",
+                "consent.gpc_last_update",
+            ]
+        );
     }
 
     #[test]

@@ -362,3 +362,86 @@ fn consent_decode_cli() {
     assert_eq!(out.status.code(), Some(2), "malformed: exit 2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("ends inside field"));
 }
+
+#[test]
+fn consent_decide_cli_uses_the_configured_geo_policy_and_accounts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("rules/accounts")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("rules/accounts/acme.example.toml"),
+        "[account]\ndomain = \"acme.example\"\nname = \"Acme\"\nnetworks = [\"192.0.2.0/24\"]\n",
+    )
+    .expect("write");
+    let cfg = dir.path().join("concierge.toml");
+    std::fs::write(
+        &cfg,
+        "[rules]\ndir = \"rules\"\n\
+         [[geo.static]]\nnetwork = \"192.0.2.0/25\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\
+         [[geo.static]]\nnetwork = \"192.0.2.128/25\"\ncountry = \"CH\"\n\
+         [consent]\nopt_in_countries = [\"EEA\", \"GB\"]\nother_regions = \"opt-out\"\n",
+    )
+    .expect("write");
+    let decide = |args: &[&str]| {
+        let out = concierge()
+            .args(["consent", "decide", "--json", "--config"])
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let v = decide(&["--ip", "192.0.2.5"]);
+    assert_eq!(v["decision"]["jurisdiction"]["region"], "US-CA");
+    assert_eq!(
+        v["decision"]["permitted"],
+        serde_json::json!(["anonymous", "firmographic", "personal"])
+    );
+    assert_eq!(v["company"]["status"], "matched");
+    assert_eq!(v["company"]["company"]["domain"], "acme.example");
+    let v = decide(&["--ip", "192.0.2.5", "--header", "Sec-GPC: 1"]);
+    assert_eq!(v["decision"]["permitted"], serde_json::json!(["anonymous"]));
+    assert_eq!(v["company"]["status"], "not_run");
+    assert!(v["decision"]["reasons"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("gpc")));
+    let v = decide(&["--ip", "192.0.2.5", "--cookie", "usprivacy=1NYN"]);
+    assert_eq!(v["company"]["status"], "not_run");
+    // Switzerland taken out of the opt-in list, other regions opt-out: permitted without a signal.
+    let v = decide(&["--ip", "192.0.2.200"]);
+    assert_eq!(v["decision"]["jurisdiction"]["regime"], "opt-out");
+    // A first-party grant made 14 months before --at is stale.
+    let v = decide(&[
+        "--ip",
+        "10.0.0.1",
+        "--cookie",
+        "concierge_consent=1~abc~1~1727000000~yy",
+        "--at",
+        "2025-12-01T00:00:00Z",
+    ]);
+    assert_eq!(v["decision"]["jurisdiction"]["region"], "unknown");
+    assert!(v["decision"]["reasons"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("first-party:stale")));
+    assert_eq!(v["decision"]["show_banner"], true);
+
+    let out = concierge()
+        .args(["consent", "decide", "--ip", "not-an-ip"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let out = concierge()
+        .args([
+            "consent", "decide", "--ip", "10.0.0.1", "--header", "nocolon",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'Name: value'"));
+}

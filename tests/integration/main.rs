@@ -6,9 +6,11 @@
 //! - `failures`: 502/504 and resets, header and URI limits, request smuggling shapes.
 //! - `client_ip`: loopback source addresses, trusted X-Forwarded-For / Forwarded hops, spoofing, PROXY v1/v2.
 //! - `tls`: HTTP/2 over TLS by ALPN, SNI selection, certificate reload (SIGHUP path and file watch, good and bad).
+//! - `consent`: the consent endpoint, banner assets, gpc.json, and "no permitted tier, no lookup".
 //! - `lifecycle`: graceful shutdown with requests in flight, the drain deadline, `concierge check`, signals.
 
 mod client_ip;
+mod consent;
 mod failures;
 mod forwarding;
 mod lifecycle;
