@@ -29,5 +29,6 @@ pub mod firmographics;
 pub mod host;
 pub mod metrics;
 pub mod proxy;
+pub mod rules;
 pub mod tls;
 pub mod watch;

@@ -44,7 +44,7 @@ pub struct SourceError {
 }
 
 impl SourceError {
-    fn new(
+    pub fn new(
         file: &Path,
         location: Option<(usize, usize)>,
         message: impl Into<String>,
@@ -142,7 +142,8 @@ pub struct Account {
     pub networks: Vec<IpNetwork>,
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
