@@ -29,6 +29,7 @@ pub mod firmographics;
 pub mod host;
 pub mod metrics;
 pub mod proxy;
+pub mod rewrite;
 pub mod rules;
 pub mod tls;
 pub mod watch;

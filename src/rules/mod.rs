@@ -179,6 +179,8 @@ pub enum ActionKind {
 #[derive(Debug, Clone)]
 pub struct Action {
     pub selector: String,
+    /// `selector`, parsed once at load.
+    pub parsed: lol_html::Selector,
     pub kind: ActionKind,
 }
 
@@ -757,20 +759,9 @@ fn compile_action(
         0 => return Err(err(file, text, at(span), "an action needs one of set_text, set_html, set_attribute, append_attribute, before, after, prepend, append, remove, add_class, inject")),
         _ => return Err(err(file, text, at(span), "an action does exactly one thing; split it into several [[personalization.action]] tables")),
     };
-    let selector = match (&a.select, &kind) {
-        (Some(s), _) => {
-            let sel = s.get_ref().trim();
-            if let Err(e) = sel.parse::<lol_html::Selector>() {
-                return Err(err(
-                    file,
-                    text,
-                    at(s.span()),
-                    format!("selector `{sel}`: {e}"),
-                ));
-            }
-            sel.to_string()
-        }
-        (None, ActionKind::Inject(_)) => "body".to_string(),
+    let (selector, sel_span) = match (&a.select, &kind) {
+        (Some(s), _) => (s.get_ref().trim().to_string(), s.span()),
+        (None, ActionKind::Inject(_)) => ("body".to_string(), span.clone()),
         (None, _) => {
             return Err(err(
                 file,
@@ -780,7 +771,19 @@ fn compile_action(
             ))
         }
     };
-    Ok(Action { selector, kind })
+    let parsed = selector.parse::<lol_html::Selector>().map_err(|e| {
+        err(
+            file,
+            text,
+            at(sel_span),
+            format!("selector `{selector}`: {e}"),
+        )
+    })?;
+    Ok(Action {
+        selector,
+        parsed,
+        kind,
+    })
 }
 
 impl RuleSet {

@@ -1,0 +1,265 @@
+//! Streaming HTML rewriting: a [`Plan`](crate::rules::Plan) rendered for one visitor, applied by lol_html
+//! chunk by chunk as the origin's body arrives.
+//!
+//! Invariants: output for any split of the input into chunks is byte-identical to single-chunk output (lol_html
+//! buffers what it needs); memory is bounded (`max_memory`); on any rewriting error the rest of the original
+//! bytes pass through unchanged (lol_html's graceful bail-out), the error is reported once, and the page never
+//! breaks.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use lol_html::html_content::ContentType;
+use lol_html::send::{ElementContentHandlers, HtmlRewriter, Settings};
+use lol_html::{AsciiCompatibleEncoding, MemorySettings, OutputSink, Selector};
+
+use crate::rules::template::Context;
+use crate::rules::{render, ActionKind, Asset, Content, Plan, Position, Visitor};
+
+/// One operation with every value already rendered and escaped for its place.
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub selector: Selector,
+    pub kind: OpKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum OpKind {
+    SetContent(String, bool),
+    SetAttribute(String, String),
+    AppendAttribute(String, String),
+    Insert(Position, String, bool),
+    Remove,
+    AddClass(String),
+}
+
+/// The markup that loads the consent banner (same-origin assets, no inline script).
+pub fn banner_markup(prefix: &str) -> String {
+    let mut p = String::new();
+    crate::rules::template::escape_attr(prefix, &mut p);
+    format!(
+        "<link rel=\"stylesheet\" href=\"{p}consent.css\"><script src=\"{p}consent.js\" defer></script>"
+    )
+}
+
+/// Render the plan's actions for `visitor`. `banner` (the reserved prefix) adds the consent banner to `<head>`.
+pub fn render_plan(plan: &Plan, visitor: &Visitor, banner: Option<&str>) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for (_, action) in &plan.actions {
+        let content = |c: &Content| match c {
+            Content::Text(t) => (render(t, Context::Text, visitor), false),
+            Content::Html(t) => (render(t, Context::Html, visitor), true),
+        };
+        let kind = match &action.kind {
+            ActionKind::SetContent(c) => {
+                let (s, html) = content(c);
+                OpKind::SetContent(s, html)
+            }
+            ActionKind::SetAttribute { name, value, url } => OpKind::SetAttribute(
+                name.clone(),
+                render(
+                    value,
+                    if *url {
+                        Context::Url
+                    } else {
+                        Context::Attribute
+                    },
+                    visitor,
+                ),
+            ),
+            ActionKind::AppendAttribute { name, value, url } => OpKind::AppendAttribute(
+                name.clone(),
+                render(
+                    value,
+                    if *url {
+                        Context::Url
+                    } else {
+                        Context::Attribute
+                    },
+                    visitor,
+                ),
+            ),
+            ActionKind::Insert(pos, c) => {
+                let (s, html) = content(c);
+                OpKind::Insert(*pos, s, html)
+            }
+            ActionKind::Remove => OpKind::Remove,
+            ActionKind::AddClass(c) => OpKind::AddClass(c.clone()),
+            ActionKind::Inject(Asset::ConsentBanner) => match banner {
+                Some(prefix) => OpKind::Insert(Position::Append, banner_markup(prefix), true),
+                None => continue,
+            },
+            // The feedback widget arrives with the feedback endpoint.
+            ActionKind::Inject(Asset::Feedback) => continue,
+        };
+        ops.push(Op {
+            selector: action.parsed.clone(),
+            kind,
+        });
+    }
+    if let Some(prefix) = banner {
+        if !plan
+            .actions
+            .iter()
+            .any(|(_, a)| matches!(a.kind, ActionKind::Inject(Asset::ConsentBanner)))
+        {
+            if let Ok(head) = "head".parse::<Selector>() {
+                ops.push(Op {
+                    selector: head,
+                    kind: OpKind::Insert(Position::Append, banner_markup(prefix), true),
+                });
+            }
+        }
+    }
+    ops
+}
+
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl OutputSink for Sink {
+    fn handle_chunk(&mut self, chunk: &[u8]) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(chunk);
+    }
+}
+
+fn ct(html: bool) -> ContentType {
+    if html {
+        ContentType::Html
+    } else {
+        ContentType::Text
+    }
+}
+
+/// A streaming rewriter for one response body.
+pub struct Rewriter {
+    inner: Option<HtmlRewriter<'static, Sink>>,
+    out: Sink,
+    /// After an error, input passes through untouched.
+    bailed: bool,
+}
+
+impl Rewriter {
+    /// `encoding`: the document's charset when known and ASCII-compatible (else UTF-8 with `<meta>` sniffing).
+    pub fn new(
+        ops: Vec<Op>,
+        encoding: Option<&'static encoding_rs::Encoding>,
+        max_memory: usize,
+    ) -> Rewriter {
+        let mut settings = Settings::new_send()
+            .with_strict(false)
+            .with_adjust_charset_on_meta_tag(encoding.is_none())
+            .with_graceful_bail_out_on_content_handler_error(true)
+            .with_memory_settings(
+                MemorySettings::new()
+                    .with_max_allowed_memory_usage(max_memory)
+                    .with_graceful_bail_out_on_memory_limit_exceeded(true),
+            );
+        if let Some(enc) = encoding.and_then(AsciiCompatibleEncoding::new) {
+            settings = settings.with_encoding(enc);
+        }
+        for op in ops {
+            let Op { selector, kind } = op;
+            let handlers = ElementContentHandlers::default().element(
+                move |el: &mut lol_html::send::Element| {
+                    match &kind {
+                        OpKind::SetContent(s, html) => el.set_inner_content(s, ct(*html)),
+                        OpKind::SetAttribute(name, value) => el.set_attribute(name, value)?,
+                        OpKind::AppendAttribute(name, value) => {
+                            let joined =
+                                format!("{}{value}", el.get_attribute(name).unwrap_or_default());
+                            el.set_attribute(name, &joined)?;
+                        }
+                        OpKind::Insert(pos, s, html) => match pos {
+                            Position::Before => el.before(s, ct(*html)),
+                            Position::After => el.after(s, ct(*html)),
+                            Position::Prepend => el.prepend(s, ct(*html)),
+                            Position::Append => el.append(s, ct(*html)),
+                        },
+                        OpKind::Remove => el.remove(),
+                        OpKind::AddClass(c) => {
+                            let current = el.get_attribute("class").unwrap_or_default();
+                            if !current.split_ascii_whitespace().any(|x| x == c) {
+                                let joined = if current.trim().is_empty() {
+                                    c.clone()
+                                } else {
+                                    format!("{} {c}", current.trim_end())
+                                };
+                                el.set_attribute("class", &joined)?;
+                            }
+                        }
+                    }
+                    Ok(())
+                },
+            );
+            settings = settings.append_element_content_handler((Cow::Owned(selector), handlers));
+        }
+        let out = Sink::default();
+        Rewriter {
+            inner: Some(HtmlRewriter::new(settings, out.clone())),
+            out,
+            bailed: false,
+        }
+    }
+
+    fn take(&self) -> Bytes {
+        Bytes::from(std::mem::take(
+            &mut *self.out.0.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+
+    /// Feed one chunk; returns the output ready so far, and the error if rewriting just gave up (the
+    /// remaining input of that chunk is already in the output, untouched).
+    pub fn write(&mut self, chunk: &[u8]) -> (Bytes, Option<String>) {
+        if self.bailed {
+            return (Bytes::copy_from_slice(chunk), None);
+        }
+        let Some(rw) = self.inner.as_mut() else {
+            return (Bytes::copy_from_slice(chunk), None);
+        };
+        match rw.write(chunk) {
+            Ok(()) => (self.take(), None),
+            Err(e) => {
+                self.bailed = true;
+                self.inner = None;
+                (self.take(), Some(e.to_string()))
+            }
+        }
+    }
+
+    /// End of input: the rest of the output.
+    pub fn end(&mut self) -> (Bytes, Option<String>) {
+        match self.inner.take() {
+            Some(rw) => match rw.end() {
+                Ok(()) => (self.take(), None),
+                Err(e) => (self.take(), Some(e.to_string())),
+            },
+            None => (self.take(), None),
+        }
+    }
+
+    /// Rewriting gave up and the rest passes through.
+    pub fn bailed(&self) -> bool {
+        self.bailed
+    }
+}
+
+/// The charset named in a `Content-Type` value, if any: `Some(None)` when it is not ASCII-compatible (the
+/// body must then pass through unmodified).
+pub fn charset(content_type: &str) -> Option<Option<&'static encoding_rs::Encoding>> {
+    let label = content_type
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.trim().trim_matches('"'))?;
+    let enc = encoding_rs::Encoding::for_label(label.as_bytes())?;
+    Some(AsciiCompatibleEncoding::new(enc).map(|_| enc))
+}
+
+#[cfg(test)]
+mod tests;
