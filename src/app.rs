@@ -39,6 +39,8 @@ pub enum StartError {
     Upstream(#[from] crate::proxy::upstream::UpstreamSetupError),
     #[error("company and location sources:\n{0}")]
     Sources(String),
+    #[error("rule files:\n{0}")]
+    Rules(String),
     #[error("audit.dir: {0}")]
     Audit(#[from] crate::audit::SinkError),
 }
@@ -84,13 +86,26 @@ impl Server {
                         .join("\n"),
                 )
             })?;
+        let rules = crate::rules::RuleSet::load(&settings.rules_dir).map_err(|errors| {
+            StartError::Rules(
+                errors
+                    .iter()
+                    .map(|e| format!("  {e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+        tracing::info!(
+            personalizations = rules.personalizations.len(),
+            version = %rules.version,
+            "rules loaded"
+        );
         let sources = Arc::new(SourcesReloader {
             settings: settings.clone(),
             current: Arc::new(ArcSwap::from_pointee(firmographics)),
+            rules: Arc::new(ArcSwap::from_pointee(rules)),
             metrics: metrics.clone(),
-            fingerprint: std::sync::Mutex::new(crate::watch::fingerprint(
-                settings.firmographics.watched_files(&settings.rules_dir),
-            )),
+            fingerprint: std::sync::Mutex::new(crate::watch::fingerprint(watched(&settings))),
         });
         let sink = crate::audit::FileSink::open(&settings.audit.dir)?;
         tracing::info!(path = %sink.path().display(), "proof-of-consent records");
@@ -98,6 +113,7 @@ impl Server {
             settings.clone(),
             metrics.clone(),
             sources.current.clone(),
+            sources.rules.clone(),
             Arc::new(sink),
         )?;
         let (phase, phase_rx) = watch::channel(Phase::Serving);
@@ -207,6 +223,10 @@ impl Server {
     }
 
     /// The company and location tables currently in use.
+    pub fn rules(&self) -> Arc<crate::rules::RuleSet> {
+        self.sources.rules.load_full()
+    }
+
     pub fn firmographics(&self) -> Arc<Firmographics> {
         self.sources.current.load_full()
     }
@@ -260,20 +280,24 @@ fn spawn_watcher(
 }
 
 /// Rebuilds the company and location tables from their files, keeping the last good ones on failure.
+/// Every source file: company/location data and the rule files.
+fn watched(settings: &Settings) -> Vec<std::path::PathBuf> {
+    let mut files = settings.firmographics.watched_files(&settings.rules_dir);
+    files.extend(crate::rules::watched_files(&settings.rules_dir));
+    files
+}
+
 struct SourcesReloader {
     settings: Arc<Settings>,
     current: Arc<ArcSwap<Firmographics>>,
+    rules: Arc<ArcSwap<crate::rules::RuleSet>>,
     metrics: Arc<Metrics>,
     fingerprint: std::sync::Mutex<crate::watch::Fingerprint>,
 }
 
 impl SourcesReloader {
     fn watched(&self) -> crate::watch::Fingerprint {
-        crate::watch::fingerprint(
-            self.settings
-                .firmographics
-                .watched_files(&self.settings.rules_dir),
-        )
+        crate::watch::fingerprint(watched(&self.settings))
     }
 
     /// Whether any source file differs from what is loaded (a failed reload leaves this true: retried until
@@ -282,16 +306,37 @@ impl SourcesReloader {
         *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) != self.watched()
     }
 
+    /// Reload company/location sources and rules; each is swapped whole only if it loads cleanly (a broken
+    /// set keeps the previous one serving). The fingerprint moves on only when both loaded.
     fn reload(&self, reason: &str) -> Result<(), String> {
         let before = self.watched();
+        let rules = match crate::rules::RuleSet::load(&self.settings.rules_dir) {
+            Ok(r) => {
+                tracing::info!(reason, personalizations = r.personalizations.len(), version = %r.version, "rules reloaded");
+                self.rules.store(Arc::new(r));
+                self.metrics.source_reload("rules", ReloadResult::success);
+                Ok(())
+            }
+            Err(errors) => {
+                self.metrics.source_reload("rules", ReloadResult::failure);
+                let text = errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                tracing::error!(reason, errors = %text, "rule reload failed; keeping the previous rules");
+                Err(text)
+            }
+        };
         match Firmographics::load(&self.settings.firmographics, &self.settings.rules_dir) {
             Ok(f) => {
                 let accounts = f.accounts().len();
                 self.current.store(Arc::new(f));
-                *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = before;
                 self.metrics
                     .source_reload("firmographics", ReloadResult::success);
                 tracing::info!(reason, accounts, "company and location sources reloaded");
+                rules?;
+                *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = before;
                 Ok(())
             }
             Err(errors) => {

@@ -108,6 +108,7 @@ pub struct Metrics {
     decisions: Family<DecisionLabel, Counter>,
     company_lookups: Family<ResultLabel, Counter>,
     consent_records: Family<ResultLabel, Counter>,
+    rewrites: Family<ResultLabel, Counter>,
 }
 
 impl Metrics {
@@ -201,6 +202,12 @@ impl Metrics {
             "Choices posted to the consent endpoint, by result (recorded, refused, failed)",
             consent_records.clone(),
         );
+        let rewrites = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "rewrites",
+            "Responses with a personalization plan, by outcome (rewritten, bailed_out, or skipped_* when the response could not be rewritten)",
+            rewrites.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -222,6 +229,7 @@ impl Metrics {
             decisions,
             company_lookups,
             consent_records,
+            rewrites,
         })
     }
 
@@ -299,6 +307,10 @@ impl Metrics {
         self.consent_records
             .get_or_create(&ResultLabel { result })
             .inc();
+    }
+
+    pub fn rewrite(&self, result: &'static str) {
+        self.rewrites.get_or_create(&ResultLabel { result }).inc();
     }
 
     pub fn tls_handshake_error(&self) {

@@ -41,7 +41,34 @@ enum Kind {
         progressed: bool,
         /// The origin connection, returned to the pool when this body was read to the end.
         lease: Option<Lease>,
+        /// Personalization: the body goes through this rewriter on its way out.
+        rewrite: Option<Box<Rewrite>>,
     },
+}
+
+/// A body being rewritten.
+pub struct Rewrite {
+    pub rewriter: crate::rewrite::Rewriter,
+    pub metrics: Arc<Metrics>,
+    /// The origin's body ended and the rewriter's tail was sent.
+    ended: bool,
+}
+
+impl Rewrite {
+    pub fn new(rewriter: crate::rewrite::Rewriter, metrics: Arc<Metrics>) -> Rewrite {
+        Rewrite {
+            rewriter,
+            metrics,
+            ended: false,
+        }
+    }
+
+    fn report(&self, error: Option<String>) {
+        if let Some(e) = error {
+            self.metrics.rewrite("bailed_out");
+            tracing::warn!(error = %e, "rewriting gave up; the rest of the page passes through unchanged");
+        }
+    }
 }
 
 /// The body of every response the proxy sends.
@@ -82,8 +109,16 @@ impl ResponseBody {
                 timer: None,
                 progressed: false,
                 lease,
+                rewrite: None,
             },
             recorder: None,
+        }
+    }
+
+    /// Send the origin's body through `rewrite` (before any frame was polled).
+    pub fn set_rewrite(&mut self, r: Rewrite) {
+        if let Kind::Upstream { rewrite, .. } = &mut self.kind {
+            *rewrite = Some(Box::new(r));
         }
     }
 
@@ -127,27 +162,59 @@ impl Body for ResponseBody {
                 stall,
                 timer,
                 progressed,
+                rewrite,
                 ..
-            } => match Pin::new(body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    *progressed = true;
-                    Poll::Ready(Some(Ok(frame)))
+            } => loop {
+                if rewrite.as_ref().is_some_and(|r| r.ended) {
+                    break Poll::Ready(None);
                 }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => {
-                    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*stall)));
-                    loop {
-                        match timer.as_mut().poll(cx) {
-                            Poll::Pending => break Poll::Pending,
-                            Poll::Ready(()) if *progressed => {
-                                *progressed = false;
-                                timer.as_mut().reset(tokio::time::Instant::now() + *stall);
+                match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        *progressed = true;
+                        let Some(r) = rewrite.as_mut() else {
+                            break Poll::Ready(Some(Ok(frame)));
+                        };
+                        match frame.into_data() {
+                            Ok(data) => {
+                                let (out, error) = r.rewriter.write(&data);
+                                r.report(error);
+                                if out.is_empty() {
+                                    continue;
+                                }
+                                break Poll::Ready(Some(Ok(Frame::data(out))));
                             }
-                            Poll::Ready(()) => {
-                                break Poll::Ready(Some(Err(BodyStalled(*stall).into())))
-                            }
+                            // Trailers pass as they are.
+                            Err(frame) => break Poll::Ready(Some(Ok(frame))),
                         }
+                    }
+                    Poll::Ready(Some(Err(e))) => break Poll::Ready(Some(Err(e.into()))),
+                    Poll::Ready(None) => match rewrite.as_mut() {
+                        Some(r) => {
+                            r.ended = true;
+                            let (out, error) = r.rewriter.end();
+                            r.report(error);
+                            if out.is_empty() {
+                                break Poll::Ready(None);
+                            }
+                            break Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                        None => break Poll::Ready(None),
+                    },
+                    Poll::Pending => {
+                        let timer =
+                            timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*stall)));
+                        break loop {
+                            match timer.as_mut().poll(cx) {
+                                Poll::Pending => break Poll::Pending,
+                                Poll::Ready(()) if *progressed => {
+                                    *progressed = false;
+                                    timer.as_mut().reset(tokio::time::Instant::now() + *stall);
+                                }
+                                Poll::Ready(()) => {
+                                    break Poll::Ready(Some(Err(BodyStalled(*stall).into())))
+                                }
+                            }
+                        };
                     }
                 }
             },
@@ -173,7 +240,10 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(b) => b.is_none(),
-            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Upstream { body, rewrite, .. } => match rewrite {
+                Some(r) => r.ended,
+                None => body.is_end_stream(),
+            },
         }
     }
 
@@ -181,6 +251,9 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream {
+                rewrite: Some(_), ..
+            } => SizeHint::default(),
             Kind::Upstream { body, .. } => body.size_hint(),
         }
     }

@@ -79,7 +79,11 @@ pub struct Proxy {
     firmographics: Arc<ArcSwap<Firmographics>>,
     /// Where proof-of-consent records go.
     sink: own::Sink,
+    rules: Arc<ArcSwap<crate::rules::RuleSet>>,
 }
+
+/// lol_html's buffer limit per response (a start tag or text run split across chunks is buffered whole).
+const REWRITE_MEMORY: usize = 1024 * 1024;
 
 /// What the accept phase decided. (Returned once per request by value; boxing the response would add an
 /// allocation to every refusal for nothing.)
@@ -98,6 +102,7 @@ impl Proxy {
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
         firmographics: Arc<ArcSwap<Firmographics>>,
+        rules: Arc<ArcSwap<crate::rules::RuleSet>>,
         sink: own::Sink,
     ) -> Result<Arc<Proxy>, upstream::UpstreamSetupError> {
         let upstream = Upstream::new(&settings.upstream, &settings.timeouts)?;
@@ -115,6 +120,7 @@ impl Proxy {
             upstream_host,
             firmographics,
             sink,
+            rules,
         }))
     }
 
@@ -145,9 +151,10 @@ impl Proxy {
             Step::Respond(early) => early,
             Step::Own(route) => own::serve(&self, route, req, &ctx).await,
             Step::Forward => {
-                // The plan phase (rules) will read the classification; today it is made and counted.
-                let _classification = self.classify_phase(&req, &ctx);
-                self.upstream_phase(req, &ctx, &conn).await
+                let ops = self
+                    .classify_phase(&req, &ctx)
+                    .and_then(|c| self.plan_phase(&req, &c));
+                self.upstream_phase(req, &ctx, &conn, ops).await
             }
         };
         resp.headers_mut().insert(
@@ -348,6 +355,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         ctx: &RequestContext,
         conn: &ConnInfo,
+        ops: Option<Vec<crate::rewrite::Op>>,
     ) -> Response<ResponseBody> {
         let settings = &self.settings;
         let upgrade = headers::is_upgrade_request(req.version(), req.headers());
@@ -395,6 +403,13 @@ impl Proxy {
             settings.proxy.request_id_header.clone(),
             ctx.request_id.clone(),
         );
+        if ops.is_some() {
+            // A page we may rewrite must arrive in a form we can read.
+            h.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
 
         // The response timeout counts from the end of the request body: a slow upload is the client's time.
         let (body_done, body_finished) = tokio::sync::oneshot::channel();
@@ -463,7 +478,116 @@ impl Proxy {
         self.via.append(&mut parts.headers, parts.version);
         // An upgraded connection belongs to the tunnel now; it never goes back to the pool.
         let lease = (!switching).then_some(lease);
-        Response::from_parts(parts, ResponseBody::upstream(body, timeout, lease))
+        let mut rewrite = None;
+        if let Some(ops) = ops {
+            match self.rewritable(&parts) {
+                Ok(encoding) => {
+                    // A personalized page is never storable by a shared cache, and the origin's validators
+                    // and length no longer describe it.
+                    let h = &mut parts.headers;
+                    h.remove(header::CONTENT_LENGTH);
+                    h.remove(header::ETAG);
+                    h.remove(header::LAST_MODIFIED);
+                    h.insert(
+                        header::CACHE_CONTROL,
+                        HeaderValue::from_static("private, no-store"),
+                    );
+                    self.metrics.rewrite("rewritten");
+                    rewrite = Some(body::Rewrite::new(
+                        crate::rewrite::Rewriter::new(ops, encoding, REWRITE_MEMORY),
+                        self.metrics.clone(),
+                    ));
+                }
+                Err(why) => self.metrics.rewrite(why),
+            }
+        }
+        let mut out = ResponseBody::upstream(body, timeout, lease);
+        if let Some(r) = rewrite {
+            out.set_rewrite(r);
+        }
+        Response::from_parts(parts, out)
+    }
+}
+
+impl Proxy {
+    /// Plan phase: the rules that match and are permitted, rendered for this visitor (plus the consent banner
+    /// when the Decision asks for it). `None`: nothing to change.
+    fn plan_phase(
+        &self,
+        req: &Request<Incoming>,
+        c: &crate::classify::Classification,
+    ) -> Option<Vec<crate::rewrite::Op>> {
+        let rules = self.rules.load();
+        if rules.personalizations.is_empty() && !c.decision.show_banner {
+            return None;
+        }
+        let h = req.headers();
+        let referrer_host = h
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<http::Uri>().ok())
+            .and_then(|u| u.host().map(str::to_string));
+        let cookies: Vec<&str> = h
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|p| p.split_once('=').map(|(n, _)| n.trim()))
+            .take(64)
+            .collect();
+        let company = match &c.company {
+            crate::classify::Lookup::Matched(m) => Some(m.company.as_ref()),
+            _ => None,
+        };
+        let visitor = crate::rules::Visitor {
+            path: req.uri().path(),
+            query: req.uri().query(),
+            referrer_host: referrer_host.as_deref(),
+            cookies,
+            geo: &c.geo,
+            company,
+            decision: &c.decision,
+            now: crate::classify::unix_now(),
+        };
+        let plan = rules.plan(&visitor);
+        let banner = c
+            .decision
+            .show_banner
+            .then_some(self.settings.proxy.reserved_prefix.as_str());
+        let ops = crate::rewrite::render_plan(&plan, &visitor, banner);
+        (!ops.is_empty()).then_some(ops)
+    }
+
+    /// Whether this response can be rewritten, and if so with which declared charset; else why not.
+    fn rewritable(
+        &self,
+        parts: &http::response::Parts,
+    ) -> Result<Option<&'static encoding_rs::Encoding>, &'static str> {
+        if parts.status != StatusCode::OK {
+            return Err("skipped_status");
+        }
+        let ct = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("text/html") {
+            return Err("skipped_not_html");
+        }
+        let encoded = parts
+            .headers
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
+        if encoded {
+            return Err("skipped_encoding");
+        }
+        match crate::rewrite::charset(ct) {
+            Some(None) => Err("skipped_charset"),
+            Some(Some(enc)) => Ok(Some(enc)),
+            None => Ok(None),
+        }
     }
 }
 

@@ -786,6 +786,28 @@ fn compile_action(
     })
 }
 
+/// Every file and folder the rule set is read from (for change detection).
+pub fn watched_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for sub in ["", "accounts", "segments", "regions", "snippets"] {
+        let folder = if sub.is_empty() {
+            dir.to_path_buf()
+        } else {
+            dir.join(sub)
+        };
+        files.push(folder.clone());
+        if let Ok(entries) = std::fs::read_dir(&folder) {
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            found.sort();
+            files.extend(found);
+        }
+    }
+    files
+}
+
 impl RuleSet {
     /// Load every rule file under `dir` (a missing folder is an empty set). All errors are returned together.
     pub fn load(dir: &Path) -> Result<RuleSet, Vec<SourceError>> {
