@@ -14,5 +14,6 @@ mod consent;
 mod failures;
 mod forwarding;
 mod lifecycle;
+mod rules;
 mod support;
 mod tls;

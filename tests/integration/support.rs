@@ -222,6 +222,23 @@ async fn origin_handle(
                 .expect("response"))
         }
         "/big" => Ok(Response::new(full(vec![b'x'; 1024 * 1024]))),
+        "/page" | "/pricing" => {
+            let (parts, _) = req.into_parts();
+            seen.lock()
+                .unwrap()
+                .push(Seen::of(&parts.method, &parts.uri, &parts.headers, 0));
+            Ok(Response::builder()
+                .header("content-type", "text/html; charset=utf-8")
+                .header("etag", "\"p1\"")
+                .header("last-modified", "Tue, 24 Nov 2026 10:00:00 GMT")
+                .header("cache-control", "public, max-age=600")
+                .body(full(PAGE))
+                .expect("response"))
+        }
+        "/logo.svg" => Ok(Response::builder()
+            .header("content-type", "image/svg+xml")
+            .body(full("<svg><h1>not a page</h1></svg>"))
+            .expect("response")),
         "/stall" => {
             // One chunk, then silence with the body still open.
             let (tx, rx) = mpsc::channel::<Bytes>(1);
@@ -255,6 +272,11 @@ async fn origin_handle(
         }
     }
 }
+
+/// The page `/page` and `/pricing` serve.
+pub const PAGE: &str = "<!doctype html><html><head><title>Example</title></head><body>\
+<h1 class=\"hero\">Software for every team</h1><p class=\"lead\">Generic lead.</p>\
+<a class=\"cta\" href=\"/demo\">Book a demo</a></body></html>";
 
 /// A body fed from a channel: each message is one data frame.
 pub struct ChannelBody(pub mpsc::Receiver<Bytes>);

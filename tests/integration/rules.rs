@@ -1,0 +1,217 @@
+//! Rules and streaming rewriting through the real proxy: an account visitor gets their page, consent gates it
+//! (and the lookup), opt-in visitors get the banner, cache headers, non-HTML untouched, hot reload keeps the
+//! last good rules.
+
+use std::path::Path;
+
+use crate::support::*;
+
+const ACME: &str = r#"
+[account]
+domain = "acme.example"
+name = "Acme & Sons"
+networks = ["127.0.10.0/24"]
+owner = "Dana"
+
+[[personalization]]
+id = "hero"
+tier = "firmographic"
+paths = ["/page", "/pricing"]
+
+[[personalization.action]]
+select = "h1.hero"
+set_text = "Software for {{ company.name }}"
+
+[[personalization.action]]
+select = "a.cta"
+set_attribute = { name = "href", value = "/demo?account={{ account.domain }}" }
+"#;
+
+const REGION: &str = r#"
+[[personalization]]
+id = "dach"
+tier = "anonymous"
+when.country = ["DE"]
+
+[[personalization.action]]
+select = "p.lead"
+set_text = "Jetzt in {{ geo.country }}."
+"#;
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+async fn rules_proxy(origin: &Origin, rules: &Path) -> concierge::app::Server {
+    proxy(
+        &origin.url(),
+        &format!(
+            "[rules]\ndir = \"{}\"\n[firmographics]\nwatch_interval = \"50ms\"\n\
+             [[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"DE\"\n\
+             [[geo.static]]\nnetwork = \"127.0.10.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n",
+            rules.display()
+        ),
+    )
+    .await
+}
+
+const HTML: (&str, &str) = ("accept", "text/html,application/xhtml+xml");
+
+#[tokio::test]
+async fn an_account_visitor_gets_their_page_and_consent_gates_it() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "accounts/acme.example.toml", ACME);
+    write(dir.path(), "regions/dach.toml", REGION);
+    let server = rules_proxy(&origin, dir.path()).await;
+    let addr = server.listeners[0];
+
+    // California, no signal: personalized.
+    let (resp, body) = get_from(
+        "127.0.10.5",
+        addr,
+        "/page",
+        &[HTML, ("accept-encoding", "gzip, br")],
+    )
+    .await;
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        body.contains("<h1 class=\"hero\">Software for Acme &amp; Sons</h1>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("href=\"/demo?account=acme.example\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("<p class=\"lead\">Generic lead.</p>"),
+        "region rule is for DE only"
+    );
+    assert!(!body.contains("consent.js"), "opt-out region: no banner");
+    let h = resp.headers();
+    assert_eq!(h["cache-control"], "private, no-store");
+    assert!(h.get("etag").is_none() && h.get("last-modified").is_none());
+    assert!(h.get("content-length").is_none());
+    assert_eq!(
+        origin
+            .last()
+            .headers
+            .iter()
+            .find(|(n, _)| n == "accept-encoding")
+            .map(|(_, v)| v.as_str()),
+        Some("identity"),
+        "the origin is asked for a body we can rewrite"
+    );
+
+    // California with GPC: the origin's page, byte for byte, with its caching headers.
+    let (resp, body) = get_from("127.0.10.5", addr, "/page", &[HTML, ("sec-gpc", "1")]).await;
+    assert_eq!(body, PAGE.as_bytes());
+    assert_eq!(resp.headers()["cache-control"], "public, max-age=600");
+    assert_eq!(resp.headers()["etag"], "\"p1\"");
+
+    // Germany, no consent: the anonymous region rule and the banner, no company rule, no lookup.
+    let (_, body) = get(addr, "/page", &[HTML]).await;
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        body.contains("<p class=\"lead\">Jetzt in DE.</p>"),
+        "{body}"
+    );
+    assert!(body.contains("<h1 class=\"hero\">Software for every team</h1>"));
+    assert!(body.contains(
+        "<link rel=\"stylesheet\" href=\"/_concierge/consent.css\"><script src=\"/_concierge/consent.js\" defer></script></head>"
+    ));
+
+    // Not a page: untouched even though a rule and the banner apply to the visitor.
+    let (_, body) = get(addr, "/logo.svg", &[HTML]).await;
+    assert_eq!(&body[..], b"<svg><h1>not a page</h1></svg>");
+
+    let (_, m) = admin(&server, "/metrics").await;
+    // Only the account's first request: not with GPC, not from Germany without consent.
+    assert_eq!(
+        metric_value(&m, "concierge_company_lookups_total{result=\"match\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&m, "concierge_rewrites_total{result=\"rewritten\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric_value(&m, "concierge_rewrites_total{result=\"skipped_not_html\"}"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_broken_rule_file_on_reload_keeps_the_previous_rules_serving() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "accounts/acme.example.toml", ACME);
+    let server = rules_proxy(&origin, dir.path()).await;
+    let addr = server.listeners[0];
+    let hero = |body: &[u8]| String::from_utf8_lossy(body).contains("Software for Acme");
+
+    // Broken: an unknown template variable.
+    write(
+        dir.path(),
+        "accounts/acme.example.toml",
+        &ACME.replace("{{ company.name }}", "{{ company.nmae }}"),
+    );
+    let metrics = server.metrics.clone();
+    eventually("the failed reload is counted", || {
+        metrics
+            .encode()
+            .contains("concierge_source_reloads_total{source=\"rules\",result=\"failure\"}")
+    })
+    .await;
+    let (_, body) = get_from("127.0.10.5", addr, "/page", &[HTML]).await;
+    assert!(hero(&body), "old rules still serve");
+
+    // Fixed, with new text: swapped in.
+    write(
+        dir.path(),
+        "accounts/acme.example.toml",
+        &ACME.replace(
+            "Software for {{ company.name }}",
+            "Made for {{ company.name }}",
+        ),
+    );
+    eventually("the good reload is counted", || {
+        metrics
+            .encode()
+            .contains("concierge_source_reloads_total{source=\"rules\",result=\"success\"}")
+    })
+    .await;
+    let (_, body) = get_from("127.0.10.5", addr, "/page", &[HTML]).await;
+    assert!(String::from_utf8_lossy(&body).contains("Made for Acme &amp; Sons"));
+}
+
+#[tokio::test]
+async fn broken_rules_stop_the_start_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "regions/bad.toml",
+        "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1[\"\nset_text = \"x\"\n",
+    );
+    let settings = concierge::config::Settings::from_toml(
+        &format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\n",
+            dir.path().display(),
+            dir.path().join("audit").display()
+        ),
+        &concierge::config::Overrides {
+            listen: vec!["127.0.0.1:0".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let err = concierge::app::Server::start(settings)
+        .await
+        .err()
+        .expect("start fails")
+        .to_string();
+    assert!(err.contains("bad.toml:5:10: selector `h1[`"), "{err}");
+}
