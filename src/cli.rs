@@ -273,6 +273,23 @@ fn check(args: ServeArgs) -> ExitCode {
         }
         Err(e) => problems.push(format!("cannot start a runtime: {e}")),
     }
+    match crate::rules::RuleSet::load(&settings.rules_dir) {
+        Ok(r) => {
+            lines.push(format!(
+                "rules     {} personalizations in {} (version {})",
+                r.personalizations.len(),
+                settings.rules_dir.display(),
+                r.version
+            ));
+            for c in &r.conflicts {
+                lines.push(format!(
+                    "conflict  `{}` ({}): {} wins over {}",
+                    c.selector, c.slot, c.winner, c.loser
+                ));
+            }
+        }
+        Err(errors) => problems.extend(errors.iter().map(|e| e.to_string())),
+    }
     match crate::firmographics::Firmographics::load(&settings.firmographics, &settings.rules_dir) {
         Ok(f) => {
             lines.push(format!(

@@ -192,7 +192,11 @@ pub fn banner(proxy: SocketAddr, origin: SocketAddr, admin: Option<SocketAddr>) 
         ));
     }
     s.push_str(&format!(
-        "\nTry:\n  curl -si http://{proxy}/ | head -n 15          # the home page, with x-request-id\n  \
+        "\nTry:\n  curl -s --interface 127.0.10.5 http://{proxy}/ -H 'Accept: text/html' | grep hero-headline   # Acme's page\n  \
+         curl -s --interface 127.0.20.5 http://{proxy}/ -H 'Accept: text/html' | grep announcement    # Globex\n  \
+         curl -s --interface 127.0.10.5 http://{proxy}/ -H 'Accept: text/html' -H 'Sec-GPC: 1' | grep hero-headline   # GPC: unchanged\n  \
+         curl -s  http://{proxy}/ -H 'Accept: text/html' | grep -E 'hero-note|consent.js'   # Germany: region rule + banner\n  \
+         curl -si http://{proxy}/ | head -n 15          # the home page, with x-request-id\n  \
          curl -s  http://{proxy}/echo                   # what the origin receives: Via, X-Forwarded-*, Forwarded\n  \
          curl -s  http://{proxy}/_concierge/ -o /dev/null -w '%{{http_code}}\\n'   # the reserved prefix never reaches the origin\n  \
          open     http://{proxy}/_concierge/consent       # the privacy-choices page (127.0.0.1 is in Germany here)\n  \
