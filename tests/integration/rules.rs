@@ -16,7 +16,7 @@ owner = "Dana"
 [[personalization]]
 id = "hero"
 tier = "firmographic"
-paths = ["/page", "/pricing"]
+paths = ["/landing", "/pricing"]
 
 [[personalization.action]]
 select = "h1.hero"
@@ -72,7 +72,7 @@ async fn an_account_visitor_gets_their_page_and_consent_gates_it() {
     let (resp, body) = get_from(
         "127.0.10.5",
         addr,
-        "/page",
+        "/landing",
         &[HTML, ("accept-encoding", "gzip, br")],
     )
     .await;
@@ -107,13 +107,13 @@ async fn an_account_visitor_gets_their_page_and_consent_gates_it() {
     );
 
     // California with GPC: the origin's page, byte for byte, with its caching headers.
-    let (resp, body) = get_from("127.0.10.5", addr, "/page", &[HTML, ("sec-gpc", "1")]).await;
+    let (resp, body) = get_from("127.0.10.5", addr, "/landing", &[HTML, ("sec-gpc", "1")]).await;
     assert_eq!(body, PAGE.as_bytes());
     assert_eq!(resp.headers()["cache-control"], "public, max-age=600");
     assert_eq!(resp.headers()["etag"], "\"p1\"");
 
     // Germany, no consent: the anonymous region rule and the banner, no company rule, no lookup.
-    let (_, body) = get(addr, "/page", &[HTML]).await;
+    let (_, body) = get(addr, "/landing", &[HTML]).await;
     let body = String::from_utf8(body.to_vec()).unwrap();
     assert!(
         body.contains("<p class=\"lead\">Jetzt in DE.</p>"),
@@ -166,7 +166,7 @@ async fn a_broken_rule_file_on_reload_keeps_the_previous_rules_serving() {
             .contains("concierge_source_reloads_total{source=\"rules\",result=\"failure\"}")
     })
     .await;
-    let (_, body) = get_from("127.0.10.5", addr, "/page", &[HTML]).await;
+    let (_, body) = get_from("127.0.10.5", addr, "/landing", &[HTML]).await;
     assert!(hero(&body), "old rules still serve");
 
     // Fixed, with new text: swapped in.
@@ -184,7 +184,7 @@ async fn a_broken_rule_file_on_reload_keeps_the_previous_rules_serving() {
             .contains("concierge_source_reloads_total{source=\"rules\",result=\"success\"}")
     })
     .await;
-    let (_, body) = get_from("127.0.10.5", addr, "/page", &[HTML]).await;
+    let (_, body) = get_from("127.0.10.5", addr, "/landing", &[HTML]).await;
     assert!(String::from_utf8_lossy(&body).contains("Made for Acme &amp; Sons"));
 }
 

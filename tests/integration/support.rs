@@ -222,7 +222,7 @@ async fn origin_handle(
                 .expect("response"))
         }
         "/big" => Ok(Response::new(full(vec![b'x'; 1024 * 1024]))),
-        "/page" | "/pricing" => {
+        "/landing" => {
             let (parts, _) = req.into_parts();
             seen.lock()
                 .unwrap()
@@ -273,7 +273,7 @@ async fn origin_handle(
     }
 }
 
-/// The page `/page` and `/pricing` serve.
+/// The page `/landing` serves.
 pub const PAGE: &str = "<!doctype html><html><head><title>Example</title></head><body>\
 <h1 class=\"hero\">Software for every team</h1><p class=\"lead\">Generic lead.</p>\
 <a class=\"cta\" href=\"/demo\">Book a demo</a></body></html>";
