@@ -53,6 +53,37 @@ pub enum Command {
     /// Consent signals.
     #[command(subcommand)]
     Consent(ConsentCommand),
+    /// Dry run for one visitor and URL: company and location, the consent Decision, every rule with why it
+    /// applies or not, the plan, and (with --html) the rewritten page.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// TOML configuration file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Rules directory. Overrides rules.dir.
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// The visitor's (resolved) IP address.
+    #[arg(long, value_name = "IP")]
+    pub ip: String,
+    /// The page, as a URL or a path with query (e.g. '/pricing?utm_campaign=spring').
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// A request header, e.g. 'Sec-GPC: 1' or 'Referer: https://www.linkedin.com/' (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "'NAME: VALUE'")]
+    pub headers: Vec<String>,
+    /// A cookie, e.g. 'concierge_consent=…' (repeatable).
+    #[arg(long = "cookie", short = 'b', value_name = "NAME=VALUE")]
+    pub cookies: Vec<String>,
+    /// An HTML file to rewrite as the origin's page; the result goes to standard output.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +219,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Lookup(args) => lookup(args),
         Command::Consent(ConsentCommand::Decode { string, json }) => consent_decode(&string, json),
         Command::Consent(ConsentCommand::Decide(args)) => consent_decide(args),
+        Command::Explain(args) => explain(args),
     }
 }
 
@@ -550,16 +582,11 @@ fn lookup(args: LookupArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn consent_decide(args: DecideArgs) -> ExitCode {
-    use crate::classify::{classify, Lookup};
+/// Headers for an offline request (`consent decide`, `explain`) from 'Name: value' and 'NAME=VALUE' arguments.
+fn request_headers(headers: &[String], cookies: &[String]) -> Result<http::HeaderMap, ExitCode> {
     use http::header::{HeaderName, HeaderValue};
-
-    let Ok(ip) = args.ip.parse::<std::net::IpAddr>() else {
-        eprintln!("error: --ip `{}` is not an IP address", args.ip);
-        return ExitCode::from(2);
-    };
-    let mut headers = http::HeaderMap::new();
-    for h in &args.headers {
+    let mut map = http::HeaderMap::new();
+    for h in headers {
         let parsed = h.split_once(':').and_then(|(n, v)| {
             Some((
                 HeaderName::from_bytes(n.trim().as_bytes()).ok()?,
@@ -568,25 +595,302 @@ fn consent_decide(args: DecideArgs) -> ExitCode {
         });
         let Some((name, value)) = parsed else {
             eprintln!("error: --header `{h}` is not a header; write 'Name: value'");
-            return ExitCode::from(2);
+            return Err(ExitCode::from(2));
         };
-        headers.append(name, value);
+        map.append(name, value);
     }
-    if !args.cookies.is_empty() {
-        if let Some(bad) = args.cookies.iter().find(|c| !c.contains('=')) {
+    if !cookies.is_empty() {
+        if let Some(bad) = cookies.iter().find(|c| !c.contains('=')) {
             eprintln!("error: --cookie `{bad}` is not a cookie; write 'NAME=VALUE'");
-            return ExitCode::from(2);
+            return Err(ExitCode::from(2));
         }
-        match HeaderValue::from_str(&args.cookies.join("; ")) {
+        match HeaderValue::from_str(&cookies.join("; ")) {
             Ok(v) => {
-                headers.append(http::header::COOKIE, v);
+                map.append(http::header::COOKIE, v);
             }
             Err(_) => {
                 eprintln!("error: a --cookie value holds characters a Cookie header cannot carry");
-                return ExitCode::from(2);
+                return Err(ExitCode::from(2));
             }
         }
     }
+    Ok(map)
+}
+
+fn explain(args: ExplainArgs) -> ExitCode {
+    use crate::classify::{classify, Lookup};
+    use crate::rules::template::Context;
+    use crate::rules::{ActionKind, Content, Verdict};
+
+    let Ok(ip) = args.ip.parse::<std::net::IpAddr>() else {
+        eprintln!("error: --ip `{}` is not an IP address", args.ip);
+        return ExitCode::from(2);
+    };
+    let Ok(uri) = args.url.parse::<http::Uri>() else {
+        eprintln!("error: --url `{}` is not a URL or path", args.url);
+        return ExitCode::from(2);
+    };
+    let headers = match request_headers(&args.headers, &args.cookies) {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    let html = match &args.html {
+        Some(p) => match std::fs::read(p) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("error: --html {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let (settings, f) = match load_sources(args.config.as_deref(), args.rules.clone()) {
+        Ok(pair) => pair,
+        Err(code) => return code,
+    };
+    let rules = match crate::rules::RuleSet::load(&settings.rules_dir) {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{} error(s) in the rule files", errors.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = crate::classify::unix_now();
+    let c = classify(&f, &settings.consent, ip, &headers, uri.query(), now);
+    let referrer_host = headers
+        .get(http::header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<http::Uri>().ok())
+        .and_then(|u| u.host().map(str::to_string));
+    let cookie_names: Vec<&str> = args
+        .cookies
+        .iter()
+        .filter_map(|c| c.split_once('=').map(|(n, _)| n.trim()))
+        .collect();
+    let company = match &c.company {
+        Lookup::Matched(m) => Some(m.company.as_ref()),
+        _ => None,
+    };
+    let visitor = crate::rules::Visitor {
+        path: uri.path(),
+        query: uri.query(),
+        referrer_host: referrer_host.as_deref(),
+        cookies: cookie_names,
+        geo: &c.geo,
+        company,
+        decision: &c.decision,
+        now,
+    };
+    let plan = rules.plan(&visitor);
+    let describe = |a: &crate::rules::Action| -> (String, String) {
+        let r = |t: &crate::rules::template::Template, ctx| crate::rules::render(t, ctx, &visitor);
+        match &a.kind {
+            ActionKind::SetContent(Content::Text(t)) => ("set text".into(), r(t, Context::Text)),
+            ActionKind::SetContent(Content::Html(t)) => ("set html".into(), r(t, Context::Html)),
+            ActionKind::SetAttribute { name, value, url } => (
+                format!("set attribute {name}"),
+                r(
+                    value,
+                    if *url {
+                        Context::Url
+                    } else {
+                        Context::Attribute
+                    },
+                ),
+            ),
+            ActionKind::AppendAttribute { name, value, url } => (
+                format!("append to attribute {name}"),
+                r(
+                    value,
+                    if *url {
+                        Context::Url
+                    } else {
+                        Context::Attribute
+                    },
+                ),
+            ),
+            ActionKind::Insert(pos, Content::Text(t) | Content::Html(t)) => (
+                format!("insert {pos:?}").to_lowercase(),
+                r(t, Context::Html),
+            ),
+            ActionKind::Remove => ("remove".into(), String::new()),
+            ActionKind::AddClass(cl) => ("add class".into(), cl.clone()),
+            ActionKind::Inject(asset) => {
+                (format!("inject {asset:?}").to_lowercase(), String::new())
+            }
+        }
+    };
+    let rewritten = html.map(|body| {
+        let banner = c
+            .decision
+            .show_banner
+            .then_some(settings.proxy.reserved_prefix.as_str());
+        let ops = crate::rewrite::render_plan(&plan, &visitor, banner);
+        let mut rw = crate::rewrite::Rewriter::new(ops, None, 64 * 1024 * 1024);
+        let (mut out, e1) = rw.write(&body);
+        let (tail, e2) = rw.end();
+        let mut v = out.to_vec();
+        v.extend_from_slice(&tail);
+        out = v.into();
+        (out, e1.or(e2))
+    });
+    let status = |v: &Verdict| -> (&'static str, String) {
+        match v {
+            Verdict::Applied => ("applied", String::new()),
+            Verdict::NotPermitted(w) => ("not permitted", w.clone()),
+            Verdict::NotMatched(w) => ("not matched", w.clone()),
+            Verdict::Overridden(w) => ("overridden", w.clone()),
+        }
+    };
+    if args.json {
+        let candidates: Vec<serde_json::Value> = plan
+            .verdicts
+            .iter()
+            .map(|(p, v)| {
+                serde_json::json!({
+                    "id": p.id,
+                    "file": p.file.display().to_string(),
+                    "scale": p.scale,
+                    "tier": p.tier,
+                    "verdict": v,
+                })
+            })
+            .collect();
+        let actions: Vec<serde_json::Value> = plan
+            .actions
+            .iter()
+            .map(|(p, a)| {
+                let (what, value) = describe(a);
+                serde_json::json!({"rule": p.id, "selector": a.selector, "action": what, "value": value})
+            })
+            .collect();
+        let mut out = serde_json::json!({
+            "ip": ip.to_string(),
+            "url": args.url,
+            "geo": c.geo,
+            "company": c.company,
+            "decision": c.decision,
+            "rules_version": plan.rules_version,
+            "candidates": candidates,
+            "plan": actions,
+        });
+        if let Some((html, error)) = &rewritten {
+            out["html"] = serde_json::Value::String(String::from_utf8_lossy(html).into_owned());
+            out["rewrite_error"] = serde_json::json!(error);
+        }
+        return match serde_json::to_string_pretty(&out) {
+            Ok(t) => {
+                outln!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // With --html, the page goes to stdout and the explanation to stderr, so the page can be redirected.
+    let mut text = Vec::new();
+    let d = &c.decision;
+    text.push(format!(
+        "visitor    {ip} {} — {}",
+        match (&c.geo.country, &c.geo.subdivision) {
+            (Some(cc), Some(sub)) => format!("{cc}-{sub}"),
+            (Some(cc), None) => cc.clone(),
+            _ => "location unknown".into(),
+        },
+        match &c.company {
+            Lookup::NotRun => "company lookup not run (firmographic not permitted)".to_string(),
+            Lookup::Matched(m) => format!(
+                "company {}{}",
+                m.company.name,
+                m.company
+                    .domain
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            ),
+            Lookup::NoCompany(_) => "no company".to_string(),
+        }
+    ));
+    let tiers: Vec<String> = d
+        .permitted
+        .iter()
+        .map(|t| format!("{t:?}").to_lowercase())
+        .collect();
+    text.push(format!(
+        "consent    {} ({}): permitted {}{}",
+        d.jurisdiction.region,
+        crate::classify::regime_name(d.jurisdiction.regime),
+        tiers.join(", "),
+        if d.show_banner { "; banner shown" } else { "" }
+    ));
+    text.push(format!("           reasons: {}", d.reasons.join(", ")));
+    text.push(format!("rules      version {}", plan.rules_version));
+    for (p, v) in &plan.verdicts {
+        let (what, why) = status(v);
+        text.push(format!(
+            "  {what:<14} {:<36} {}",
+            p.id,
+            if why.is_empty() {
+                format!("({:?}, {:?})", p.scale, p.tier).to_lowercase()
+            } else {
+                why
+            }
+        ));
+    }
+    text.push("plan".into());
+    if plan.actions.is_empty() {
+        text.push("  nothing to change".into());
+    }
+    for (p, a) in &plan.actions {
+        let (what, value) = describe(a);
+        text.push(format!(
+            "  {:<24} {what:<22} {value:?}  [{}]",
+            a.selector, p.id
+        ));
+    }
+    match rewritten {
+        Some((html, error)) => {
+            for line in &text {
+                eprintln!("{line}");
+            }
+            if let Some(e) = error {
+                eprintln!("rewrite    gave up ({e}); the rest of the page is unchanged");
+            }
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            if stdout
+                .write_all(&html)
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return ExitCode::SUCCESS;
+            }
+        }
+        None => {
+            for line in &text {
+                outln!("{line}");
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn consent_decide(args: DecideArgs) -> ExitCode {
+    use crate::classify::{classify, Lookup};
+
+    let Ok(ip) = args.ip.parse::<std::net::IpAddr>() else {
+        eprintln!("error: --ip `{}` is not an IP address", args.ip);
+        return ExitCode::from(2);
+    };
+    let headers = match request_headers(&args.headers, &args.cookies) {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
     let now = match &args.at {
         None => crate::classify::unix_now(),
         Some(t) => match humantime::parse_rfc3339_weak(t) {

@@ -445,3 +445,76 @@ fn consent_decide_cli_uses_the_configured_geo_policy_and_accounts() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("'Name: value'"));
 }
+
+#[test]
+fn explain_shows_decision_candidates_plan_and_the_rewritten_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("concierge.toml");
+    std::fs::write(
+        &cfg,
+        "[[geo.static]]\nnetwork = \"127.0.10.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\
+         [[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"DE\"\n",
+    )
+    .expect("write");
+    let page = dir.path().join("index.html");
+    std::fs::write(
+        &page,
+        "<html><head></head><body><h1 id=\"hero-headline\">Generic</h1><p class=\"hero-note\">n</p></body></html>",
+    )
+    .expect("write");
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let run = |ip: &str, extra: &[&str]| {
+        let out = concierge()
+            .args([
+                "explain",
+                "--json",
+                "--url",
+                "/?utm_source=x",
+                "--ip",
+                ip,
+                "--config",
+            ])
+            .arg(&cfg)
+            .arg("--rules")
+            .arg(&rules)
+            .arg("--html")
+            .arg(&page)
+            .args(extra)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let v = run("127.0.10.5", &[]);
+    assert_eq!(v["company"]["company"]["domain"], "acme.example");
+    let verdict = |v: &serde_json::Value, id: &str| {
+        v["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["verdict"]["status"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(verdict(&v, "acme.example/home-hero"), "applied");
+    assert_eq!(verdict(&v, "globex.example/announcement"), "not_matched");
+    assert_eq!(v["plan"][0]["selector"], "#hero-headline");
+    assert!(v["html"]
+        .as_str()
+        .unwrap()
+        .contains("<h1 id=\"hero-headline\">Acme Manufacturing: see every dollar"));
+    // With GPC: nothing firmographic, the lookup not run, the page unchanged.
+    let v = run("127.0.10.5", &["--header", "Sec-GPC: 1"]);
+    assert_eq!(v["company"]["status"], "not_run");
+    assert_eq!(verdict(&v, "acme.example/home-hero"), "not_permitted");
+    assert!(v["html"].as_str().unwrap().contains(">Generic</h1>"));
+    // Germany: the region rule and the banner.
+    let v = run("127.0.0.1", &[]);
+    assert_eq!(verdict(&v, "dach/note"), "applied");
+    let html = v["html"].as_str().unwrap();
+    assert!(html.contains("Hosted in Frankfurt") && html.contains("consent.js"));
+}
