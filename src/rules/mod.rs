@@ -809,6 +809,20 @@ pub fn watched_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 impl RuleSet {
+    /// A set from already-parsed personalizations (tests, fuzzing, tools): ordered by precedence.
+    pub fn from_personalizations(mut ps: Vec<Personalization>) -> RuleSet {
+        for (i, p) in ps.iter_mut().enumerate() {
+            p.order = i;
+        }
+        ps.sort_by(precedence);
+        let conflicts = static_conflicts(&ps);
+        RuleSet {
+            personalizations: ps.into_iter().map(Arc::new).collect(),
+            conflicts,
+            version: "unversioned".into(),
+        }
+    }
+
     /// Load every rule file under `dir` (a missing folder is an empty set). All errors are returned together.
     pub fn load(dir: &Path) -> Result<RuleSet, Vec<SourceError>> {
         let mut files: Vec<(PathBuf, Scale)> = Vec::new();
