@@ -49,18 +49,41 @@ enum Kind {
 /// A body being rewritten.
 pub struct Rewrite {
     pub rewriter: crate::rewrite::Rewriter,
+    /// Compresses the rewritten page for the client, when it accepts a coding.
+    pub encoder: Option<crate::rewrite::codec::Encoder>,
     pub metrics: Arc<Metrics>,
     /// The origin's body ended and the rewriter's tail was sent.
     ended: bool,
 }
 
 impl Rewrite {
-    pub fn new(rewriter: crate::rewrite::Rewriter, metrics: Arc<Metrics>) -> Rewrite {
+    pub fn new(
+        rewriter: crate::rewrite::Rewriter,
+        encoder: Option<crate::rewrite::codec::Encoder>,
+        metrics: Arc<Metrics>,
+    ) -> Rewrite {
         Rewrite {
             rewriter,
+            encoder,
             metrics,
             ended: false,
         }
+    }
+
+    /// Rewritten bytes → what goes to the client (compressed when negotiated).
+    fn encode(&mut self, out: Bytes, last: bool) -> Result<Bytes, BoxError> {
+        let Some(e) = self.encoder.as_mut() else {
+            return Ok(out);
+        };
+        let mut v = if out.is_empty() {
+            Vec::new()
+        } else {
+            e.write(&out)?
+        };
+        if last {
+            v.extend(e.finish()?);
+        }
+        Ok(Bytes::from(v))
     }
 
     fn report(&self, error: Option<String>) {
@@ -181,7 +204,11 @@ impl Body for ResponseBody {
                                 if out.is_empty() {
                                     continue;
                                 }
-                                break Poll::Ready(Some(Ok(Frame::data(out))));
+                                match r.encode(out, false) {
+                                    Ok(b) if b.is_empty() => continue,
+                                    Ok(b) => break Poll::Ready(Some(Ok(Frame::data(b)))),
+                                    Err(e) => break Poll::Ready(Some(Err(e))),
+                                }
                             }
                             // Trailers pass as they are.
                             Err(frame) => break Poll::Ready(Some(Ok(frame))),
@@ -193,10 +220,11 @@ impl Body for ResponseBody {
                             r.ended = true;
                             let (out, error) = r.rewriter.end();
                             r.report(error);
-                            if out.is_empty() {
-                                break Poll::Ready(None);
+                            match r.encode(out, true) {
+                                Ok(b) if b.is_empty() => break Poll::Ready(None),
+                                Ok(b) => break Poll::Ready(Some(Ok(Frame::data(b)))),
+                                Err(e) => break Poll::Ready(Some(Err(e))),
                             }
-                            break Poll::Ready(Some(Ok(Frame::data(out))));
                         }
                         None => break Poll::Ready(None),
                     },

@@ -403,8 +403,15 @@ impl Proxy {
             settings.proxy.request_id_header.clone(),
             ctx.request_id.clone(),
         );
+        // A page we may rewrite must arrive in a form we can read; we compress it for the client ourselves.
+        let client_coding = ops.as_ref().and_then(|_| {
+            crate::rewrite::codec::Coding::negotiate(
+                h.get_all(header::ACCEPT_ENCODING)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            )
+        });
         if ops.is_some() {
-            // A page we may rewrite must arrive in a form we can read.
             h.insert(
                 header::ACCEPT_ENCODING,
                 HeaderValue::from_static("identity"),
@@ -492,9 +499,16 @@ impl Proxy {
                         header::CACHE_CONTROL,
                         HeaderValue::from_static("private, no-store"),
                     );
+                    h.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+                    let encoder = client_coding.and_then(|c| {
+                        let e = crate::rewrite::codec::Encoder::new(c).ok()?;
+                        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(c.name()));
+                        Some(e)
+                    });
                     self.metrics.rewrite("rewritten");
                     rewrite = Some(body::Rewrite::new(
                         crate::rewrite::Rewriter::new(ops, encoding, REWRITE_MEMORY),
+                        encoder,
                         self.metrics.clone(),
                     ));
                 }

@@ -6,6 +6,8 @@
 //! bytes pass through unchanged (lol_html's graceful bail-out), the error is reported once, and the page never
 //! breaks.
 
+pub mod codec;
+
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 

@@ -76,8 +76,21 @@ async fn an_account_visitor_gets_their_page_and_consent_gates_it() {
         &[HTML, ("accept-encoding", "gzip, br")],
     )
     .await;
-    let body = String::from_utf8(body.to_vec()).unwrap();
     assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-encoding"],
+        "br",
+        "compressed for the client"
+    );
+    assert!(resp
+        .headers()
+        .get_all("vary")
+        .iter()
+        .any(|v| v == "Accept-Encoding"));
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut brotli::Decompressor::new(&body[..], 4096), &mut plain)
+        .unwrap();
+    let body = String::from_utf8(plain).unwrap();
     assert!(
         body.contains("<h1 class=\"hero\">Software for Acme &amp; Sons</h1>"),
         "{body}"
@@ -142,6 +155,52 @@ async fn an_account_visitor_gets_their_page_and_consent_gates_it() {
         metric_value(&m, "concierge_rewrites_total{result=\"skipped_not_html\"}"),
         Some(1.0)
     );
+}
+
+#[tokio::test]
+async fn rewritten_pages_are_compressed_as_the_client_asks() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "accounts/acme.example.toml", ACME);
+    let server = rules_proxy(&origin, dir.path()).await;
+    let addr = server.listeners[0];
+    for (ae, coding) in [
+        ("gzip", Some("gzip")),
+        ("zstd;q=1, gzip;q=0.5", Some("zstd")),
+        ("identity", None),
+        ("br;q=0", None),
+    ] {
+        let (resp, body) = get_from(
+            "127.0.10.5",
+            addr,
+            "/landing",
+            &[HTML, ("accept-encoding", ae)],
+        )
+        .await;
+        assert_eq!(
+            resp.headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap()),
+            coding,
+            "{ae}"
+        );
+        let plain = match coding {
+            Some("gzip") => {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut v)
+                    .unwrap();
+                v
+            }
+            Some("zstd") => zstd::stream::decode_all(&body[..]).unwrap(),
+            _ => body.to_vec(),
+        };
+        assert!(
+            String::from_utf8(plain)
+                .unwrap()
+                .contains("Software for Acme &amp; Sons"),
+            "{ae}"
+        );
+    }
 }
 
 #[tokio::test]
