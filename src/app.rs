@@ -45,6 +45,15 @@ pub enum StartError {
     Audit(#[from] crate::audit::SinkError),
 }
 
+/// One error per line, indented under the heading of a [`StartError`].
+fn indented(errors: &[impl std::fmt::Display]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// How a shutdown ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drained {
@@ -77,24 +86,9 @@ impl Server {
         let settings = Arc::new(settings);
         let metrics = Metrics::new();
         let firmographics = Firmographics::load(&settings.firmographics, &settings.rules_dir)
-            .map_err(|errors| {
-                StartError::Sources(
-                    errors
-                        .iter()
-                        .map(|e| format!("  {e}"))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
-            })?;
-        let rules = crate::rules::RuleSet::load(&settings.rules_dir).map_err(|errors| {
-            StartError::Rules(
-                errors
-                    .iter()
-                    .map(|e| format!("  {e}"))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })?;
+            .map_err(|errors| StartError::Sources(indented(&errors)))?;
+        let rules = crate::rules::RuleSet::load(&settings.rules_dir)
+            .map_err(|errors| StartError::Rules(indented(&errors)))?;
         tracing::info!(
             personalizations = rules.personalizations.len(),
             version = %rules.version,

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use serde::Serialize;
 
-use crate::consent::policy::{Decision, Regime, Tier};
+use crate::consent::policy::{Decision, Tier};
 use crate::consent::signals::{self, Signals};
 use crate::consent::ConsentSettings;
 use crate::firmographics::{CompanyMatch, Firmographics, Geo, NoCompany};
@@ -53,20 +53,11 @@ pub struct Classification {
 impl Classification {
     /// The highest tier the Decision permits (for metrics and summaries).
     pub fn highest_tier(&self) -> &'static str {
-        if self.decision.permits(Tier::Personal) {
-            "personal"
-        } else if self.decision.permits(Tier::Firmographic) {
-            "firmographic"
-        } else {
-            "anonymous"
-        }
-    }
-}
-
-pub fn regime_name(r: Regime) -> &'static str {
-    match r {
-        Regime::OptIn => "opt-in",
-        Regime::OptOut => "opt-out",
+        self.decision
+            .permitted
+            .iter()
+            .next_back()
+            .map_or("anonymous", |t| t.name())
     }
 }
 

@@ -619,8 +619,8 @@ fn request_headers(headers: &[String], cookies: &[String]) -> Result<http::Heade
 
 fn explain(args: ExplainArgs) -> ExitCode {
     use crate::classify::{classify, Lookup};
-    use crate::rules::template::Context;
-    use crate::rules::{ActionKind, Content, Verdict};
+    use crate::rewrite::OpKind;
+    use crate::rules::Verdict;
 
     let Ok(ip) = args.ip.parse::<std::net::IpAddr>() else {
         eprintln!("error: --ip `{}` is not an IP address", args.ip);
@@ -660,16 +660,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
     };
     let now = crate::classify::unix_now();
     let c = classify(&f, &settings.consent, ip, &headers, uri.query(), now);
-    let referrer_host = headers
-        .get(http::header::REFERER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<http::Uri>().ok())
-        .and_then(|u| u.host().map(str::to_string));
-    let cookie_names: Vec<&str> = args
-        .cookies
-        .iter()
-        .filter_map(|c| c.split_once('=').map(|(n, _)| n.trim()))
-        .collect();
+    let referrer_host = crate::rules::referrer_host(&headers);
     let company = match &c.company {
         Lookup::Matched(m) => Some(m.company.as_ref()),
         _ => None,
@@ -678,63 +669,37 @@ fn explain(args: ExplainArgs) -> ExitCode {
         path: uri.path(),
         query: uri.query(),
         referrer_host: referrer_host.as_deref(),
-        cookies: cookie_names,
+        cookies: crate::rules::cookie_names(&headers),
         geo: &c.geo,
         company,
         decision: &c.decision,
         now,
     };
     let plan = rules.plan(&visitor);
+    let banner = c
+        .decision
+        .show_banner
+        .then_some(settings.proxy.reserved_prefix.as_str());
+    // Described from what the rewriter will actually do, with values escaped as they will be inserted.
     let describe = |a: &crate::rules::Action| -> (String, String) {
-        let r = |t: &crate::rules::template::Template, ctx| crate::rules::render(t, ctx, &visitor);
-        match &a.kind {
-            ActionKind::SetContent(Content::Text(t)) => ("set text".into(), r(t, Context::Text)),
-            ActionKind::SetContent(Content::Html(t)) => ("set html".into(), r(t, Context::Html)),
-            ActionKind::SetAttribute { name, value, url } => (
-                format!("set attribute {name}"),
-                r(
-                    value,
-                    if *url {
-                        Context::Url
-                    } else {
-                        Context::Attribute
-                    },
-                ),
-            ),
-            ActionKind::AppendAttribute { name, value, url } => (
-                format!("append to attribute {name}"),
-                r(
-                    value,
-                    if *url {
-                        Context::Url
-                    } else {
-                        Context::Attribute
-                    },
-                ),
-            ),
-            ActionKind::Insert(pos, Content::Text(t) | Content::Html(t)) => (
-                format!("insert {pos:?}").to_lowercase(),
-                r(t, Context::Html),
-            ),
-            ActionKind::Remove => ("remove".into(), String::new()),
-            ActionKind::AddClass(cl) => ("add class".into(), cl.clone()),
-            ActionKind::Inject(asset) => {
-                (format!("inject {asset:?}").to_lowercase(), String::new())
+        match crate::rewrite::render_action(a, &visitor, banner) {
+            Some(OpKind::SetContent(v, html)) => {
+                (if html { "set html" } else { "set text" }.into(), v)
             }
+            Some(OpKind::SetAttribute(name, v)) => (format!("set attribute {name}"), v),
+            Some(OpKind::AppendAttribute(name, v)) => (format!("append to attribute {name}"), v),
+            Some(OpKind::Insert(pos, v, _)) => (format!("insert {pos:?}").to_lowercase(), v),
+            Some(OpKind::Remove) => ("remove".into(), String::new()),
+            Some(OpKind::AddClass(class)) => ("add class".into(), class),
+            None => ("inject (not for this response)".into(), String::new()),
         }
     };
     let rewritten = html.map(|body| {
-        let banner = c
-            .decision
-            .show_banner
-            .then_some(settings.proxy.reserved_prefix.as_str());
         let ops = crate::rewrite::render_plan(&plan, &visitor, banner);
         let mut rw = crate::rewrite::Rewriter::new(ops, None, 64 * 1024 * 1024);
-        let (mut out, e1) = rw.write(&body);
+        let (head, e1) = rw.write(&body);
         let (tail, e2) = rw.end();
-        let mut v = out.to_vec();
-        v.extend_from_slice(&tail);
-        out = v.into();
+        let out = [head, tail].concat();
         (out, e1.or(e2))
     });
     let status = |v: &Verdict| -> (&'static str, String) {
@@ -816,15 +781,11 @@ fn explain(args: ExplainArgs) -> ExitCode {
             Lookup::NoCompany(_) => "no company".to_string(),
         }
     ));
-    let tiers: Vec<String> = d
-        .permitted
-        .iter()
-        .map(|t| format!("{t:?}").to_lowercase())
-        .collect();
+    let tiers: Vec<&str> = d.permitted.iter().map(|t| t.name()).collect();
     text.push(format!(
         "consent    {} ({}): permitted {}{}",
         d.jurisdiction.region,
-        crate::classify::regime_name(d.jurisdiction.regime),
+        d.jurisdiction.regime.name(),
         tiers.join(", "),
         if d.show_banner { "; banner shown" } else { "" }
     ));
@@ -934,15 +895,7 @@ fn consent_decide(args: DecideArgs) -> ExitCode {
         };
     }
     let d = &c.decision;
-    let tiers: Vec<&str> = d
-        .permitted
-        .iter()
-        .map(|t| match t {
-            crate::consent::policy::Tier::Anonymous => "anonymous",
-            crate::consent::policy::Tier::Firmographic => "firmographic",
-            crate::consent::policy::Tier::Personal => "personal",
-        })
-        .collect();
+    let tiers: Vec<&str> = d.permitted.iter().map(|t| t.name()).collect();
     outln!("{ip}");
     outln!(
         "  location:       {}",
@@ -955,7 +908,7 @@ fn consent_decide(args: DecideArgs) -> ExitCode {
     outln!(
         "  jurisdiction:   {} ({})",
         d.jurisdiction.region,
-        crate::classify::regime_name(d.jurisdiction.regime)
+        d.jurisdiction.regime.name()
     );
     outln!("  permitted:      {}", tiers.join(", "));
     outln!(

@@ -126,6 +126,13 @@ pub fn parse_form(body: &[u8]) -> Result<Choice, ChoiceError> {
     })
 }
 
+/// A URL-encoded `return` parameter (e.g. from the choices page's query string), if it is a safe same-site
+/// path.
+pub fn return_param(encoded: &str) -> Option<String> {
+    let decoded = percent_decode(encoded)?;
+    safe_return(&decoded).map(str::to_string)
+}
+
 /// `application/x-www-form-urlencoded` value decoding (`+` is a space).
 fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();

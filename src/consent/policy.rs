@@ -30,12 +30,32 @@ pub enum Tier {
     Personal,
 }
 
+impl Tier {
+    /// The tier's name in rule files, reasons and output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Anonymous => "anonymous",
+            Tier::Firmographic => "firmographic",
+            Tier::Personal => "personal",
+        }
+    }
+}
+
 /// The legal regime the visitor's location puts the request under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Regime {
     OptIn,
     OptOut,
+}
+
+impl Regime {
+    pub fn name(self) -> &'static str {
+        match self {
+            Regime::OptIn => "opt-in",
+            Regime::OptOut => "opt-out",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -151,10 +171,7 @@ impl Policy {
     pub fn decide(&self, jurisdiction: Jurisdiction, signals: &Signals, now: u64) -> Decision {
         let mut reasons = vec![format!(
             "jurisdiction:{}:{}",
-            match jurisdiction.regime {
-                Regime::OptIn => "opt-in",
-                Regime::OptOut => "opt-out",
-            },
+            jurisdiction.regime.name(),
             jurisdiction.region
         )];
         // Withdrawals, from any signal.

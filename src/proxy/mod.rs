@@ -304,7 +304,7 @@ impl Proxy {
             crate::classify::unix_now(),
         );
         self.metrics.decision(
-            crate::classify::regime_name(c.decision.jurisdiction.regime),
+            c.decision.jurisdiction.regime.name(),
             c.highest_tier(),
             c.decision.show_banner,
         );
@@ -535,20 +535,7 @@ impl Proxy {
         if rules.personalizations.is_empty() && !c.decision.show_banner {
             return None;
         }
-        let h = req.headers();
-        let referrer_host = h
-            .get(header::REFERER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<http::Uri>().ok())
-            .and_then(|u| u.host().map(str::to_string));
-        let cookies: Vec<&str> = h
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|p| p.split_once('=').map(|(n, _)| n.trim()))
-            .take(64)
-            .collect();
+        let referrer_host = crate::rules::referrer_host(req.headers());
         let company = match &c.company {
             crate::classify::Lookup::Matched(m) => Some(m.company.as_ref()),
             _ => None,
@@ -557,7 +544,7 @@ impl Proxy {
             path: req.uri().path(),
             query: req.uri().query(),
             referrer_host: referrer_host.as_deref(),
-            cookies,
+            cookies: crate::rules::cookie_names(req.headers()),
             geo: &c.geo,
             company,
             decision: &c.decision,

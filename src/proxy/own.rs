@@ -127,9 +127,10 @@ pub async fn serve(
     }
 }
 
-fn previous_choice(proxy: &Proxy, headers: &HeaderMap) -> Option<FirstParty> {
-    let names = &proxy.settings().consent.names;
-    signals::read(headers, None, names).first_party?.ok()
+/// The visitor's current first-party choice (if readable) and whether GPC is on, from one read of the signals.
+fn current_choice(proxy: &Proxy, headers: &HeaderMap) -> (Option<FirstParty>, bool) {
+    let s = signals::read(headers, None, &proxy.settings().consent.names);
+    (s.first_party.and_then(Result::ok), s.gpc)
 }
 
 type Failure = (Refusal, &'static str);
@@ -188,8 +189,7 @@ async fn consent_post(
     if declared.is_some_and(|n| n > choice::MAX_BODY_BYTES) {
         return Err((Refusal::PayloadTooLarge, "refused"));
     }
-    let previous = previous_choice(proxy, headers);
-    let gpc = signals::read(headers, None, &settings.consent.names).gpc;
+    let (previous, gpc) = current_choice(proxy, headers);
     let accepts_json = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -305,19 +305,10 @@ async fn consent_post(
     Ok(resp)
 }
 
-/// Escape text for HTML text and double-quoted attribute values.
-pub fn escape_html(s: &str) -> String {
+/// Escape text for HTML text and quoted attribute values.
+fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
+    crate::rules::template::escape_attr(s, &mut out);
     out
 }
 
@@ -335,10 +326,9 @@ fn consent_page(proxy: &Proxy, req: &Request<Incoming>) -> Response<ResponseBody
                 .find(|(k, _)| *k == "return")
                 .map(|(_, v)| v)
         })
-        .and_then(|v| choice::parse_form(format!("choice=accept&return={v}").as_bytes()).ok())
-        .map_or_else(|| "/".to_string(), |c| c.return_to);
-    let previous = previous_choice(proxy, req.headers());
-    let gpc = signals::read(req.headers(), None, &settings.consent.names).gpc;
+        .and_then(choice::return_param)
+        .unwrap_or_else(|| "/".to_string());
+    let (previous, gpc) = current_choice(proxy, req.headers());
     let checked = |b: bool| if b { " checked" } else { "" };
     let status = match &previous {
         Some(p) => format!(

@@ -17,12 +17,12 @@ use lol_html::send::{ElementContentHandlers, HtmlRewriter, Settings};
 use lol_html::{AsciiCompatibleEncoding, MemorySettings, OutputSink, Selector};
 
 use crate::rules::template::Context;
-use crate::rules::{render, ActionKind, Asset, Content, Plan, Position, Visitor};
+use crate::rules::{render, Action, ActionKind, Asset, Content, Plan, Position, Visitor};
 
 /// One operation with every value already rendered and escaped for its place.
 #[derive(Debug, Clone)]
 pub struct Op {
-    pub selector: Selector,
+    pub selector: Arc<Selector>,
     pub kind: OpKind,
 }
 
@@ -45,74 +45,65 @@ pub fn banner_markup(prefix: &str) -> String {
     )
 }
 
+/// The `<head>` selector the banner goes into, parsed once.
+static HEAD: std::sync::LazyLock<Option<Arc<Selector>>> =
+    std::sync::LazyLock::new(|| "head".parse().ok().map(Arc::new));
+
+/// One action rendered for `visitor`: every template value escaped for where it lands. `None`: nothing to do
+/// (an injection that does not apply to this response).
+pub fn render_action(action: &Action, visitor: &Visitor, banner: Option<&str>) -> Option<OpKind> {
+    let content = |c: &Content| match c {
+        Content::Text(t) => (render(t, Context::Text, visitor), false),
+        Content::Html(t) => (render(t, Context::Html, visitor), true),
+    };
+    Some(match &action.kind {
+        ActionKind::SetContent(c) => {
+            let (s, html) = content(c);
+            OpKind::SetContent(s, html)
+        }
+        ActionKind::SetAttribute { name, value, url } => OpKind::SetAttribute(
+            name.clone(),
+            render(value, Context::attribute(*url), visitor),
+        ),
+        ActionKind::AppendAttribute { name, value, url } => OpKind::AppendAttribute(
+            name.clone(),
+            render(value, Context::attribute(*url), visitor),
+        ),
+        ActionKind::Insert(pos, c) => {
+            let (s, html) = content(c);
+            OpKind::Insert(*pos, s, html)
+        }
+        ActionKind::Remove => OpKind::Remove,
+        ActionKind::AddClass(c) => OpKind::AddClass(c.clone()),
+        ActionKind::Inject(Asset::ConsentBanner) => {
+            OpKind::Insert(Position::Append, banner_markup(banner?), true)
+        }
+        // The feedback widget arrives with the feedback endpoint.
+        ActionKind::Inject(Asset::Feedback) => return None,
+    })
+}
+
 /// Render the plan's actions for `visitor`. `banner` (the reserved prefix) adds the consent banner to `<head>`.
 pub fn render_plan(plan: &Plan, visitor: &Visitor, banner: Option<&str>) -> Vec<Op> {
-    let mut ops = Vec::new();
-    for (_, action) in &plan.actions {
-        let content = |c: &Content| match c {
-            Content::Text(t) => (render(t, Context::Text, visitor), false),
-            Content::Html(t) => (render(t, Context::Html, visitor), true),
-        };
-        let kind = match &action.kind {
-            ActionKind::SetContent(c) => {
-                let (s, html) = content(c);
-                OpKind::SetContent(s, html)
-            }
-            ActionKind::SetAttribute { name, value, url } => OpKind::SetAttribute(
-                name.clone(),
-                render(
-                    value,
-                    if *url {
-                        Context::Url
-                    } else {
-                        Context::Attribute
-                    },
-                    visitor,
-                ),
-            ),
-            ActionKind::AppendAttribute { name, value, url } => OpKind::AppendAttribute(
-                name.clone(),
-                render(
-                    value,
-                    if *url {
-                        Context::Url
-                    } else {
-                        Context::Attribute
-                    },
-                    visitor,
-                ),
-            ),
-            ActionKind::Insert(pos, c) => {
-                let (s, html) = content(c);
-                OpKind::Insert(*pos, s, html)
-            }
-            ActionKind::Remove => OpKind::Remove,
-            ActionKind::AddClass(c) => OpKind::AddClass(c.clone()),
-            ActionKind::Inject(Asset::ConsentBanner) => match banner {
-                Some(prefix) => OpKind::Insert(Position::Append, banner_markup(prefix), true),
-                None => continue,
-            },
-            // The feedback widget arrives with the feedback endpoint.
-            ActionKind::Inject(Asset::Feedback) => continue,
-        };
+    let mut ops: Vec<Op> = plan
+        .actions
+        .iter()
+        .filter_map(|(_, action)| {
+            Some(Op {
+                selector: action.parsed.clone(),
+                kind: render_action(action, visitor, banner)?,
+            })
+        })
+        .collect();
+    let injected = plan
+        .actions
+        .iter()
+        .any(|(_, a)| matches!(a.kind, ActionKind::Inject(Asset::ConsentBanner)));
+    if let (Some(prefix), false, Some(head)) = (banner, injected, HEAD.as_ref()) {
         ops.push(Op {
-            selector: action.parsed.clone(),
-            kind,
+            selector: head.clone(),
+            kind: OpKind::Insert(Position::Append, banner_markup(prefix), true),
         });
-    }
-    if let Some(prefix) = banner {
-        if !plan
-            .actions
-            .iter()
-            .any(|(_, a)| matches!(a.kind, ActionKind::Inject(Asset::ConsentBanner)))
-        {
-            if let Ok(head) = "head".parse::<Selector>() {
-                ops.push(Op {
-                    selector: head,
-                    kind: OpKind::Insert(Position::Append, banner_markup(prefix), true),
-                });
-            }
-        }
     }
     ops
 }
@@ -164,8 +155,11 @@ impl Rewriter {
         if let Some(enc) = encoding.and_then(AsciiCompatibleEncoding::new) {
             settings = settings.with_encoding(enc);
         }
-        for op in ops {
-            let Op { selector, kind } = op;
+        // lol_html compiles the selectors into its matcher when the rewriter is built; they are borrowed from
+        // the rule set, not copied.
+        let (selectors, kinds): (Vec<Arc<Selector>>, Vec<OpKind>) =
+            ops.into_iter().map(|o| (o.selector, o.kind)).unzip();
+        for (selector, kind) in selectors.iter().zip(kinds) {
             let handlers = ElementContentHandlers::default().element(
                 move |el: &mut lol_html::send::Element| {
                     match &kind {
@@ -198,7 +192,8 @@ impl Rewriter {
                     Ok(())
                 },
             );
-            settings = settings.append_element_content_handler((Cow::Owned(selector), handlers));
+            settings =
+                settings.append_element_content_handler((Cow::Borrowed(&**selector), handlers));
         }
         let out = Sink::default();
         Rewriter {

@@ -179,14 +179,17 @@ pub enum ActionKind {
 #[derive(Debug, Clone)]
 pub struct Action {
     pub selector: String,
-    /// `selector`, parsed once at load.
-    pub parsed: lol_html::Selector,
+    /// `selector`, parsed once at load (shared with every response's rewriter, never re-parsed).
+    pub parsed: Arc<lol_html::Selector>,
     pub kind: ActionKind,
+    /// Index of this action's (selector, slot) in the rule set: actions with the same index conflict.
+    /// Assigned when the set is assembled, so planning compares integers.
+    pub slot: usize,
 }
 
 impl Action {
     /// What two actions must share to conflict: the same selector and the same slot of the element.
-    fn slot(&self) -> (String, String) {
+    fn slot_key(&self) -> (String, String) {
         let slot = match &self.kind {
             ActionKind::SetContent(_) | ActionKind::Remove => "content".to_string(),
             ActionKind::SetAttribute { name, .. } => format!("attribute {name}"),
@@ -295,7 +298,10 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
 /// A loaded, validated rule set.
 #[derive(Debug, Default)]
 pub struct RuleSet {
-    pub personalizations: Vec<Arc<Personalization>>,
+    /// In precedence order, winner first.
+    pub personalizations: Vec<Personalization>,
+    /// Number of distinct (selector, slot) pairs (see [`Action::slot`]).
+    slots: usize,
     /// Statically possible conflicts (same selector and slot in two rules): (winner, loser, slot).
     pub conflicts: Vec<Conflict>,
     /// A short fingerprint of the set's content (recorded with decisions).
@@ -335,14 +341,6 @@ fn parse_tier(s: &str) -> Option<Tier> {
         "firmographic" => Some(Tier::Firmographic),
         "personal" => Some(Tier::Personal),
         _ => None,
-    }
-}
-
-fn tier_name(t: Tier) -> &'static str {
-    match t {
-        Tier::Anonymous => "anonymous",
-        Tier::Firmographic => "firmographic",
-        Tier::Personal => "personal",
     }
 }
 
@@ -562,8 +560,8 @@ pub fn parse_file(
                                 format!(
                                 "personalization `{id_text}` uses {} (tier {}), but its tier is {}",
                                 t.variables().collect::<Vec<_>>().join(", "),
-                                tier_name(t.tier()),
-                                tier_name(tier)
+                                t.tier().name(),
+                                tier.name()
                             ),
                             ));
                         }
@@ -781,8 +779,9 @@ fn compile_action(
     })?;
     Ok(Action {
         selector,
-        parsed,
+        parsed: Arc::new(parsed),
         kind,
+        slot: 0,
     })
 }
 
@@ -815,9 +814,31 @@ impl RuleSet {
             p.order = i;
         }
         ps.sort_by(precedence);
-        let conflicts = static_conflicts(&ps);
+        // Number the (selector, slot) pairs; the first rule (in precedence order) to use one wins it, and
+        // every later rule using it is a statically possible conflict.
+        let mut ids: HashMap<(String, String), (usize, String)> = HashMap::new();
+        let mut conflicts = Vec::new();
+        for p in &mut ps {
+            for a in &mut p.actions {
+                let key = a.slot_key();
+                let next = ids.len();
+                let (id, winner) = ids
+                    .entry(key.clone())
+                    .or_insert_with(|| (next, p.id.clone()));
+                a.slot = *id;
+                if *winner != p.id {
+                    conflicts.push(Conflict {
+                        selector: key.0,
+                        slot: key.1,
+                        winner: winner.clone(),
+                        loser: p.id.clone(),
+                    });
+                }
+            }
+        }
         RuleSet {
-            personalizations: ps.into_iter().map(Arc::new).collect(),
+            personalizations: ps,
+            slots: ids.len(),
             conflicts,
             version: "unversioned".into(),
         }
@@ -888,15 +909,9 @@ impl RuleSet {
         if !errors.is_empty() {
             return Err(errors);
         }
-        for (i, p) in personalizations.iter_mut().enumerate() {
-            p.order = i;
-        }
-        personalizations.sort_by(precedence);
-        let conflicts = static_conflicts(&personalizations);
         Ok(RuleSet {
-            personalizations: personalizations.into_iter().map(Arc::new).collect(),
-            conflicts,
             version: format!("{:016x}", hasher.0),
+            ..RuleSet::from_personalizations(personalizations)
         })
     }
 }
@@ -907,29 +922,6 @@ fn precedence(a: &Personalization, b: &Personalization) -> std::cmp::Ordering {
         .cmp(&b.scale)
         .then(b.priority.cmp(&a.priority))
         .then(a.order.cmp(&b.order))
-}
-
-fn static_conflicts(ps: &[Personalization]) -> Vec<Conflict> {
-    let mut first: HashMap<(String, String), &str> = HashMap::new();
-    let mut out = Vec::new();
-    for p in ps {
-        for a in &p.actions {
-            let key = a.slot();
-            match first.get(&key) {
-                Some(winner) if *winner != p.id => out.push(Conflict {
-                    selector: key.0.clone(),
-                    slot: key.1.clone(),
-                    winner: winner.to_string(),
-                    loser: p.id.clone(),
-                }),
-                Some(_) => {}
-                None => {
-                    first.insert(key, &p.id);
-                }
-            }
-        }
-    }
-    out
 }
 
 /// FNV-1a, for the rule-set version (not security-relevant: it names a version, it proves nothing).
@@ -949,6 +941,27 @@ impl Fnv {
 }
 
 // ------------------------------------------------------------------------------------------------ planning
+
+/// The host of the request's `Referer`, for `when.referrer_host`.
+pub fn referrer_host(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(http::header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<http::Uri>().ok())
+        .and_then(|u| u.host().map(str::to_string))
+}
+
+/// The names of the cookies the request carries (at most 64), for `when.cookie`.
+pub fn cookie_names(headers: &http::HeaderMap) -> Vec<&str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|p| p.split_once('=').map(|(n, _)| n.trim()))
+        .take(64)
+        .collect()
+}
 
 /// Everything a plan is made from, for one request.
 pub struct Visitor<'a> {
@@ -1011,14 +1024,15 @@ pub enum Verdict {
 }
 
 /// The plan for one response: the actions to apply, and the verdict on every candidate.
+/// Borrows from the [`RuleSet`] it was made from: planning copies nothing.
 #[derive(Debug, Clone, Default)]
-pub struct Plan {
-    pub actions: Vec<(Arc<Personalization>, Action)>,
-    pub verdicts: Vec<(Arc<Personalization>, Verdict)>,
-    pub rules_version: String,
+pub struct Plan<'a> {
+    pub actions: Vec<(&'a Personalization, &'a Action)>,
+    pub verdicts: Vec<(&'a Personalization, Verdict)>,
+    pub rules_version: &'a str,
 }
 
-impl Plan {
+impl Plan<'_> {
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
     }
@@ -1153,51 +1167,48 @@ fn check_when(p: &Personalization, v: &Visitor) -> Result<(), String> {
 impl RuleSet {
     /// The plan for `visitor`. Rules are considered in precedence order; the first rule to claim a
     /// (selector, slot) keeps it.
-    pub fn plan(&self, v: &Visitor) -> Plan {
+    pub fn plan(&self, v: &Visitor) -> Plan<'_> {
         let mut plan = Plan {
-            rules_version: self.version.clone(),
+            rules_version: &self.version,
             ..Plan::default()
         };
-        let mut claimed: HashMap<(String, String), String> = HashMap::new();
+        // Per (selector, slot): the rule that took it.
+        let mut claimed: Vec<Option<&str>> = vec![None; self.slots];
         for p in &self.personalizations {
             if !v.decision.permits(p.tier) {
                 plan.verdicts.push((
-                    p.clone(),
+                    p,
                     Verdict::NotPermitted(format!(
                         "needs the {} tier; the consent decision does not permit it",
-                        tier_name(p.tier)
+                        p.tier.name()
                     )),
                 ));
                 continue;
             }
             if let Err(why) = check_when(p, v) {
-                plan.verdicts.push((p.clone(), Verdict::NotMatched(why)));
+                plan.verdicts.push((p, Verdict::NotMatched(why)));
                 continue;
             }
             // A template whose variable has no value for this visitor would render empty: skip the rule.
-            let missing: Vec<&str> = p
+            let missing = p
                 .actions
                 .iter()
                 .flat_map(|a| a.templates())
                 .flat_map(|t| t.variables())
-                .filter(|var| v.variable(var).is_none())
-                .collect();
-            if let Some(var) = missing.first() {
-                plan.verdicts.push((
-                    p.clone(),
-                    Verdict::NotMatched(format!("no value for {var}")),
-                ));
+                .find(|var| v.variable(var).is_none());
+            if let Some(var) = missing {
+                plan.verdicts
+                    .push((p, Verdict::NotMatched(format!("no value for {var}"))));
                 continue;
             }
             let mut won = 0;
             let mut lost_to = None;
             for a in &p.actions {
-                let key = a.slot();
-                match claimed.get(&key) {
-                    Some(winner) => lost_to = Some(winner.clone()),
+                match claimed[a.slot] {
+                    Some(winner) => lost_to = Some(winner),
                     None => {
-                        claimed.insert(key, p.id.clone());
-                        plan.actions.push((p.clone(), a.clone()));
+                        claimed[a.slot] = Some(&p.id);
+                        plan.actions.push((p, a));
                         won += 1;
                     }
                 }
@@ -1206,7 +1217,7 @@ impl RuleSet {
                 (0, Some(w)) => Verdict::Overridden(format!("every action is taken by {w}")),
                 _ => Verdict::Applied,
             };
-            plan.verdicts.push((p.clone(), verdict));
+            plan.verdicts.push((p, verdict));
         }
         plan
     }

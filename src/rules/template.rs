@@ -17,6 +17,17 @@ pub enum Context {
     Html,
 }
 
+impl Context {
+    /// The context of an attribute value: [`Context::Url`] for URL attributes.
+    pub fn attribute(url: bool) -> Context {
+        if url {
+            Context::Url
+        } else {
+            Context::Attribute
+        }
+    }
+}
+
 /// The variables templates may use, and the tier each needs.
 pub const VARIABLES: &[(&str, Tier)] = &[
     ("page.path", Tier::Anonymous),

@@ -334,5 +334,22 @@ fn snippets_are_read_from_the_rules_folder() {
 fn the_shipped_rules_load() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
     let rules = RuleSet::load(&dir).unwrap_or_else(|e| panic!("{e:?}"));
-    assert!(!rules.version.is_empty());
+    let ids: Vec<&str> = rules
+        .personalizations
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "acme.example/home-hero",
+            "globex.example/announcement",
+            "initech.example/pricing",
+            "logistics/subheadline",
+            "dach/note"
+        ],
+        "the demo's rules, in precedence order"
+    );
+    assert!(rules.conflicts.is_empty(), "{:?}", rules.conflicts);
+    assert_eq!(rules.version.len(), 16);
 }

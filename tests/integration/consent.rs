@@ -274,22 +274,11 @@ async fn an_unusable_audit_directory_stops_the_start_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
-    let settings = concierge::config::Settings::from_toml(
-        &format!(
-            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[audit]\ndir = \"{}\"\n",
-            file.join("audit").display()
-        ),
-        &concierge::config::Overrides {
-            listen: vec!["127.0.0.1:0".into()],
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let err = concierge::app::Server::start(settings)
-        .await
-        .err()
-        .expect("start fails")
-        .to_string();
+    let err = start_error(&format!(
+        "[upstream]\nurl = \"http://127.0.0.1:9\"\n[audit]\ndir = \"{}\"\n",
+        file.join("audit").display()
+    ))
+    .await;
     assert!(err.starts_with("audit.dir:"), "{err}");
 }
 

@@ -255,22 +255,11 @@ async fn broken_rules_stop_the_start_with_file_line_and_column() {
         "regions/bad.toml",
         "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1[\"\nset_text = \"x\"\n",
     );
-    let settings = concierge::config::Settings::from_toml(
-        &format!(
-            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\n",
-            dir.path().display(),
-            dir.path().join("audit").display()
-        ),
-        &concierge::config::Overrides {
-            listen: vec!["127.0.0.1:0".into()],
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let err = concierge::app::Server::start(settings)
-        .await
-        .err()
-        .expect("start fails")
-        .to_string();
+    let err = start_error(&format!(
+        "[upstream]\nurl = \"http://127.0.0.1:9\"\n[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\n",
+        dir.path().display(),
+        dir.path().join("audit").display()
+    ))
+    .await;
     assert!(err.contains("bad.toml:5:10: selector `h1[`"), "{err}");
 }

@@ -316,6 +316,21 @@ pub async fn proxy(upstream: &str, extra_toml: &str) -> Server {
     Server::start(settings).await.expect("proxy starts")
 }
 
+/// Start a proxy with this whole TOML config (an ephemeral listener added) and return why it refused to start.
+pub async fn start_error(toml: &str) -> String {
+    let overrides = Overrides {
+        listen: vec!["127.0.0.1:0".into()],
+        ..Default::default()
+    };
+    let settings =
+        Settings::from_toml(toml, &overrides).unwrap_or_else(|e| panic!("test config: {e}"));
+    Server::start(settings)
+        .await
+        .err()
+        .expect("the proxy refuses to start")
+        .to_string()
+}
+
 /// A parsed HTTP/1.x response read from a raw socket.
 #[derive(Debug)]
 pub struct RawResponse {
