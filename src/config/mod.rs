@@ -157,6 +157,8 @@ pub struct RawLimits {
     pub max_header_value_bytes: Option<usize>,
     pub h2_max_concurrent_streams: Option<u32>,
     pub max_connections: Option<usize>,
+    pub max_decoded_body: Option<usize>,
+    pub max_decode_ratio: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +231,8 @@ pub mod defaults {
     pub const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
     /// Open client connections across all listeners (each may also hold one upstream connection).
     pub const MAX_CONNECTIONS: usize = 10_000;
+    pub const MAX_DECODED_BODY: usize = 64 * 1024 * 1024;
+    pub const MAX_DECODE_RATIO: usize = 100;
     /// HAProxy `timeout http-request 10s` in its recommended config; nginx's 60 s is generous to slowloris.
     pub const CLIENT_HEADER: Duration = Duration::from_secs(10);
     /// nginx `keepalive_timeout 75s`, HAProxy `timeout client` typically 30–60 s.
@@ -347,6 +351,10 @@ pub struct Limits {
     pub max_header_value_bytes: usize,
     pub h2_max_concurrent_streams: u32,
     pub max_connections: usize,
+    /// Most bytes a compressed origin page may decode to before it is cut off.
+    pub max_decoded_body: u64,
+    /// Most decoded bytes per compressed byte (past the first MiB) before it is cut off.
+    pub max_decode_ratio: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -767,6 +775,20 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
             1,
             1_000_000,
         ),
+        max_decoded_body: c.range(
+            "limits.max_decoded_body",
+            rl.max_decoded_body,
+            defaults::MAX_DECODED_BODY,
+            1024 * 1024,
+            1 << 32,
+        ) as u64,
+        max_decode_ratio: c.range(
+            "limits.max_decode_ratio",
+            rl.max_decode_ratio,
+            defaults::MAX_DECODE_RATIO,
+            10,
+            100_000,
+        ) as u64,
     };
 
     // --- timeouts

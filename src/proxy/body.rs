@@ -48,6 +48,8 @@ enum Kind {
 
 /// A body being rewritten.
 pub struct Rewrite {
+    /// Decodes the origin's compressed page first, when it is compressed.
+    pub decoder: Option<crate::rewrite::codec::Decoder>,
     pub rewriter: crate::rewrite::Rewriter,
     /// Compresses the rewritten page for the client, when it accepts a coding.
     pub encoder: Option<crate::rewrite::codec::Encoder>,
@@ -58,11 +60,13 @@ pub struct Rewrite {
 
 impl Rewrite {
     pub fn new(
+        decoder: Option<crate::rewrite::codec::Decoder>,
         rewriter: crate::rewrite::Rewriter,
         encoder: Option<crate::rewrite::codec::Encoder>,
         metrics: Arc<Metrics>,
     ) -> Rewrite {
         Rewrite {
+            decoder,
             rewriter,
             encoder,
             metrics,
@@ -84,6 +88,53 @@ impl Rewrite {
             v.extend(e.finish()?);
         }
         Ok(Bytes::from(v))
+    }
+
+    /// The origin's bytes → rewritten bytes for the client. A decoding failure (malformed stream, or a
+    /// decompression bomb cut off) ends the body with an error: the headers already promised another coding,
+    /// so the original bytes cannot be passed on.
+    fn process(&mut self, data: &[u8], last: bool) -> Result<Bytes, BoxError> {
+        let decoded = match self.decoder.as_mut() {
+            Some(d) => {
+                let r = d.write(data).and_then(|mut v| {
+                    if last {
+                        v.extend(d.finish()?);
+                    }
+                    Ok(v)
+                });
+                match r {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        self.metrics.rewrite("decode_failed");
+                        tracing::warn!(error = %e, "compressed origin page could not be decoded; response cut off");
+                        return Err(e.into());
+                    }
+                }
+            }
+            None => None,
+        };
+        let input = decoded.as_deref().unwrap_or(data);
+        let (mut out, error) = if input.is_empty() {
+            (Bytes::new(), None)
+        } else {
+            self.rewriter.write(input)
+        };
+        self.report(error);
+        if last {
+            let (tail, error) = self.rewriter.end();
+            self.report(error);
+            if !tail.is_empty() {
+                out = if out.is_empty() {
+                    tail
+                } else {
+                    let mut v = Vec::with_capacity(out.len() + tail.len());
+                    v.extend_from_slice(&out);
+                    v.extend_from_slice(&tail);
+                    Bytes::from(v)
+                };
+            }
+        }
+        self.encode(out, last)
     }
 
     fn report(&self, error: Option<String>) {
@@ -198,18 +249,14 @@ impl Body for ResponseBody {
                             break Poll::Ready(Some(Ok(frame)));
                         };
                         match frame.into_data() {
-                            Ok(data) => {
-                                let (out, error) = r.rewriter.write(&data);
-                                r.report(error);
-                                if out.is_empty() {
-                                    continue;
+                            Ok(data) => match r.process(&data, false) {
+                                Ok(b) if b.is_empty() => continue,
+                                Ok(b) => break Poll::Ready(Some(Ok(Frame::data(b)))),
+                                Err(e) => {
+                                    r.ended = true;
+                                    break Poll::Ready(Some(Err(e)));
                                 }
-                                match r.encode(out, false) {
-                                    Ok(b) if b.is_empty() => continue,
-                                    Ok(b) => break Poll::Ready(Some(Ok(Frame::data(b)))),
-                                    Err(e) => break Poll::Ready(Some(Err(e))),
-                                }
-                            }
+                            },
                             // Trailers pass as they are.
                             Err(frame) => break Poll::Ready(Some(Ok(frame))),
                         }
@@ -218,9 +265,7 @@ impl Body for ResponseBody {
                     Poll::Ready(None) => match rewrite.as_mut() {
                         Some(r) => {
                             r.ended = true;
-                            let (out, error) = r.rewriter.end();
-                            r.report(error);
-                            match r.encode(out, true) {
+                            match r.process(&[], true) {
                                 Ok(b) if b.is_empty() => break Poll::Ready(None),
                                 Ok(b) => break Poll::Ready(Some(Ok(Frame::data(b)))),
                                 Err(e) => break Poll::Ready(Some(Err(e))),

@@ -412,10 +412,15 @@ impl Proxy {
             )
         });
         if ops.is_some() {
-            h.insert(
-                header::ACCEPT_ENCODING,
-                HeaderValue::from_static("identity"),
+            // Only codings we can decode (and the client accepts, for a response we end up not rewriting).
+            let accept = crate::rewrite::codec::upstream_accept_encoding(
+                h.get_all(header::ACCEPT_ENCODING)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
             );
+            let value = HeaderValue::from_str(&accept)
+                .unwrap_or_else(|_| HeaderValue::from_static("identity"));
+            h.insert(header::ACCEPT_ENCODING, value);
         }
 
         // The response timeout counts from the end of the request body: a slow upload is the client's time.
@@ -488,7 +493,7 @@ impl Proxy {
         let mut rewrite = None;
         if let Some(ops) = ops {
             match self.rewritable(&parts) {
-                Ok(encoding) => {
+                Ok((encoding, origin_coding)) => {
                     // A personalized page is never storable by a shared cache, and the origin's validators
                     // and length no longer describe it.
                     let h = &mut parts.headers;
@@ -499,7 +504,16 @@ impl Proxy {
                         header::CACHE_CONTROL,
                         HeaderValue::from_static("private, no-store"),
                     );
-                    h.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+                    if !vary_names(h, "accept-encoding") {
+                        h.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+                    }
+                    h.remove(header::CONTENT_ENCODING);
+                    let limits = crate::rewrite::codec::DecodeLimits {
+                        max_output: settings.limits.max_decoded_body,
+                        max_ratio: settings.limits.max_decode_ratio,
+                    };
+                    let decoder = origin_coding
+                        .and_then(|c| crate::rewrite::codec::Decoder::new(c, limits).ok());
                     let encoder = client_coding.and_then(|c| {
                         let e = crate::rewrite::codec::Encoder::new(c).ok()?;
                         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(c.name()));
@@ -507,6 +521,7 @@ impl Proxy {
                     });
                     self.metrics.rewrite("rewritten");
                     rewrite = Some(body::Rewrite::new(
+                        decoder,
                         crate::rewrite::Rewriter::new(ops, encoding, REWRITE_MEMORY),
                         encoder,
                         self.metrics.clone(),
@@ -563,7 +578,13 @@ impl Proxy {
     fn rewritable(
         &self,
         parts: &http::response::Parts,
-    ) -> Result<Option<&'static encoding_rs::Encoding>, &'static str> {
+    ) -> Result<
+        (
+            Option<&'static encoding_rs::Encoding>,
+            Option<crate::rewrite::codec::Origin>,
+        ),
+        &'static str,
+    > {
         if parts.status != StatusCode::OK {
             return Err("skipped_status");
         }
@@ -576,20 +597,38 @@ impl Proxy {
         if !mime.eq_ignore_ascii_case("text/html") {
             return Err("skipped_not_html");
         }
-        let encoded = parts
+        // One coding we can decode (or none); stacked or unknown codings pass through.
+        let mut coding = None;
+        for token in parts
             .headers
             .get_all(header::CONTENT_ENCODING)
             .iter()
-            .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
-        if encoded {
-            return Err("skipped_encoding");
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        {
+            if token.trim().eq_ignore_ascii_case("identity") {
+                continue;
+            }
+            match crate::rewrite::codec::Origin::from_token(token) {
+                Some(c) if coding.is_none() => coding = Some(c),
+                _ => return Err("skipped_encoding"),
+            }
         }
         match crate::rewrite::charset(ct) {
             Some(None) => Err("skipped_charset"),
-            Some(Some(enc)) => Ok(Some(enc)),
-            None => Ok(None),
+            Some(Some(enc)) => Ok((Some(enc), coding)),
+            None => Ok((None, coding)),
         }
     }
+}
+
+/// Whether a `Vary` header already names `name` (or `*`).
+fn vary_names(h: &http::HeaderMap, name: &str) -> bool {
+    h.get_all(header::VARY).iter().any(|v| {
+        v.to_str().unwrap_or("").split(',').any(|n| {
+            let n = n.trim();
+            n == "*" || n.eq_ignore_ascii_case(name)
+        })
+    })
 }
 
 /// A browser navigation or a request that accepts HTML: the only responses personalization can touch.

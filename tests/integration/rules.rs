@@ -2,6 +2,7 @@
 //! (and the lookup), opt-in visitors get the banner, cache headers, non-HTML untouched, hot reload keeps the
 //! last good rules.
 
+use http_body_util::BodyExt;
 use std::path::Path;
 
 use crate::support::*;
@@ -115,8 +116,8 @@ async fn an_account_visitor_gets_their_page_and_consent_gates_it() {
             .iter()
             .find(|(n, _)| n == "accept-encoding")
             .map(|(_, v)| v.as_str()),
-        Some("identity"),
-        "the origin is asked for a body we can rewrite"
+        Some("gzip, br"),
+        "the origin is asked only for codings we can decode"
     );
 
     // California with GPC: the origin's page, byte for byte, with its caching headers.
@@ -201,6 +202,159 @@ async fn rewritten_pages_are_compressed_as_the_client_asks() {
             "{ae}"
         );
     }
+}
+
+#[tokio::test]
+async fn compressed_origin_pages_are_decoded_rewritten_and_encoded_again() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "accounts/acme.example.toml",
+        &ACME.replace("\"/pricing\"", "\"/landing.z\""),
+    );
+    let server = rules_proxy(&origin, dir.path()).await;
+    let addr = server.listeners[0];
+    for origin_coding in ["gzip", "deflate", "br", "zstd"] {
+        for (client_ae, client_coding) in [
+            ("gzip, deflate, br, zstd, compress", Some("br")),
+            ("gzip", Some("gzip")),
+            ("identity", None),
+        ] {
+            let what = format!("origin {origin_coding}, client {client_ae}");
+            let (resp, body) = get_from(
+                "127.0.10.5",
+                addr,
+                &format!("/landing.z?c={origin_coding}"),
+                &[HTML, ("accept-encoding", client_ae)],
+            )
+            .await;
+            assert_eq!(resp.status(), 200, "{what}");
+            let h = resp.headers();
+            assert_eq!(
+                h.get("content-encoding").map(|v| v.to_str().unwrap()),
+                client_coding,
+                "{what}"
+            );
+            assert!(h.get("content-length").is_none(), "{what}");
+            assert_eq!(
+                h.get_all("vary").iter().count(),
+                1,
+                "{what}: the origin's Vary: Accept-Encoding is not repeated"
+            );
+            let page = String::from_utf8(decompress(client_coding.unwrap_or(""), &body)).unwrap();
+            assert!(
+                page.contains("Software for Acme &amp; Sons"),
+                "{what}: {page}"
+            );
+            assert!(page.ends_with("</html>"), "{what}: the whole page arrived");
+            // The origin was asked only for codings we decode (and the client accepts).
+            let seen = origin.last();
+            let ae = seen
+                .headers
+                .iter()
+                .find(|(n, _)| n == "accept-encoding")
+                .map(|(_, v)| v.as_str());
+            let expected = match client_ae {
+                "identity" => "identity",
+                "gzip" => "gzip",
+                _ => "gzip, deflate, br, zstd",
+            };
+            assert_eq!(ae, Some(expected), "{what}");
+        }
+    }
+    let (_, m) = admin(&server, "/metrics").await;
+    assert_eq!(
+        metric_value(&m, "concierge_rewrites_total{result=\"rewritten\"}"),
+        Some(12.0)
+    );
+}
+
+#[tokio::test]
+async fn a_decompression_bomb_is_cut_off() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "accounts/acme.example.toml", ACME);
+    write(
+        dir.path(),
+        "everywhere.toml",
+        "[[personalization]]\nid = \"all\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"p\"\nadd_class = \"x\"\n",
+    );
+    let server = rules_proxy(&origin, dir.path()).await;
+    let addr = server.listeners[0];
+    let tcp = connect_from("127.0.10.5", addr).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // Cut off at once (no head sent: the connection closes) or after some output (the body ends in an error).
+    let mut received = 0usize;
+    let mut failed = false;
+    match sender
+        .send_request(request(
+            "GET",
+            "/bomb",
+            &[HTML, ("accept-encoding", "identity")],
+            empty(),
+        ))
+        .await
+    {
+        Err(_) => failed = true,
+        Ok(resp) => {
+            assert_eq!(resp.status(), 200);
+            let mut body = resp.into_body();
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => received += f.data_ref().map_or(0, |d| d.len()),
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    assert!(failed, "the body ends in an error, not as a complete page");
+    // 64 KiB in at most 100× (plus the first MiB) out: far from the 64 MiB the bomb holds.
+    assert!(received < 16 * 1024 * 1024, "{received} bytes came out");
+    let (_, m) = admin(&server, "/metrics").await;
+    assert_eq!(
+        metric_value(&m, "concierge_rewrites_total{result=\"decode_failed\"}"),
+        Some(1.0)
+    );
+    // The proxy is fine.
+    let (resp, _) = get_from("127.0.10.5", addr, "/landing", &[HTML]).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_meta_charset_page_is_rewritten_in_its_own_encoding() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "accounts/acme.example.toml",
+        &ACME
+            .replace(
+                "Software for {{ company.name }}",
+                "Grüße, {{ company.name }}",
+            )
+            .replace(
+                "paths = [\"/landing\", \"/pricing\"]",
+                "paths = [\"/landing\", \"/latin1\"]",
+            ),
+    );
+    let server = rules_proxy(&origin, dir.path()).await;
+    let (resp, body) = get_from("127.0.10.5", server.listeners[0], "/latin1", &[HTML]).await;
+    assert_eq!(resp.status(), 200);
+    // windows-1252 bytes: ü = FC, ß = DF; the page's own Ü (DC) is untouched elsewhere.
+    let expected: &[u8] = b"<h1 class=\"hero\">Gr\xfc\xdfe, Acme &amp; Sons</h1>";
+    assert!(
+        body.windows(expected.len()).any(|w| w == expected),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
 }
 
 #[tokio::test]

@@ -150,6 +150,81 @@ impl Origin {
     }
 }
 
+/// A windows-1252 page that says so only in `<meta>`: "Über" is one byte per letter.
+pub const LATIN1_PAGE: &[u8] =
+    b"<html><head><meta charset=\"windows-1252\"></head><body><h1 class=\"hero\">\xdcber uns</h1>\
+<p class=\"lead\">x</p><a class=\"cta\" href=\"/demo\">Demo</a></body></html>";
+
+/// `data` compressed with a `Content-Encoding` name (gzip, deflate = zlib, br, zstd).
+pub fn compress(coding: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    match coding {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+        "br" => {
+            let mut out = Vec::new();
+            {
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                w.write_all(data).unwrap();
+            }
+            out
+        }
+        "zstd" => zstd::stream::encode_all(data, 3).unwrap(),
+        other => panic!("no coding {other}"),
+    }
+}
+
+/// The inverse of [`compress`].
+pub fn decompress(coding: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match coding {
+        "gzip" => {
+            flate2::read::GzDecoder::new(data)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        "deflate" => {
+            flate2::read::ZlibDecoder::new(data)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        "br" => {
+            brotli::Decompressor::new(data, 4096)
+                .read_to_end(&mut out)
+                .unwrap();
+        }
+        "zstd" => out = zstd::stream::decode_all(data).unwrap(),
+        _ => out = data.to_vec(),
+    }
+    out
+}
+
+/// A body sent in frames of `size` bytes.
+fn chunked(data: Vec<u8>, size: usize) -> TestBody {
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let data = Bytes::from(data);
+        let mut at = 0;
+        while at < data.len() {
+            let end = (at + size).min(data.len());
+            if tx.send(data.slice(at..end)).await.is_err() {
+                return;
+            }
+            at = end;
+        }
+    });
+    BodyExt::boxed(ChannelBody(rx))
+}
+
 async fn origin_handle(
     mut req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -235,6 +310,42 @@ async fn origin_handle(
                 .body(full(PAGE))
                 .expect("response"))
         }
+        "/landing.z" => {
+            // The landing page compressed as `?c=` says, sent in 100-byte frames.
+            let (parts, _) = req.into_parts();
+            seen.lock()
+                .unwrap()
+                .push(Seen::of(&parts.method, &parts.uri, &parts.headers, 0));
+            let coding = parts
+                .uri
+                .query()
+                .unwrap_or("c=gzip")
+                .trim_start_matches("c=");
+            let body = compress(coding, PAGE.as_bytes());
+            Ok(Response::builder()
+                .header("content-type", "text/html; charset=utf-8")
+                .header("content-encoding", coding)
+                .header("vary", "Accept-Encoding")
+                .body(chunked(body, 100))
+                .expect("response"))
+        }
+        "/bomb" => {
+            // 64 MiB of markup that gzips to about 64 KiB.
+            static BOMB: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+                let mut page = b"<html><head></head><body><p>".to_vec();
+                page.resize(64 * 1024 * 1024, b'a');
+                compress("gzip", &page)
+            });
+            Ok(Response::builder()
+                .header("content-type", "text/html")
+                .header("content-encoding", "gzip")
+                .body(chunked(BOMB.clone(), 16 * 1024))
+                .expect("response"))
+        }
+        "/latin1" => Ok(Response::builder()
+            .header("content-type", "text/html")
+            .body(full(LATIN1_PAGE.to_vec()))
+            .expect("response")),
         "/logo.svg" => Ok(Response::builder()
             .header("content-type", "image/svg+xml")
             .body(full("<svg><h1>not a page</h1></svg>"))
