@@ -1,6 +1,10 @@
 //! Streaming rewrite throughput (issue 5): the demo home page padded to ~10 KB, ~100 KB and ~1 MB, five actions
 //! (set text, set attribute, add class, insert after, remove), fed in 16 KiB chunks as an origin would; identity
 //! output and gzip output (the rewritten page compressed for the client). Plan rendering per request included.
+//!
+//! Two rule sets with the same five actions: `ids` selects by id (`#hero-headline`: each names one element, so
+//! the rewriter stops parsing once all five are done and the rest of the page streams through), `classes`
+//! selects by tag and class (`h1`, `a.btn-primary`: any number of elements, so the whole page is parsed).
 //! Run with `cargo bench --bench rewrite`; results in BENCHMARKS.md.
 
 use std::collections::BTreeSet;
@@ -44,6 +48,15 @@ select = "#announcement"
 remove = true
 "##;
 
+/// The same five actions with selectors that may match several elements.
+fn classes(rules: &str) -> String {
+    rules
+        .replace("#hero-headline", "h1")
+        .replace("#cta-primary", "a.btn-primary")
+        .replace("#hero-subheadline", "p.lead")
+        .replace("#announcement", "div.announcement")
+}
+
 fn page(target: usize) -> Vec<u8> {
     let base = include_str!("../examples/site/index.html");
     let (head, tail) = base.split_at(base.rfind("</main>").unwrap_or(base.len()));
@@ -59,10 +72,13 @@ fn page(target: usize) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("accounts")).expect("mkdir");
-    std::fs::write(dir.path().join("accounts/acme.example.toml"), RULES).expect("write");
-    let rules = RuleSet::load(dir.path()).expect("rules");
+    let load = |text: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("accounts")).expect("mkdir");
+        std::fs::write(dir.path().join("accounts/acme.example.toml"), text).expect("write");
+        RuleSet::load(dir.path()).expect("rules")
+    };
+    let sets = [("ids", load(RULES)), ("classes", load(&classes(RULES)))];
     let company = Company {
         domain: Some("acme.example".into()),
         name: "Acme Manufacturing".into(),
@@ -97,32 +113,37 @@ fn bench(c: &mut Criterion) {
     ] {
         let body = page(size);
         g.throughput(Throughput::Bytes(body.len() as u64));
-        for gzip in [false, true] {
-            let label = format!("{name}/{}", if gzip { "gzip" } else { "identity" });
-            g.bench_function(label, |b| {
-                b.iter(|| {
-                    let plan = rules.plan(&visitor);
-                    let ops = render_plan(&plan, &visitor, None);
-                    let mut rw = Rewriter::new(ops, None, 1 << 20);
-                    let mut enc = gzip.then(|| Encoder::new(Coding::Gzip).expect("encoder"));
-                    let mut n = 0;
-                    for chunk in body.chunks(16 * 1024) {
-                        let (out, _) = rw.write(chunk);
+        for (selectors, rules) in &sets {
+            for gzip in [false, true] {
+                let label = format!(
+                    "{name}/{selectors}/{}",
+                    if gzip { "gzip" } else { "identity" }
+                );
+                g.bench_function(label, |b| {
+                    b.iter(|| {
+                        let plan = rules.plan(&visitor);
+                        let ops = render_plan(&plan, &visitor, None);
+                        let mut rw = Rewriter::new(ops, None, 1 << 20);
+                        let mut enc = gzip.then(|| Encoder::new(Coding::Gzip).expect("encoder"));
+                        let mut n = 0;
+                        for chunk in body.chunks(16 * 1024) {
+                            let (out, _) = rw.write(chunk);
+                            n += match enc.as_mut() {
+                                Some(e) => e.write(&out).expect("gzip").len(),
+                                None => out.len(),
+                            };
+                        }
+                        let (out, _) = rw.end();
                         n += match enc.as_mut() {
-                            Some(e) => e.write(&out).expect("gzip").len(),
+                            Some(e) => {
+                                e.write(&out).expect("gzip").len() + e.finish().expect("gzip").len()
+                            }
                             None => out.len(),
                         };
-                    }
-                    let (out, _) = rw.end();
-                    n += match enc.as_mut() {
-                        Some(e) => {
-                            e.write(&out).expect("gzip").len() + e.finish().expect("gzip").len()
-                        }
-                        None => out.len(),
-                    };
-                    black_box(n)
-                })
-            });
+                        black_box(n)
+                    })
+                });
+            }
         }
     }
     g.finish();

@@ -9,6 +9,7 @@
 pub mod codec;
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -24,6 +25,27 @@ use crate::rules::{render, Action, ActionKind, Asset, Content, Plan, Position, V
 pub struct Op {
     pub selector: Arc<Selector>,
     pub kind: OpKind,
+    /// The selector names one element (see [`names_one_element`]): the op applies to the first match only.
+    pub once: bool,
+}
+
+/// Whether a selector names at most one element of a document: an id (optionally with a tag name and classes:
+/// `#hero`, `h1#hero.big`), or `head` / `body` (a parser ignores second ones). Ids are unique in a document; as
+/// with `getElementById`, the first element carrying it is the one.
+pub fn names_one_element(selector: &str) -> bool {
+    let s = selector.trim();
+    if s.eq_ignore_ascii_case("head") || s.eq_ignore_ascii_case("body") {
+        return true;
+    }
+    let Some((tag, rest)) = s.split_once('#') else {
+        return false;
+    };
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    (tag.is_empty() || word(tag)) && rest.split('.').all(word)
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +114,7 @@ pub fn render_plan(plan: &Plan, visitor: &Visitor, banner: Option<&str>) -> Vec<
             Some(Op {
                 selector: action.parsed.clone(),
                 kind: render_action(action, visitor, banner)?,
+                once: names_one_element(&action.selector),
             })
         })
         .collect();
@@ -103,6 +126,7 @@ pub fn render_plan(plan: &Plan, visitor: &Visitor, banner: Option<&str>) -> Vec<
         ops.push(Op {
             selector: head.clone(),
             kind: OpKind::Insert(Position::Append, banner_markup(prefix), true),
+            once: true,
         });
     }
     ops
@@ -128,12 +152,45 @@ fn ct(html: bool) -> ContentType {
     }
 }
 
+impl OpKind {
+    /// Whether the op is complete only at the element's end tag (it changes or follows the content).
+    fn needs_end_tag(&self) -> bool {
+        matches!(
+            self,
+            OpKind::SetContent(..)
+                | OpKind::Remove
+                | OpKind::Insert(Position::Append | Position::After, ..)
+        )
+    }
+}
+
+/// Slice size fed to the parser while it may stop early.
+const EARLY_STOP_STEP: usize = 2048;
+
+/// How many once-only ops are still to complete.
+struct Progress {
+    remaining: AtomicUsize,
+}
+
+impl Progress {
+    fn complete(&self) {
+        self.remaining.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A streaming rewriter for one response body.
+///
+/// When every op names one element, the rewriter stops parsing once all of them are complete: the rest of the
+/// page streams through as it came (nothing left to change, and no parsing cost for the long tail of a page).
 pub struct Rewriter {
     inner: Option<HtmlRewriter<'static, Sink>>,
     out: Sink,
     /// After an error, input passes through untouched.
     bailed: bool,
+    /// Set when every op names one element.
+    progress: Option<Arc<Progress>>,
+    /// Every op is complete; input passes through untouched.
+    finished_early: bool,
 }
 
 impl Rewriter {
@@ -155,13 +212,28 @@ impl Rewriter {
         if let Some(enc) = encoding.and_then(AsciiCompatibleEncoding::new) {
             settings = settings.with_encoding(enc);
         }
+        let progress = (!ops.is_empty() && ops.iter().all(|o| o.once)).then(|| {
+            Arc::new(Progress {
+                remaining: AtomicUsize::new(ops.len()),
+            })
+        });
         // lol_html compiles the selectors into its matcher when the rewriter is built; they are borrowed from
         // the rule set, not copied.
-        let (selectors, kinds): (Vec<Arc<Selector>>, Vec<OpKind>) =
-            ops.into_iter().map(|o| (o.selector, o.kind)).unzip();
-        for (selector, kind) in selectors.iter().zip(kinds) {
+        let (selectors, kinds): (Vec<Arc<Selector>>, Vec<(OpKind, bool)>) = ops
+            .into_iter()
+            .map(|o| (o.selector, (o.kind, o.once)))
+            .unzip();
+        for (selector, (kind, once)) in selectors.iter().zip(kinds) {
+            let progress = progress.clone();
+            let fired = once.then(|| Arc::new(AtomicBool::new(false)));
             let handlers = ElementContentHandlers::default().element(
                 move |el: &mut lol_html::send::Element| {
+                    // A once-only op applies to the first match.
+                    if let Some(f) = &fired {
+                        if f.swap(true, Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                    }
                     match &kind {
                         OpKind::SetContent(s, html) => el.set_inner_content(s, ct(*html)),
                         OpKind::SetAttribute(name, value) => el.set_attribute(name, value)?,
@@ -189,6 +261,18 @@ impl Rewriter {
                             }
                         }
                     }
+                    if let Some(p) = &progress {
+                        match el.end_tag_handlers() {
+                            Some(handlers) if kind.needs_end_tag() => {
+                                let p = p.clone();
+                                handlers.push(Box::new(move |_| {
+                                    p.complete();
+                                    Ok(())
+                                }));
+                            }
+                            _ => p.complete(),
+                        }
+                    }
                     Ok(())
                 },
             );
@@ -200,6 +284,8 @@ impl Rewriter {
             inner: Some(HtmlRewriter::new(settings, out.clone())),
             out,
             bailed: false,
+            progress,
+            finished_early: false,
         }
     }
 
@@ -212,19 +298,59 @@ impl Rewriter {
     /// Feed one chunk; returns the output ready so far, and the error if rewriting just gave up (the
     /// remaining input of that chunk is already in the output, untouched).
     pub fn write(&mut self, chunk: &[u8]) -> (Bytes, Option<String>) {
-        if self.bailed {
+        if self.bailed || self.finished_early {
             return (Bytes::copy_from_slice(chunk), None);
         }
         let Some(rw) = self.inner.as_mut() else {
             return (Bytes::copy_from_slice(chunk), None);
         };
-        match rw.write(chunk) {
-            Ok(()) => (self.take(), None),
-            Err(e) => {
+        // When parsing can stop early, feed small slices so that it stops soon after the last change instead
+        // of at the end of a large chunk.
+        let step = if self.progress.is_some() {
+            EARLY_STOP_STEP
+        } else {
+            chunk.len().max(1)
+        };
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let (piece, tail) = rest.split_at(step.min(rest.len()));
+            rest = tail;
+            if let Err(e) = rw.write(piece) {
+                // lol_html passed the rest of `piece` through; the rest of the chunk follows it untouched.
                 self.bailed = true;
                 self.inner = None;
-                (self.take(), Some(e.to_string()))
+                self.pass(rest);
+                return (self.take(), Some(e.to_string()));
             }
+            let done = self
+                .progress
+                .as_ref()
+                .is_some_and(|p| p.remaining.load(Ordering::Relaxed) == 0);
+            if done {
+                // Flush what lol_html still holds (an unfinished tag at the slice's end comes out as it came
+                // in), then pass the rest through.
+                self.finished_early = true;
+                if let Some(rw) = self.inner.take() {
+                    if let Err(e) = rw.end() {
+                        self.pass(rest);
+                        return (self.take(), Some(e.to_string()));
+                    }
+                }
+                self.pass(rest);
+                break;
+            }
+        }
+        (self.take(), None)
+    }
+
+    /// Append input to the output as it is.
+    fn pass(&self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.out
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(bytes);
         }
     }
 
@@ -242,6 +368,11 @@ impl Rewriter {
     /// Rewriting gave up and the rest passes through.
     pub fn bailed(&self) -> bool {
         self.bailed
+    }
+
+    /// Every op was complete before the end of the page; the rest passed through without parsing.
+    pub fn finished_early(&self) -> bool {
+        self.finished_early
     }
 }
 

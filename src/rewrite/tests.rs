@@ -242,3 +242,169 @@ proptest! {
         prop_assert_eq!(whole, bytewise);
     }
 }
+
+const ID_PAGE: &str = "<!doctype html><html><head><title>Ids — ✓</title></head><body>\
+<h1 id=\"hero\" class=\"big\">Welcome</h1><p id=\"lead\">Generic lead — ✓✓✓</p>\
+<a id=\"cta\" class=\"btn\" href=\"/demo\">Book a demo</a><div id=\"old\">remove <b>me</b></div>\
+<ul id=\"list\"><li>one</li></ul><img id=\"logo\" src=\"/l.svg\">\
+<section><h1 id=\"hero\">A second hero (an invalid duplicate id)</h1><p>日本語のテキスト</p>\
+<div class=\"tail\">a long tail the rewriter need not parse <a href=\"/x\">x</a></div></section></body></html>";
+
+fn op(selector: &str, kind: OpKind) -> Op {
+    Op {
+        selector: Arc::new(selector.parse().unwrap()),
+        kind,
+        once: names_one_element(selector),
+    }
+}
+
+/// One op per kind, every one naming a single element.
+fn id_ops() -> Vec<Op> {
+    vec![
+        op("#hero", OpKind::SetContent("Hi, Acme".into(), false)),
+        op(
+            "a#cta",
+            OpKind::SetAttribute("href".into(), "/demo?a=acme".into()),
+        ),
+        op("#cta.btn", OpKind::AddClass("abm".into())),
+        op("#cta", OpKind::AppendAttribute("title".into(), "!".into())),
+        op("#old", OpKind::Remove),
+        op(
+            "#lead",
+            OpKind::Insert(Position::After, "<aside>note</aside>".into(), true),
+        ),
+        op(
+            "#lead",
+            OpKind::Insert(Position::Before, "<hr>".into(), true),
+        ),
+        op(
+            "#list",
+            OpKind::Insert(Position::Append, "<li>two</li>".into(), true),
+        ),
+        op(
+            "#list",
+            OpKind::Insert(Position::Prepend, "<li>zero</li>".into(), true),
+        ),
+        op("#logo", OpKind::SetAttribute("alt".into(), "Acme".into())),
+        op(
+            "head",
+            OpKind::Insert(Position::Append, banner_markup("/_c/"), true),
+        ),
+    ]
+}
+
+fn rewrite_flagged(ops: Vec<Op>, input: &[u8], sizes: &[usize]) -> (Vec<u8>, bool) {
+    let mut r = Rewriter::new(ops, None, 1 << 20);
+    let mut out = Vec::new();
+    let mut rest = input;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let n = sizes[i % sizes.len()].clamp(1, rest.len());
+        let (chunk, tail) = rest.split_at(n);
+        let (b, e) = r.write(chunk);
+        assert!(e.is_none(), "{e:?}");
+        out.extend_from_slice(&b);
+        rest = tail;
+        i += 1;
+    }
+    let early = r.finished_early();
+    let (b, e) = r.end();
+    assert!(e.is_none());
+    out.extend_from_slice(&b);
+    (out, early)
+}
+
+#[test]
+fn selectors_that_name_one_element() {
+    for s in [
+        "#hero",
+        "h1#hero",
+        "#cta.btn.primary",
+        "a#c-1_x",
+        "head",
+        " BODY ",
+    ] {
+        assert!(names_one_element(s), "{s}");
+    }
+    for s in [
+        "h1",
+        ".cta",
+        "#a #b",
+        "#a > b",
+        "#a, #b",
+        "a[href='#x']",
+        "#a:not(.b)",
+        "#a[href]",
+        "div#",
+        "#",
+        "head > link",
+    ] {
+        assert!(!names_one_element(s), "{s}");
+    }
+}
+
+#[test]
+fn once_only_ops_apply_to_the_first_match_and_parsing_stops_when_all_are_done() {
+    let (out, early) = rewrite_flagged(id_ops(), ID_PAGE.as_bytes(), &[ID_PAGE.len()]);
+    let out = String::from_utf8(out).unwrap();
+    assert!(early, "every op completed before the end of the page");
+    assert!(
+        out.contains("<h1 id=\"hero\" class=\"big\">Hi, Acme</h1>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("<h1 id=\"hero\">A second hero"),
+        "first match only: {out}"
+    );
+    assert!(
+        out.contains("<hr><p id=\"lead\">Generic lead — ✓✓✓</p><aside>note</aside>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("<a id=\"cta\" class=\"btn abm\" href=\"/demo?a=acme\" title=\"!\">"),
+        "{out}"
+    );
+    assert!(!out.contains("remove"), "{out}");
+    assert!(
+        out.contains("<ul id=\"list\"><li>zero</li><li>one</li><li>two</li></ul>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("<img id=\"logo\" src=\"/l.svg\" alt=\"Acme\">"),
+        "{out}"
+    );
+    assert!(out.contains("consent.js\" defer></script></head>"), "{out}");
+    // Each kind alone completes too (end-tag ops included), so parsing stops for any mix.
+    for o in id_ops() {
+        let what = format!("{:?}", o.kind);
+        let (_, early) = rewrite_flagged(vec![o], ID_PAGE.as_bytes(), &[64]);
+        assert!(early, "{what}");
+    }
+    // A selector that may name several elements keeps the parser on to the end.
+    let mut ops = id_ops();
+    ops.push(op(".never", OpKind::Remove));
+    let (full, early) = rewrite_flagged(ops, ID_PAGE.as_bytes(), &[ID_PAGE.len()]);
+    assert!(!early);
+    assert_eq!(
+        String::from_utf8(full).unwrap(),
+        out,
+        "stopping early changes nothing"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Stopping early at any chunk boundary (an unfinished tag held by the parser included) gives the bytes
+    /// a full parse gives.
+    #[test]
+    fn stopping_early_is_invisible_in_any_chunking(sizes in proptest::collection::vec(1usize..40, 1..20)) {
+        let mut reference_ops = id_ops();
+        reference_ops.push(op(".never", OpKind::Remove));
+        let (reference, _) = rewrite_flagged(reference_ops, ID_PAGE.as_bytes(), &[ID_PAGE.len()]);
+        let (split, early) = rewrite_flagged(id_ops(), ID_PAGE.as_bytes(), &sizes);
+        prop_assert!(early);
+        prop_assert_eq!(&reference, &split);
+        let (bytewise, _) = rewrite_flagged(id_ops(), ID_PAGE.as_bytes(), &[1]);
+        prop_assert_eq!(reference, bytewise);
+    }
+}
