@@ -3,6 +3,13 @@
 #
 # Targets: the nginx origin directly, nginx proxy_pass, haproxy, and `concierge serve`,
 # each in front of the same nginx origin serving 10 KiB and 100 KiB HTML pages.
+# Personalization targets (issue 5), same pages, 5 changes each:
+#   nginx-subfilter  nginx proxy with a geoip2 lookup (MMDB) and sub_filter doing 5 substitutions (one uses
+#                    the looked-up country, so the lookup runs); the origin is asked for identity.
+#   concierge-tags   concierge with geo (MMDB) + consent + company lookup (account rule file) + 5 actions whose
+#                    selectors may match several elements (h1, nav a[href="/docs"], ...): the whole page parsed.
+#   concierge-ids    the same with 5 id selectors (#hero, #cta, ...): parsing stops after the last change.
+# Both fixed-rate and wrk send "Accept: text/html" (a page request) and no Accept-Encoding.
 # Per target and page it measures:
 #   * max throughput: wrk -t1 -c$CONNECTIONS -d$DURATION (closed loop), requests/s,
 #     the server's CPU µs per request and its RSS;
@@ -25,7 +32,10 @@
 #   RATE_100K=1000    fixed rate for page-100k.html
 #   CONNECTIONS=32    connections for wrk and for the fixed-rate generator
 #   WARMUP=1s         short wrk warm-up before each measured run (0 to skip)
-#   TARGETS="direct nginx haproxy concierge"   subset/order of targets
+#   TARGETS="direct nginx haproxy concierge"   subset/order of targets; also nginx-subfilter,
+#                     concierge-tags, concierge-ids (personalization, see above)
+#   MMDB=             GeoIP2 City database for the personalization targets
+#                     (default: ../shared/testdata/maxmind/test-data/GeoIP2-City-Test.mmdb)
 #   LOAD_CPU=0 ORIGIN_CPU=$LOAD_CPU PROXY_CPU=1   cores (taskset -c)
 #   SKIP_BUILD=1      do not run `cargo build --profile production`
 #   SKIP_INSTALL=1    never call apt-get (fail if a tool is missing)
@@ -56,15 +66,19 @@ KEEP_TMP=${KEEP_TMP:-0}
 NGINX_PROXY_EXTRA=${NGINX_PROXY_EXTRA:-}
 CONCIERGE_BIN=${CONCIERGE_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/production/concierge}
 OUT_DIR=${OUT_DIR:-$BENCH_DIR/out}
+MMDB=${MMDB:-$REPO/../shared/testdata/maxmind/test-data/GeoIP2-City-Test.mmdb}
 
 ORIGIN_PORT=18080
 NGINX_PORT=18081
 HAPROXY_PORT=18082
 CONCIERGE_PORT=18083
 CONCIERGE_ADMIN_PORT=19901
+SUBFILTER_PORT=18084
 PAGES=(10k 100k)
 declare -A PAGE_BYTES=([10k]=10240 [100k]=102400)
 declare -A PAGE_RATE=([10k]=$RATE_10K [100k]=$RATE_100K)
+# Bytes each page must have through the target being measured (personalized pages differ from the origin's).
+declare -A EXPECT_BYTES=()
 
 say() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -104,7 +118,15 @@ install_tools() {
     done
   fi
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 8))' || die "python3 >= 3.8 needed"
+  if [[ " $TARGETS " == *" nginx-subfilter "* && ! -e $GEOIP2_MODULE ]]; then
+    [[ $SKIP_INSTALL == 1 ]] && die "missing $GEOIP2_MODULE (SKIP_INSTALL=1): apt-get install libnginx-mod-http-geoip2"
+    [[ $EUID == 0 ]] || die "missing the nginx geoip2 module; as root run: apt-get install libnginx-mod-http-geoip2"
+    say "installing: libnginx-mod-http-geoip2"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libnginx-mod-http-geoip2 >&2
+  fi
 }
+GEOIP2_MODULE=/usr/lib/nginx/modules/ngx_http_geoip2_module.so
 
 # --------------------------------------------------------------------------- processes
 STARTED=()
@@ -195,13 +217,18 @@ NPROC=$(nproc)
 ((PROXY_CPU < NPROC && LOAD_CPU < NPROC && ORIGIN_CPU < NPROC)) || die "CPU index >= nproc ($NPROC)"
 ((PROXY_CPU != LOAD_CPU && PROXY_CPU != ORIGIN_CPU)) || die "PROXY_CPU must differ from LOAD_CPU/ORIGIN_CPU"
 
-if [[ " $TARGETS " == *" concierge "* && $SKIP_BUILD != 1 ]]; then
+if [[ " $TARGETS " == *" concierge"* && $SKIP_BUILD != 1 ]]; then
   have cargo || die "cargo not found (install Rust, or SKIP_BUILD=1 with CONCIERGE_BIN=...)"
   say "building concierge: cargo build --profile production"
   (cd "$REPO" && cargo build --profile production) >&2
 fi
 
-for p in $ORIGIN_PORT $NGINX_PORT $HAPROXY_PORT $CONCIERGE_PORT $CONCIERGE_ADMIN_PORT; do
+if [[ " $TARGETS " == *" nginx-subfilter "* || " $TARGETS " == *" concierge-tags "* || " $TARGETS " == *" concierge-ids "* ]]; then
+  [[ -f $MMDB ]] || die "MMDB=$MMDB not found (the personalization targets need a GeoIP2 City database)"
+  MMDB=$(cd "$(dirname "$MMDB")" && pwd)/$(basename "$MMDB")
+fi
+
+for p in $ORIGIN_PORT $NGINX_PORT $HAPROXY_PORT $CONCIERGE_PORT $CONCIERGE_ADMIN_PORT $SUBFILTER_PORT; do
   port_in_use "$p" && die "port $p on 127.0.0.1 is already in use"
 done
 
@@ -252,9 +279,9 @@ def page(size, seed):
             "<style>body{font-family:system-ui,sans-serif;margin:0 auto;max-width:60em;"
             "line-height:1.5}nav a{margin-right:1em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:.2em .5em}</style>\n</head>\n<body>\n"
-            '<header><nav><a href="/">Home</a><a href="/docs">Docs</a><a href="/blog">Blog</a>'
+            '<header><nav id="top-nav"><a href="/">Home</a><a id="cta" href="/docs">Docs</a><a id="nav-blog" href="/blog">Blog</a>'
             '<a href="/about">About</a></nav></header>\n<main>\n<article>\n'
-            f"<h1>{sentence(r)[:-1].title()}</h1>\n")
+            f'<h1 id="hero">{sentence(r)[:-1].title()}</h1>\n')
     tail = ("</article>\n</main>\n<footer><p>&copy; 2024 Example Corp. All rights reserved.</p>"
             "</footer>\n</body>\n</html>\n")
     body, i = head, 1
@@ -353,6 +380,41 @@ $(nginx_http_common proxy)
 EOF
 } >"$TMP/nginx-proxy.conf"
 
+# nginx doing what the personalization targets do, as far as nginx can: a geoip2 lookup and five substitutions.
+{
+  echo "load_module $GEOIP2_MODULE;"
+  nginx_common subfilter
+  echo "worker_cpu_affinity $(cpu_mask "$PROXY_CPU");"
+  cat <<EOF
+http {
+$(nginx_http_common subfilter)
+    geoip2 $MMDB {
+        \$geoip2_country default=US source=\$remote_addr country iso_code;
+    }
+    upstream origin {
+        server 127.0.0.1:$ORIGIN_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$SUBFILTER_PORT;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Accept-Encoding "";
+            sub_filter 'id="hero">' 'id="hero">Spend control for Acme Corp: ';
+            sub_filter '<a id="cta" href="/docs">' '<a id="cta" class="abm" href="/docs?account=acme.example">';
+            sub_filter '</nav>' ' · for Acme Corp</nav>';
+            sub_filter '>Blog</a>' '>Acme Corp news</a>';
+            sub_filter 'Example Corp.' 'Example Corp. (\$geoip2_country)';
+            $NGINX_PROXY_EXTRA
+        }
+    }
+}
+EOF
+} >"$TMP/nginx-subfilter.conf"
+
 cat >"$TMP/haproxy.cfg" <<EOF
 global
     nbthread 1
@@ -392,6 +454,72 @@ access_log = false
 address = "127.0.0.1:$CONCIERGE_ADMIN_PORT"
 EOF
 
+# Personalization: geo from the MMDB (127.0.0.1 is in no database: unknown_region = opt-out, so the firmographic
+# tier is permitted), the company from an account rule file covering loopback, five actions.
+for variant in tags ids; do
+  mkdir -p "$TMP/rules-$variant/accounts"
+  cat >"$TMP/concierge-$variant.toml" <<EOF
+[[listener]]
+address = "127.0.0.1:$CONCIERGE_PORT"
+
+[upstream]
+url = "http://127.0.0.1:$ORIGIN_PORT"
+
+[log]
+level = "warn"
+access_log = false
+
+[admin]
+address = "127.0.0.1:$CONCIERGE_ADMIN_PORT"
+
+[geo]
+mmdb = "$MMDB"
+
+[consent]
+unknown_region = "opt-out"
+
+[rules]
+dir = "$TMP/rules-$variant"
+
+[audit]
+dir = "$TMP/audit-$variant"
+EOF
+done
+rules_file() {  # $1 = hero, $2 = cta, $3 = nav, $4 = blog link
+  cat <<EOF
+[account]
+domain = "acme.example"
+name = "Acme Corp"
+networks = ["127.0.0.0/8"]
+
+[[personalization]]
+id = "bench"
+tier = "firmographic"
+
+[[personalization.action]]
+select = '$1'
+set_text = "Spend control for {{ company.name }}"
+
+[[personalization.action]]
+select = '$2'
+set_attribute = { name = "href", value = "/docs?account={{ account.domain }}" }
+
+[[personalization.action]]
+select = '$2'
+add_class = "abm"
+
+[[personalization.action]]
+select = '$3'
+append = { text = " · for {{ company.name }}" }
+
+[[personalization.action]]
+select = '$4'
+set_text = "{{ company.name }} news"
+EOF
+}
+rules_file 'h1' 'nav a[href="/docs"]' 'nav' 'nav a[href="/blog"]' >"$TMP/rules-tags/accounts/acme.example.toml"
+rules_file '#hero' '#cta' '#top-nav' '#nav-blog' >"$TMP/rules-ids/accounts/acme.example.toml"
+
 start_nginx() {  # $1 = name, $2 = cpu; echoes the master pid
   mkdir -p "$TMP/nginx-$1-tmp"
   taskset -c "$2" nginx -p "$TMP/" -e "$TMP/nginx-$1-error.log" -c "$TMP/nginx-$1.conf" \
@@ -404,13 +532,22 @@ DUR_S=$(secs "$DURATION")
 RATE_DUR_S=$(secs "$RATE_DURATION")
 WARMUP_S=$(secs "$WARMUP")
 
-# Checks that the target serves both pages with the right size.
-check_pages() {  # $1 = port
-  local pg got
+# Checks that the target serves both pages with the right size (sets EXPECT_BYTES). With $2 = personalized,
+# the page must differ from the origin's and name the account.
+check_pages() {  # $1 = port, $2 = plain|personalized
+  local pg got f
   for pg in "${PAGES[@]}"; do
-    got=$(curl -sS -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' \
+    f="$TMP/check-$pg.html"
+    got=$(curl -sS -o "$f" --max-time 5 -H 'Accept: text/html' -w '%{http_code} %{size_download}' \
       "http://127.0.0.1:$1/page-$pg.html" 2>&1) || true
-    [[ $got == "200 ${PAGE_BYTES[$pg]}" ]] || { say "port $1 page-$pg.html: got '$got'"; return 1; }
+    if [[ ${2:-plain} == personalized ]]; then
+      [[ ${got%% *} == 200 ]] && grep -q 'for Acme Corp' "$f" && ! cmp -s "$f" "$TMP/www/page-$pg.html" \
+        || { say "port $1 page-$pg.html: not personalized (got '$got')"; return 1; }
+      EXPECT_BYTES[$pg]=${got#* }
+    else
+      [[ $got == "200 ${PAGE_BYTES[$pg]}" ]] || { say "port $1 page-$pg.html: got '$got'"; return 1; }
+      EXPECT_BYTES[$pg]=${PAGE_BYTES[$pg]}
+    fi
   done
 }
 
@@ -429,14 +566,14 @@ measure() {
     url="http://127.0.0.1:$port/page-$pg.html"
     rate=${PAGE_RATE[$pg]}
     if [[ $WARMUP_S != 0 ]]; then
-      timeout 60 taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" "$url" >/dev/null 2>&1 || true
+      timeout 60 taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" -H 'Accept: text/html' "$url" >/dev/null 2>&1 || true
     fi
     # 1) max throughput (closed loop)
     f="$RAW_DIR/wrk-$target-$pg$(rsuf).txt"
     say "$tag$target $pg: wrk -t1 -c$CONNECTIONS -d$DURATION"
     t0=$(cpu_ticks "${pids[@]}")
     timeout "$(ceil "$DUR_S + 60")" taskset -c "$LOAD_CPU" \
-      wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --timeout 5s -s "$BENCH_DIR/wrk-report.lua" "$url" >"$f" 2>&1 || true
+      wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --timeout 5s -H 'Accept: text/html' -s "$BENCH_DIR/wrk-report.lua" "$url" >"$f" 2>&1 || true
     t1=$(cpu_ticks "${pids[@]}")
     rss=$(rss_kb "${pids[@]}")
     req=$(kv "$f" requests); rps=$(kv "$f" rps); err=$(kv "$f" errors)
@@ -452,7 +589,7 @@ measure() {
     t0=$(cpu_ticks "${pids[@]}")
     timeout "$(ceil "$RATE_DUR_S + 60")" taskset -c "$LOAD_CPU" \
       python3 "$BENCH_DIR/loadgen.py" -R "$rate" -d "$RATE_DURATION" -c "$CONNECTIONS" \
-      --expect-bytes "${PAGE_BYTES[$pg]}" "$url" >"$f" 2>&1 || true
+      --expect-bytes "${EXPECT_BYTES[$pg]}" "$url" >"$f" 2>&1 || true
     t1=$(cpu_ticks "${pids[@]}")
     local freq fp50 fp99 ferr finc fach lag
     freq=$(kv "$f" requests); fp50=$(kv "$f" p50_ms); fp99=$(kv "$f" p99_ms)
@@ -484,7 +621,7 @@ ORIGIN_PID=$(start_nginx origin "$ORIGIN_CPU")
 STARTED+=("$ORIGIN_PID")
 wait_http "http://127.0.0.1:$ORIGIN_PORT/page-10k.html" 10 "$ORIGIN_PID" \
   || { cat "$TMP"/nginx-origin*.{out,log} >&2 2>/dev/null; die "origin nginx did not start"; }
-check_pages "$ORIGIN_PORT" || die "origin does not serve the pages"
+check_pages "$ORIGIN_PORT" plain || die "origin does not serve the pages"
 
 # run_target TARGET: starts the proxy (the origin is already up), measures it, stops it,
 # so only one proxy runs at a time. Uses $ROUND.
@@ -492,8 +629,25 @@ run_target() {
   local target=$1 pid="" port
   case $target in
     direct)
+      check_pages "$ORIGIN_PORT" plain
       measure direct "$ORIGIN_PID" "$ORIGIN_PORT"
       return 0 ;;
+    nginx-subfilter)
+      pid=$(start_nginx subfilter "$PROXY_CPU"); STARTED+=("$pid")
+      if ! wait_http "http://127.0.0.1:$SUBFILTER_PORT/page-10k.html" 10 "$pid"; then
+        cat "$TMP"/nginx-subfilter*.{out,log} >&2 2>/dev/null; skip_target nginx-subfilter "failed to start"; stop_started "$pid"; return 0
+      fi
+      port=$SUBFILTER_PORT ;;
+    concierge-tags|concierge-ids)
+      if [[ ! -x $CONCIERGE_BIN ]]; then
+        skip_target "$target" "binary missing"; return 0
+      fi
+      taskset -c "$PROXY_CPU" "$CONCIERGE_BIN" serve --config "$TMP/$target.toml" >"$TMP/$target.log" 2>&1 &
+      pid=$!; STARTED+=("$pid")
+      if ! wait_http "http://127.0.0.1:$CONCIERGE_ADMIN_PORT/readyz" 10 "$pid"; then
+        tail -n 30 "$TMP/$target.log" >&2; skip_target "$target" "failed to start (not ready in 10 s)"; stop_started "$pid"; return 0
+      fi
+      port=$CONCIERGE_PORT ;;
     nginx)
       pid=$(start_nginx proxy "$PROXY_CPU"); STARTED+=("$pid")
       if ! wait_http "http://127.0.0.1:$NGINX_PORT/page-10k.html" 10 "$pid"; then
@@ -518,7 +672,9 @@ run_target() {
       fi
       port=$CONCIERGE_PORT ;;
   esac
-  if check_pages "$port"; then
+  local kind=plain
+  case $target in nginx-subfilter|concierge-tags|concierge-ids) kind=personalized ;; esac
+  if check_pages "$port" "$kind"; then
     measure "$target" "$pid" "$port"
   else
     skip_target "$target" "wrong response"
@@ -528,7 +684,8 @@ run_target() {
 }
 
 for target in $TARGETS; do
-  case $target in direct|nginx|haproxy|concierge) ;; *) die "unknown target '$target' (direct nginx haproxy concierge)" ;; esac
+  case $target in direct|nginx|haproxy|concierge|nginx-subfilter|concierge-tags|concierge-ids) ;;
+    *) die "unknown target '$target' (direct nginx haproxy concierge nginx-subfilter concierge-tags concierge-ids)" ;; esac
 done
 read -r -a TARGET_LIST <<<"$TARGETS"
 # Per target and page: warm-up + wrk + 1 s + fixed rate + 1 s; plus ~2 s per proxy start/stop.
@@ -541,7 +698,7 @@ for ((ROUND = 1; ROUND <= REPEAT; ROUND++)); do
     run_target "$target"
   done
 done
-for f in "$TMP"/nginx-*-error.log "$TMP"/haproxy.log "$TMP"/concierge.log; do
+for f in "$TMP"/nginx-*-error.log "$TMP"/haproxy.log "$TMP"/concierge*.log; do
   [[ -s $f ]] && cp "$f" "$RAW_DIR/" || true
 done
 
@@ -558,7 +715,9 @@ python3 - "$RESULTS" "$OUT_MD" "$REPEAT" <<'PY'
 import math, os, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 repeat = int(sys.argv[3])
-names = {"direct": "origin (direct)", "nginx": "nginx", "haproxy": "haproxy", "concierge": "concierge"}
+names = {"direct": "origin (direct)", "nginx": "nginx", "haproxy": "haproxy", "concierge": "concierge",
+         "nginx-subfilter": "nginx geoip2+sub_filter", "concierge-tags": "concierge 5 rewrites (tags)",
+         "concierge-ids": "concierge 5 rewrites (ids)"}
 KEYS = ["rps", "err", "p50", "p99", "rate", "achieved", "ferr", "cpu_fix", "cpu_max", "rss", "lag"]
 def num(s):
     try:
