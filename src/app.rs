@@ -41,8 +41,8 @@ pub enum StartError {
     Sources(String),
     #[error("rule files:\n{0}")]
     Rules(String),
-    #[error("audit.dir: {0}")]
-    Audit(#[from] crate::audit::SinkError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// One error per line, indented under the heading of a [`StartError`].
@@ -78,6 +78,7 @@ pub struct Server {
     sources: Arc<SourcesReloader>,
     grace: Duration,
     admin_task: Option<JoinHandle<()>>,
+    audit: Arc<crate::audit::Audit>,
 }
 
 impl Server {
@@ -101,14 +102,14 @@ impl Server {
             metrics: metrics.clone(),
             fingerprint: std::sync::Mutex::new(crate::watch::fingerprint(watched(&settings))),
         });
-        let sink = crate::audit::FileSink::open(&settings.audit.dir)?;
-        tracing::info!(path = %sink.path().display(), "proof-of-consent records");
+        let audit = crate::audit::Audit::open(&settings.audit)?;
+        tracing::info!(dir = %settings.audit.dir.display(), "audit log");
         let proxy = Proxy::new(
             settings.clone(),
             metrics.clone(),
             sources.current.clone(),
             sources.rules.clone(),
-            Arc::new(sink),
+            audit.clone(),
         )?;
         let (phase, phase_rx) = watch::channel(Phase::Serving);
         let (drain_tx, drain_rx) = mpsc::channel(1);
@@ -208,6 +209,7 @@ impl Server {
             sources,
             grace: settings.timeouts.shutdown_grace,
             admin_task,
+            audit,
         })
     }
 
@@ -247,7 +249,15 @@ impl Server {
         if let Some(t) = self.admin_task.take() {
             t.abort();
         }
+        // Everything queued is written, and a final checkpoint signs it.
+        let audit = self.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
         outcome
+    }
+
+    /// The audit log's writers.
+    pub fn audit(&self) -> Arc<crate::audit::Audit> {
+        self.audit.clone()
     }
 }
 

@@ -56,6 +56,9 @@ pub enum Command {
     /// Dry run for one visitor and URL: company and location, the consent Decision, every rule with why it
     /// applies or not, the plan, and (with --html) the rewritten page.
     Explain(ExplainArgs),
+    /// The tamper-evident audit log: keygen, verify, export, stats.
+    #[command(subcommand)]
+    Audit(crate::cli_audit::AuditCommand),
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +223,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Consent(ConsentCommand::Decode { string, json }) => consent_decode(&string, json),
         Command::Consent(ConsentCommand::Decide(args)) => consent_decide(args),
         Command::Explain(args) => explain(args),
+        Command::Audit(cmd) => crate::cli_audit::run(cmd),
     }
 }
 
@@ -397,8 +401,16 @@ fn demo(args: DemoArgs) -> ExitCode {
             admin: Some(args.admin.clone()),
         };
         let audit_dir = std::env::temp_dir().join(format!("concierge-demo-{}", std::process::id()));
-        let settings = Settings::from_toml(&crate::demo::settings_toml(&audit_dir), &overrides)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        std::fs::create_dir_all(&audit_dir)?;
+        let key_path = audit_dir.join("demo-signing.key");
+        let (pem, key) = crate::audit::keys::SigningKey::generate()?;
+        std::fs::write(&key_path, pem)?;
+        std::fs::write(audit_dir.join("demo-signing.pub"), key.public().encode() + "\n")?;
+        let settings = Settings::from_toml(
+            &crate::demo::settings_toml(&audit_dir.join("log"), &key_path),
+            &overrides,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         app::init_logging(&settings.log);
         let server = app::Server::start(settings).await.map_err(|e| {
             anyhow::anyhow!("{e}\nhint: another program uses that port; pick others with --listen ADDR --admin ADDR|off")
@@ -406,8 +418,9 @@ fn demo(args: DemoArgs) -> ExitCode {
         let proxy_addr = server.listeners.first().copied().unwrap_or(args.listen);
         outln!("{}", crate::demo::banner(proxy_addr, origin, server.admin));
         outln!(
-            "Proof-of-consent records: {}\n",
-            audit_dir.join(crate::audit::CONSENT_FILE).display()
+            "Audit log (consent and decision records): {log}\n  check it: concierge audit verify {log} --public-key {pubkey}\n",
+            log = audit_dir.join("log").display(),
+            pubkey = audit_dir.join("demo-signing.pub").display()
         );
         app::wait_for_stop(&server).await?;
         app::stop(server).await;

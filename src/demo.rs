@@ -169,15 +169,16 @@ pub async fn start_origin(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 /// addresses so every jurisdiction can be tried from one machine — 127.0.0.1 (your browser) is in Germany
 /// (opt-in: the banner asks), the demo accounts' ranges 127.0.10–30.x are in California (opt-out: personalized
 /// unless withdrawn, e.g. with `Sec-GPC: 1`).
-pub fn settings_toml(audit_dir: &std::path::Path) -> String {
+pub fn settings_toml(audit_dir: &std::path::Path, signing_key: &std::path::Path) -> String {
     format!(
-        "[audit]\ndir = {dir:?}\n\n\
+        "[audit]\ndir = {dir:?}\nsigning_key = {key:?}\n\n\
          [[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"DE\"\n\n\
          [[geo.static]]\nnetwork = \"127.0.10.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\n\
          [[geo.static]]\nnetwork = \"127.0.20.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\n\
          [[geo.static]]\nnetwork = \"127.0.30.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\n\
          [consent]\ngpc_well_known = true\n",
-        dir = audit_dir.display().to_string()
+        dir = audit_dir.display().to_string(),
+        key = signing_key.display().to_string()
     )
 }
 

@@ -109,6 +109,7 @@ pub struct Metrics {
     company_lookups: Family<ResultLabel, Counter>,
     consent_records: Family<ResultLabel, Counter>,
     rewrites: Family<ResultLabel, Counter>,
+    decision_records: Family<ResultLabel, Counter>,
 }
 
 impl Metrics {
@@ -202,6 +203,12 @@ impl Metrics {
             "Choices posted to the consent endpoint, by result (recorded, refused, failed)",
             consent_records.clone(),
         );
+        let decision_records = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "decision_records",
+            "Decision records for page requests, by result (accepted, or refused_* — then the page went out unpersonalized)",
+            decision_records.clone(),
+        );
         let rewrites = Family::<ResultLabel, Counter>::default();
         registry.register(
             "rewrites",
@@ -230,6 +237,7 @@ impl Metrics {
             company_lookups,
             consent_records,
             rewrites,
+            decision_records,
         })
     }
 
@@ -305,6 +313,12 @@ impl Metrics {
 
     pub fn consent_record(&self, result: &'static str) {
         self.consent_records
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub fn decision_record(&self, result: &'static str) {
+        self.decision_records
             .get_or_create(&ResultLabel { result })
             .inc();
     }

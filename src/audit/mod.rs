@@ -1,26 +1,29 @@
-//! Records a compliance reviewer relies on, and where they are written.
+//! Records a compliance reviewer relies on, and the tamper-evident log they are written to.
 //!
-//! Today: the proof-of-consent record (written by the consent endpoint), the [`RecordSink`] interface every
-//! producer writes through, and [`FileSink`], a simple durable sink (one JSON object per line, each line
-//! fsynced before `append` returns). The tamper-evident, hash-chained writer replaces `FileSink` behind the same
-//! interface.
+//! - [`chain`]: line format, hash chain, segments; [`keys`]: Ed25519 keys and signed checkpoints;
+//!   [`writer`]: the writer thread (bounded queue, group commit, fsync policy, checkpoints, rotation,
+//!   retention, torn-tail recovery); [`verify`]: what `concierge audit verify` checks; [`query`]: export and
+//!   stats.
+//! - Records: proof of consent ([`ConsentRecord`], from the consent endpoint) and one [`DecisionRecord`] per
+//!   page request where personalization was considered (a company lookup ran or a plan had changes).
 //!
-//! Invariant: a producer acts on a record (sets the consent cookie, personalizes a page) only after `append`
-//! returned `Ok` — no record, no effect.
+//! Invariant: a producer acts on a record (sets the consent cookie, personalizes a page) only after the writer
+//! accepted it — no record, no effect.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+pub mod chain;
+pub mod keys;
+pub mod query;
+pub mod verify;
+pub mod writer;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::consent::policy::Jurisdiction;
-
-/// The file the consent records are appended to, inside the audit directory.
-pub const CONSENT_FILE: &str = "consent-records.jsonl";
-/// No record line is longer than this (every field is bounded well below it).
-pub const MAX_RECORD_BYTES: usize = 16 * 1024;
 
 /// A visitor's choice per tier, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -48,134 +51,328 @@ pub struct ConsentRecord {
     pub request_id: String,
 }
 
-/// Everything a sink takes.
+/// What the `audit` stream holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
     Consent(ConsentRecord),
+    Decision(Box<DecisionRecord>),
+}
+
+/// What was decided for one page request, and what it was based on. No raw IP, no user agent, no free text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionRecord {
+    pub time: String,
+    pub request_id: String,
+    /// The client pseudonymized (`audit.client`); absent with `omit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// Path only, no query string.
+    pub page: String,
+    pub jurisdiction: Jurisdiction,
+    pub signals: SignalsSummary,
+    /// Tiers the Decision permitted.
+    pub permitted: Vec<&'static str>,
+    pub reasons: Vec<String>,
+    pub banner: bool,
+    /// `not_run` (the Decision did not permit it), `matched` or `no_company`.
+    pub lookup: &'static str,
+    /// The matched company's domain (company data, not personal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    /// Rules whose changes were applied (empty when none were).
+    pub rules: Vec<String>,
+    pub rules_version: String,
+    /// `personalized` (the page was rewritten) or `not_personalized`.
+    pub outcome: &'static str,
+}
+
+/// The consent signals a request carried, in summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SignalsSummary {
+    pub gpc: bool,
+    pub dnt: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcf: Option<TcfSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpp: Option<GppSummary>,
+    /// The US Privacy string's opt-out of sale (`Y`/`N`/`-`), or `invalid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_party: Option<FirstPartySummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TcfSummary {
+    pub valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmp: Option<u16>,
+    pub purposes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GppSummary {
+    pub valid: bool,
+    pub sections: Vec<u16>,
+    /// Names of the sections that say the visitor opted out.
+    pub opt_outs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FirstPartySummary {
+    pub valid: bool,
+    pub firmographic: bool,
+    pub personal: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub banner_version: Option<String>,
+}
+
+impl SignalsSummary {
+    pub fn of(s: &crate::consent::signals::Signals) -> SignalsSummary {
+        use crate::consent::gpp::Section;
+        SignalsSummary {
+            gpc: s.gpc,
+            dnt: s.dnt,
+            tcf: s.tcf.as_ref().map(|t| match t {
+                Ok(t) => TcfSummary {
+                    valid: true,
+                    cmp: Some(t.cmp_id),
+                    purposes: t.purpose_consents.iter().copied().collect(),
+                },
+                Err(_) => TcfSummary {
+                    valid: false,
+                    cmp: None,
+                    purposes: vec![],
+                },
+            }),
+            gpp: s.gpp.as_ref().map(|g| match g {
+                Ok(g) => GppSummary {
+                    valid: true,
+                    sections: g.section_ids.clone(),
+                    opt_outs: g
+                        .sections
+                        .iter()
+                        .filter(|(_, sec)| match sec {
+                            Section::Usp(u) => u.opted_out(),
+                            Section::UsNat(n) => n.opted_out(),
+                            Section::UsState(st) => st.opted_out(),
+                            Section::Tcf(_) | Section::NotDecoded => false,
+                        })
+                        .map(|(name, _)| name.clone())
+                        .collect(),
+                },
+                Err(_) => GppSummary {
+                    valid: false,
+                    sections: vec![],
+                    opt_outs: vec![],
+                },
+            }),
+            usp: s.usp.as_ref().map(|u| match u {
+                Ok(u) => if u.opted_out() {
+                    "opted_out"
+                } else {
+                    "not_opted_out"
+                }
+                .to_string(),
+                Err(_) => "invalid".into(),
+            }),
+            first_party: s.first_party.as_ref().map(|f| match f {
+                Ok(f) => FirstPartySummary {
+                    valid: true,
+                    firmographic: f.firmographic,
+                    personal: f.personal,
+                    banner_version: Some(f.banner_version.clone()),
+                },
+                Err(_) => FirstPartySummary {
+                    valid: false,
+                    firmographic: false,
+                    personal: false,
+                    banner_version: None,
+                },
+            }),
+        }
+    }
+}
+
+/// How the client appears in decision records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMode {
+    /// `h:` + 16 hex digits of HMAC-SHA-256 under a random key kept only in memory and replaced every
+    /// `audit.client_key_rotation`: the same client links within one key period, never across, and never
+    /// back to an address.
+    KeyedHash,
+    /// The network: IPv4 /24, IPv6 /48.
+    Truncate,
+    Omit,
+}
+
+/// Pseudonymizes client addresses for decision records.
+pub struct Pseudonymizer {
+    mode: ClientMode,
+    rotation: Duration,
+    key: Mutex<Option<(Instant, ring::hmac::Key)>>,
+}
+
+impl Pseudonymizer {
+    pub fn new(mode: ClientMode, rotation: Duration) -> Pseudonymizer {
+        Pseudonymizer {
+            mode,
+            rotation,
+            key: Mutex::new(None),
+        }
+    }
+
+    pub fn client(&self, ip: IpAddr) -> Option<String> {
+        match self.mode {
+            ClientMode::Omit => None,
+            ClientMode::Truncate => Some(match ip {
+                IpAddr::V4(v4) => {
+                    let o = v4.octets();
+                    format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+                }
+                IpAddr::V6(v6) => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+                }
+            }),
+            ClientMode::KeyedHash => {
+                let mut guard = self.key.lock().unwrap_or_else(|p| p.into_inner());
+                let fresh = guard
+                    .as_ref()
+                    .is_some_and(|(t, _)| t.elapsed() < self.rotation);
+                if !fresh {
+                    *guard = Some((Instant::now(), new_key()?));
+                }
+                let (_, key) = guard.as_ref()?;
+                let bytes = match ip {
+                    IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+                    IpAddr::V6(v6) => v6.octets(),
+                };
+                let tag = ring::hmac::sign(key, &bytes);
+                Some(format!("h:{}", chain::hex(&tag.as_ref()[..8])))
+            }
+        }
+    }
+}
+
+/// A fresh random key; `None` if the OS RNG fails (the client is then left out rather than hashed under a
+/// guessable key).
+fn new_key() -> Option<ring::hmac::Key> {
+    let rng = ring::rand::SystemRandom::new();
+    ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng).ok()
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error("record of {0} bytes exceeds the {MAX_RECORD_BYTES}-byte limit")]
-    TooLarge(usize),
-    #[error("cannot serialize the record: {0}")]
-    Serialize(#[from] serde_json::Error),
-    #[error("cannot write {path}: {source}")]
-    Io {
-        path: PathBuf,
+pub enum AuditError {
+    #[error("audit.dir: cannot use {path}: {source}")]
+    Dir {
+        path: String,
         source: std::io::Error,
     },
+    #[error("audit.signing_key: cannot create {path}: {source}")]
+    CreateKey {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("audit.signing_key: {0}")]
+    Key(#[from] keys::KeyError),
+    #[error("audit.dir: {0}")]
+    Open(#[from] writer::OpenError),
 }
 
-/// Where records go. `append` returns only once the record is durable by the sink's own definition; an
-/// error means the record was not written and the caller must not act on it.
-pub trait RecordSink: Send + Sync {
-    fn append(&self, record: &Record) -> Result<(), SinkError>;
+/// Stream names.
+pub const AUDIT_STREAM: &str = "audit";
+pub const FEEDBACK_STREAM: &str = "feedback";
+
+/// The running audit log: its writers and the client pseudonymizer.
+pub struct Audit {
+    pub records: writer::Writer,
+    pub feedback: writer::Writer,
+    pub wait_durable: bool,
+    pub pseudonymizer: Pseudonymizer,
+    pub dir: PathBuf,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
-/// Appends each record as one JSON line and fsyncs it before returning. Blocking: call it off the async
-/// workers (`spawn_blocking`).
-pub struct FileSink {
-    path: PathBuf,
-    file: Mutex<File>,
+/// Without `audit.signing_key`: the key at `<dir>/signing.key`, created on first start (with
+/// `signing.key.pub`). Convenient, but a key next to the log it protects lets whoever can rewrite the log re-sign
+/// it: production setups keep the key elsewhere and give reviewers the public key through another channel.
+fn default_key(dir: &std::path::Path) -> Result<keys::SigningKey, AuditError> {
+    let path = dir.join("signing.key");
+    if path.exists() {
+        tracing::warn!(key = %path.display(), "audit checkpoints are signed with a key stored next to the log; set audit.signing_key to a key kept elsewhere");
+        return Ok(keys::SigningKey::load(&path)?);
+    }
+    let create = |source| AuditError::CreateKey {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|source| AuditError::Dir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let (pem, key) = keys::SigningKey::generate()?;
+    keys::write_private(&path, &pem).map_err(create)?;
+    std::fs::write(dir.join("signing.key.pub"), key.public().encode() + "\n").map_err(create)?;
+    tracing::warn!(
+        key = %path.display(),
+        public = %key.public().encode(),
+        "audit.signing_key is not set: created a checkpoint signing key next to the log; for tamper evidence keep the key elsewhere (concierge audit keygen) and give reviewers the public key separately"
+    );
+    Ok(key)
 }
 
-impl FileSink {
-    /// Open (creating the directory and file if needed) `dir/consent-records.jsonl` for appending.
-    pub fn open(dir: &Path) -> Result<FileSink, SinkError> {
-        let path = dir.join(CONSENT_FILE);
-        let io = |source| SinkError::Io {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
-        Ok(FileSink {
-            path,
-            file: Mutex::new(file),
-        })
+/// How long the consent endpoint (and `wait = "durable"`) waits for a record to be written.
+pub const DURABLE_WAIT: Duration = Duration::from_secs(5);
+
+impl Audit {
+    pub fn open(settings: &crate::config::AuditSettings) -> Result<Arc<Audit>, AuditError> {
+        let key = Arc::new(match &settings.signing_key {
+            Some(path) => keys::SigningKey::load(path)?,
+            None => default_key(&settings.dir)?,
+        });
+        let (records, t1) = writer::Writer::open(
+            &settings.dir,
+            key.clone(),
+            settings.writer_options(AUDIT_STREAM),
+        )?;
+        let (feedback, t2) =
+            writer::Writer::open(&settings.dir, key, settings.writer_options(FEEDBACK_STREAM))?;
+        Ok(Arc::new(Audit {
+            records,
+            feedback,
+            wait_durable: settings.wait_durable,
+            pseudonymizer: Pseudonymizer::new(settings.client, settings.client_key_rotation),
+            dir: settings.dir.clone(),
+            threads: Mutex::new(vec![t1, t2]),
+        }))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl RecordSink for FileSink {
-    fn append(&self, record: &Record) -> Result<(), SinkError> {
-        let mut line = serde_json::to_vec(record)?;
-        if line.len() > MAX_RECORD_BYTES {
-            return Err(SinkError::TooLarge(line.len()));
+    /// Queue a record and wait until it is written (fsynced under `fsync = "batch"`), at most [`DURABLE_WAIT`].
+    pub async fn durable(
+        w: &writer::Writer,
+        record: &impl Serialize,
+    ) -> Result<u64, writer::Refused> {
+        let ack = w.submit_record(record)?;
+        match tokio::time::timeout(DURABLE_WAIT, ack).await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(_)) => Err(writer::Refused::Stopped),
+            Err(_) => Err(writer::Refused::Failing),
         }
-        line.push(b'\n');
-        // A poisoned lock only means another append panicked mid-write; the file handle is still usable.
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        file.write_all(&line)
-            .and_then(|()| file.sync_data())
-            .map_err(|source| SinkError::Io {
-                path: self.path.clone(),
-                source,
-            })
+    }
+
+    /// Write everything queued and a checkpoint on every stream (blocking; at shutdown).
+    pub fn flush(&self) {
+        self.records.flush();
+        self.feedback.flush();
+    }
+
+    /// The writer threads, to join once every handle is gone.
+    pub fn take_threads(&self) -> Vec<std::thread::JoinHandle<()>> {
+        std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::consent::policy::Regime;
-
-    pub fn record(id: &str) -> Record {
-        Record::Consent(ConsentRecord {
-            time: "2026-11-24T10:00:00.000Z".into(),
-            consent_id: id.into(),
-            action: "accept",
-            choices: Choices {
-                firmographic: true,
-                personal: false,
-            },
-            banner_version: "1".into(),
-            page: "/pricing".into(),
-            jurisdiction: Jurisdiction {
-                regime: Regime::OptIn,
-                region: "DE".into(),
-            },
-            gpc: false,
-            request_id: "r1".into(),
-        })
-    }
-
-    #[test]
-    fn file_sink_appends_one_line_per_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let sink = FileSink::open(&dir.path().join("nested")).unwrap();
-        sink.append(&record("a")).unwrap();
-        sink.append(&record("b")).unwrap();
-        // Reopening appends rather than truncating.
-        let sink = FileSink::open(&dir.path().join("nested")).unwrap();
-        sink.append(&record("c")).unwrap();
-        let text = std::fs::read_to_string(sink.path()).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines.len(), 3);
-        assert_eq!(lines[0]["type"], "consent");
-        assert_eq!(lines[2]["consent_id"], "c");
-        assert_eq!(lines[0]["choices"]["firmographic"], true);
-        assert_eq!(lines[0]["jurisdiction"]["regime"], "opt-in");
-    }
-
-    #[test]
-    fn unwritable_directory_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("file");
-        std::fs::write(&file, "x").unwrap();
-        let err = FileSink::open(&file.join("sub")).err().unwrap().to_string();
-        assert!(err.contains("cannot write"), "{err}");
-    }
-}
+mod tests;

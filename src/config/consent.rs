@@ -33,6 +33,17 @@ pub struct RawConsent {
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     pub dir: Option<PathBuf>,
+    pub signing_key: Option<PathBuf>,
+    pub fsync: Option<String>,
+    pub wait: Option<String>,
+    pub queue: Option<usize>,
+    pub checkpoint_records: Option<u64>,
+    pub checkpoint_interval: Option<String>,
+    pub segment_bytes: Option<u64>,
+    pub segment_age: Option<String>,
+    pub retention: Option<String>,
+    pub client: Option<String>,
+    pub client_key_rotation: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,10 +54,40 @@ pub struct RawGeoStatic {
     pub subdivision: Option<String>,
 }
 
-/// Where proof-of-consent (and, later, decision) records are written.
+/// The audit log: where, how durable, how the client is pseudonymized.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
     pub dir: PathBuf,
+    /// Ed25519 private key (PEM) signing checkpoints; required to serve.
+    pub signing_key: Option<PathBuf>,
+    pub fsync: crate::audit::writer::Fsync,
+    /// A personalized response waits for its record to be durable (else: for the writer to accept it).
+    pub wait_durable: bool,
+    pub queue: usize,
+    pub checkpoint_records: u64,
+    pub checkpoint_interval: Duration,
+    pub segment_bytes: u64,
+    pub segment_age: Duration,
+    pub retention: Duration,
+    pub client: crate::audit::ClientMode,
+    pub client_key_rotation: Duration,
+}
+
+impl AuditSettings {
+    /// Writer options for one stream.
+    pub fn writer_options(&self, stream: &str) -> crate::audit::writer::Options {
+        crate::audit::writer::Options {
+            stream: stream.to_string(),
+            queue: self.queue,
+            batch: 4096,
+            fsync: self.fsync,
+            checkpoint_records: self.checkpoint_records,
+            checkpoint_interval: self.checkpoint_interval,
+            segment_bytes: self.segment_bytes,
+            segment_age: self.segment_age,
+            retention: self.retention,
+        }
+    }
 }
 
 pub const DEFAULT_AUDIT_DIR: &str = "audit";
@@ -249,12 +290,112 @@ pub(super) fn validate_consent(c: &mut Check, raw: Option<RawConsent>) -> Consen
     s
 }
 
-pub(super) fn validate_audit(raw: Option<RawAudit>, base: &Path) -> AuditSettings {
-    let dir = raw
-        .and_then(|r| r.dir)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_AUDIT_DIR));
+pub(super) fn validate_audit(
+    c: &mut Check,
+    raw: Option<RawAudit>,
+    base: &Path,
+    consent_max_age: Duration,
+) -> AuditSettings {
+    use crate::audit::writer::Fsync;
+    use crate::audit::ClientMode;
+    let raw = raw.unwrap_or_default();
+    let dir = raw.dir.unwrap_or_else(|| PathBuf::from(DEFAULT_AUDIT_DIR));
+    let fsync = match raw.fsync.as_deref() {
+        None | Some("batch") => Fsync::Batch,
+        Some(text) => {
+            match humantime::parse_duration(text) {
+                Ok(d) if !d.is_zero() && d <= Duration::from_secs(60) => Fsync::Interval(d),
+                _ => {
+                    c.fail(
+                    "audit.fsync",
+                    format!("`{text}` is neither \"batch\" nor an interval up to 60s such as \"100ms\""),
+                );
+                    Fsync::Batch
+                }
+            }
+        }
+    };
+    let wait_durable = match raw.wait.as_deref() {
+        None | Some("accepted") => false,
+        Some("durable") => true,
+        Some(other) => {
+            c.fail(
+                "audit.wait",
+                format!("`{other}` is not a policy; write \"accepted\" or \"durable\""),
+            );
+            false
+        }
+    };
+    let client = match raw.client.as_deref() {
+        None | Some("keyed-hash") => ClientMode::KeyedHash,
+        Some("truncate") => ClientMode::Truncate,
+        Some("omit") => ClientMode::Omit,
+        Some(other) => {
+            c.fail(
+                "audit.client",
+                format!("`{other}` is not a mode; write \"keyed-hash\", \"truncate\" or \"omit\""),
+            );
+            ClientMode::KeyedHash
+        }
+    };
+    let queue = c.range("audit.queue", raw.queue, 65_536, 16, 10_000_000);
+    let checkpoint_records = c.range(
+        "audit.checkpoint_records",
+        raw.checkpoint_records.map(|v| v as usize),
+        10_000,
+        1,
+        100_000_000,
+    ) as u64;
+    let checkpoint_interval = c.positive_duration(
+        "audit.checkpoint_interval",
+        raw.checkpoint_interval.as_ref(),
+        Duration::from_secs(10),
+    );
+    let segment_bytes = c.range(
+        "audit.segment_bytes",
+        raw.segment_bytes.map(|v| v as usize),
+        64 * 1024 * 1024,
+        64 * 1024,
+        1 << 40,
+    ) as u64;
+    let segment_age = c.positive_duration(
+        "audit.segment_age",
+        raw.segment_age.as_ref(),
+        Duration::from_secs(24 * 3600),
+    );
+    let retention = c.positive_duration(
+        "audit.retention",
+        raw.retention.as_ref(),
+        Duration::from_secs(400 * 24 * 3600),
+    );
+    if retention < consent_max_age {
+        c.fail(
+            "audit.retention",
+            format!(
+                "{} is shorter than consent.max_age ({}): proof of consent must be kept as long as the consent lasts",
+                humantime::format_duration(retention),
+                humantime::format_duration(consent_max_age)
+            ),
+        );
+    }
+    let client_key_rotation = c.positive_duration(
+        "audit.client_key_rotation",
+        raw.client_key_rotation.as_ref(),
+        Duration::from_secs(24 * 3600),
+    );
     AuditSettings {
         dir: resolve(base, &dir),
+        signing_key: raw.signing_key.map(|p| resolve(base, &p)),
+        fsync,
+        wait_durable,
+        queue,
+        checkpoint_records,
+        checkpoint_interval,
+        segment_bytes,
+        segment_age,
+        retention,
+        client,
+        client_key_rotation,
     }
 }
 

@@ -1066,7 +1066,12 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
         geo_static: consent::validate_geo_static(&mut c, rg.fixed),
     };
     let consent = consent::validate_consent(&mut c, raw.consent);
-    let audit = consent::validate_audit(raw.audit, base);
+    let audit = consent::validate_audit(
+        &mut c,
+        raw.audit,
+        base,
+        Duration::from_secs(consent.policy.max_age_seconds),
+    );
 
     if c.errors.is_empty() {
         if let Some(upstream) = upstream {

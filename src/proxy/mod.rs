@@ -77,9 +77,19 @@ pub struct Proxy {
     /// `Host` for `host_header = "upstream"`: the URL's authority as written (no default port added).
     upstream_host: Option<HeaderValue>,
     firmographics: Arc<ArcSwap<Firmographics>>,
-    /// Where proof-of-consent records go.
-    sink: own::Sink,
+    /// The audit log (proof-of-consent and decision records).
+    audit: Arc<crate::audit::Audit>,
     rules: Arc<ArcSwap<crate::rules::RuleSet>>,
+}
+
+/// What the classify and plan phases decided for a page request, carried to the response head.
+struct Considered {
+    /// The changes, when there are any.
+    ops: Option<Vec<crate::rewrite::Op>>,
+    /// Ids of the rules that contribute changes.
+    applied: Vec<String>,
+    /// Completed (outcome, rules) at the response head, when it is known whether the page is rewritten.
+    record: crate::audit::DecisionRecord,
 }
 
 /// lol_html's buffer limit per response (a start tag or text run split across chunks is buffered whole).
@@ -103,7 +113,7 @@ impl Proxy {
         metrics: Arc<Metrics>,
         firmographics: Arc<ArcSwap<Firmographics>>,
         rules: Arc<ArcSwap<crate::rules::RuleSet>>,
-        sink: own::Sink,
+        audit: Arc<crate::audit::Audit>,
     ) -> Result<Arc<Proxy>, upstream::UpstreamSetupError> {
         let upstream = Upstream::new(&settings.upstream, &settings.timeouts)?;
         let via = headers::ViaValues::new(&settings.proxy.via_name);
@@ -119,7 +129,7 @@ impl Proxy {
             via,
             upstream_host,
             firmographics,
-            sink,
+            audit,
             rules,
         }))
     }
@@ -151,10 +161,10 @@ impl Proxy {
             Step::Respond(early) => early,
             Step::Own(route) => own::serve(&self, route, req, &ctx).await,
             Step::Forward => {
-                let ops = self
+                let considered = self
                     .classify_phase(&req, &ctx)
-                    .and_then(|c| self.plan_phase(&req, &c));
-                self.upstream_phase(req, &ctx, &conn, ops).await
+                    .and_then(|c| self.plan_phase(&req, &ctx, &c));
+                self.upstream_phase(req, &ctx, &conn, considered).await
             }
         };
         resp.headers_mut().insert(
@@ -355,7 +365,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         ctx: &RequestContext,
         conn: &ConnInfo,
-        ops: Option<Vec<crate::rewrite::Op>>,
+        considered: Option<Considered>,
     ) -> Response<ResponseBody> {
         let settings = &self.settings;
         let upgrade = headers::is_upgrade_request(req.version(), req.headers());
@@ -404,6 +414,10 @@ impl Proxy {
             ctx.request_id.clone(),
         );
         // A page we may rewrite must arrive in a form we can read; we compress it for the client ourselves.
+        let (ops, mut record) = match considered {
+            Some(c) => (c.ops, Some((c.record, c.applied))),
+            None => (None, None),
+        };
         let client_coding = ops.as_ref().and_then(|_| {
             crate::rewrite::codec::Coding::negotiate(
                 h.get_all(header::ACCEPT_ENCODING)
@@ -491,8 +505,56 @@ impl Proxy {
         // An upgraded connection belongs to the tunnel now; it never goes back to the pool.
         let lease = (!switching).then_some(lease);
         let mut rewrite = None;
-        if let Some(ops) = ops {
-            match self.rewritable(&parts) {
+        let rewritable = ops.as_ref().map(|_| self.rewritable(&parts));
+        // No audit record, no personalization: the record of what is about to happen must be accepted first.
+        let mut audited = false;
+        if let Some((mut r, applied)) = record.take() {
+            let personalize = matches!(rewritable, Some(Ok(_)));
+            if personalize {
+                r.outcome = "personalized";
+                r.rules = applied;
+            }
+            match self
+                .audit
+                .records
+                .submit_record(&crate::audit::Record::Decision(Box::new(r)))
+            {
+                Ok(ack) => {
+                    audited = true;
+                    if personalize && self.audit.wait_durable {
+                        audited = matches!(
+                            tokio::time::timeout(crate::audit::DURABLE_WAIT, ack).await,
+                            Ok(Ok(_))
+                        );
+                    }
+                    self.metrics.decision_record(if audited {
+                        "accepted"
+                    } else {
+                        "refused_timeout"
+                    });
+                }
+                Err(e) => {
+                    self.metrics.decision_record(match e {
+                        crate::audit::writer::Refused::QueueFull => "refused_queue_full",
+                        crate::audit::writer::Refused::Failing => "refused_failing",
+                        crate::audit::writer::Refused::Stopped => "refused_stopped",
+                        crate::audit::writer::Refused::TooLarge => "refused_too_large",
+                    });
+                    tracing::warn!(
+                        request_id = ctx.request_id.to_str().unwrap_or("-"),
+                        error = %e,
+                        "decision record not accepted; the page goes out unpersonalized"
+                    );
+                }
+            }
+        }
+        if let (Some(ops), Some(rewritable)) = (ops, rewritable) {
+            let rewritable = if audited {
+                rewritable
+            } else {
+                Err("skipped_audit")
+            };
+            match rewritable {
                 Ok((encoding, origin_coding)) => {
                     // A personalized page is never storable by a shared cache, and the origin's validators
                     // and length no longer describe it.
@@ -540,14 +602,17 @@ impl Proxy {
 
 impl Proxy {
     /// Plan phase: the rules that match and are permitted, rendered for this visitor (plus the consent banner
-    /// when the Decision asks for it). `None`: nothing to change.
+    /// when the Decision asks for it), and the decision record to write. `None`: nothing was considered (no
+    /// company lookup ran and there is nothing to change), so nothing to record.
     fn plan_phase(
         &self,
         req: &Request<Incoming>,
+        ctx: &RequestContext,
         c: &crate::classify::Classification,
-    ) -> Option<Vec<crate::rewrite::Op>> {
+    ) -> Option<Considered> {
         let rules = self.rules.load();
-        if rules.personalizations.is_empty() && !c.decision.show_banner {
+        let lookup_ran = !matches!(c.company, crate::classify::Lookup::NotRun);
+        if rules.personalizations.is_empty() && !c.decision.show_banner && !lookup_ran {
             return None;
         }
         let referrer_host = crate::rules::referrer_host(req.headers());
@@ -571,7 +636,34 @@ impl Proxy {
             .show_banner
             .then_some(self.settings.proxy.reserved_prefix.as_str());
         let ops = crate::rewrite::render_plan(&plan, &visitor, banner);
-        (!ops.is_empty()).then_some(ops)
+        if ops.is_empty() && !lookup_ran {
+            return None;
+        }
+        let record = crate::audit::DecisionRecord {
+            time: crate::audit::writer::now_rfc3339(),
+            request_id: ctx.request_id.to_str().unwrap_or("-").to_string(),
+            client: self.audit.pseudonymizer.client(ctx.client.addr),
+            page: req.uri().path().to_string(),
+            jurisdiction: c.decision.jurisdiction.clone(),
+            signals: crate::audit::SignalsSummary::of(&c.signals),
+            permitted: c.decision.permitted.iter().map(|t| t.name()).collect(),
+            reasons: c.decision.reasons.clone(),
+            banner: c.decision.show_banner,
+            lookup: match &c.company {
+                crate::classify::Lookup::NotRun => "not_run",
+                crate::classify::Lookup::Matched(_) => "matched",
+                crate::classify::Lookup::NoCompany(_) => "no_company",
+            },
+            company: company.and_then(|co| co.domain.clone()),
+            rules: Vec::new(),
+            rules_version: plan.rules_version.to_string(),
+            outcome: "not_personalized",
+        };
+        Some(Considered {
+            applied: plan.applied().into_iter().map(str::to_string).collect(),
+            ops: (!ops.is_empty()).then_some(ops),
+            record,
+        })
     }
 
     /// Whether this response can be rewritten, and if so with which declared charset; else why not.

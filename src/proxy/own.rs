@@ -1,8 +1,6 @@
 //! The proxy's own endpoints, answered in the accept phase and never forwarded: the consent endpoint and
 //! choices page, the banner's assets under the reserved prefix, and `/.well-known/gpc.json` when enabled.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -246,23 +244,14 @@ async fn consent_post(
         request_id: ctx.request_id.to_str().unwrap_or("-").to_string(),
     });
     // No record, no cookie: the choice takes effect only once it is durably recorded.
-    let sink = proxy.sink.clone();
-    let written = tokio::task::spawn_blocking(move || sink.append(&record)).await;
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::error!(request_id = ctx.request_id.to_str().unwrap_or("-"), error = %e, "consent record not written; choice refused");
-            return Err((
-                Refusal::Unavailable("Your choice could not be recorded; nothing was changed. Please try again later."),
-                "failed",
-            ));
-        }
-        Err(_) => {
-            return Err((
-                Refusal::Unavailable("Your choice could not be recorded; nothing was changed."),
-                "failed",
-            ))
-        }
+    if let Err(e) = crate::audit::Audit::durable(&proxy.audit.records, &record).await {
+        tracing::error!(request_id = ctx.request_id.to_str().unwrap_or("-"), error = %e, "consent record not written; choice refused");
+        return Err((
+            Refusal::Unavailable(
+                "Your choice could not be recorded; nothing was changed. Please try again later.",
+            ),
+            "failed",
+        ));
     }
     proxy.metrics().consent_record("recorded");
     let set_cookie = format!(
@@ -387,5 +376,3 @@ fn consent_page(proxy: &Proxy, req: &Request<Incoming>) -> Response<ResponseBody
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
-
-pub type Sink = Arc<dyn crate::audit::RecordSink>;

@@ -11,11 +11,11 @@ use crate::support::*;
 const FORM: &str = "application/x-www-form-urlencoded";
 const SITE: &str = "http://www.example.test";
 
+/// The consent records in the audit log under `dir`.
 fn records(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("consent-records.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("record is JSON"))
+    audit_records(dir)
+        .into_iter()
+        .filter(|r| r["type"] == "consent")
         .collect()
 }
 
@@ -255,8 +255,13 @@ async fn cross_site_unproven_oversized_and_mistyped_posts_are_refused_without_a_
 async fn no_record_no_cookie_when_the_record_cannot_be_written() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    // Every write to the record file fails (ENOSPC).
-    std::os::unix::fs::symlink("/dev/full", dir.path().join("consent-records.jsonl")).unwrap();
+    // Every write to the log fails (ENOSPC).
+    std::fs::create_dir_all(dir.path().join("audit")).unwrap();
+    std::os::unix::fs::symlink(
+        "/dev/full",
+        dir.path().join("audit/00000000000000000000.jsonl"),
+    )
+    .unwrap();
     let server = consent_proxy(&origin, dir.path(), "").await;
     let (resp, body) = post(
         server.listeners[0],

@@ -403,6 +403,41 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
+/// Every record of the `audit` stream under the audit directory `dir`, in order.
+pub fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut segments: Vec<_> = std::fs::read_dir(dir.join("audit"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    segments.sort();
+    for path in segments {
+        if path.extension().is_some_and(|e| e == "jsonl")
+            && path.file_name().is_some_and(|n| n != "checkpoints.jsonl")
+            && std::fs::metadata(&path).is_ok_and(|m| m.is_file())
+        {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                out.extend(
+                    text.lines()
+                        .map(|l| serde_json::from_str(l).expect("record is JSON")),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A fresh checkpoint signing key at `dir/signing.key` (and its public half at `dir/signing.key.pub`).
+pub fn signing_key(dir: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).expect("key dir");
+    let path = dir.join("signing.key");
+    if !path.exists() {
+        let (pem, key) = concierge::audit::keys::SigningKey::generate().expect("key");
+        std::fs::write(&path, pem).expect("write key");
+        std::fs::write(dir.join("signing.key.pub"), key.public().encode()).expect("write pub");
+    }
+    path
+}
+
 /// Start a proxy in this process on an ephemeral port in front of `upstream`, with extra TOML.
 pub async fn proxy(upstream: &str, extra_toml: &str) -> Server {
     let mut toml = format!(
@@ -411,7 +446,11 @@ pub async fn proxy(upstream: &str, extra_toml: &str) -> Server {
     if !extra_toml.contains("[audit]") {
         // Records go to a directory of the test's own (kept: a test may read it after the proxy stops).
         let dir = tempfile::tempdir().expect("tempdir").keep();
-        toml.push_str(&format!("\n[audit]\ndir = \"{}\"\n", dir.display()));
+        toml.push_str(&format!(
+            "\n[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\n",
+            dir.display(),
+            signing_key(&dir).display()
+        ));
     }
     let has_listener = extra_toml.contains("[[listener]]");
     let overrides = Overrides {

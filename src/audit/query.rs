@@ -1,0 +1,263 @@
+//! Reading the log back for reviewers: `concierge audit export` and `concierge audit stats`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::chain;
+
+/// Which records to read.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Inclusive lower bound on `time` (canonical RFC 3339 with milliseconds, UTC).
+    pub since: Option<String>,
+    /// Exclusive upper bound.
+    pub until: Option<String>,
+    /// Decision records whose company domain is this (consent records never match).
+    pub account: Option<String>,
+    /// Decision records whose outcome (`personalized`, `not_personalized`) or highest permitted tier
+    /// (`anonymous`, `firmographic`, `personal`) is this.
+    pub decision: Option<String>,
+    /// Record type (`consent`, `decision`).
+    pub kind: Option<String>,
+}
+
+/// A time bound from `2026-11-24` or an RFC 3339 time, as the canonical string records carry.
+pub fn parse_time(text: &str) -> Option<String> {
+    let full = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_string()
+    };
+    let t = humantime::parse_rfc3339_weak(&full)
+        .or_else(|_| humantime::parse_rfc3339(&full))
+        .ok()?;
+    Some(humantime::format_rfc3339_millis(t).to_string())
+}
+
+/// The highest tier in a decision record's `permitted`.
+fn highest_tier(v: &Value) -> &str {
+    let tiers: Vec<&str> = v["permitted"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    ["personal", "firmographic", "anonymous"]
+        .into_iter()
+        .find(|t| tiers.contains(t))
+        .unwrap_or("none")
+}
+
+impl Filter {
+    pub fn matches(&self, v: &Value) -> bool {
+        let time = v["time"].as_str().unwrap_or("");
+        if self.since.as_deref().is_some_and(|s| time < s) {
+            return false;
+        }
+        if self.until.as_deref().is_some_and(|u| time >= u) {
+            return false;
+        }
+        let kind = v["type"].as_str().unwrap_or("");
+        if self.kind.as_deref().is_some_and(|k| k != kind) {
+            return false;
+        }
+        if let Some(a) = &self.account {
+            if kind != "decision"
+                || !v["company"]
+                    .as_str()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(a))
+            {
+                return false;
+            }
+        }
+        if let Some(d) = &self.decision {
+            if kind != "decision" || (v["outcome"].as_str() != Some(d) && highest_tier(v) != d) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Every readable record of a stream, in order, with its raw line.
+pub fn for_each(stream_dir: &Path, mut f: impl FnMut(&[u8], &Value)) -> std::io::Result<()> {
+    for (_, path) in chain::segments(stream_dir)? {
+        let mut reader = BufReader::new(std::fs::File::open(&path)?);
+        loop {
+            let mut buf = Vec::new();
+            let n = (&mut reader)
+                .take(chain::MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if buf.pop() != Some(b'\n') {
+                break; // an unfinished last line
+            }
+            if let Ok(v) = serde_json::from_slice::<Value>(&buf) {
+                f(&buf, &v);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub const CSV_COLUMNS: &[&str] = &[
+    "seq",
+    "time",
+    "type",
+    "request_id",
+    "consent_id",
+    "client",
+    "page",
+    "regime",
+    "region",
+    "permitted",
+    "banner",
+    "lookup",
+    "company",
+    "rules",
+    "rules_version",
+    "outcome",
+    "action",
+    "firmographic",
+    "personal",
+    "gpc",
+    "reasons",
+];
+
+/// One record as CSV fields (lists joined with `;`).
+pub fn csv_row(v: &Value) -> Vec<String> {
+    let s = |x: &Value| match x {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a
+            .iter()
+            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join(";"),
+        other => other.to_string(),
+    };
+    let choice = |k: &str| {
+        let c = &v["choices"][k];
+        if c.is_null() {
+            String::new()
+        } else {
+            c.to_string()
+        }
+    };
+    let gpc = if v["type"] == "consent" {
+        s(&v["gpc"])
+    } else {
+        s(&v["signals"]["gpc"])
+    };
+    vec![
+        s(&v["seq"]),
+        s(&v["time"]),
+        s(&v["type"]),
+        s(&v["request_id"]),
+        s(&v["consent_id"]),
+        s(&v["client"]),
+        s(&v["page"]),
+        s(&v["jurisdiction"]["regime"]),
+        s(&v["jurisdiction"]["region"]),
+        s(&v["permitted"]),
+        s(&v["banner"]),
+        s(&v["lookup"]),
+        s(&v["company"]),
+        s(&v["rules"]),
+        s(&v["rules_version"]),
+        s(&v["outcome"]),
+        s(&v["action"]),
+        choice("firmographic"),
+        choice("personal"),
+        gpc,
+        s(&v["reasons"]),
+    ]
+}
+
+/// Counts for `concierge audit stats`.
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    pub decisions: u64,
+    pub consent_records: u64,
+    pub by_jurisdiction: BTreeMap<String, u64>,
+    pub by_highest_tier: BTreeMap<String, u64>,
+    pub by_reason: BTreeMap<String, u64>,
+    pub by_outcome: BTreeMap<String, u64>,
+    pub by_lookup: BTreeMap<String, u64>,
+    pub consent_by_action: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_time: Option<String>,
+}
+
+impl Stats {
+    pub fn add(&mut self, v: &Value) {
+        let bump =
+            |m: &mut BTreeMap<String, u64>, k: &str| *m.entry(k.to_string()).or_default() += 1;
+        if let Some(t) = v["time"].as_str() {
+            if self.first_time.is_none() {
+                self.first_time = Some(t.to_string());
+            }
+            self.last_time = Some(t.to_string());
+        }
+        match v["type"].as_str() {
+            Some("decision") => {
+                self.decisions += 1;
+                let j = format!(
+                    "{} {}",
+                    v["jurisdiction"]["region"].as_str().unwrap_or("?"),
+                    v["jurisdiction"]["regime"].as_str().unwrap_or("?")
+                );
+                bump(&mut self.by_jurisdiction, &j);
+                bump(&mut self.by_highest_tier, highest_tier(v));
+                bump(&mut self.by_outcome, v["outcome"].as_str().unwrap_or("?"));
+                bump(&mut self.by_lookup, v["lookup"].as_str().unwrap_or("?"));
+                for reason in v["reasons"].as_array().into_iter().flatten() {
+                    bump(&mut self.by_reason, reason.as_str().unwrap_or("?"));
+                }
+            }
+            Some("consent") => {
+                self.consent_records += 1;
+                bump(
+                    &mut self.consent_by_action,
+                    v["action"].as_str().unwrap_or("?"),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "decision records: {}\nconsent records:  {}\n",
+            self.decisions, self.consent_records
+        );
+        if let (Some(a), Some(b)) = (&self.first_time, &self.last_time) {
+            out.push_str(&format!("from {a} to {b}\n"));
+        }
+        for (title, map) in [
+            ("by jurisdiction", &self.by_jurisdiction),
+            ("by highest permitted tier", &self.by_highest_tier),
+            ("by outcome", &self.by_outcome),
+            ("by company lookup", &self.by_lookup),
+            ("by reason", &self.by_reason),
+            ("consent choices by action", &self.consent_by_action),
+        ] {
+            if map.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("\n{title}:\n"));
+            let mut rows: Vec<_> = map.iter().collect();
+            rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            for (k, n) in rows {
+                out.push_str(&format!("  {n:>10}  {k}\n"));
+            }
+        }
+        out
+    }
+}

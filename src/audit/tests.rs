@@ -1,0 +1,346 @@
+use super::keys::{PublicKey, SigningKey};
+use super::writer::{Options, Writer};
+use super::*;
+use crate::consent::policy::Regime;
+use std::path::Path;
+
+pub fn record(id: &str) -> Record {
+    Record::Consent(ConsentRecord {
+        time: "2026-11-24T10:00:00.000Z".into(),
+        consent_id: id.into(),
+        action: "accept",
+        choices: Choices {
+            firmographic: true,
+            personal: false,
+        },
+        banner_version: "1".into(),
+        page: "/pricing".into(),
+        jurisdiction: Jurisdiction {
+            regime: Regime::OptIn,
+            region: "DE".into(),
+        },
+        gpc: false,
+        request_id: "r1".into(),
+    })
+}
+
+fn key() -> (Arc<SigningKey>, PublicKey) {
+    let (_, k) = SigningKey::generate().unwrap();
+    let p = k.public();
+    (Arc::new(k), p)
+}
+
+/// Write `n` records (consent ids c0, c1, …) with a checkpoint every `every`, then close the writer.
+fn write_log(dir: &Path, key: &Arc<SigningKey>, n: u64, every: u64) {
+    let mut o = Options::new(AUDIT_STREAM);
+    o.checkpoint_records = every;
+    let (w, t) = Writer::open(dir, key.clone(), o).unwrap();
+    let mut acks = Vec::new();
+    for i in 0..n {
+        acks.push(w.submit_record(&record(&format!("c{i}"))).unwrap());
+        if i % 7 == 6 {
+            // Several batches, so checkpoints land between them.
+            for a in acks.drain(..) {
+                a.blocking_recv().unwrap();
+            }
+        }
+    }
+    for a in acks {
+        a.blocking_recv().unwrap();
+    }
+    drop(w);
+    t.join().unwrap();
+}
+
+fn seg(dir: &Path) -> std::path::PathBuf {
+    super::chain::segments(&dir.join(AUDIT_STREAM)).unwrap()[0]
+        .1
+        .clone()
+}
+
+fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+fn first_problem(dir: &Path, key: &PublicKey) -> Option<String> {
+    let r = verify::verify(dir, key).unwrap();
+    r.first_problem()
+        .map(|(_, p)| format!("{}: {}", p.at, p.what))
+}
+
+#[test]
+fn records_are_chained_acknowledged_in_order_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, public) = key();
+    write_log(dir.path(), &k, 50, 20);
+    let lines = lines_of(&seg(dir.path()));
+    assert_eq!(lines.len(), 50);
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["seq"], 0);
+    assert_eq!(first["prev"], super::chain::GENESIS);
+    assert_eq!(first["type"], "consent");
+    assert_eq!(first["consent_id"], "c0");
+    assert_eq!(first["jurisdiction"]["regime"], "opt-in");
+    let second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(second["prev"], super::chain::hash(lines[0].as_bytes()));
+    let r = verify::verify(dir.path(), &public).unwrap();
+    assert!(r.intact, "{r:?}");
+    let s = &r.streams.iter().find(|s| s.stream == "audit").unwrap();
+    assert_eq!(
+        (s.records, s.last_seq, s.last_signed_seq),
+        (50, Some(49), Some(49))
+    );
+    assert!(
+        s.checkpoints >= 3,
+        "every 20 records and at close: {}",
+        s.checkpoints
+    );
+
+    // Reopening continues the chain.
+    write_log(dir.path(), &k, 5, 20);
+    let lines = lines_of(&seg(dir.path()));
+    assert_eq!(lines.len(), 55);
+    let v: serde_json::Value = serde_json::from_str(&lines[50]).unwrap();
+    assert_eq!(v["seq"], 50);
+    assert!(verify::verify(dir.path(), &public).unwrap().intact);
+}
+
+#[test]
+fn every_kind_of_tampering_is_detected_and_located() {
+    let (k, public) = key();
+    let fresh = || {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), &k, 30, 10);
+        let path = seg(dir.path());
+        (dir, path)
+    };
+
+    // A flipped byte in a record's body.
+    let (dir, path) = fresh();
+    let mut lines = lines_of(&path);
+    lines[12] = lines[12].replace("\"c12\"", "\"c99\"");
+    write_lines(&path, &lines);
+    let p = first_problem(dir.path(), &public).expect("edit detected");
+    assert!(p.contains(":13:") && p.contains("seq 12"), "{p}");
+
+    // The last record edited: only its checkpoint can tell.
+    let (dir, path) = fresh();
+    let mut lines = lines_of(&path);
+    lines[29] = lines[29].replace("\"c29\"", "\"cXX\"");
+    write_lines(&path, &lines);
+    let p = first_problem(dir.path(), &public).expect("edit of the last record detected");
+    assert!(p.contains("seq 29") && p.contains("checkpoint"), "{p}");
+
+    // A deleted record.
+    let (dir, path) = fresh();
+    let mut lines = lines_of(&path);
+    lines.remove(7);
+    write_lines(&path, &lines);
+    let p = first_problem(dir.path(), &public).expect("deletion detected");
+    assert!(p.contains("seq 7") && p.contains("missing"), "{p}");
+
+    // Two records swapped.
+    let (dir, path) = fresh();
+    let mut lines = lines_of(&path);
+    lines.swap(4, 5);
+    write_lines(&path, &lines);
+    let p = first_problem(dir.path(), &public).expect("reorder detected");
+    assert!(p.contains("seq 4") && p.contains("reordered"), "{p}");
+
+    // Truncated: the last records cut off.
+    let (dir, path) = fresh();
+    let lines = lines_of(&path);
+    write_lines(&path, &lines[..25]);
+    let p = first_problem(dir.path(), &public).expect("truncation detected");
+    assert!(p.contains("truncated") && p.contains("seq 24"), "{p}");
+
+    // A checkpoint replaced by one signed with another key.
+    let (dir, _) = fresh();
+    let cp = dir
+        .path()
+        .join(AUDIT_STREAM)
+        .join(super::chain::CHECKPOINTS);
+    let mut cps = lines_of(&cp);
+    let c: keys::Checkpoint = serde_json::from_str(&cps[0]).unwrap();
+    let (_, other) = SigningKey::generate().unwrap();
+    cps[0] = serde_json::to_string(&keys::Checkpoint::new(
+        &other,
+        &c.stream,
+        c.seq,
+        &c.hash,
+        c.time.clone(),
+    ))
+    .unwrap();
+    write_lines(&cp, &cps);
+    let p = first_problem(dir.path(), &public).expect("forged checkpoint detected");
+    assert!(
+        p.contains("checkpoints.jsonl:1") && p.contains("signature"),
+        "{p}"
+    );
+
+    // A checkpoint edited to cover a different hash.
+    let (dir, _) = fresh();
+    let mut cps = lines_of(&cp_path(dir.path()));
+    cps[1] = cps[1].replacen("\"hash\":\"", "\"hash\":\"00", 1);
+    write_lines(&cp_path(dir.path()), &cps);
+    assert!(first_problem(dir.path(), &public)
+        .unwrap()
+        .contains("signature"));
+
+    // The whole log verified against another trusted key.
+    let (dir, _) = fresh();
+    let (_, stranger) = key();
+    assert!(!verify::verify(dir.path(), &stranger).unwrap().intact);
+}
+
+fn cp_path(dir: &Path) -> std::path::PathBuf {
+    dir.join(AUDIT_STREAM).join(super::chain::CHECKPOINTS)
+}
+
+#[test]
+fn a_recomputed_chain_is_caught_by_the_signed_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, public) = key();
+    write_log(dir.path(), &k, 30, 10);
+    let path = seg(dir.path());
+    let mut lines = lines_of(&path);
+    // Rewrite record 15 and re-link everything after it, as someone without the signing key could.
+    let mut prev = super::chain::hash(lines[14].as_bytes());
+    for (i, line) in lines.iter_mut().enumerate().skip(15) {
+        let body = line.split_once(",\"type\"").unwrap().1.to_string();
+        let body = if i == 15 {
+            body.replace("\"c15\"", "\"cZZ\"")
+        } else {
+            body
+        };
+        *line = String::from_utf8(super::chain::line(
+            i as u64,
+            &prev,
+            format!("{{\"type\"{body}").as_bytes(),
+        ))
+        .unwrap();
+        prev = super::chain::hash(line.as_bytes());
+    }
+    write_lines(&path, &lines);
+    let r = verify::verify(dir.path(), &public).unwrap();
+    assert!(!r.intact);
+    let (_, p) = r.first_problem().unwrap();
+    assert!(p.what.contains("signed checkpoint"), "{p:?}");
+    // The first checkpoint at or after the edit names the record it covers.
+    let first_cp_after = lines_of(&cp_path(dir.path()))
+        .iter()
+        .map(|l| serde_json::from_str::<keys::Checkpoint>(l).unwrap().seq)
+        .find(|&s| s >= 15);
+    assert_eq!(p.seq, first_cp_after);
+}
+
+#[test]
+fn a_torn_last_line_is_set_aside_and_the_chain_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, public) = key();
+    write_log(dir.path(), &k, 10, 100);
+    let path = seg(dir.path());
+    let mut data = std::fs::read(&path).unwrap();
+    data.extend_from_slice(b"{\"seq\":10,\"prev\":\"abc");
+    std::fs::write(&path, &data).unwrap();
+    let r = verify::verify(dir.path(), &public).unwrap();
+    assert!(r.intact, "a torn tail is a note, not tampering: {r:?}");
+    assert!(r.streams[0].notes.iter().any(|n| n.contains("unfinished")));
+    write_log(dir.path(), &k, 3, 100);
+    let lines = lines_of(&path);
+    assert_eq!(lines.len(), 13);
+    assert!(lines[10].starts_with("{\"seq\":10,"));
+    let aside: Vec<_> = std::fs::read_dir(dir.path().join(AUDIT_STREAM))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".torn-"))
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(
+        std::fs::read(aside[0].path()).unwrap(),
+        b"{\"seq\":10,\"prev\":\"abc"
+    );
+    let r = verify::verify(dir.path(), &public).unwrap();
+    assert!(r.intact, "{r:?}");
+}
+
+#[test]
+fn rotation_and_retention_keep_the_chain_verifiable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, public) = key();
+    let mut o = Options::new(AUDIT_STREAM);
+    o.segment_bytes = 2000; // a few records per segment
+    o.checkpoint_records = 1_000_000;
+    let (w, t) = Writer::open(dir.path(), k.clone(), o).unwrap();
+    for i in 0..40 {
+        w.submit_record(&record(&format!("c{i}")))
+            .unwrap()
+            .blocking_recv()
+            .unwrap();
+    }
+    drop(w);
+    t.join().unwrap();
+    let segments = super::chain::segments(&dir.path().join(AUDIT_STREAM)).unwrap();
+    assert!(segments.len() >= 5, "{} segments", segments.len());
+    assert!(verify::verify(dir.path(), &public).unwrap().intact);
+    // Retention removes the oldest segments; their sealing checkpoints vouch for the rest.
+    for (_, p) in &segments[..2] {
+        std::fs::remove_file(p).unwrap();
+    }
+    let r = verify::verify(dir.path(), &public).unwrap();
+    assert!(r.intact, "{r:?}");
+    assert!(r.streams[0].notes.iter().any(|n| n.contains("retention")));
+    // Removing a segment in the middle is not retention.
+    std::fs::remove_file(&segments[3].1).unwrap();
+    let p = first_problem(dir.path(), &public).unwrap();
+    assert!(p.contains("missing"), "{p}");
+}
+
+#[test]
+fn clients_are_pseudonymized() {
+    let ip: IpAddr = "203.0.113.77".parse().unwrap();
+    let other: IpAddr = "203.0.113.78".parse().unwrap();
+    let h = Pseudonymizer::new(ClientMode::KeyedHash, Duration::from_secs(3600));
+    let a = h.client(ip).unwrap();
+    assert!(a.starts_with("h:") && a.len() == 18, "{a}");
+    assert_eq!(h.client(ip).unwrap(), a, "stable within a key period");
+    assert_ne!(h.client(other).unwrap(), a);
+    assert!(!a.contains("203"));
+    let rotated = Pseudonymizer::new(ClientMode::KeyedHash, Duration::ZERO);
+    assert_ne!(
+        rotated.client(ip),
+        rotated.client(ip),
+        "a new key every period"
+    );
+    let t = Pseudonymizer::new(ClientMode::Truncate, Duration::from_secs(1));
+    assert_eq!(t.client(ip).unwrap(), "203.0.113.0/24");
+    assert_eq!(
+        t.client("2001:db8:1:2::5".parse().unwrap()).unwrap(),
+        "2001:db8:1::/48"
+    );
+    assert_eq!(
+        Pseudonymizer::new(ClientMode::Omit, Duration::ZERO).client(ip),
+        None
+    );
+}
+
+#[test]
+fn an_unusable_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let (k, _) = key();
+    let err = Writer::open(&file.join("sub"), k, Options::new(AUDIT_STREAM))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("cannot use"), "{err}");
+}

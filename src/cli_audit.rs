@@ -1,0 +1,423 @@
+//! `concierge audit …`: keygen, verify, export, stats (and a hidden load generator for tests and benchmarks).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::audit::keys::{PublicKey, SigningKey};
+use crate::audit::query::{self, Filter};
+use crate::audit::{verify, AUDIT_STREAM};
+use crate::config::{Overrides, Settings};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Create an Ed25519 signing key for checkpoints: FILE (private, mode 0600) and FILE.pub (public; give it
+    /// to reviewers and keep a copy away from the log).
+    Keygen {
+        /// Where to write the private key.
+        #[arg(long, value_name = "FILE", default_value = "audit-signing.key")]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check every record's hash and sequence and every checkpoint's signature; name the first bad record.
+    /// Exit 0 only if the log is intact, 1 if not, 2 on usage errors.
+    Verify(VerifyArgs),
+    /// Records as JSON Lines or CSV, filtered.
+    Export(ExportArgs),
+    /// Decision and consent counts by jurisdiction, tier, outcome and reason.
+    Stats(StatsArgs),
+    /// Write N synthetic records through the writer, printing each acknowledged sequence number (crash tests,
+    /// benchmarks).
+    #[command(hide = true)]
+    Generate {
+        dir: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Records in flight before waiting for acknowledgements.
+        #[arg(long, default_value_t = 256)]
+        window: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Source {
+    /// The audit directory (default: audit.dir from --config, else ./audit).
+    pub dir: Option<PathBuf>,
+    /// TOML configuration file (audit.dir and audit.signing_key are used).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// The trusted public key (FILE.pub from `audit keygen`, or the private key file). Default: the public half
+    /// of audit.signing_key from --config.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct Window {
+    /// From this time on (2026-11-24 or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Before this time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only decision records for this company domain.
+    #[arg(long, value_name = "DOMAIN")]
+    pub account: Option<String>,
+    /// Only decision records with this outcome (personalized, not_personalized) or highest permitted tier
+    /// (anonymous, firmographic, personal).
+    #[arg(long, value_name = "VALUE")]
+    pub decision: Option<String>,
+    /// Only records of this type (consent, decision).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub source: Source,
+    #[command(flatten)]
+    pub window: Window,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub source: Source,
+    #[command(flatten)]
+    pub window: Window,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn usage(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+fn settings(config: &Option<PathBuf>) -> Result<Option<Settings>, String> {
+    match config {
+        None => Ok(None),
+        Some(path) => Settings::load(Some(path.as_path()), &Overrides::default())
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+fn audit_dir(source: &Source, settings: &Option<Settings>) -> PathBuf {
+    source.dir.clone().unwrap_or_else(|| {
+        settings
+            .as_ref()
+            .map_or_else(|| PathBuf::from("audit"), |s| s.audit.dir.clone())
+    })
+}
+
+fn filter(w: &Window) -> Result<Filter, String> {
+    let time = |t: &Option<String>, name: &str| match t {
+        None => Ok(None),
+        Some(text) => query::parse_time(text).map(Some).ok_or_else(|| {
+            format!("--{name} `{text}` is not a date (2026-11-24) or an RFC 3339 time")
+        }),
+    };
+    Ok(Filter {
+        since: time(&w.since, "since")?,
+        until: time(&w.until, "until")?,
+        account: w.account.clone(),
+        decision: w.decision.clone(),
+        kind: w.kind.clone(),
+    })
+}
+
+pub fn run(cmd: AuditCommand) -> ExitCode {
+    match cmd {
+        AuditCommand::Keygen { out, force } => keygen(&out, force),
+        AuditCommand::Verify(a) => verify_cmd(a),
+        AuditCommand::Export(a) => export(a),
+        AuditCommand::Stats(a) => stats(a),
+        AuditCommand::Generate {
+            dir,
+            key,
+            count,
+            window,
+        } => generate(&dir, &key, count, window),
+    }
+}
+
+fn keygen(out: &Path, force: bool) -> ExitCode {
+    if out.exists() && !force {
+        return usage(format!(
+            "{} exists; pass --force to replace it (checkpoints signed with the old key then need the old public key)",
+            out.display()
+        ));
+    }
+    let (pem, key) = match SigningKey::generate() {
+        Ok(k) => k,
+        Err(e) => return usage(e),
+    };
+    let public = key.public().encode();
+    let pub_path = PathBuf::from(format!("{}.pub", out.display()));
+    let written = crate::audit::keys::write_private(out, &pem)
+        .and_then(|()| std::fs::write(&pub_path, format!("{public}\n")));
+    if let Err(e) = written {
+        eprintln!("error: cannot write the key: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "private key: {} (set audit.signing_key to it)",
+        out.display()
+    );
+    println!("public key:  {} — {public}", pub_path.display());
+    ExitCode::SUCCESS
+}
+
+fn verify_cmd(a: VerifyArgs) -> ExitCode {
+    let settings = match settings(&a.source.config) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let dir = audit_dir(&a.source, &settings);
+    let key_path = a
+        .public_key
+        .clone()
+        .or_else(|| settings.as_ref().and_then(|s| s.audit.signing_key.clone()));
+    let Some(key_path) = key_path else {
+        return usage("no trusted key: pass --public-key FILE (the .pub written by `concierge audit keygen`) or --config with audit.signing_key");
+    };
+    let key = match PublicKey::load(&key_path) {
+        Ok(k) => k,
+        Err(e) => return usage(e),
+    };
+    if !dir.is_dir() {
+        return usage(format!("{} is not a directory", dir.display()));
+    }
+    let report = match verify::verify(&dir, &key) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        for s in &report.streams {
+            println!(
+                "stream {}: {} records in {} segment(s){}, {} signed checkpoint(s){}",
+                s.stream,
+                s.records,
+                s.segments,
+                match (s.first_seq, s.last_seq) {
+                    (Some(a), Some(b)) => format!(" (seq {a}..={b})"),
+                    _ => String::new(),
+                },
+                s.checkpoints,
+                s.last_signed_seq
+                    .map(|q| format!(", last covers seq {q}"))
+                    .unwrap_or_default()
+            );
+            if s.unsigned_tail > 0 {
+                println!(
+                    "  {} record(s) after the last checkpoint are protected by the chain only",
+                    s.unsigned_tail
+                );
+            }
+            for n in &s.notes {
+                println!("  note: {n}");
+            }
+            for p in &s.problems {
+                println!("  BAD {}: {}", p.at, p.what);
+            }
+        }
+        match report.first_problem() {
+            None if report.intact => println!("intact"),
+            None => println!("nothing to verify in {}", dir.display()),
+            Some((stream, p)) => println!(
+                "TAMPERED: first bad record in stream {stream} at {}: {}",
+                p.at, p.what
+            ),
+        }
+    }
+    if report.intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn export(a: ExportArgs) -> ExitCode {
+    let settings = match settings(&a.source.config) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let f = match filter(&a.window) {
+        Ok(f) => f,
+        Err(e) => return usage(e),
+    };
+    let dir = audit_dir(&a.source, &settings).join(AUDIT_STREAM);
+    let stdout = std::io::stdout();
+    let out = std::io::BufWriter::new(stdout.lock());
+    let mut failed: Option<String> = None;
+    let result = match a.format {
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            let _ = w.write_record(query::CSV_COLUMNS);
+            let r = query::for_each(&dir, |_, v| {
+                if failed.is_none() && f.matches(v) {
+                    if let Err(e) = w.write_record(query::csv_row(v)) {
+                        failed = Some(e.to_string());
+                    }
+                }
+            });
+            if let Err(e) = w.flush() {
+                failed.get_or_insert(e.to_string());
+            }
+            r
+        }
+        Format::Jsonl => {
+            let mut out = out;
+            let r = query::for_each(&dir, |line, v| {
+                if failed.is_none() && f.matches(v) {
+                    if let Err(e) = out.write_all(line).and_then(|()| out.write_all(b"\n")) {
+                        failed = Some(e.to_string());
+                    }
+                }
+            });
+            if let Err(e) = out.flush() {
+                failed.get_or_insert(e.to_string());
+            }
+            r
+        }
+    };
+    match result
+        .map_err(|e| e.to_string())
+        .and(failed.map_or(Ok(()), Err))
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.contains("Broken pipe") => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}: {e}", dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn stats(a: StatsArgs) -> ExitCode {
+    let settings = match settings(&a.source.config) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let f = match filter(&a.window) {
+        Ok(f) => f,
+        Err(e) => return usage(e),
+    };
+    let dir = audit_dir(&a.source, &settings).join(AUDIT_STREAM);
+    let mut stats = query::Stats::default();
+    if let Err(e) = query::for_each(&dir, |_, v| {
+        if f.matches(v) {
+            stats.add(v);
+        }
+    }) {
+        eprintln!("error: {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&stats).unwrap_or_default()
+        );
+    } else {
+        print!("{}", stats.table());
+    }
+    ExitCode::SUCCESS
+}
+
+/// Synthetic decision records through a real writer; prints `acked <seq>` as acknowledgements arrive.
+fn generate(dir: &Path, key: &Path, count: u64, window: usize) -> ExitCode {
+    let key = match SigningKey::load(key) {
+        Ok(k) => Arc::new(k),
+        Err(e) => return usage(e),
+    };
+    let mut options = crate::audit::writer::Options::new(AUDIT_STREAM);
+    options.checkpoint_records = 500;
+    let (writer, thread) = match crate::audit::writer::Writer::open(dir, key, options) {
+        Ok(w) => w,
+        Err(e) => return usage(e),
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..count {
+        let record = serde_json::json!({
+            "type": "decision",
+            "time": crate::audit::writer::now_rfc3339(),
+            "request_id": format!("gen-{i}"),
+            "page": "/",
+            "jurisdiction": {"regime": "opt-out", "region": "US-CA"},
+            "permitted": ["anonymous", "firmographic"],
+            "reasons": ["generated"],
+            "outcome": "personalized",
+        });
+        loop {
+            match writer.submit_record(&record) {
+                Ok(ack) => {
+                    pending.push_back(ack);
+                    break;
+                }
+                Err(_) => {
+                    // Queue full: wait for the oldest.
+                    if let Some(a) = pending.pop_front() {
+                        if let Ok(seq) = a.blocking_recv() {
+                            let _ = writeln!(out, "acked {}", seq);
+                        }
+                    }
+                }
+            }
+        }
+        while pending.len() > window {
+            if let Some(a) = pending.pop_front() {
+                if let Ok(seq) = a.blocking_recv() {
+                    let _ = writeln!(out, "acked {}", seq);
+                    let _ = out.flush();
+                }
+            }
+        }
+    }
+    for a in pending {
+        if let Ok(seq) = a.blocking_recv() {
+            let _ = writeln!(out, "acked {}", seq);
+        }
+    }
+    let _ = out.flush();
+    writer.flush();
+    drop(writer);
+    let _ = thread.join();
+    ExitCode::SUCCESS
+}
