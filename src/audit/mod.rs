@@ -83,7 +83,8 @@ pub struct DecisionRecord {
     /// Rules whose changes were applied (empty when none were).
     pub rules: Vec<String>,
     pub rules_version: String,
-    /// `personalized` (the page was rewritten) or `not_personalized`.
+    /// `personalized` (rewritten with the rules' changes), `banner` (rewritten only to add the consent banner) or
+    /// `not_personalized`.
     pub outcome: &'static str,
 }
 

@@ -511,7 +511,12 @@ impl Proxy {
         if let Some((mut r, applied)) = record.take() {
             let personalize = matches!(rewritable, Some(Ok(_)));
             if personalize {
-                r.outcome = "personalized";
+                // Rewritten: with the rules' changes, or only to add the consent banner.
+                r.outcome = if applied.is_empty() {
+                    "banner"
+                } else {
+                    "personalized"
+                };
                 r.rules = applied;
             }
             match self

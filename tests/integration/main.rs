@@ -9,6 +9,7 @@
 //! - `consent`: the consent endpoint, banner assets, gpc.json, and "no permitted tier, no lookup".
 //! - `lifecycle`: graceful shutdown with requests in flight, the drain deadline, `concierge check`, signals.
 
+mod audit;
 mod client_ip;
 mod consent;
 mod failures;

@@ -1,0 +1,283 @@
+//! The audit log through the real proxy and the real binary: a decision record for every personalized page
+//! (none, and no personalization, when the log cannot take it), reviewers' `verify` / `export` / `stats`, and a
+//! crash test that kills the writer with SIGKILL at random points and checks every acknowledged record survived.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+const HTML: (&str, &str) = ("accept", "text/html");
+
+const ACME: &str = r#"
+[account]
+domain = "acme.example"
+name = "Acme & Sons"
+networks = ["127.0.10.0/24"]
+
+[[personalization]]
+id = "hero"
+tier = "firmographic"
+paths = ["/landing"]
+
+[[personalization.action]]
+select = "h1.hero"
+set_text = "Software for {{ company.name }}"
+"#;
+
+fn concierge() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_concierge"))
+}
+
+async fn audited_proxy(origin: &Origin, dir: &Path, extra: &str) -> concierge::app::Server {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(rules.join("accounts")).unwrap();
+    std::fs::write(rules.join("accounts/acme.example.toml"), ACME).unwrap();
+    proxy(
+        &origin.url(),
+        &format!(
+            "[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\nclient = \"truncate\"\n\
+             [[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"DE\"\n\
+             [[geo.static]]\nnetwork = \"127.0.10.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n{extra}",
+            rules.display(),
+            dir.join("log").display(),
+            signing_key(&dir.join("keys")).display()
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_personalized_page_has_a_decision_record_and_the_log_verifies() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = audited_proxy(&origin, dir.path(), "").await;
+    let addr = server.listeners[0];
+    // An account visitor (California, opt-out): personalized.
+    let (_, body) = get_from("127.0.10.5", addr, "/landing?utm_source=x", &[HTML]).await;
+    assert!(String::from_utf8_lossy(&body).contains("Software for Acme &amp; Sons"));
+    // The same visitor with GPC: the lookup does not run, nothing personalized, nothing considered.
+    let (_, body) = get_from("127.0.10.5", addr, "/landing", &[HTML, ("sec-gpc", "1")]).await;
+    assert!(!String::from_utf8_lossy(&body).contains("Software for Acme"));
+    // A visitor in Germany without consent: the banner (a change), no lookup.
+    get_from("127.0.0.9", addr, "/landing", &[HTML]).await;
+    concierge::app::stop(server).await;
+
+    let log = dir.path().join("log");
+    let records: Vec<_> = audit_records(&log)
+        .into_iter()
+        .filter(|r| r["type"] == "decision")
+        .collect();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let r = &records[0];
+    assert_eq!(r["outcome"], "personalized");
+    assert_eq!(r["rules"], serde_json::json!(["acme.example/hero"]));
+    assert_eq!(r["company"], "acme.example");
+    assert_eq!(r["lookup"], "matched");
+    assert_eq!(r["page"], "/landing", "no query string");
+    assert_eq!(r["client"], "127.0.10.0/24", "truncated, never the address");
+    assert_eq!(r["jurisdiction"]["region"], "US-CA");
+    assert_eq!(
+        r["permitted"],
+        serde_json::json!(["anonymous", "firmographic", "personal"])
+    );
+    assert_eq!(r["seq"], 0);
+    let raw = std::fs::read_to_string(log.join("audit/00000000000000000000.jsonl")).unwrap();
+    assert!(!raw.contains("127.0.10.5"), "no raw IP anywhere");
+    let r = &records[1];
+    assert_eq!(r["lookup"], "not_run");
+    assert_eq!(r["banner"], true);
+    assert_eq!(r["jurisdiction"]["regime"], "opt-in");
+
+    // The reviewer's tools, from the binary.
+    let public = dir.path().join("keys/signing.key.pub");
+    let out = concierge()
+        .args(["audit", "verify"])
+        .arg(&log)
+        .arg("--public-key")
+        .arg(&public)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("intact"), "{text}");
+    let out = concierge()
+        .args(["audit", "export"])
+        .arg(&log)
+        .args(["--account", "acme.example", "--format", "csv"])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 2, "header + the one acme decision: {csv}");
+    assert!(rows[0].starts_with("seq,time,type,"));
+    assert!(
+        rows[1].contains(",decision,")
+            && rows[1].contains("acme.example")
+            && rows[1].contains(",personalized,")
+    );
+    let out = concierge()
+        .args(["audit", "stats", "--json"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["decisions"], 2);
+    assert_eq!(stats["by_outcome"]["personalized"], 1);
+    assert_eq!(stats["by_outcome"]["banner"], 1);
+    assert_eq!(stats["by_jurisdiction"]["US-CA opt-out"], 1);
+
+    // One edited byte and verify says where, with exit 1.
+    let seg = log.join("audit/00000000000000000000.jsonl");
+    std::fs::write(&seg, raw.replacen("acme.example", "acme.exampla", 1)).unwrap();
+    let out = concierge()
+        .args(["audit", "verify"])
+        .arg(&log)
+        .arg("--public-key")
+        .arg(&public)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("TAMPERED") && text.contains("00000000000000000000.jsonl:1"),
+        "{text}"
+    );
+    // Without a trusted key there is no verdict.
+    let out = concierge()
+        .args(["audit", "verify"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn when_the_log_cannot_be_written_pages_go_out_unpersonalized() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("log/audit")).unwrap();
+    std::os::unix::fs::symlink(
+        "/dev/full",
+        dir.path().join("log/audit/00000000000000000000.jsonl"),
+    )
+    .unwrap();
+    let server = audited_proxy(&origin, dir.path(), "").await;
+    let addr = server.listeners[0];
+    // The first record is accepted into the queue (the writer learns of the failure when it writes it); from
+    // then on the writer reports itself failing and nothing is personalized.
+    get_from("127.0.10.5", addr, "/landing", &[HTML]).await;
+    let mut unpersonalized = 0;
+    for _ in 0..50 {
+        let (resp, body) = get_from("127.0.10.5", addr, "/landing", &[HTML]).await;
+        assert_eq!(resp.status(), 200, "the page is served");
+        if !String::from_utf8_lossy(&body).contains("Software for Acme") {
+            unpersonalized += 1;
+            assert_eq!(
+                resp.headers().get("cache-control").unwrap(),
+                "public, max-age=600",
+                "an unpersonalized page keeps the origin's caching"
+            );
+        }
+        if unpersonalized >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(unpersonalized >= 3, "pages went out unpersonalized");
+    let (_, m) = admin(&server, "/metrics").await;
+    assert!(
+        metric_value(
+            &m,
+            "concierge_decision_records_total{result=\"refused_failing\"}"
+        )
+        .unwrap_or(0.0)
+            >= 3.0,
+        "{m}"
+    );
+    assert!(
+        metric_value(&m, "concierge_rewrites_total{result=\"skipped_audit\"}").unwrap_or(0.0)
+            >= 3.0,
+        "{m}"
+    );
+}
+
+#[test]
+fn killed_at_random_points_every_acknowledged_record_survives_and_the_log_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = signing_key(&dir.path().join("keys"));
+    let public = dir.path().join("keys/signing.key.pub");
+    let log = dir.path().join("log");
+    let mut acked: Vec<u64> = Vec::new();
+    let mut rng = fastrand::Rng::with_seed(6);
+    for round in 0..12 {
+        let mut child = concierge()
+            .args(["audit", "generate"])
+            .arg(&log)
+            .arg("--key")
+            .arg(&key)
+            .args(["--count", "200000", "--window", "64"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let wait_ms = rng.u64(5..120);
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut seqs = Vec::new();
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(s) = line.strip_prefix("acked ") {
+                    seqs.push(s.parse::<u64>().unwrap());
+                }
+            }
+            seqs
+        });
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        // SIGKILL: no chance to flush anything.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let seqs = reader.join().unwrap();
+        acked.extend(&seqs);
+
+        // Restart-time recovery runs in the next round's writer; verify after each restart.
+        let present: std::collections::BTreeSet<u64> = audit_records(&log)
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect();
+        if let Some(missing) = acked.iter().find(|s| !present.contains(s)) {
+            panic!("round {round}: acknowledged record {missing} was lost");
+        }
+    }
+    assert!(
+        acked.len() > 100,
+        "the writer made progress: {} acks",
+        acked.len()
+    );
+    // A last clean run recovers any torn tail and seals the log; then it verifies.
+    let status = concierge()
+        .args(["audit", "generate"])
+        .arg(&log)
+        .arg("--key")
+        .arg(&key)
+        .args(["--count", "10"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = concierge()
+        .args(["audit", "verify"])
+        .arg(&log)
+        .arg("--public-key")
+        .arg(&public)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let records = audit_records(&log);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["seq"].as_u64(), Some(i as u64), "one unbroken sequence");
+    }
+}
