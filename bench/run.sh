@@ -439,6 +439,9 @@ backend origin
     server origin 127.0.0.1:$ORIGIN_PORT
 EOF
 
+# Plain concierge: page requests are classified (no location: unknown_region = opt-out, so no banner is
+# injected and the page passes through unchanged); the lookup runs against no sources and a decision record is
+# written per page request.
 cat >"$TMP/concierge.toml" <<EOF
 [[listener]]
 address = "127.0.0.1:$CONCIERGE_PORT"
@@ -452,6 +455,12 @@ access_log = false
 
 [admin]
 address = "127.0.0.1:$CONCIERGE_ADMIN_PORT"
+
+[consent]
+unknown_region = "opt-out"
+
+[audit]
+dir = "$TMP/audit-plain"
 EOF
 
 # Personalization: geo from the MMDB (127.0.0.1 is in no database: unknown_region = opt-out, so the firmographic
