@@ -417,3 +417,67 @@ async fn broken_rules_stop_the_start_with_file_line_and_column() {
     .await;
     assert!(err.contains("bad.toml:5:10: selector `h1[`"), "{err}");
 }
+
+#[tokio::test]
+async fn each_demo_account_sees_its_page_through_the_demo_setup() {
+    let origin = concierge::demo::start_origin("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("demo origin");
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = concierge::config::Overrides {
+        listen: vec!["127.0.0.1:0".into()],
+        upstream: Some(format!("http://{origin}")),
+        rules: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")),
+        admin: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    };
+    let settings = concierge::config::Settings::from_toml(
+        &concierge::demo::settings_toml(
+            &dir.path().join("log"),
+            &signing_key(&dir.path().join("k")),
+        ),
+        &overrides,
+    )
+    .unwrap();
+    let server = concierge::app::Server::start(settings).await.unwrap();
+    let addr = server.listeners[0];
+    for (from, path, expect) in [
+        (
+            "127.0.10.7",
+            "/",
+            "Acme Manufacturing: see every dollar before it leaves the plant.",
+        ),
+        ("127.0.10.7", "/", "Book your demo with Dana Whitfield"),
+        (
+            "127.0.20.7",
+            "/",
+            "Welcome back, Globex Logistics — your renewal review with Sam Okafor is ready.",
+        ),
+        (
+            "127.0.30.7",
+            "/pricing.html",
+            "Plans for Initech Software&#39;s finance team",
+        ),
+    ] {
+        let (resp, body) = get_from(from, addr, path, &[HTML]).await;
+        let page = String::from_utf8_lossy(&body);
+        assert_eq!(resp.status(), 200);
+        assert!(
+            page.contains(expect) || page.contains(&expect.replace("&#39;", "'")),
+            "{from} {path}: {expect}\n{page}"
+        );
+        assert_eq!(resp.headers()["cache-control"], "private, no-store");
+    }
+    // 127.0.0.1 is in Germany: no consent yet, so no account personalization — the banner asks.
+    let (_, body) = get_from("127.0.0.1", addr, "/", &[HTML]).await;
+    let page = String::from_utf8_lossy(&body);
+    assert!(!page.contains("Acme Manufacturing"));
+    assert!(page.contains("consent.js"), "the banner is injected");
+    concierge::app::stop(server).await;
+    let decisions = audit_records(&dir.path().join("log"))
+        .into_iter()
+        .filter(|r| r["type"] == "decision" && r["outcome"] == "personalized")
+        .count();
+    // Four account pages, and the German visitor's page (the DACH region rule is anonymous-tier).
+    assert_eq!(decisions, 5, "one decision record per personalized page");
+}
