@@ -52,6 +52,42 @@ pub struct Classification {
 
 impl Classification {
     /// The highest tier the Decision permits (for metrics and summaries).
+    /// The decision record for this classification (the audit log's `decision` type). `applied`: ids of the
+    /// rules whose changes go into the page; `outcome` as in [`crate::audit::DecisionRecord::outcome`].
+    pub fn decision_record(
+        &self,
+        request_id: &str,
+        client: Option<String>,
+        page: &str,
+        applied: Vec<String>,
+        rules_version: &str,
+        outcome: &'static str,
+    ) -> crate::audit::DecisionRecord {
+        crate::audit::DecisionRecord {
+            time: crate::audit::writer::now_rfc3339(),
+            request_id: request_id.to_string(),
+            client,
+            page: page.to_string(),
+            jurisdiction: self.decision.jurisdiction.clone(),
+            signals: crate::audit::SignalsSummary::of(&self.signals),
+            permitted: self.decision.permitted.iter().map(|t| t.name()).collect(),
+            reasons: self.decision.reasons.clone(),
+            banner: self.decision.show_banner,
+            lookup: match &self.company {
+                Lookup::NotRun => "not_run",
+                Lookup::Matched(_) => "matched",
+                Lookup::NoCompany(_) => "no_company",
+            },
+            company: match &self.company {
+                Lookup::Matched(m) => m.company.domain.clone(),
+                _ => None,
+            },
+            rules: applied,
+            rules_version: rules_version.to_string(),
+            outcome,
+        }
+    }
+
     pub fn highest_tier(&self) -> &'static str {
         self.decision
             .permitted

@@ -707,6 +707,31 @@ fn explain(args: ExplainArgs) -> ExitCode {
             None => ("inject (not for this response)".into(), String::new()),
         }
     };
+    // The decision record the proxy would write for this request (client pseudonymized as configured; the
+    // keyed hash differs from the proxy's, whose key lives only in its memory).
+    let applied: Vec<String> = plan.applied().into_iter().map(str::to_string).collect();
+    let changes = !plan.actions.is_empty() || banner.is_some();
+    let lookup_ran = !matches!(c.company, Lookup::NotRun);
+    let record = (changes || lookup_ran).then(|| {
+        let outcome = match (applied.is_empty(), changes) {
+            (false, _) => "personalized",
+            (true, true) => "banner",
+            (true, false) => "not_personalized",
+        };
+        let client = crate::audit::Pseudonymizer::new(
+            settings.audit.client,
+            settings.audit.client_key_rotation,
+        )
+        .client(ip);
+        c.decision_record(
+            "explain",
+            client,
+            uri.path(),
+            applied.clone(),
+            plan.rules_version,
+            outcome,
+        )
+    });
     let rewritten = html.map(|body| {
         let ops = crate::rewrite::render_plan(&plan, &visitor, banner);
         let mut rw = crate::rewrite::Rewriter::new(ops, None, 64 * 1024 * 1024);
@@ -754,6 +779,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
             "rules_version": plan.rules_version,
             "candidates": candidates,
             "plan": actions,
+            "record": record.as_ref().map(|r| crate::audit::Record::Decision(Box::new(r.clone()))),
         });
         if let Some((html, error)) = &rewritten {
             out["html"] = serde_json::Value::String(String::from_utf8_lossy(html).into_owned());
@@ -826,6 +852,14 @@ fn explain(args: ExplainArgs) -> ExitCode {
             "  {:<24} {what:<22} {value:?}  [{}]",
             a.selector, p.id
         ));
+    }
+    match &record {
+        Some(r) => text.push(format!(
+            "record     {}  (for a 200 text/html response)",
+            serde_json::to_string(&crate::audit::Record::Decision(Box::new(r.clone())))
+                .unwrap_or_default()
+        )),
+        None => text.push("record     none (no lookup ran and nothing to change)".into()),
     }
     match rewritten {
         Some((html, error)) => {

@@ -270,6 +270,16 @@ fn a_torn_last_line_is_set_aside_and_the_chain_continues() {
     );
     let r = verify::verify(dir.path(), &public).unwrap();
     assert!(r.intact, "{r:?}");
+    // A crash mid-checkpoint: the unfinished line is cut, later checkpoints start their own lines.
+    let mut cps = std::fs::read(cp_path(dir.path())).unwrap();
+    cps.extend_from_slice(b"{\"stream\":\"au");
+    std::fs::write(cp_path(dir.path()), &cps).unwrap();
+    write_log(dir.path(), &k, 3, 100);
+    let r = verify::verify(dir.path(), &public).unwrap();
+    assert!(r.intact, "{r:?}");
+    assert!(!std::fs::read_to_string(cp_path(dir.path()))
+        .unwrap()
+        .contains("{\"stream\":\"au{"));
 }
 
 #[test]

@@ -178,8 +178,9 @@ impl Writer {
         };
         let file = open_append(&path).map_err(io(&path))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let checkpoints = open_append(&stream_dir.join(chain::CHECKPOINTS))
-            .map_err(io(&stream_dir.join(chain::CHECKPOINTS)))?;
+        let cp_path = stream_dir.join(chain::CHECKPOINTS);
+        cut_torn_checkpoint(&cp_path).map_err(io(&cp_path))?;
+        let checkpoints = open_append(&cp_path).map_err(io(&cp_path))?;
         let shared = Arc::new(Shared {
             healthy: AtomicBool::new(true),
             next_seq: AtomicU64::new(next_seq),
@@ -262,6 +263,23 @@ impl Writer {
 
 fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// A crash mid-checkpoint leaves an unfinished last line; cut it off so the next checkpoint starts a line.
+fn cut_torn_checkpoint(path: &Path) -> std::io::Result<()> {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if data.is_empty() || data.last() == Some(&b'\n') {
+        return Ok(());
+    }
+    let keep = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    tracing::warn!(file = %path.display(), bytes = data.len() - keep, "audit checkpoints: unfinished last line cut off");
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(keep as u64)?;
+    f.sync_all()
 }
 
 /// Move a torn tail aside and cut the segment back to its last good line.

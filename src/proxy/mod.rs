@@ -644,26 +644,14 @@ impl Proxy {
         if ops.is_empty() && !lookup_ran {
             return None;
         }
-        let record = crate::audit::DecisionRecord {
-            time: crate::audit::writer::now_rfc3339(),
-            request_id: ctx.request_id.to_str().unwrap_or("-").to_string(),
-            client: self.audit.pseudonymizer.client(ctx.client.addr),
-            page: req.uri().path().to_string(),
-            jurisdiction: c.decision.jurisdiction.clone(),
-            signals: crate::audit::SignalsSummary::of(&c.signals),
-            permitted: c.decision.permitted.iter().map(|t| t.name()).collect(),
-            reasons: c.decision.reasons.clone(),
-            banner: c.decision.show_banner,
-            lookup: match &c.company {
-                crate::classify::Lookup::NotRun => "not_run",
-                crate::classify::Lookup::Matched(_) => "matched",
-                crate::classify::Lookup::NoCompany(_) => "no_company",
-            },
-            company: company.and_then(|co| co.domain.clone()),
-            rules: Vec::new(),
-            rules_version: plan.rules_version.to_string(),
-            outcome: "not_personalized",
-        };
+        let record = c.decision_record(
+            ctx.request_id.to_str().unwrap_or("-"),
+            self.audit.pseudonymizer.client(ctx.client.addr),
+            req.uri().path(),
+            Vec::new(),
+            plan.rules_version,
+            "not_personalized",
+        );
         Some(Considered {
             applied: plan.applied().into_iter().map(str::to_string).collect(),
             ops: (!ops.is_empty()).then_some(ops),

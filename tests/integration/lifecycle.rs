@@ -503,6 +503,16 @@ fn explain_shows_decision_candidates_plan_and_the_rewritten_page() {
     assert_eq!(verdict(&v, "acme.example/home-hero"), "applied");
     assert_eq!(verdict(&v, "globex.example/announcement"), "not_matched");
     assert_eq!(v["plan"][0]["selector"], "#hero-headline");
+    // The decision record the proxy would write.
+    assert_eq!(v["record"]["type"], "decision");
+    assert_eq!(v["record"]["outcome"], "personalized");
+    assert_eq!(v["record"]["company"], "acme.example");
+    assert_eq!(v["record"]["page"], "/", "no query string");
+    assert!(v["record"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "acme.example/home-hero"));
     assert!(v["html"]
         .as_str()
         .unwrap()
@@ -512,6 +522,10 @@ fn explain_shows_decision_candidates_plan_and_the_rewritten_page() {
     assert_eq!(v["company"]["status"], "not_run");
     assert_eq!(verdict(&v, "acme.example/home-hero"), "not_permitted");
     assert!(v["html"].as_str().unwrap().contains(">Generic</h1>"));
+    assert!(
+        v["record"].is_null(),
+        "no lookup, nothing to change: no record"
+    );
     // Germany: the region rule and the banner.
     let v = run("127.0.0.1", &[]);
     assert_eq!(verdict(&v, "dach/note"), "applied");
