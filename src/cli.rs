@@ -403,9 +403,7 @@ fn demo(args: DemoArgs) -> ExitCode {
         let audit_dir = std::env::temp_dir().join(format!("concierge-demo-{}", std::process::id()));
         std::fs::create_dir_all(&audit_dir)?;
         let key_path = audit_dir.join("demo-signing.key");
-        let (pem, key) = crate::audit::keys::SigningKey::generate()?;
-        std::fs::write(&key_path, pem)?;
-        std::fs::write(audit_dir.join("demo-signing.pub"), key.public().encode() + "\n")?;
+        crate::audit::keys::create(&key_path)?;
         let settings = Settings::from_toml(
             &crate::demo::settings_toml(&audit_dir.join("log"), &key_path),
             &overrides,
@@ -420,7 +418,7 @@ fn demo(args: DemoArgs) -> ExitCode {
         outln!(
             "Audit log (consent and decision records): {log}\n  check it: concierge audit verify {log} --public-key {pubkey}\n",
             log = audit_dir.join("log").display(),
-            pubkey = audit_dir.join("demo-signing.pub").display()
+            pubkey = crate::audit::keys::public_path(&key_path).display()
         );
         app::wait_for_stop(&server).await?;
         app::stop(server).await;

@@ -175,18 +175,15 @@ fn keygen(out: &Path, force: bool) -> ExitCode {
             out.display()
         ));
     }
-    let (pem, key) = match SigningKey::generate() {
+    let key = match crate::audit::keys::create(out) {
         Ok(k) => k,
-        Err(e) => return usage(e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     let public = key.public().encode();
-    let pub_path = PathBuf::from(format!("{}.pub", out.display()));
-    let written = crate::audit::keys::write_private(out, &pem)
-        .and_then(|()| std::fs::write(&pub_path, format!("{public}\n")));
-    if let Err(e) = written {
-        eprintln!("error: cannot write the key: {e}");
-        return ExitCode::FAILURE;
-    }
+    let pub_path = crate::audit::keys::public_path(out);
     println!(
         "private key: {} (set audit.signing_key to it)",
         out.display()
@@ -385,34 +382,39 @@ fn generate(dir: &Path, key: &Path, count: u64, window: usize) -> ExitCode {
             "reasons": ["generated"],
             "outcome": "personalized",
         });
+        // Wait for the oldest acknowledgement (and print it) when the window or the queue is full.
+        let mut ack_oldest =
+            |pending: &mut std::collections::VecDeque<crate::audit::writer::Ack>| {
+                let Some(a) = pending.pop_front() else {
+                    return false;
+                };
+                if let Ok(seq) = a.blocking_recv() {
+                    let _ = writeln!(out, "acked {seq}");
+                    let _ = out.flush();
+                }
+                true
+            };
         loop {
             match writer.submit_record(&record) {
                 Ok(ack) => {
                     pending.push_back(ack);
                     break;
                 }
-                Err(_) => {
-                    // Queue full: wait for the oldest.
-                    if let Some(a) = pending.pop_front() {
-                        if let Ok(seq) = a.blocking_recv() {
-                            let _ = writeln!(out, "acked {}", seq);
-                        }
+                Err(e) => {
+                    if !ack_oldest(&mut pending) {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
                     }
                 }
             }
         }
         while pending.len() > window {
-            if let Some(a) = pending.pop_front() {
-                if let Ok(seq) = a.blocking_recv() {
-                    let _ = writeln!(out, "acked {}", seq);
-                    let _ = out.flush();
-                }
-            }
+            ack_oldest(&mut pending);
         }
     }
     for a in pending {
         if let Ok(seq) = a.blocking_recv() {
-            let _ = writeln!(out, "acked {}", seq);
+            let _ = writeln!(out, "acked {seq}");
         }
     }
     let _ = out.flush();

@@ -63,6 +63,46 @@ pub fn head(line: &[u8]) -> Result<Head, serde_json::Error> {
     serde_json::from_slice(line)
 }
 
+/// The lines of a log file, each read with a bound of [`MAX_LINE`] bytes: `(line number, bytes without the line
+/// feed, whether it ended with one)`. Only the last line of a file can lack its line feed, unless a line is
+/// longer than the bound.
+pub struct Lines {
+    reader: BufReader<File>,
+    n: usize,
+}
+
+impl Lines {
+    pub fn open(path: &Path) -> std::io::Result<Lines> {
+        Ok(Lines {
+            reader: BufReader::new(File::open(path)?),
+            n: 0,
+        })
+    }
+}
+
+impl Iterator for Lines {
+    type Item = std::io::Result<(usize, Vec<u8>, bool)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut buf = Vec::new();
+        match (&mut self.reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+        {
+            Ok(0) => None,
+            Ok(_) => {
+                self.n += 1;
+                let complete = buf.last() == Some(&b'\n');
+                if complete {
+                    buf.pop();
+                }
+                Some(Ok((self.n, buf, complete)))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
 /// A segment file's name for its first sequence number.
 pub fn segment_name(first_seq: u64) -> String {
     format!("{first_seq:020}.jsonl")

@@ -24,6 +24,11 @@ pub enum KeyError {
     NotEd25519(String),
     #[error("{0}: not a public key (expected `ed25519 <base64>` from `concierge audit keygen`)")]
     NotPublic(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot generate a key: {0}")]
     Generate(String),
 }
@@ -122,8 +127,27 @@ impl SigningKey {
     }
 }
 
+/// The public key file that goes with a private key file: `<path>.pub`.
+pub fn public_path(path: &Path) -> std::path::PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".pub");
+    p.into()
+}
+
+/// A new key written to `path` (owner-only) and its public half to [`public_path`].
+pub fn create(path: &Path) -> Result<SigningKey, KeyError> {
+    let (pem, key) = SigningKey::generate()?;
+    let io = |source| KeyError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    write_private(path, &pem).map_err(io)?;
+    std::fs::write(public_path(path), key.public().encode() + "\n").map_err(io)?;
+    Ok(key)
+}
+
 /// Write a private key file readable by its owner only.
-pub fn write_private(path: &Path, pem: &str) -> std::io::Result<()> {
+fn write_private(path: &Path, pem: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

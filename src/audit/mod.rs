@@ -17,7 +17,6 @@ pub mod verify;
 pub mod writer;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -271,11 +270,6 @@ pub enum AuditError {
         path: String,
         source: std::io::Error,
     },
-    #[error("audit.signing_key: cannot create {path}: {source}")]
-    CreateKey {
-        path: String,
-        source: std::io::Error,
-    },
     #[error("audit.signing_key: {0}")]
     Key(#[from] keys::KeyError),
     #[error("audit.dir: {0}")]
@@ -292,8 +286,6 @@ pub struct Audit {
     pub feedback: writer::Writer,
     pub wait_durable: bool,
     pub pseudonymizer: Pseudonymizer,
-    pub dir: PathBuf,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// Without `audit.signing_key`: the key at `<dir>/signing.key`, created on first start (with
@@ -305,17 +297,11 @@ fn default_key(dir: &std::path::Path) -> Result<keys::SigningKey, AuditError> {
         tracing::warn!(key = %path.display(), "audit checkpoints are signed with a key stored next to the log; set audit.signing_key to a key kept elsewhere");
         return Ok(keys::SigningKey::load(&path)?);
     }
-    let create = |source| AuditError::CreateKey {
-        path: path.display().to_string(),
-        source,
-    };
     std::fs::create_dir_all(dir).map_err(|source| AuditError::Dir {
         path: dir.display().to_string(),
         source,
     })?;
-    let (pem, key) = keys::SigningKey::generate()?;
-    keys::write_private(&path, &pem).map_err(create)?;
-    std::fs::write(dir.join("signing.key.pub"), key.public().encode() + "\n").map_err(create)?;
+    let key = keys::create(&path)?;
     tracing::warn!(
         key = %path.display(),
         public = %key.public().encode(),
@@ -333,20 +319,19 @@ impl Audit {
             Some(path) => keys::SigningKey::load(path)?,
             None => default_key(&settings.dir)?,
         });
-        let (records, t1) = writer::Writer::open(
+        // Each writer thread ends once every handle is dropped, after writing what is queued; nothing joins it.
+        let (records, _) = writer::Writer::open(
             &settings.dir,
             key.clone(),
             settings.writer_options(AUDIT_STREAM),
         )?;
-        let (feedback, t2) =
+        let (feedback, _) =
             writer::Writer::open(&settings.dir, key, settings.writer_options(FEEDBACK_STREAM))?;
         Ok(Arc::new(Audit {
             records,
             feedback,
             wait_durable: settings.wait_durable,
             pseudonymizer: Pseudonymizer::new(settings.client, settings.client_key_rotation),
-            dir: settings.dir.clone(),
-            threads: Mutex::new(vec![t1, t2]),
         }))
     }
 
@@ -367,11 +352,6 @@ impl Audit {
     pub fn flush(&self) {
         self.records.flush();
         self.feedback.flush();
-    }
-
-    /// The writer threads, to join once every handle is gone.
-    pub fn take_threads(&self) -> Vec<std::thread::JoinHandle<()>> {
-        std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 

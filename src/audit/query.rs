@@ -1,7 +1,6 @@
 //! Reading the log back for reviewers: `concierge audit export` and `concierge audit stats`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use serde::Serialize;
@@ -84,20 +83,13 @@ impl Filter {
 /// Every readable record of a stream, in order, with its raw line.
 pub fn for_each(stream_dir: &Path, mut f: impl FnMut(&[u8], &Value)) -> std::io::Result<()> {
     for (_, path) in chain::segments(stream_dir)? {
-        let mut reader = BufReader::new(std::fs::File::open(&path)?);
-        loop {
-            let mut buf = Vec::new();
-            let n = (&mut reader)
-                .take(chain::MAX_LINE as u64 + 1)
-                .read_until(b'\n', &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            if buf.pop() != Some(b'\n') {
+        for line in chain::Lines::open(&path)? {
+            let (_, line, complete) = line?;
+            if !complete {
                 break; // an unfinished last line
             }
-            if let Ok(v) = serde_json::from_slice::<Value>(&buf) {
-                f(&buf, &v);
+            if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                f(&line, &v);
             }
         }
     }

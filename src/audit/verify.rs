@@ -12,7 +12,6 @@
 //! can rewrite the files can cut or rewrite that tail undetected) — checkpoints shipped elsewhere close that.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -86,27 +85,8 @@ fn name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Lines of a file, each bounded; `(line number, bytes, ended with a line feed)`.
 fn lines(path: &Path) -> std::io::Result<Vec<(usize, Vec<u8>, bool)>> {
-    let mut reader = BufReader::new(std::fs::File::open(path)?);
-    let mut out = Vec::new();
-    let mut n = 0;
-    loop {
-        let mut buf = Vec::new();
-        let read = (&mut reader)
-            .take(chain::MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)?;
-        if read == 0 {
-            break;
-        }
-        n += 1;
-        let complete = buf.last() == Some(&b'\n');
-        if complete {
-            buf.pop();
-        }
-        out.push((n, buf, complete));
-    }
-    Ok(out)
+    chain::Lines::open(path)?.collect()
 }
 
 pub fn verify_stream(dir: &Path, key: &PublicKey) -> std::io::Result<StreamReport> {

@@ -14,7 +14,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -87,12 +87,13 @@ pub enum Refused {
 }
 
 impl Refused {
+    /// The `result` label of `concierge_decision_records_total`.
     pub fn label(self) -> &'static str {
         match self {
-            Refused::QueueFull => "queue_full",
-            Refused::Failing => "failing",
-            Refused::Stopped => "stopped",
-            Refused::TooLarge => "too_large",
+            Refused::QueueFull => "refused_queue_full",
+            Refused::Failing => "refused_failing",
+            Refused::Stopped => "refused_stopped",
+            Refused::TooLarge => "refused_too_large",
         }
     }
 }
@@ -111,24 +112,18 @@ enum Msg {
     Flush(std::sync::mpsc::Sender<()>),
 }
 
-struct Shared {
-    healthy: AtomicBool,
-    /// Records written so far (sequence number of the next one).
-    next_seq: AtomicU64,
-}
-
 /// A handle producers share. Dropping the last one (and [`Writer::close`]) ends the thread after it wrote
 /// everything queued and a final checkpoint.
 #[derive(Clone)]
 pub struct Writer {
     tx: SyncSender<Msg>,
-    shared: Arc<Shared>,
-    stream: Arc<str>,
+    /// Cleared while writes fail; `submit` refuses meanwhile.
+    healthy: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Writer({})", self.stream)
+        f.write_str("Writer")
     }
 }
 
@@ -181,17 +176,14 @@ impl Writer {
         let cp_path = stream_dir.join(chain::CHECKPOINTS);
         cut_torn_checkpoint(&cp_path).map_err(io(&cp_path))?;
         let checkpoints = open_append(&cp_path).map_err(io(&cp_path))?;
-        let shared = Arc::new(Shared {
-            healthy: AtomicBool::new(true),
-            next_seq: AtomicU64::new(next_seq),
-        });
+        let healthy = Arc::new(AtomicBool::new(true));
         let (tx, rx) = sync_channel(options.queue.max(1));
-        let stream: Arc<str> = options.stream.as_str().into();
+        let thread_name = format!("audit-{}", options.stream);
         let mut state = State {
             dir: stream_dir,
             options,
             key,
-            shared: shared.clone(),
+            healthy: healthy.clone(),
             file,
             path,
             first,
@@ -207,10 +199,10 @@ impl Writer {
         };
         state.signed_seq = last_checkpoint(&state.dir).map(|c| c.seq);
         let handle = std::thread::Builder::new()
-            .name(format!("audit-{stream}"))
+            .name(thread_name)
             .spawn(move || state.run(rx))
             .map_err(io(Path::new("audit writer thread")))?;
-        Ok((Writer { tx, shared, stream }, handle))
+        Ok((Writer { tx, healthy }, handle))
     }
 
     /// Queue a record (its JSON object). Never blocks.
@@ -218,7 +210,7 @@ impl Writer {
         if body.len() > chain::MAX_LINE - 200 {
             return Err(Refused::TooLarge);
         }
-        if !self.shared.healthy.load(Ordering::Relaxed) {
+        if !self.healthy.load(Ordering::Relaxed) {
             return Err(Refused::Failing);
         }
         let (ack, rx) = tokio::sync::oneshot::channel();
@@ -245,19 +237,6 @@ impl Writer {
         if self.tx.try_send(Msg::Flush(tx)).is_ok() {
             let _ = rx.recv_timeout(Duration::from_secs(10));
         }
-    }
-
-    pub fn healthy(&self) -> bool {
-        self.shared.healthy.load(Ordering::Relaxed)
-    }
-
-    /// Sequence number the next record will get.
-    pub fn next_seq(&self) -> u64 {
-        self.shared.next_seq.load(Ordering::Relaxed)
-    }
-
-    pub fn stream(&self) -> &str {
-        &self.stream
     }
 }
 
@@ -317,7 +296,7 @@ struct State {
     dir: PathBuf,
     options: Options,
     key: Arc<SigningKey>,
-    shared: Arc<Shared>,
+    healthy: Arc<AtomicBool>,
     file: File,
     path: PathBuf,
     /// First sequence number of the current segment.
@@ -419,7 +398,7 @@ impl State {
                         );
                     }
                     attempt += 1;
-                    self.shared.healthy.store(false, Ordering::Relaxed);
+                    self.healthy.store(false, Ordering::Relaxed);
                     // Cut back any partial write, then retry the whole batch.
                     let _ = self.file.set_len(self.size);
                     std::thread::sleep(Duration::from_secs(1));
@@ -431,13 +410,12 @@ impl State {
         }
         if attempt > 0 {
             tracing::info!(stream = %self.options.stream, "audit log writable again");
-            self.shared.healthy.store(true, Ordering::Relaxed);
+            self.healthy.store(true, Ordering::Relaxed);
         }
         self.size += buf.len() as u64;
         self.dirty = !matches!(self.options.fsync, Fsync::Batch);
         self.next_seq = seq;
         self.prev = prev;
-        self.shared.next_seq.store(seq, Ordering::Relaxed);
         let first = seq - batch.len() as u64;
         for (i, job) in batch.drain(..).enumerate() {
             if let Some(ack) = job.ack {

@@ -77,15 +77,14 @@ impl AuditSettings {
     /// Writer options for one stream.
     pub fn writer_options(&self, stream: &str) -> crate::audit::writer::Options {
         crate::audit::writer::Options {
-            stream: stream.to_string(),
             queue: self.queue,
-            batch: 4096,
             fsync: self.fsync,
             checkpoint_records: self.checkpoint_records,
             checkpoint_interval: self.checkpoint_interval,
             segment_bytes: self.segment_bytes,
             segment_age: self.segment_age,
             retention: self.retention,
+            ..crate::audit::writer::Options::new(stream)
         }
     }
 }

@@ -414,7 +414,7 @@ impl Proxy {
             ctx.request_id.clone(),
         );
         // A page we may rewrite must arrive in a form we can read; we compress it for the client ourselves.
-        let (ops, mut record) = match considered {
+        let (ops, record) = match considered {
             Some(c) => (c.ops, Some((c.record, c.applied))),
             None => (None, None),
         };
@@ -508,7 +508,7 @@ impl Proxy {
         let rewritable = ops.as_ref().map(|_| self.rewritable(&parts));
         // No audit record, no personalization: the record of what is about to happen must be accepted first.
         let mut audited = false;
-        if let Some((mut r, applied)) = record.take() {
+        if let Some((mut r, applied)) = record {
             let personalize = matches!(rewritable, Some(Ok(_)));
             if personalize {
                 // Rewritten: with the rules' changes, or only to add the consent banner.
@@ -539,12 +539,7 @@ impl Proxy {
                     });
                 }
                 Err(e) => {
-                    self.metrics.decision_record(match e {
-                        crate::audit::writer::Refused::QueueFull => "refused_queue_full",
-                        crate::audit::writer::Refused::Failing => "refused_failing",
-                        crate::audit::writer::Refused::Stopped => "refused_stopped",
-                        crate::audit::writer::Refused::TooLarge => "refused_too_large",
-                    });
+                    self.metrics.decision_record(e.label());
                     tracing::warn!(
                         request_id = ctx.request_id.to_str().unwrap_or("-"),
                         error = %e,

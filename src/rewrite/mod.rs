@@ -25,27 +25,9 @@ use crate::rules::{render, Action, ActionKind, Asset, Content, Plan, Position, V
 pub struct Op {
     pub selector: Arc<Selector>,
     pub kind: OpKind,
-    /// The selector names one element (see [`names_one_element`]): the op applies to the first match only.
+    /// The selector names one element (see [`crate::rules::names_one_element`]): the op applies to the first
+    /// match only.
     pub once: bool,
-}
-
-/// Whether a selector names at most one element of a document: an id (optionally with a tag name and classes:
-/// `#hero`, `h1#hero.big`), or `head` / `body` (a parser ignores second ones). Ids are unique in a document; as
-/// with `getElementById`, the first element carrying it is the one.
-pub fn names_one_element(selector: &str) -> bool {
-    let s = selector.trim();
-    if s.eq_ignore_ascii_case("head") || s.eq_ignore_ascii_case("body") {
-        return true;
-    }
-    let Some((tag, rest)) = s.split_once('#') else {
-        return false;
-    };
-    let word = |w: &str| {
-        !w.is_empty()
-            && w.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    (tag.is_empty() || word(tag)) && rest.split('.').all(word)
 }
 
 #[derive(Debug, Clone)]
@@ -114,7 +96,7 @@ pub fn render_plan(plan: &Plan, visitor: &Visitor, banner: Option<&str>) -> Vec<
             Some(Op {
                 selector: action.parsed.clone(),
                 kind: render_action(action, visitor, banner)?,
-                once: names_one_element(&action.selector),
+                once: action.names_one,
             })
         })
         .collect();

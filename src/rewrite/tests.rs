@@ -2,7 +2,7 @@ use super::*;
 use crate::consent::policy::{Decision, Jurisdiction, Regime, Tier};
 use crate::firmographics::company::Company;
 use crate::firmographics::Geo;
-use crate::rules::RuleSet;
+use crate::rules::{names_one_element, RuleSet};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 use std::path::Path;

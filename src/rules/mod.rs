@@ -182,6 +182,8 @@ pub struct Action {
     /// `selector`, parsed once at load (shared with every response's rewriter, never re-parsed).
     pub parsed: Arc<lol_html::Selector>,
     pub kind: ActionKind,
+    /// The selector names one element ([`names_one_element`]), decided at load.
+    pub names_one: bool,
     /// Index of this action's (selector, slot) in the rule set: actions with the same index conflict.
     /// Assigned when the set is assembled, so planning compares integers.
     pub slot: usize,
@@ -778,11 +780,31 @@ fn compile_action(
         )
     })?;
     Ok(Action {
+        names_one: names_one_element(&selector),
         selector,
         parsed: Arc::new(parsed),
         kind,
         slot: 0,
     })
+}
+
+/// Whether a selector names at most one element of a document: an id (optionally with a tag name and classes:
+/// `#hero`, `h1#hero.big`), or `head` / `body` (a parser ignores second ones). Ids are unique in a document; as
+/// with `getElementById`, the first element carrying it is the one.
+pub fn names_one_element(selector: &str) -> bool {
+    let s = selector.trim();
+    if s.eq_ignore_ascii_case("head") || s.eq_ignore_ascii_case("body") {
+        return true;
+    }
+    let Some((tag, rest)) = s.split_once('#') else {
+        return false;
+    };
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    (tag.is_empty() || word(tag)) && rest.split('.').all(word)
 }
 
 /// Every file and folder the rule set is read from (for change detection).

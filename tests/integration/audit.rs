@@ -29,6 +29,17 @@ fn concierge() -> Command {
     Command::new(env!("CARGO_BIN_EXE_concierge"))
 }
 
+/// `concierge audit verify LOG --public-key PUBLIC`.
+fn verify(log: &Path, public: &Path) -> std::process::Output {
+    concierge()
+        .args(["audit", "verify"])
+        .arg(log)
+        .arg("--public-key")
+        .arg(public)
+        .output()
+        .unwrap()
+}
+
 async fn audited_proxy(origin: &Origin, dir: &Path, extra: &str) -> concierge::app::Server {
     let rules = dir.join("rules");
     std::fs::create_dir_all(rules.join("accounts")).unwrap();
@@ -91,13 +102,7 @@ async fn every_personalized_page_has_a_decision_record_and_the_log_verifies() {
 
     // The reviewer's tools, from the binary.
     let public = dir.path().join("keys/signing.key.pub");
-    let out = concierge()
-        .args(["audit", "verify"])
-        .arg(&log)
-        .arg("--public-key")
-        .arg(&public)
-        .output()
-        .unwrap();
+    let out = verify(&log, &public);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("intact"), "{text}");
@@ -131,13 +136,7 @@ async fn every_personalized_page_has_a_decision_record_and_the_log_verifies() {
     // One edited byte and verify says where, with exit 1.
     let seg = log.join("audit/00000000000000000000.jsonl");
     std::fs::write(&seg, raw.replacen("acme.example", "acme.exampla", 1)).unwrap();
-    let out = concierge()
-        .args(["audit", "verify"])
-        .arg(&log)
-        .arg("--public-key")
-        .arg(&public)
-        .output()
-        .unwrap();
+    let out = verify(&log, &public);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
@@ -267,13 +266,7 @@ fn killed_at_random_points_every_acknowledged_record_survives_and_the_log_verifi
         .status()
         .unwrap();
     assert!(status.success());
-    let out = concierge()
-        .args(["audit", "verify"])
-        .arg(&log)
-        .arg("--public-key")
-        .arg(&public)
-        .output()
-        .unwrap();
+    let out = verify(&log, &public);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     let records = audit_records(&log);

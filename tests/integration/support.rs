@@ -406,23 +406,8 @@ impl hyper::body::Body for ChannelBody {
 /// Every record of the `audit` stream under the audit directory `dir`, in order.
 pub fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
-    let mut segments: Vec<_> = std::fs::read_dir(dir.join("audit"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    segments.sort();
-    for path in segments {
-        if path.extension().is_some_and(|e| e == "jsonl")
-            && path.file_name().is_some_and(|n| n != "checkpoints.jsonl")
-            && std::fs::metadata(&path).is_ok_and(|m| m.is_file())
-        {
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                out.extend(
-                    text.lines()
-                        .map(|l| serde_json::from_str(l).expect("record is JSON")),
-                );
-            }
-        }
-    }
+    concierge::audit::query::for_each(&dir.join("audit"), |_, v| out.push(v.clone()))
+        .expect("read the audit log");
     out
 }
 
@@ -431,9 +416,7 @@ pub fn signing_key(dir: &Path) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).expect("key dir");
     let path = dir.join("signing.key");
     if !path.exists() {
-        let (pem, key) = concierge::audit::keys::SigningKey::generate().expect("key");
-        std::fs::write(&path, pem).expect("write key");
-        std::fs::write(dir.join("signing.key.pub"), key.public().encode()).expect("write pub");
+        concierge::audit::keys::create(&path).expect("key");
     }
     path
 }
