@@ -122,7 +122,15 @@ fn bench(c: &mut Criterion) {
                 g.bench_function(label, |b| {
                     b.iter(|| {
                         let plan = rules.plan(&visitor);
-                        let ops = render_plan(&plan, &visitor, None);
+                        let ops = render_plan(
+                            &plan,
+                            &visitor,
+                            &concierge::rewrite::Page {
+                                prefix: "/_concierge/",
+                                banner: false,
+                                why_link: false,
+                            },
+                        );
                         let mut rw = Rewriter::new(ops, None, 1 << 20);
                         let mut enc = gzip.then(|| Encoder::new(Coding::Gzip).expect("encoder"));
                         let mut n = 0;

@@ -687,13 +687,15 @@ fn explain(args: ExplainArgs) -> ExitCode {
         now,
     };
     let plan = rules.plan(&visitor);
-    let banner = c
-        .decision
-        .show_banner
-        .then_some(settings.proxy.reserved_prefix.as_str());
+    let page = crate::rewrite::Page {
+        prefix: &settings.proxy.reserved_prefix,
+        banner: c.decision.show_banner,
+        why_link: settings.proxy.why_link,
+    };
+    let ops = crate::rewrite::render_plan(&plan, &visitor, &page);
     // Described from what the rewriter will actually do, with values escaped as they will be inserted.
-    let describe = |a: &crate::rules::Action| -> (String, String) {
-        match crate::rewrite::render_action(a, &visitor, banner) {
+    let describe = |p: &crate::rules::Personalization, a: &crate::rules::Action| -> (String, String) {
+        match crate::rewrite::render_action(p, a, &visitor, &page, plan.rules_version) {
             Some(OpKind::SetContent(v, html)) => {
                 (if html { "set html" } else { "set text" }.into(), v)
             }
@@ -708,7 +710,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
     // The decision record the proxy would write for this request (client pseudonymized as configured; the
     // keyed hash differs from the proxy's, whose key lives only in its memory).
     let applied: Vec<String> = plan.applied().into_iter().map(str::to_string).collect();
-    let changes = !plan.actions.is_empty() || banner.is_some();
+    let changes = !ops.is_empty();
     let lookup_ran = !matches!(c.company, Lookup::NotRun);
     let record = (changes || lookup_ran).then(|| {
         let outcome = match (applied.is_empty(), changes) {
@@ -731,7 +733,6 @@ fn explain(args: ExplainArgs) -> ExitCode {
         )
     });
     let rewritten = html.map(|body| {
-        let ops = crate::rewrite::render_plan(&plan, &visitor, banner);
         let mut rw = crate::rewrite::Rewriter::new(ops, None, 64 * 1024 * 1024);
         let (head, e1) = rw.write(&body);
         let (tail, e2) = rw.end();
@@ -764,7 +765,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
             .actions
             .iter()
             .map(|(p, a)| {
-                let (what, value) = describe(a);
+                let (what, value) = describe(p, a);
                 serde_json::json!({"rule": p.id, "selector": a.selector, "action": what, "value": value})
             })
             .collect();
@@ -845,7 +846,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
         text.push("  nothing to change".into());
     }
     for (p, a) in &plan.actions {
-        let (what, value) = describe(a);
+        let (what, value) = describe(p, a);
         text.push(format!(
             "  {:<24} {what:<22} {value:?}  [{}]",
             a.selector, p.id

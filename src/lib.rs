@@ -26,6 +26,7 @@ pub mod client_ip;
 pub mod config;
 pub mod consent;
 pub mod demo;
+pub mod feedback;
 pub mod firmographics;
 pub mod host;
 pub mod metrics;

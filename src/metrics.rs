@@ -110,6 +110,19 @@ pub struct Metrics {
     consent_records: Family<ResultLabel, Counter>,
     rewrites: Family<ResultLabel, Counter>,
     decision_records: Family<ResultLabel, Counter>,
+    feedback_records: Family<FeedbackLabel, Counter>,
+    rate_limited: Family<EndpointLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FeedbackLabel {
+    event: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabel {
+    endpoint: &'static str,
 }
 
 impl Metrics {
@@ -209,6 +222,18 @@ impl Metrics {
             "Decision records for page requests, by result (accepted, or refused_* — then the page went out unpersonalized)",
             decision_records.clone(),
         );
+        let feedback_records = Family::<FeedbackLabel, Counter>::default();
+        registry.register(
+            "feedback_records",
+            "Events posted by the feedback widget, by event (impression, feedback, dismissal, unknown) and result (recorded, refused, failed)",
+            feedback_records.clone(),
+        );
+        let rate_limited = Family::<EndpointLabel, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Posts to the proxy's own endpoints refused with 429 (limits.visitor_posts_*), by endpoint",
+            rate_limited.clone(),
+        );
         let rewrites = Family::<ResultLabel, Counter>::default();
         registry.register(
             "rewrites",
@@ -238,6 +263,8 @@ impl Metrics {
             consent_records,
             rewrites,
             decision_records,
+            feedback_records,
+            rate_limited,
         })
     }
 
@@ -320,6 +347,18 @@ impl Metrics {
     pub fn decision_record(&self, result: &'static str) {
         self.decision_records
             .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub fn feedback_record(&self, event: &'static str, result: &'static str) {
+        self.feedback_records
+            .get_or_create(&FeedbackLabel { event, result })
+            .inc();
+    }
+
+    pub fn rate_limited(&self, endpoint: &'static str) {
+        self.rate_limited
+            .get_or_create(&EndpointLabel { endpoint })
             .inc();
     }
 

@@ -82,8 +82,9 @@ pub struct DecisionRecord {
     /// Rules whose changes were applied (empty when none were).
     pub rules: Vec<String>,
     pub rules_version: String,
-    /// `personalized` (rewritten with the rules' changes), `banner` (rewritten only to add the consent banner) or
-    /// `not_personalized`.
+    /// `personalized` (rewritten with the rules' changes), `banner` (rewritten only to add the consent banner),
+    /// `not_personalized`, or `explained` (the "why am I seeing this" page, which shows the lookup's result to
+    /// the visitor; `page` is then that page's path).
     pub outcome: &'static str,
 }
 

@@ -159,6 +159,8 @@ pub struct RawLimits {
     pub max_connections: Option<usize>,
     pub max_decoded_body: Option<usize>,
     pub max_decode_ratio: Option<usize>,
+    pub visitor_posts_per_minute: Option<usize>,
+    pub visitor_posts_burst: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +198,7 @@ pub struct RawProxy {
     pub request_id_header: Option<String>,
     pub trust_request_id: Option<bool>,
     pub reserved_prefix: Option<String>,
+    pub why_link: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -233,6 +236,10 @@ pub mod defaults {
     pub const MAX_CONNECTIONS: usize = 10_000;
     pub const MAX_DECODED_BODY: usize = 64 * 1024 * 1024;
     pub const MAX_DECODE_RATIO: usize = 100;
+    /// A visitor posts a consent choice now and then and at most a few feedback events per page; a whole
+    /// office behind one address posts more, so the default leaves room.
+    pub const VISITOR_POSTS_PER_MINUTE: usize = 60;
+    pub const VISITOR_POSTS_BURST: usize = 30;
     /// HAProxy `timeout http-request 10s` in its recommended config; nginx's 60 s is generous to slowloris.
     pub const CLIENT_HEADER: Duration = Duration::from_secs(10);
     /// nginx `keepalive_timeout 75s`, HAProxy `timeout client` typically 30–60 s.
@@ -355,6 +362,10 @@ pub struct Limits {
     pub max_decoded_body: u64,
     /// Most decoded bytes per compressed byte (past the first MiB) before it is cut off.
     pub max_decode_ratio: u64,
+    /// Posts to the proxy's own endpoints (consent choices, feedback) per resolved client address (IPv6: per
+    /// /64) and minute, sustained; and how many may arrive at once.
+    pub visitor_posts_per_minute: u32,
+    pub visitor_posts_burst: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -388,6 +399,8 @@ pub struct ProxySettings {
     pub request_id_header: HeaderName,
     pub trust_request_id: bool,
     pub reserved_prefix: String,
+    /// Every personalized page carries a "Why am I seeing this?" link (rules can also ask for it one by one).
+    pub why_link: bool,
 }
 
 /// Command-line values that take precedence over the file.
@@ -789,6 +802,20 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
             10,
             100_000,
         ) as u64,
+        visitor_posts_per_minute: c.range(
+            "limits.visitor_posts_per_minute",
+            rl.visitor_posts_per_minute,
+            defaults::VISITOR_POSTS_PER_MINUTE,
+            1,
+            1_000_000,
+        ) as u32,
+        visitor_posts_burst: c.range(
+            "limits.visitor_posts_burst",
+            rl.visitor_posts_burst,
+            defaults::VISITOR_POSTS_BURST,
+            1,
+            1_000_000,
+        ) as u32,
     };
 
     // --- timeouts
@@ -936,6 +963,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
         request_id_header,
         trust_request_id: rp.trust_request_id.unwrap_or(false),
         reserved_prefix,
+        why_link: rp.why_link.unwrap_or(false),
     };
 
     // --- rules, runtime

@@ -134,7 +134,7 @@ pub fn return_param(encoded: &str) -> Option<String> {
 }
 
 /// `application/x-www-form-urlencoded` value decoding (`+` is a space).
-fn percent_decode(s: &str) -> Option<String> {
+pub fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

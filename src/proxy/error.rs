@@ -28,6 +28,8 @@ pub enum Refusal {
     UnsupportedMediaType(&'static str),
     /// The proxy cannot do what was asked right now (e.g. a record could not be written).
     Unavailable(&'static str),
+    /// The client posted to the proxy's endpoints too often; it may try again after this many seconds.
+    TooManyRequests(u64),
 }
 
 impl Refusal {
@@ -44,6 +46,7 @@ impl Refusal {
             Refusal::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -58,6 +61,7 @@ impl Refusal {
             Refusal::MethodNotAllowed => "This server does not accept that request method.",
             Refusal::Forbidden(why) | Refusal::UnsupportedMediaType(why) | Refusal::Unavailable(why) => why,
             Refusal::PayloadTooLarge => "The request body is larger than this endpoint accepts.",
+            Refusal::TooManyRequests(_) => "Too many requests from your network in a short time. Please try again in a moment.",
         }
     }
 
@@ -86,6 +90,9 @@ impl Refusal {
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Refusal::TooManyRequests(seconds) = self {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
         if matches!(
             self,
             Refusal::BadRequest(_)

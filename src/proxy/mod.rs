@@ -9,10 +9,13 @@
 
 pub mod body;
 pub mod error;
+pub mod feedback;
 pub mod headers;
 pub mod own;
+pub mod ratelimit;
 pub mod server;
 pub mod upstream;
+pub mod why;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -80,6 +83,8 @@ pub struct Proxy {
     /// The audit log (proof-of-consent and decision records).
     audit: Arc<crate::audit::Audit>,
     rules: Arc<ArcSwap<crate::rules::RuleSet>>,
+    /// Posts to the proxy's own endpoints, per client.
+    posts: ratelimit::RateLimiter,
 }
 
 /// What the classify and plan phases decided for a page request, carried to the response head.
@@ -116,6 +121,7 @@ impl Proxy {
         audit: Arc<crate::audit::Audit>,
     ) -> Result<Arc<Proxy>, upstream::UpstreamSetupError> {
         let upstream = Upstream::new(&settings.upstream, &settings.timeouts)?;
+        let settings_limits = settings.limits;
         let via = headers::ViaValues::new(&settings.proxy.via_name);
         let upstream_host = settings
             .upstream
@@ -131,6 +137,10 @@ impl Proxy {
             firmographics,
             audit,
             rules,
+            posts: ratelimit::RateLimiter::new(
+                settings_limits.visitor_posts_per_minute,
+                settings_limits.visitor_posts_burst,
+            ),
         }))
     }
 
@@ -631,11 +641,12 @@ impl Proxy {
             now: crate::classify::unix_now(),
         };
         let plan = rules.plan(&visitor);
-        let banner = c
-            .decision
-            .show_banner
-            .then_some(self.settings.proxy.reserved_prefix.as_str());
-        let ops = crate::rewrite::render_plan(&plan, &visitor, banner);
+        let page = crate::rewrite::Page {
+            prefix: &self.settings.proxy.reserved_prefix,
+            banner: c.decision.show_banner,
+            why_link: self.settings.proxy.why_link,
+        };
+        let ops = crate::rewrite::render_plan(&plan, &visitor, &page);
         if ops.is_empty() && !lookup_ran {
             return None;
         }

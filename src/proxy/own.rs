@@ -1,5 +1,6 @@
 //! The proxy's own endpoints, answered in the accept phase and never forwarded: the consent endpoint and
-//! choices page, the banner's assets under the reserved prefix, and `/.well-known/gpc.json` when enabled.
+//! choices page, the feedback endpoint, the "why am I seeing this" page, the widgets' assets under the reserved
+//! prefix, and `/.well-known/gpc.json` when enabled. Posts are rate limited per client (`limits.visitor_posts_*`).
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -16,6 +17,8 @@ use crate::consent::signals::{self, FirstParty};
 
 const CONSENT_JS: &[u8] = include_bytes!("../../assets/consent.js");
 const CONSENT_CSS: &[u8] = include_bytes!("../../assets/consent.css");
+const FEEDBACK_JS: &[u8] = include_bytes!("../../assets/feedback.js");
+const WIDGETS_CSS: &[u8] = include_bytes!("../../assets/widgets.css");
 pub const GPC_PATH: &str = "/.well-known/gpc.json";
 
 /// What a request to the proxy itself asks for.
@@ -23,6 +26,8 @@ pub const GPC_PATH: &str = "/.well-known/gpc.json";
 pub enum Route {
     ConsentPost,
     ConsentPage,
+    FeedbackPost,
+    Why,
     Asset {
         body: &'static [u8],
         content_type: &'static str,
@@ -45,6 +50,27 @@ pub fn route(proxy: &Proxy, method: &Method, path: &str) -> Result<Option<Route>
             Method::GET | Method::HEAD => Ok(Some(Route::ConsentPage)),
             _ => Err(Refusal::MethodNotAllowed),
         },
+        "feedback" => match *method {
+            Method::POST => Ok(Some(Route::FeedbackPost)),
+            _ => Err(Refusal::MethodNotAllowed),
+        },
+        "why" => read_only(method, Route::Why).map(Some),
+        "feedback.js" => read_only(
+            method,
+            Route::Asset {
+                body: FEEDBACK_JS,
+                content_type: "text/javascript; charset=utf-8",
+            },
+        )
+        .map(Some),
+        "widgets.css" => read_only(
+            method,
+            Route::Asset {
+                body: WIDGETS_CSS,
+                content_type: "text/css; charset=utf-8",
+            },
+        )
+        .map(Some),
         "consent.js" => read_only(
             method,
             Route::Asset {
@@ -115,13 +141,116 @@ pub async fn serve(
             resp
         }
         Route::ConsentPage => consent_page(proxy, &req),
-        Route::ConsentPost => match consent_post(proxy, req, ctx).await {
-            Ok(resp) => resp,
-            Err((refusal, result)) => {
-                proxy.metrics().consent_record(result);
-                refusal.response(&ctx.request_id)
+        Route::Why => super::why::page(proxy, &req, ctx),
+        Route::ConsentPost => {
+            let result = match rate_limit(proxy, ctx, "consent") {
+                Ok(()) => consent_post(proxy, req, ctx).await,
+                Err(refusal) => Err((refusal, "rate_limited")),
+            };
+            match result {
+                Ok(resp) => resp,
+                Err((refusal, result)) => {
+                    proxy.metrics().consent_record(result);
+                    refusal.response(&ctx.request_id)
+                }
             }
-        },
+        }
+        Route::FeedbackPost => {
+            let result = match rate_limit(proxy, ctx, "feedback") {
+                Ok(()) => super::feedback::post(proxy, req, ctx).await,
+                Err(refusal) => Err((refusal, "unknown", "rate_limited")),
+            };
+            match result {
+                Ok((resp, event)) => {
+                    proxy.metrics().feedback_record(event, "recorded");
+                    resp
+                }
+                Err((refusal, event, result)) => {
+                    proxy.metrics().feedback_record(event, result);
+                    refusal.response(&ctx.request_id)
+                }
+            }
+        }
+    }
+}
+
+/// Take a token from the client's bucket, or refuse with 429.
+fn rate_limit(proxy: &Proxy, ctx: &RequestContext, endpoint: &'static str) -> Result<(), Refusal> {
+    proxy
+        .posts
+        .check(ctx.client.addr, std::time::Instant::now())
+        .map_err(|wait| {
+            proxy.metrics().rate_limited(endpoint);
+            Refusal::TooManyRequests(wait.as_secs_f64().ceil() as u64)
+        })
+}
+
+/// What a refused post is told, per endpoint.
+pub(super) struct PostMessages {
+    pub cross_site: &'static str,
+    pub no_origin: &'static str,
+    pub media_type: &'static str,
+}
+
+/// The checks every form post to the proxy passes before its body is read: sent from a page of this site, as
+/// `application/x-www-form-urlencoded`, not declaring more than `max_body` bytes.
+pub(super) fn check_post(
+    headers: &HeaderMap,
+    ctx: &RequestContext,
+    max_body: usize,
+    messages: &PostMessages,
+) -> Result<(), Refusal> {
+    let host = ctx
+        .host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    choice::check_same_origin(
+        headers.get(header::ORIGIN).map(HeaderValue::as_bytes),
+        headers.get("sec-fetch-site").map(HeaderValue::as_bytes),
+        ctx.scheme,
+        host,
+    )
+    .map_err(|e| {
+        Refusal::Forbidden(match e {
+            OriginError::CrossSite | OriginError::OtherOrigin => messages.cross_site,
+            OriginError::NoEvidence => messages.no_origin,
+        })
+    })?;
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err(Refusal::UnsupportedMediaType(messages.media_type));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return Err(Refusal::PayloadTooLarge);
+    }
+    Ok(())
+}
+
+/// Read a post's body: at most `max` bytes, within the client header timeout.
+pub(super) async fn read_body(
+    proxy: &Proxy,
+    body: Incoming,
+    max: usize,
+) -> Result<Bytes, Refusal> {
+    let read = Limited::new(body, max).collect();
+    match tokio::time::timeout(proxy.settings().timeouts.client_header, read).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::PayloadTooLarge),
+        Ok(Err(_)) | Err(_) => Err(Refusal::BadRequest(
+            "The request body could not be read.",
+        )),
     }
 }
 
@@ -142,70 +271,26 @@ async fn consent_post(
 ) -> Result<Response<ResponseBody>, Failure> {
     let settings = proxy.settings();
     let headers = req.headers();
-    let host = ctx
-        .host
-        .as_ref()
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    choice::check_same_origin(
-        headers.get(header::ORIGIN).map(HeaderValue::as_bytes),
-        headers.get("sec-fetch-site").map(HeaderValue::as_bytes),
-        ctx.scheme,
-        host,
+    check_post(
+        headers,
+        ctx,
+        choice::MAX_BODY_BYTES,
+        &PostMessages {
+            cross_site: "Choices can only be sent from a page of this site.",
+            no_origin: "Choices can only be sent from a page of this site (the request has no Origin header).",
+            media_type: "Choices are sent as application/x-www-form-urlencoded.",
+        },
     )
-    .map_err(|e| {
-        (
-            Refusal::Forbidden(match e {
-                OriginError::CrossSite | OriginError::OtherOrigin => {
-                    "Choices can only be sent from a page of this site."
-                }
-                OriginError::NoEvidence => {
-                    "Choices can only be sent from a page of this site (the request has no Origin header)."
-                }
-            }),
-            "refused",
-        )
-    })?;
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !form_type {
-        return Err((
-            Refusal::UnsupportedMediaType("Choices are sent as application/x-www-form-urlencoded."),
-            "refused",
-        ));
-    }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > choice::MAX_BODY_BYTES) {
-        return Err((Refusal::PayloadTooLarge, "refused"));
-    }
+    .map_err(|r| (r, "refused"))?;
     let (previous, gpc) = current_choice(proxy, headers);
     let accepts_json = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/json"));
-    let read = Limited::new(req.into_body(), choice::MAX_BODY_BYTES).collect();
-    let body = match tokio::time::timeout(settings.timeouts.client_header, read).await {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err((Refusal::PayloadTooLarge, "refused"))
-        }
-        Ok(Err(_)) | Err(_) => {
-            return Err((
-                Refusal::BadRequest("The request body could not be read."),
-                "refused",
-            ))
-        }
-    };
+    let body = read_body(proxy, req.into_body(), choice::MAX_BODY_BYTES)
+        .await
+        .map_err(|r| (r, "refused"))?;
     let chosen = choice::parse_form(&body).map_err(|e| {
         (
             Refusal::BadRequest(match e {
@@ -295,7 +380,7 @@ async fn consent_post(
 }
 
 /// Escape text for HTML text and quoted attribute values.
-fn escape_html(s: &str) -> String {
+pub(super) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     crate::rules::template::escape_attr(s, &mut out);
     out

@@ -18,7 +18,9 @@ use lol_html::send::{ElementContentHandlers, HtmlRewriter, Settings};
 use lol_html::{AsciiCompatibleEncoding, MemorySettings, OutputSink, Selector};
 
 use crate::rules::template::Context;
-use crate::rules::{render, Action, ActionKind, Asset, Content, Plan, Position, Visitor};
+use crate::rules::{
+    render, Action, ActionKind, Asset, Content, Personalization, Plan, Position, Verdict, Visitor,
+};
 
 /// One operation with every value already rendered and escaped for its place.
 #[derive(Debug, Clone)]
@@ -53,9 +55,30 @@ pub fn banner_markup(prefix: &str) -> String {
 static HEAD: std::sync::LazyLock<Option<Arc<Selector>>> =
     std::sync::LazyLock::new(|| "head".parse().ok().map(Arc::new));
 
-/// One action rendered for `visitor`: every template value escaped for where it lands. `None`: nothing to do
-/// (an injection that does not apply to this response).
-pub fn render_action(action: &Action, visitor: &Visitor, banner: Option<&str>) -> Option<OpKind> {
+/// The `<body>` selector the feedback widget and the "why" link are appended to, parsed once.
+static BODY: std::sync::LazyLock<Option<Arc<Selector>>> =
+    std::sync::LazyLock::new(|| "body".parse().ok().map(Arc::new));
+
+/// What the proxy adds to a page beyond the rules' own changes, for one response.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<'a> {
+    /// The reserved prefix the proxy's assets and endpoints live under.
+    pub prefix: &'a str,
+    /// The Decision asks for the consent banner.
+    pub banner: bool,
+    /// Every personalized page carries the "why am I seeing this" link (`proxy.why_link`).
+    pub why_link: bool,
+}
+
+/// One action of rule `rule` rendered for `visitor`: every template value escaped for where it lands. `None`:
+/// nothing to do (an injection that does not apply to this response).
+pub fn render_action(
+    rule: &Personalization,
+    action: &Action,
+    visitor: &Visitor,
+    page: &Page,
+    rules_version: &str,
+) -> Option<OpKind> {
     let content = |c: &Content| match c {
         Content::Text(t) => (render(t, Context::Text, visitor), false),
         Content::Html(t) => (render(t, Context::Html, visitor), true),
@@ -80,34 +103,93 @@ pub fn render_action(action: &Action, visitor: &Visitor, banner: Option<&str>) -
         ActionKind::Remove => OpKind::Remove,
         ActionKind::AddClass(c) => OpKind::AddClass(c.clone()),
         ActionKind::Inject(Asset::ConsentBanner) => {
-            OpKind::Insert(Position::Append, banner_markup(banner?), true)
+            if !page.banner {
+                return None;
+            }
+            OpKind::Insert(Position::Append, banner_markup(page.prefix), true)
         }
-        // The feedback widget arrives with the feedback endpoint.
-        ActionKind::Inject(Asset::Feedback) => return None,
+        ActionKind::Inject(Asset::Feedback) => OpKind::Insert(
+            Position::Append,
+            crate::feedback::widget_markup(
+                &rule.id,
+                rules_version,
+                visitor.path,
+                rule.feedback.as_ref()?,
+            ),
+            true,
+        ),
+        ActionKind::Inject(Asset::WhyLink) => OpKind::Insert(
+            Position::Append,
+            crate::feedback::why_link_markup(page.prefix, visitor.path),
+            true,
+        ),
     })
 }
 
-/// Render the plan's actions for `visitor`. `banner` (the reserved prefix) adds the consent banner to `<head>`.
-pub fn render_plan(plan: &Plan, visitor: &Visitor, banner: Option<&str>) -> Vec<Op> {
+/// Render the plan's actions for `visitor`, plus what `page` adds: the consent banner in `<head>`; for each
+/// applied rule with a feedback prompt, the widget (where the rule's `inject = "feedback"` puts it, else at
+/// the end of `<body>`); the "why am I seeing this" link when a rule or `page.why_link` asks for it.
+pub fn render_plan(plan: &Plan, visitor: &Visitor, page: &Page) -> Vec<Op> {
     let mut ops: Vec<Op> = plan
         .actions
         .iter()
-        .filter_map(|(_, action)| {
+        .filter_map(|(rule, action)| {
             Some(Op {
                 selector: action.parsed.clone(),
-                kind: render_action(action, visitor, banner)?,
+                kind: render_action(rule, action, visitor, page, plan.rules_version)?,
                 once: action.names_one,
             })
         })
         .collect();
-    let injected = plan
+    let injected = |rule: &Personalization, asset: Asset| {
+        plan.actions
+            .iter()
+            .any(|(p, a)| p.id == rule.id && matches!(a.kind, ActionKind::Inject(x) if x == asset))
+    };
+    let banner_placed = plan
         .actions
         .iter()
         .any(|(_, a)| matches!(a.kind, ActionKind::Inject(Asset::ConsentBanner)));
-    if let (Some(prefix), false, Some(head)) = (banner, injected, HEAD.as_ref()) {
+    if let (true, false, Some(head)) = (page.banner, banner_placed, HEAD.as_ref()) {
         ops.push(Op {
             selector: head.clone(),
-            kind: OpKind::Insert(Position::Append, banner_markup(prefix), true),
+            kind: OpKind::Insert(Position::Append, banner_markup(page.prefix), true),
+            once: true,
+        });
+    }
+    let applied: Vec<&Personalization> = plan
+        .verdicts
+        .iter()
+        .filter(|(_, v)| *v == Verdict::Applied)
+        .map(|(p, _)| *p)
+        .collect();
+    let mut tail = String::new();
+    let mut prompts = false;
+    for rule in &applied {
+        if let Some(f) = &rule.feedback {
+            prompts = true;
+            if !injected(rule, Asset::Feedback) {
+                tail.push_str(&crate::feedback::widget_markup(
+                    &rule.id,
+                    plan.rules_version,
+                    visitor.path,
+                    f,
+                ));
+            }
+        }
+    }
+    let why_placed = applied.iter().any(|r| injected(r, Asset::WhyLink));
+    let why = why_placed || (!applied.is_empty() && (page.why_link || applied.iter().any(|r| r.why_link)));
+    if why && !why_placed {
+        tail.push_str(&crate::feedback::why_link_markup(page.prefix, visitor.path));
+    }
+    if prompts || why {
+        tail.push_str(&crate::feedback::assets_markup(page.prefix, prompts));
+    }
+    if let (false, Some(body)) = (tail.is_empty(), BODY.as_ref()) {
+        ops.push(Op {
+            selector: body.clone(),
+            kind: OpKind::Insert(Position::Append, tail, true),
             once: true,
         });
     }

@@ -90,7 +90,15 @@ fn ops(company_name: &str) -> Vec<Op> {
         now: 0,
     };
     let plan = rules.plan(&v);
-    render_plan(&plan, &v, Some("/_concierge/"))
+    render_plan(
+        &plan,
+        &v,
+        &crate::rewrite::Page {
+            prefix: "/_concierge/",
+            banner: true,
+            why_link: false,
+        },
+    )
 }
 
 fn rewrite_chunks(ops: Vec<Op>, input: &[u8], sizes: &[usize]) -> Vec<u8> {

@@ -62,7 +62,10 @@ struct RawPersonalization {
     #[serde(default)]
     action: Vec<toml::Spanned<RawAction>>,
     /// The qualitative feedback prompt (shown by the feedback widget).
-    feedback: Option<RawFeedback>,
+    feedback: Option<toml::Spanned<RawFeedback>>,
+    /// Pages this rule personalizes carry a "Why am I seeing this?" link.
+    #[serde(default)]
+    why_link: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +157,7 @@ pub enum Position {
 pub enum Asset {
     ConsentBanner,
     Feedback,
+    WhyLink,
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +243,9 @@ pub struct Feedback {
     pub comment: bool,
 }
 
+/// Longest feedback question, in characters (it is a one-line prompt).
+pub const MAX_QUESTION_CHARS: usize = 200;
+
 /// One personalization, compiled.
 #[derive(Debug, Clone)]
 pub struct Personalization {
@@ -254,6 +261,8 @@ pub struct Personalization {
     pub when: When,
     pub actions: Vec<Action>,
     pub feedback: Option<Feedback>,
+    /// Pages this rule personalizes carry the "why am I seeing this" link.
+    pub why_link: bool,
     /// Load order, the last tie-breaker.
     pub order: usize,
 }
@@ -541,6 +550,31 @@ pub fn parse_file(
         if firmographic_conditions && tier == Tier::Anonymous {
             errors.push(err(file, text, Some(p.tier.span()), "conditions on industry or employees use the visitor's company: tier must be firmographic"));
         }
+        let feedback = match p.feedback {
+            None => None,
+            Some(f) => {
+                let span = f.span();
+                let f = f.into_inner();
+                let question = f.question.trim().to_string();
+                if question.is_empty()
+                    || question.chars().count() > MAX_QUESTION_CHARS
+                    || question.chars().any(char::is_control)
+                {
+                    errors.push(err(
+                        file,
+                        text,
+                        Some(span),
+                        format!("feedback.question must be one line of 1–{MAX_QUESTION_CHARS} characters"),
+                    ));
+                    None
+                } else {
+                    Some(Feedback {
+                        question,
+                        comment: f.comment,
+                    })
+                }
+            }
+        };
         let mut actions = Vec::new();
         if p.action.is_empty() {
             errors.push(err(
@@ -553,6 +587,14 @@ pub fn parse_file(
         for a in p.action {
             match compile_action(file, text, a, rules_dir) {
                 Ok(action) => {
+                    if matches!(action.kind, ActionKind::Inject(Asset::Feedback)) && feedback.is_none() {
+                        errors.push(err(
+                            file,
+                            text,
+                            Some(p_span.clone()),
+                            format!("personalization `{id_text}` injects the feedback widget but has no [personalization.feedback] question"),
+                        ));
+                    }
                     for t in action.templates() {
                         if t.tier() > tier {
                             errors.push(err(
@@ -583,10 +625,8 @@ pub fn parse_file(
             paths,
             when,
             actions,
-            feedback: p.feedback.map(|f| Feedback {
-                question: f.question,
-                comment: f.comment,
-            }),
+            feedback,
+            why_link: p.why_link,
             order: 0,
         });
     }
@@ -743,12 +783,13 @@ fn compile_action(
         let asset = match i.get_ref().as_str() {
             "consent-banner" => Asset::ConsentBanner,
             "feedback" => Asset::Feedback,
+            "why-link" => Asset::WhyLink,
             other => {
                 return Err(err(
                     file,
                     text,
                     at(i.span()),
-                    format!("inject `{other}` is not one of consent-banner, feedback"),
+                    format!("inject `{other}` is not one of consent-banner, feedback, why-link"),
                 ))
             }
         };

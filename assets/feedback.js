@@ -1,0 +1,149 @@
+// Concierge feedback prompt. Served by the proxy under its reserved prefix; no dependencies, no inline script
+// or style (works under a Content-Security-Policy of 'self'). The proxy places one inert container per prompt
+// (<div data-concierge-feedback hidden> with the rule, rule-set version, page and question as data attributes);
+// this script shows the first one the visitor has not yet answered or dismissed, once per visitor, page and rule.
+// What the visitor types is only ever set as text, never as HTML.
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  if (!script || !window.fetch || !window.URLSearchParams) return;
+  var endpoint = new URL("feedback", script.src).pathname;
+  var MAX_COMMENT = 500;
+
+  function storage() {
+    try {
+      var s = window.localStorage;
+      s.setItem("concierge-feedback-probe", "1");
+      s.removeItem("concierge-feedback-probe");
+      return s;
+    } catch (e) {
+      return null; // storage blocked: without it we cannot ask only once, so we do not ask.
+    }
+  }
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    (children || []).forEach(function (c) {
+      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    });
+    return node;
+  }
+
+  function send(prompt, fields) {
+    var body = new URLSearchParams();
+    body.set("rule", prompt.rule);
+    body.set("version", prompt.version);
+    body.set("page", prompt.page);
+    Object.keys(fields).forEach(function (k) { body.set(k, fields[k]); });
+    return fetch(endpoint, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: body.toString(),
+      keepalive: true
+    }).then(function (r) { return r.ok; }, function () { return false; });
+  }
+
+  function start() {
+    var store = storage();
+    if (!store) return;
+    var containers = document.querySelectorAll("[data-concierge-feedback]");
+    for (var i = 0; i < containers.length; i++) {
+      var c = containers[i];
+      var prompt = {
+        rule: c.getAttribute("data-rule") || "",
+        version: c.getAttribute("data-version") || "",
+        page: c.getAttribute("data-page") || "/",
+        question: c.getAttribute("data-question") || "",
+        comment: c.getAttribute("data-comment") === "1"
+      };
+      if (!prompt.rule || !prompt.question) continue;
+      var key = "concierge-feedback:" + prompt.rule + ":" + prompt.page;
+      var state = store.getItem(key);
+      if (state === "done") continue;
+      show(c, prompt, store, key, state);
+      return; // one prompt at a time
+    }
+  }
+
+  function show(container, prompt, store, key, state) {
+    var id = "concierge-feedback-" + Math.random().toString(36).slice(2);
+    var status = el("p", { "class": "cf-status", role: "status", "aria-live": "polite" });
+    var close = el("button", { type: "button", "class": "cf-close", "aria-label": "Dismiss this question" }, ["\u00d7"]);
+    var yes = el("button", { type: "button", "class": "cf-button", "data-answer": "yes" }, ["Yes"]);
+    var no = el("button", { type: "button", "class": "cf-button", "data-answer": "no" }, ["No"]);
+    var answers = el("div", { "class": "cf-answers", role: "group", "aria-labelledby": id }, [yes, no]);
+    var box = el("section", { "class": "cf-box", role: "region", "aria-labelledby": id }, [
+      close,
+      el("p", { id: id, "class": "cf-question" }, [prompt.question]),
+      answers,
+      status
+    ]);
+    container.textContent = "";
+    container.appendChild(box);
+    container.removeAttribute("hidden");
+
+    if (state !== "shown") {
+      store.setItem(key, "shown");
+      send(prompt, { event: "shown" });
+    }
+
+    function finish(message) {
+      store.setItem(key, "done");
+      box.replaceChildren(status);
+      status.textContent = message;
+      window.setTimeout(function () { container.setAttribute("hidden", ""); }, 4000);
+    }
+
+    close.addEventListener("click", function () {
+      store.setItem(key, "done");
+      container.setAttribute("hidden", "");
+      send(prompt, { event: "dismiss" });
+    });
+
+    function answer(value, comment, again) {
+      var fields = { event: "answer", answer: value };
+      if (comment) fields.comment = comment.slice(0, MAX_COMMENT);
+      yes.disabled = no.disabled = true;
+      send(prompt, fields).then(function (ok) {
+        if (ok) {
+          finish("Thank you for your feedback.");
+        } else {
+          yes.disabled = no.disabled = false;
+          if (again) again.disabled = false;
+          status.textContent = "Your answer could not be sent. Please try again later.";
+        }
+      });
+    }
+
+    [yes, no].forEach(function (button) {
+      button.addEventListener("click", function () {
+        var value = button.getAttribute("data-answer");
+        if (!prompt.comment) return answer(value, "", null);
+        // Ask for the optional comment, then send both.
+        var fieldId = id + "-comment";
+        var text = el("textarea", { id: fieldId, "class": "cf-comment", maxlength: String(MAX_COMMENT), rows: "3" });
+        var submit = el("button", { type: "submit", "class": "cf-button" }, ["Send"]);
+        var form = el("form", { "class": "cf-form" }, [
+          el("label", { "for": fieldId }, ["Anything you would like to add? (optional)"]),
+          text,
+          submit
+        ]);
+        form.addEventListener("submit", function (event) {
+          event.preventDefault();
+          submit.disabled = true;
+          answer(value, text.value.trim(), submit);
+        });
+        answers.replaceWith(form);
+        text.focus();
+      });
+    });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();

@@ -1,0 +1,273 @@
+//! `GET {prefix}why?page=/path`: "Why am I seeing this?" — in plain words, what the proxy would use for this
+//! visitor on that page right now (location, consent, organization, rules) and how to change it.
+//!
+//! The page is computed exactly as a page request is (same classify and plan), so it cannot tell a different
+//! story from the one the proxy acts on. When the company lookup runs, a decision record is written first
+//! (outcome `explained`); if it cannot be, the company is not shown — no record, no use of the lookup.
+
+use http::{header, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+
+use super::body::ResponseBody;
+use super::own::escape_html;
+use super::{Proxy, RequestContext};
+use crate::classify::Lookup;
+use crate::consent::policy::{Regime, Tier};
+use crate::rules::Verdict;
+
+/// The page a visitor asks about: `page` from the query, a path on this site, else `/`.
+fn asked_page(query: Option<&str>) -> String {
+    query
+        .and_then(|q| {
+            q.split('&')
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| *k == "page")
+                .map(|(_, v)| v)
+        })
+        .and_then(crate::consent::choice::return_param)
+        .map(|p| crate::consent::choice::page_of(&p).to_string())
+        .filter(|p| p.len() <= crate::feedback::MAX_PAGE_BYTES)
+        .unwrap_or_else(|| "/".to_string())
+}
+
+/// One consent reason in plain words (`None`: nothing worth telling a visitor).
+fn reason_text(reason: &str) -> Option<String> {
+    let tier = |name: &str| match name {
+        "firmographic" => "use which organization your network belongs to",
+        _ => "remember you personally",
+    };
+    let parts: Vec<&str> = reason.split(':').collect();
+    Some(match parts.as_slice() {
+        ["jurisdiction", "opt-in", "no-signal", ..] => {
+            "You have not made a choice on this site yet, so we use nothing beyond the page itself.".into()
+        }
+        ["gpc"] => "Your browser sends a Global Privacy Control signal. We honour it as an objection: nothing \
+                    beyond the page itself is used while it is on."
+            .into(),
+        ["dnt", "opt-out"] => "Your browser sends Do Not Track, which this site honours as an objection.".into(),
+        ["usp", "opt-out"] | ["gpp", _, "opt-out"] => {
+            "You have opted out of the sale or sharing of your personal information.".into()
+        }
+        ["first-party", "granted", t] => format!("You allowed us to {} (your choice on this site).", tier(t)),
+        ["first-party", "refused", t] => format!("You chose not to let us {}.", tier(t)),
+        ["tcf", "granted", t] => format!("Your choices in this site's consent tool allow us to {}.", tier(t)),
+        ["tcf", p, t] if p.starts_with("purpose") => {
+            format!("Your choices in this site's consent tool do not allow us to {}.", tier(t))
+        }
+        ["first-party", "stale"] | ["tcf", "stale"] => {
+            "An earlier choice of yours has expired, so it no longer counts.".into()
+        }
+        [_, "invalid", ..] => "A privacy signal your browser sent could not be read, so it was not used.".into(),
+        _ => return None,
+    })
+}
+
+fn tier_words(t: Tier) -> &'static str {
+    match t {
+        Tier::Anonymous => "based only on this page, the link you followed or your country",
+        Tier::Firmographic => "for your organization",
+        Tier::Personal => "for you personally",
+    }
+}
+
+pub fn page(proxy: &Proxy, req: &Request<Incoming>, ctx: &RequestContext) -> Response<ResponseBody> {
+    let settings = proxy.settings();
+    let prefix = &settings.proxy.reserved_prefix;
+    let asked = asked_page(req.uri().query());
+    let now = crate::classify::unix_now();
+    let c = crate::classify::classify(
+        &proxy.firmographics(),
+        &settings.consent,
+        ctx.client.addr,
+        req.headers(),
+        None,
+        now,
+    );
+    let rules = proxy.rules.load();
+    let referrer_host = crate::rules::referrer_host(req.headers());
+    let company = match &c.company {
+        Lookup::Matched(m) => Some(m.company.as_ref()),
+        _ => None,
+    };
+    let visitor = crate::rules::Visitor {
+        path: &asked,
+        query: None,
+        referrer_host: referrer_host.as_deref(),
+        cookies: crate::rules::cookie_names(req.headers()),
+        geo: &c.geo,
+        company,
+        decision: &c.decision,
+        now,
+    };
+    let plan = rules.plan(&visitor);
+    // A lookup ran: record it, and show its result only if the record was accepted.
+    let mut company_shown = true;
+    if !matches!(c.company, Lookup::NotRun) {
+        let record = c.decision_record(
+            ctx.request_id.to_str().unwrap_or("-"),
+            proxy.audit.pseudonymizer.client(ctx.client.addr),
+            &format!("{prefix}why"),
+            Vec::new(),
+            plan.rules_version,
+            "explained",
+        );
+        let accepted = proxy
+            .audit
+            .records
+            .submit_record(&crate::audit::Record::Decision(Box::new(record)));
+        proxy.metrics().decision_record(match &accepted {
+            Ok(_) => "accepted",
+            Err(e) => e.label(),
+        });
+        company_shown = accepted.is_ok();
+    }
+
+    let e = |s: &str| escape_html(s);
+    let mut used = Vec::new();
+    let region = &c.decision.jurisdiction.region;
+    used.push(match (c.decision.jurisdiction.regime, region.as_str()) {
+        (_, "unknown") => "We could not tell where you are, so we apply the strictest rules: we ask before using \
+                           anything about you or your organization."
+            .to_string(),
+        (Regime::OptIn, r) => format!(
+            "Your connection appears to come from <strong>{}</strong>. There, we use information about you or your \
+             organization only if you agree.",
+            e(r)
+        ),
+        (Regime::OptOut, r) => format!(
+            "Your connection appears to come from <strong>{}</strong>. There, we may tailor the site to your \
+             organization unless you object.",
+            e(r)
+        ),
+    });
+    used.push(match (&c.company, company_shown) {
+        (Lookup::Matched(m), true) => format!(
+            "Your network belongs to <strong>{}</strong>{}. We used this information about the company, not \
+             about you personally.",
+            e(&m.company.name),
+            m.company
+                .domain
+                .as_deref()
+                .map(|d| format!(" ({})", e(d)))
+                .unwrap_or_default()
+        ),
+        (Lookup::Matched(_), false) => {
+            "We cannot show which organization your network belongs to right now, so nothing was tailored to one."
+                .to_string()
+        }
+        (Lookup::NoCompany(_), _) => "We looked up which organization your network belongs to and found none we \
+                                      tailor content for."
+            .to_string(),
+        (Lookup::NotRun, _) => "We did not look up which organization your network belongs to: your choices or \
+                                signals do not allow it."
+            .to_string(),
+    });
+    let consent: Vec<String> = c
+        .decision
+        .reasons
+        .iter()
+        .filter_map(|r| reason_text(r))
+        .fold(Vec::new(), |mut v, t| {
+            if !v.contains(&t) {
+                v.push(t);
+            }
+            v
+        });
+    let applied: Vec<String> = plan
+        .verdicts
+        .iter()
+        .filter(|(_, v)| *v == Verdict::Applied)
+        .map(|(p, _)| {
+            format!(
+                "<li>Content {} <small>(rule <code>{}</code>)</small></li>",
+                tier_words(p.tier),
+                e(&p.id)
+            )
+        })
+        .collect();
+    let li = |items: &[String]| {
+        items
+            .iter()
+            .map(|i| format!("<li>{i}</li>"))
+            .collect::<String>()
+    };
+    let shown = if applied.is_empty() {
+        format!(
+            "<p>Nothing on <code>{}</code> is tailored for you right now.</p>",
+            e(&asked)
+        )
+    } else {
+        format!(
+            "<p>On <code>{}</code> we show:</p><ul>{}</ul>",
+            e(&asked),
+            applied.concat()
+        )
+    };
+    let consent_html = if consent.is_empty() {
+        "<p>No privacy signal or choice of yours applies.</p>".to_string()
+    } else {
+        format!("<ul>{}</ul>", li(&consent))
+    };
+    let permitted: Vec<&str> = c.decision.permitted.iter().map(|t| t.name()).collect();
+    let details = format!(
+        "<details><summary>Technical details</summary><p>Permitted tiers: <code>{}</code>. Reasons: <code>{}</code>. \
+         Rule set <code>{}</code>.</p></details>",
+        e(&permitted.join(", ")),
+        e(&c.decision.reasons.join(" ")),
+        e(plan.rules_version)
+    );
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta name=\"robots\" content=\"noindex\">\
+         <title>Why am I seeing this?</title><link rel=\"stylesheet\" href=\"{p}consent.css\"></head>\n\
+         <body><main class=\"cc-page\"><h1>Why am I seeing this?</h1>\
+         <p>This site can tailor what it shows. Here is what it uses for you, in plain words.</p>\
+         <h2>What we use</h2><ul>{used}</ul>\
+         <h2>Your consent</h2>{consent_html}\
+         <h2>What is tailored</h2>{shown}\
+         <p>We keep a record of each of these decisions so that we can prove we followed your choices. It does not \
+         contain your IP address.</p>\
+         <h2>Change it</h2><p><a href=\"{p}consent?return={ret}\">Change your privacy choices</a> at any time. \
+         <a href=\"{back}\">Back to the page</a></p>{details}</main></body></html>\n",
+        p = e(prefix),
+        used = li(&used),
+        ret = e(&crate::feedback::encode_component(&asked)),
+        back = e(&asked),
+    );
+    let mut resp = Response::new(ResponseBody::full(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_asked_page_is_a_path_on_this_site() {
+        assert_eq!(asked_page(Some("page=%2Fpricing%3Fa%3D1")), "/pricing");
+        assert_eq!(asked_page(Some("x=1&page=/a/b")), "/a/b");
+        assert_eq!(asked_page(Some("page=https%3A%2F%2Fevil.example")), "/");
+        assert_eq!(asked_page(Some("page=%2F%2Fevil.example")), "/");
+        assert_eq!(asked_page(None), "/");
+    }
+
+    #[test]
+    fn reasons_read_as_plain_words() {
+        assert!(reason_text("gpc").unwrap().contains("Global Privacy Control"));
+        assert!(reason_text("first-party:granted:firmographic")
+            .unwrap()
+            .contains("organization"));
+        assert!(reason_text("tcf:purpose4-missing:personal")
+            .unwrap()
+            .contains("remember you"));
+        assert!(reason_text("tcf:invalid:bad-base64").unwrap().contains("could not be read"));
+        assert_eq!(reason_text("jurisdiction:opt-out:US-CA"), None);
+    }
+}
