@@ -6,6 +6,7 @@
   var script = document.currentScript;
   if (!script || !window.fetch || !window.URLSearchParams) return;
   var endpoint = new URL("consent", script.src).pathname;
+  var why = new URL("why", script.src).pathname;
 
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
@@ -57,7 +58,9 @@
       el("h2", { id: "concierge-consent-title", "class": "cc-title" }, ["Your privacy choices"]),
       el("p", { "class": "cc-text" }, [
         "We can tailor this site to your organization. We only do so if you agree. ",
-        el("a", { href: endpoint + "?return=" + encodeURIComponent(here) }, ["More about your choices"])
+        el("a", { href: endpoint + "?return=" + encodeURIComponent(here) }, ["More about your choices"]),
+        " · ",
+        el("a", { href: why + "?page=" + encodeURIComponent(location.pathname) }, ["Why am I seeing this?"])
       ]),
       form
     ]);

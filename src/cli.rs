@@ -59,6 +59,9 @@ pub enum Command {
     /// The tamper-evident audit log: keygen, verify, export, stats.
     #[command(subcommand)]
     Audit(crate::cli_audit::AuditCommand),
+    /// Visitors' answers to feedback prompts, per rule.
+    #[command(subcommand)]
+    Feedback(crate::cli_audit::FeedbackCommand),
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +227,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Consent(ConsentCommand::Decide(args)) => consent_decide(args),
         Command::Explain(args) => explain(args),
         Command::Audit(cmd) => crate::cli_audit::run(cmd),
+        Command::Feedback(cmd) => crate::cli_audit::run_feedback(cmd),
     }
 }
 
@@ -694,7 +698,9 @@ fn explain(args: ExplainArgs) -> ExitCode {
     };
     let ops = crate::rewrite::render_plan(&plan, &visitor, &page);
     // Described from what the rewriter will actually do, with values escaped as they will be inserted.
-    let describe = |p: &crate::rules::Personalization, a: &crate::rules::Action| -> (String, String) {
+    let describe = |p: &crate::rules::Personalization,
+                    a: &crate::rules::Action|
+     -> (String, String) {
         match crate::rewrite::render_action(p, a, &visitor, &page, plan.rules_version) {
             Some(OpKind::SetContent(v, html)) => {
                 (if html { "set html" } else { "set text" }.into(), v)

@@ -1,4 +1,5 @@
-//! `concierge audit …`: keygen, verify, export, stats (and a hidden load generator for tests and benchmarks).
+//! `concierge audit …`: keygen, verify, export, stats (and a hidden load generator for tests and benchmarks);
+//! `concierge feedback report`, which reads the same log's `feedback` stream.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -115,6 +116,98 @@ pub struct StatsArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum FeedbackCommand {
+    /// Per rule: prompts shown, answers, response rate, share positive, latest comments.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// From this time on (2026-11-24 or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Before this time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only records from visitors of this company domain (known only where consent allowed the lookup).
+    #[arg(long, value_name = "DOMAIN")]
+    pub account: Option<String>,
+    /// Only this rule (its id as the report shows it, e.g. acme.example/home-hero).
+    #[arg(long, value_name = "ID")]
+    pub rule: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormat,
+}
+
+pub fn run_feedback(cmd: FeedbackCommand) -> ExitCode {
+    match cmd {
+        FeedbackCommand::Report(a) => report(a),
+    }
+}
+
+fn report(a: ReportArgs) -> ExitCode {
+    let settings = match settings(&a.source.config) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let (since, until) = match (time(&a.since, "since"), time(&a.until, "until")) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => return usage(e),
+    };
+    let root = audit_dir(&a.source, &settings);
+    if !root.is_dir() {
+        return usage(format!("{} is not a directory", root.display()));
+    }
+    let mut builder = crate::feedback::report::Builder::new(crate::feedback::report::Filter {
+        since,
+        until,
+        account: a.account,
+        rule: a.rule,
+    });
+    let dir = root.join(crate::audit::FEEDBACK_STREAM);
+    if dir.is_dir() {
+        if let Err(e) = query::for_each(&dir, |_, v| builder.add(v)) {
+            eprintln!("error: {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let report = builder.finish();
+    match a.format {
+        ReportFormat::Table => print!("{}", report.table()),
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        ReportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+            let mut rows = vec![crate::feedback::report::Report::CSV_COLUMNS
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()];
+            rows.extend(report.csv_rows());
+            for row in rows {
+                if w.write_record(&row).is_err() {
+                    return ExitCode::FAILURE;
+                }
+            }
+            if w.flush().is_err() {
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::from(2)
@@ -137,13 +230,17 @@ fn audit_dir(source: &Source, settings: &Option<Settings>) -> PathBuf {
     })
 }
 
-fn filter(w: &Window) -> Result<Filter, String> {
-    let time = |t: &Option<String>, name: &str| match t {
+/// `--since`/`--until`: a date or an RFC 3339 time, as the canonical string records carry.
+fn time(t: &Option<String>, name: &str) -> Result<Option<String>, String> {
+    match t {
         None => Ok(None),
         Some(text) => query::parse_time(text).map(Some).ok_or_else(|| {
             format!("--{name} `{text}` is not a date (2026-11-24) or an RFC 3339 time")
         }),
-    };
+    }
+}
+
+fn filter(w: &Window) -> Result<Filter, String> {
     Ok(Filter {
         since: time(&w.since, "since")?,
         until: time(&w.until, "until")?,

@@ -258,17 +258,19 @@ pub struct FeedbackRecord {
     pub answer: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    pub request_id: String,
 }
 
 impl FeedbackRecord {
-    pub fn new(s: Submission, account: Option<String>, request_id: &str) -> FeedbackRecord {
+    /// No request id: it would link the answer to the access log, and through it to an IP address.
+    pub fn new(s: Submission, account: Option<String>) -> FeedbackRecord {
         let (kind, answer, comment) = match s.event {
             Event::Shown => ("impression", None, None),
             Event::Dismissed => ("dismissal", None, None),
-            Event::Answer { positive, comment } => {
-                ("feedback", Some(if positive { "yes" } else { "no" }), comment)
-            }
+            Event::Answer { positive, comment } => (
+                "feedback",
+                Some(if positive { "yes" } else { "no" }),
+                comment,
+            ),
         };
         FeedbackRecord {
             kind,
@@ -279,7 +281,6 @@ impl FeedbackRecord {
             rules_version: s.version,
             answer,
             comment,
-            request_id: request_id.to_string(),
         }
     }
 }

@@ -26,10 +26,9 @@ fn parses_the_three_events() {
         }
     );
     // An empty comment is no comment; the page loses its query.
-    let s = parse(
-        "event=answer&answer=yes&rule=r&version=v&page=%2Fa%3Fq%3D1&comment=+".as_bytes(),
-    )
-    .unwrap();
+    let s =
+        parse("event=answer&answer=yes&rule=r&version=v&page=%2Fa%3Fq%3D1&comment=+".as_bytes())
+            .unwrap();
     assert_eq!(
         s.event,
         Event::Answer {
@@ -43,20 +42,47 @@ fn parses_the_three_events() {
 #[test]
 fn refuses_bad_forms_with_a_reason() {
     let cases: &[(&str, FormError)] = &[
-        ("event=shown&rule=r&version=v&page=%2F&event=shown", FormError::Repeated),
+        (
+            "event=shown&rule=r&version=v&page=%2F&event=shown",
+            FormError::Repeated,
+        ),
         ("event=maybe&rule=r&version=v&page=%2F", FormError::BadEvent),
         ("rule=r&version=v&page=%2F", FormError::BadEvent),
         ("event=shown&version=v&page=%2F", FormError::BadRule),
-        ("event=shown&rule=%3Cscript%3E&version=v&page=%2F", FormError::BadRule),
+        (
+            "event=shown&rule=%3Cscript%3E&version=v&page=%2F",
+            FormError::BadRule,
+        ),
         ("event=shown&rule=r&page=%2F", FormError::BadVersion),
-        ("event=shown&rule=r&version=a%20b&page=%2F", FormError::BadVersion),
-        ("event=shown&rule=r&version=v&page=https%3A%2F%2Fevil.example%2F", FormError::BadPage),
-        ("event=shown&rule=r&version=v&page=%2F%2Fevil.example", FormError::BadPage),
+        (
+            "event=shown&rule=r&version=a%20b&page=%2F",
+            FormError::BadVersion,
+        ),
+        (
+            "event=shown&rule=r&version=v&page=https%3A%2F%2Fevil.example%2F",
+            FormError::BadPage,
+        ),
+        (
+            "event=shown&rule=r&version=v&page=%2F%2Fevil.example",
+            FormError::BadPage,
+        ),
         ("event=shown&rule=r&version=v", FormError::BadPage),
-        ("event=answer&rule=r&version=v&page=%2F", FormError::BadAnswer),
-        ("event=answer&answer=meh&rule=r&version=v&page=%2F", FormError::BadAnswer),
-        ("event=shown&rule=r&version=v&page=%2F&comment=hi", FormError::UnexpectedComment),
-        ("event=shown&rule=r&version=v&page=%ZZ", FormError::Malformed),
+        (
+            "event=answer&rule=r&version=v&page=%2F",
+            FormError::BadAnswer,
+        ),
+        (
+            "event=answer&answer=meh&rule=r&version=v&page=%2F",
+            FormError::BadAnswer,
+        ),
+        (
+            "event=shown&rule=r&version=v&page=%2F&comment=hi",
+            FormError::UnexpectedComment,
+        ),
+        (
+            "event=shown&rule=r&version=v&page=%ZZ",
+            FormError::Malformed,
+        ),
     ];
     for (form, want) in cases {
         assert_eq!(parse(form.as_bytes()), Err(*want), "{form}");
@@ -150,12 +176,22 @@ fn report_counts_per_rule() {
     assert_eq!(r.rules.len(), 2);
     let a = &r.rules[0];
     assert_eq!(
-        (a.impressions, a.answers, a.positive, a.negative, a.dismissals),
+        (
+            a.impressions,
+            a.answers,
+            a.positive,
+            a.negative,
+            a.dismissals
+        ),
         (8, 6, 5, 1, 2)
     );
     assert_eq!(a.response_rate, Some(0.75));
     assert!((a.share_positive.unwrap() - 5.0 / 6.0).abs() < 1e-9);
-    let comments: Vec<&str> = a.latest_comments.iter().map(|c| c.comment.as_str()).collect();
+    let comments: Vec<&str> = a
+        .latest_comments
+        .iter()
+        .map(|c| c.comment.as_str())
+        .collect();
     assert_eq!(comments, ["c5", "c4", "c3", "c2", "c1"]);
     let b_rule = &r.rules[1];
     assert_eq!((b_rule.impressions, b_rule.answers), (1, 0));
@@ -215,10 +251,7 @@ fn hostile_comments_are_inert_in_table_and_csv() {
     let r = b.finish();
     assert!(!r.table().contains('\u{1b}'));
     assert!(r.table().contains("\\u{1b}[2J"));
-    assert_eq!(
-        r.csv_rows()[0][8],
-        "'=HYPERLINK(\"http://evil\")\u{1b}[2J"
-    );
+    assert_eq!(r.csv_rows()[0][8], "'=HYPERLINK(\"http://evil\")\u{1b}[2J");
 }
 
 proptest! {

@@ -55,7 +55,11 @@ pub async fn post(
             .iter()
             .find(|p| p.id == submission.rule)
             .and_then(|p| p.feedback.as_ref())
-            .ok_or_else(|| refused(Refusal::BadRequest("No rule with a feedback prompt has that id.")))?;
+            .ok_or_else(|| {
+                refused(Refusal::BadRequest(
+                    "No rule with a feedback prompt has that id.",
+                ))
+            })?;
         if !prompt.comment
             && matches!(
                 submission.event,
@@ -84,7 +88,7 @@ pub async fn post(
         _ => None,
     };
     let request_id = ctx.request_id.to_str().unwrap_or("-");
-    let record = FeedbackRecord::new(submission, account, request_id);
+    let record = FeedbackRecord::new(submission, account);
     if let Err(e) = crate::audit::Audit::durable(&proxy.audit.feedback, &record).await {
         tracing::error!(request_id, error = %e, "feedback record not written");
         return Err((

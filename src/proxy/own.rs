@@ -239,18 +239,12 @@ pub(super) fn check_post(
 }
 
 /// Read a post's body: at most `max` bytes, within the client header timeout.
-pub(super) async fn read_body(
-    proxy: &Proxy,
-    body: Incoming,
-    max: usize,
-) -> Result<Bytes, Refusal> {
+pub(super) async fn read_body(proxy: &Proxy, body: Incoming, max: usize) -> Result<Bytes, Refusal> {
     let read = Limited::new(body, max).collect();
     match tokio::time::timeout(proxy.settings().timeouts.client_header, read).await {
         Ok(Ok(b)) => Ok(b.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::PayloadTooLarge),
-        Ok(Err(_)) | Err(_) => Err(Refusal::BadRequest(
-            "The request body could not be read.",
-        )),
+        Ok(Err(_)) | Err(_) => Err(Refusal::BadRequest("The request body could not be read.")),
     }
 }
 
@@ -446,9 +440,11 @@ fn consent_page(proxy: &Proxy, req: &Request<Incoming>) -> Response<ResponseBody
          <button type=\"submit\" name=\"choice\" value=\"reject\" class=\"cc-button\">Reject all</button>\
          <button type=\"submit\" name=\"choice\" value=\"custom\" class=\"cc-button\">Save my choices</button>\
          </div></form>\
-         <p><a href=\"{ret}\">Back to the site</a></p></main></body></html>\n",
+         <p><a href=\"{prefix}why?page={why}\">Why am I seeing this?</a> · <a href=\"{ret}\">Back to the site</a></p>\
+         </main></body></html>\n",
         prefix = escape_html(prefix),
         ret = escape_html(&return_to),
+        why = escape_html(&crate::feedback::encode_component(choice::page_of(&return_to))),
         f = checked(previous.as_ref().is_some_and(|p| p.firmographic)),
         p = checked(previous.as_ref().is_some_and(|p| p.personal)),
     );

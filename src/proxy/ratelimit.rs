@@ -132,7 +132,10 @@ mod tests {
             assert!(l.check(ip("192.0.2.1"), t0).is_ok());
         }
         let wait = l.check(ip("192.0.2.1"), t0).unwrap_err();
-        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
         // Another client is unaffected.
         assert!(l.check(ip("192.0.2.2"), t0).is_ok());
         // After a second, one more.
@@ -166,14 +169,18 @@ mod tests {
         let l = RateLimiter::with_capacity(60, 2, 100);
         let t0 = Instant::now();
         for i in 0..100u32 {
-            assert!(l.check(IpAddr::from((0x0a00_0000 + i).to_be_bytes()), t0).is_ok());
+            assert!(l
+                .check(IpAddr::from((0x0a00_0000 + i).to_be_bytes()), t0)
+                .is_ok());
         }
         assert_eq!(l.clients(), 100);
         // Full of active clients: a newcomer waits; known clients go on.
         assert!(l.check(ip("192.0.2.1"), t0).is_err());
         assert!(l.check(ip("10.0.0.5"), t0).is_ok());
         // Within the same second no second sweep runs.
-        assert!(l.check(ip("192.0.2.1"), t0 + Duration::from_millis(500)).is_err());
+        assert!(l
+            .check(ip("192.0.2.1"), t0 + Duration::from_millis(500))
+            .is_err());
         // Once the old clients have refilled they are forgotten and newcomers fit.
         let later = t0 + Duration::from_secs(10);
         assert!(l.check(ip("192.0.2.1"), later).is_ok());

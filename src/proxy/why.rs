@@ -70,7 +70,11 @@ fn tier_words(t: Tier) -> &'static str {
     }
 }
 
-pub fn page(proxy: &Proxy, req: &Request<Incoming>, ctx: &RequestContext) -> Response<ResponseBody> {
+pub fn page(
+    proxy: &Proxy,
+    req: &Request<Incoming>,
+    ctx: &RequestContext,
+) -> Response<ResponseBody> {
     let settings = proxy.settings();
     let prefix = &settings.proxy.reserved_prefix;
     let asked = asked_page(req.uri().query());
@@ -204,7 +208,14 @@ pub fn page(proxy: &Proxy, req: &Request<Incoming>, ctx: &RequestContext) -> Res
         )
     };
     let consent_html = if consent.is_empty() {
-        "<p>No privacy signal or choice of yours applies.</p>".to_string()
+        match c.decision.jurisdiction.regime {
+            Regime::OptOut => {
+                "<p>You have not objected. You can object at any time below, or by turning on \
+                               Global Privacy Control in your browser.</p>"
+                    .to_string()
+            }
+            Regime::OptIn => "<p>No privacy signal or choice of yours applies.</p>".to_string(),
+        }
     } else {
         format!("<ul>{}</ul>", li(&consent))
     };
@@ -260,14 +271,18 @@ mod tests {
 
     #[test]
     fn reasons_read_as_plain_words() {
-        assert!(reason_text("gpc").unwrap().contains("Global Privacy Control"));
+        assert!(reason_text("gpc")
+            .unwrap()
+            .contains("Global Privacy Control"));
         assert!(reason_text("first-party:granted:firmographic")
             .unwrap()
             .contains("organization"));
         assert!(reason_text("tcf:purpose4-missing:personal")
             .unwrap()
             .contains("remember you"));
-        assert!(reason_text("tcf:invalid:bad-base64").unwrap().contains("could not be read"));
+        assert!(reason_text("tcf:invalid:bad-base64")
+            .unwrap()
+            .contains("could not be read"));
         assert_eq!(reason_text("jurisdiction:opt-out:US-CA"), None);
     }
 }

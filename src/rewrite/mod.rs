@@ -179,7 +179,8 @@ pub fn render_plan(plan: &Plan, visitor: &Visitor, page: &Page) -> Vec<Op> {
         }
     }
     let why_placed = applied.iter().any(|r| injected(r, Asset::WhyLink));
-    let why = why_placed || (!applied.is_empty() && (page.why_link || applied.iter().any(|r| r.why_link)));
+    let why = why_placed
+        || (!applied.is_empty() && (page.why_link || applied.iter().any(|r| r.why_link)));
     if why && !why_placed {
         tail.push_str(&crate::feedback::why_link_markup(page.prefix, visitor.path));
     }

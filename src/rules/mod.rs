@@ -587,7 +587,9 @@ pub fn parse_file(
         for a in p.action {
             match compile_action(file, text, a, rules_dir) {
                 Ok(action) => {
-                    if matches!(action.kind, ActionKind::Inject(Asset::Feedback)) && feedback.is_none() {
+                    if matches!(action.kind, ActionKind::Inject(Asset::Feedback))
+                        && feedback.is_none()
+                    {
                         errors.push(err(
                             file,
                             text,

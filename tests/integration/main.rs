@@ -7,12 +7,14 @@
 //! - `client_ip`: loopback source addresses, trusted X-Forwarded-For / Forwarded hops, spoofing, PROXY v1/v2.
 //! - `tls`: HTTP/2 over TLS by ALPN, SNI selection, certificate reload (SIGHUP path and file watch, good and bad).
 //! - `consent`: the consent endpoint, banner assets, gpc.json, and "no permitted tier, no lookup".
+//! - `feedback`: the feedback widget and endpoint (abuse, rate limit), `concierge feedback report`, the why page.
 //! - `lifecycle`: graceful shutdown with requests in flight, the drain deadline, `concierge check`, signals.
 
 mod audit;
 mod client_ip;
 mod consent;
 mod failures;
+mod feedback;
 mod forwarding;
 mod lifecycle;
 mod rules;

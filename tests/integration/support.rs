@@ -788,6 +788,23 @@ pub async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
     socket.connect(addr).await.expect("connect")
 }
 
+/// Send `req` over a fresh HTTP/1.1 connection from source address `from`; returns the response with its body.
+pub async fn send_from(
+    from: &str,
+    addr: SocketAddr,
+    req: Request<TestBody>,
+) -> (Response<()>, Bytes) {
+    let tcp = connect_from(from, addr).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await.expect("response");
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    (Response::from_parts(parts, ()), bytes)
+}
+
 /// One HTTP/1.1 request from source address `from`; returns the response with its body.
 pub async fn get_from(
     from: &str,
@@ -795,16 +812,5 @@ pub async fn get_from(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (Response<()>, Bytes) {
-    let tcp = connect_from(from, addr).await;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(request("GET", path, headers, empty()))
-        .await
-        .expect("response");
-    let (parts, body) = resp.into_parts();
-    let bytes = body.collect().await.expect("body").to_bytes();
-    (Response::from_parts(parts, ()), bytes)
+    send_from(from, addr, request("GET", path, headers, empty())).await
 }
