@@ -37,7 +37,15 @@ fuzz_target!(|data: &[u8]| {
                 now: 1_790_000_000,
             };
             let plan = set.plan(&v);
-            let ops = concierge::rewrite::render_plan(&plan, &v, Some("/_concierge/"));
+            let ops = concierge::rewrite::render_plan(
+                &plan,
+                &v,
+                &concierge::rewrite::Page {
+                    prefix: "/_concierge/",
+                    banner: true,
+                    why_link: true,
+                },
+            );
             let mut rw = concierge::rewrite::Rewriter::new(ops, None, 1 << 20);
             let _ = rw.write(b"<html><head></head><body><h1 class=x>t</h1><a href=/>l</a></body></html>");
             let _ = rw.end();

@@ -276,6 +276,10 @@ fn errors_name_file_line_column_and_what_is_wrong() {
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n", "already used on line 2"),
         ("accounts/a.toml", "[account]\ndomain = \"a.example\"\nname = \"A\"\n[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"a\"\n", "its tier is firmographic"),
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\nwhen.from = \"tomorrow\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"a\"\n", "not a date"),
+        ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1\"\ninject = \"feedback\"\n", "injects the feedback widget but has no [personalization.feedback] question"),
+        ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"a\"\n[personalization.feedback]\nquestion = \"  \"\n", "a.toml:7:1: feedback.question must be one line of 1–200 characters"),
+        ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"a\"\n[personalization.feedback]\nquestion = \"two\\nlines\"\n", "feedback.question must be one line"),
+        ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1\"\ninject = \"survey\"\n", "not one of consent-banner, feedback, why-link"),
     ];
     for (rel, text, expected) in cases {
         let dir = tempfile::tempdir().unwrap();
