@@ -420,7 +420,7 @@ fn demo(args: DemoArgs) -> ExitCode {
         let proxy_addr = server.listeners.first().copied().unwrap_or(args.listen);
         outln!("{}", crate::demo::banner(proxy_addr, origin, server.admin));
         outln!(
-            "Audit log (consent and decision records): {log}\n  check it: concierge audit verify {log} --public-key {pubkey}\n",
+            "Audit log (consent and decision records, feedback): {log}\n  check it: concierge audit verify {log} --public-key {pubkey}\n  feedback: concierge feedback report {log}\n",
             log = audit_dir.join("log").display(),
             pubkey = crate::audit::keys::public_path(&key_path).display()
         );
