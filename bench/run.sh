@@ -43,6 +43,7 @@
 #                     "proxy_buffers 8 16k; proxy_buffer_size 16k;" (default: stock nginx)
 #   CONCIERGE_BIN=    path of the binary (default: target/production/concierge)
 #   KEEP_TMP=1        keep the temp dir (configs, logs) for inspection
+#   AUDIT_FSYNC=      audit.fsync for the concierge targets (default: the config default, "batch"; e.g. 100ms)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -64,6 +65,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 NGINX_PROXY_EXTRA=${NGINX_PROXY_EXTRA:-}
+AUDIT_FSYNC=${AUDIT_FSYNC:-}
 CONCIERGE_BIN=${CONCIERGE_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/production/concierge}
 OUT_DIR=${OUT_DIR:-$BENCH_DIR/out}
 MMDB=${MMDB:-$REPO/../shared/testdata/maxmind/test-data/GeoIP2-City-Test.mmdb}
@@ -461,6 +463,7 @@ unknown_region = "opt-out"
 
 [audit]
 dir = "$TMP/audit-plain"
+$( [ -n "$AUDIT_FSYNC" ] && echo "fsync = \"$AUDIT_FSYNC\"" )
 EOF
 
 # Personalization: geo from the MMDB (127.0.0.1 is in no database: unknown_region = opt-out, so the firmographic
@@ -492,6 +495,7 @@ dir = "$TMP/rules-$variant"
 
 [audit]
 dir = "$TMP/audit-$variant"
+$( [ -n "$AUDIT_FSYNC" ] && echo "fsync = \"$AUDIT_FSYNC\"" )
 EOF
 done
 rules_file() {  # $1 = hero, $2 = cta, $3 = nav, $4 = blog link

@@ -697,6 +697,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
         why_link: settings.proxy.why_link,
     };
     let ops = crate::rewrite::render_plan(&plan, &visitor, &page);
+    let additions = crate::rewrite::Additions::of(&plan, &page);
     // Described from what the rewriter will actually do, with values escaped as they will be inserted.
     let describe = |p: &crate::rules::Personalization,
                     a: &crate::rules::Action|
@@ -784,6 +785,15 @@ fn explain(args: ExplainArgs) -> ExitCode {
             "rules_version": plan.rules_version,
             "candidates": candidates,
             "plan": actions,
+            "additions": {
+                "banner": additions.banner,
+                "feedback": additions.prompts.iter().map(|p| serde_json::json!({
+                    "rule": p.id,
+                    "question": p.feedback.as_ref().map(|f| f.question.as_str()),
+                    "comment": p.feedback.as_ref().is_some_and(|f| f.comment),
+                })).collect::<Vec<_>>(),
+                "why_link": additions.why_link.then(|| crate::feedback::why_href(page.prefix, uri.path())),
+            },
             "record": record.as_ref().map(|r| crate::audit::Record::Decision(Box::new(r.clone()))),
         });
         if let Some((html, error)) = &rewritten {
@@ -848,7 +858,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
         ));
     }
     text.push("plan".into());
-    if plan.actions.is_empty() {
+    if !changes {
         text.push("  nothing to change".into());
     }
     for (p, a) in &plan.actions {
@@ -856,6 +866,25 @@ fn explain(args: ExplainArgs) -> ExitCode {
         text.push(format!(
             "  {:<24} {what:<22} {value:?}  [{}]",
             a.selector, p.id
+        ));
+    }
+    if additions.banner {
+        text.push("  + the consent banner (end of <head>)".into());
+    }
+    for p in &additions.prompts {
+        if let Some(f) = &p.feedback {
+            text.push(format!(
+                "  + feedback prompt {:?}{} (start of <body>)  [{}]",
+                f.question,
+                if f.comment { " with a comment field" } else { "" },
+                p.id
+            ));
+        }
+    }
+    if additions.why_link {
+        text.push(format!(
+            "  + \"Why am I seeing this?\" link to {} (end of <body>)",
+            crate::feedback::why_href(page.prefix, uri.path())
         ));
     }
     match &record {

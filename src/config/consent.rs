@@ -39,6 +39,7 @@ pub struct RawAudit {
     pub queue: Option<usize>,
     pub checkpoint_records: Option<u64>,
     pub checkpoint_interval: Option<String>,
+    pub commit_window: Option<String>,
     pub segment_bytes: Option<u64>,
     pub segment_age: Option<String>,
     pub retention: Option<String>,
@@ -66,6 +67,7 @@ pub struct AuditSettings {
     pub queue: usize,
     pub checkpoint_records: u64,
     pub checkpoint_interval: Duration,
+    pub commit_window: Duration,
     pub segment_bytes: u64,
     pub segment_age: Duration,
     pub retention: Duration,
@@ -81,6 +83,7 @@ impl AuditSettings {
             fsync: self.fsync,
             checkpoint_records: self.checkpoint_records,
             checkpoint_interval: self.checkpoint_interval,
+            commit_window: self.commit_window,
             segment_bytes: self.segment_bytes,
             segment_age: self.segment_age,
             retention: self.retention,
@@ -350,6 +353,17 @@ pub(super) fn validate_audit(
         raw.checkpoint_interval.as_ref(),
         Duration::from_secs(10),
     );
+    let commit_window = c.duration(
+        "audit.commit_window",
+        raw.commit_window.as_ref(),
+        Duration::from_millis(10),
+    );
+    if commit_window > Duration::from_millis(100) {
+        c.fail(
+            "audit.commit_window",
+            "must be at most 100ms (records wait this long before they are written)",
+        );
+    }
     let segment_bytes = c.range(
         "audit.segment_bytes",
         raw.segment_bytes.map(|v| v as usize),
@@ -390,6 +404,7 @@ pub(super) fn validate_audit(
         queue,
         checkpoint_records,
         checkpoint_interval,
+        commit_window,
         segment_bytes,
         segment_age,
         retention,

@@ -126,9 +126,60 @@ pub fn render_action(
     })
 }
 
+/// What the proxy adds to a page beyond the plan's own actions (see [`render_plan`]).
+#[derive(Debug, Default)]
+pub struct Additions<'a> {
+    /// The consent banner, in `<head>` (no rule placed it).
+    pub banner: bool,
+    /// Applied rules whose feedback prompt goes at the start of `<body>` (no `inject = "feedback"` of theirs
+    /// was applied).
+    pub prompts: Vec<&'a Personalization>,
+    /// The "why am I seeing this" link at the end of `<body>` (asked for, and no rule placed it).
+    pub why_link: bool,
+    /// The widgets' stylesheet (a prompt or a why link is on the page), and the feedback script (a prompt is).
+    pub assets: bool,
+    pub script: bool,
+}
+
+impl<'a> Additions<'a> {
+    pub fn of(plan: &Plan<'a>, page: &Page) -> Additions<'a> {
+        let injected = |rule: &Personalization, asset: Asset| {
+            plan.actions.iter().any(|(p, a)| {
+                p.id == rule.id && matches!(a.kind, ActionKind::Inject(x) if x == asset)
+            })
+        };
+        let banner_placed = plan
+            .actions
+            .iter()
+            .any(|(_, a)| matches!(a.kind, ActionKind::Inject(Asset::ConsentBanner)));
+        let applied: Vec<&'a Personalization> = plan
+            .verdicts
+            .iter()
+            .filter(|(_, v)| *v == Verdict::Applied)
+            .map(|(p, _)| *p)
+            .collect();
+        let script = applied.iter().any(|r| r.feedback.is_some());
+        let why_placed = applied.iter().any(|r| injected(r, Asset::WhyLink));
+        let why = why_placed
+            || (!applied.is_empty() && (page.why_link || applied.iter().any(|r| r.why_link)));
+        Additions {
+            banner: page.banner && !banner_placed,
+            prompts: applied
+                .iter()
+                .copied()
+                .filter(|r| r.feedback.is_some() && !injected(r, Asset::Feedback))
+                .collect(),
+            why_link: why && !why_placed,
+            assets: script || why,
+            script,
+        }
+    }
+}
+
 /// Render the plan's actions for `visitor`, plus what `page` adds: the consent banner in `<head>`; for each
 /// applied rule with a feedback prompt, the widget (where the rule's `inject = "feedback"` puts it, else at
-/// the end of `<body>`); the "why am I seeing this" link when a rule or `page.why_link` asks for it.
+/// the start of `<body>`) and its assets; the "why am I seeing this" link (at the end of `<body>` unless a rule
+/// places it) when a rule or `page.why_link` asks for it.
 pub fn render_plan(plan: &Plan, visitor: &Visitor, page: &Page) -> Vec<Op> {
     let mut ops: Vec<Op> = plan
         .actions
@@ -141,58 +192,49 @@ pub fn render_plan(plan: &Plan, visitor: &Visitor, page: &Page) -> Vec<Op> {
             })
         })
         .collect();
-    let injected = |rule: &Personalization, asset: Asset| {
-        plan.actions
-            .iter()
-            .any(|(p, a)| p.id == rule.id && matches!(a.kind, ActionKind::Inject(x) if x == asset))
-    };
-    let banner_placed = plan
-        .actions
-        .iter()
-        .any(|(_, a)| matches!(a.kind, ActionKind::Inject(Asset::ConsentBanner)));
-    if let (true, false, Some(head)) = (page.banner, banner_placed, HEAD.as_ref()) {
+    let add = Additions::of(plan, page);
+    if let (true, Some(head)) = (add.banner, HEAD.as_ref()) {
         ops.push(Op {
             selector: head.clone(),
             kind: OpKind::Insert(Position::Append, banner_markup(page.prefix), true),
             once: true,
         });
     }
-    let applied: Vec<&Personalization> = plan
-        .verdicts
-        .iter()
-        .filter(|(_, v)| *v == Verdict::Applied)
-        .map(|(p, _)| *p)
-        .collect();
-    let mut tail = String::new();
-    let mut prompts = false;
-    for rule in &applied {
+    // Prompts and the assets go right after `<body>` (the prompt is positioned by its stylesheet), so they
+    // never keep the parser from stopping early; the why link goes at the end of the page.
+    let mut start = String::new();
+    for rule in &add.prompts {
         if let Some(f) = &rule.feedback {
-            prompts = true;
-            if !injected(rule, Asset::Feedback) {
-                tail.push_str(&crate::feedback::widget_markup(
-                    &rule.id,
-                    plan.rules_version,
-                    visitor.path,
-                    f,
-                ));
-            }
+            start.push_str(&crate::feedback::widget_markup(
+                &rule.id,
+                plan.rules_version,
+                visitor.path,
+                f,
+            ));
         }
     }
-    let why_placed = applied.iter().any(|r| injected(r, Asset::WhyLink));
-    let why = why_placed
-        || (!applied.is_empty() && (page.why_link || applied.iter().any(|r| r.why_link)));
-    if why && !why_placed {
-        tail.push_str(&crate::feedback::why_link_markup(page.prefix, visitor.path));
+    if add.assets {
+        start.push_str(&crate::feedback::assets_markup(page.prefix, add.script));
     }
-    if prompts || why {
-        tail.push_str(&crate::feedback::assets_markup(page.prefix, prompts));
-    }
-    if let (false, Some(body)) = (tail.is_empty(), BODY.as_ref()) {
-        ops.push(Op {
-            selector: body.clone(),
-            kind: OpKind::Insert(Position::Append, tail, true),
-            once: true,
-        });
+    if let Some(body) = BODY.as_ref() {
+        if !start.is_empty() {
+            ops.push(Op {
+                selector: body.clone(),
+                kind: OpKind::Insert(Position::Prepend, start, true),
+                once: true,
+            });
+        }
+        if add.why_link {
+            ops.push(Op {
+                selector: body.clone(),
+                kind: OpKind::Insert(
+                    Position::Append,
+                    crate::feedback::why_link_markup(page.prefix, visitor.path),
+                    true,
+                ),
+                once: true,
+            });
+        }
     }
     ops
 }

@@ -148,6 +148,13 @@ async fn prompts_ride_on_personalized_pages_and_answers_become_feedback_records(
     assert!(html.contains(
         "<p class=\"concierge-why\"><a href=\"/_concierge/why?page=/landing\" rel=\"nofollow\">Why am I seeing this?</a></p>"
     ));
+    assert!(
+        html.contains(
+            "<body><div class=\"concierge-feedback\" data-concierge-feedback=\"\" data-rule=\"acme.example/hero\""
+        ),
+        "the prompt right after <body>, so it never holds up an early stop: {html}"
+    );
+    assert!(html.ends_with("Why am I seeing this?</a></p></body></html>"), "{html}");
     assert_eq!(html.matches("/_concierge/feedback.js").count(), 1, "{html}");
     assert_eq!(html.matches("/_concierge/widgets.css").count(), 1);
     assert!(!html.contains("<script>"), "no inline script");

@@ -517,11 +517,21 @@ fn explain_shows_decision_candidates_plan_and_the_rewritten_page() {
         .as_str()
         .unwrap()
         .contains("<h1 id=\"hero-headline\">Acme Manufacturing: see every dollar"));
+    // What the proxy adds: Acme's feedback prompt and the why link, shown in the plan and in the page.
+    assert_eq!(
+        v["additions"]["feedback"][0]["question"],
+        "Was this page relevant to Acme?"
+    );
+    assert_eq!(v["additions"]["why_link"], "/_concierge/why?page=/");
+    let html = v["html"].as_str().unwrap();
+    assert!(html.contains("data-concierge-feedback") && html.contains("/_concierge/feedback.js"));
+    assert!(html.contains("href=\"/_concierge/why?page=/\""));
     // With GPC: nothing firmographic, the lookup not run, the page unchanged.
     let v = run("127.0.10.5", &["--header", "Sec-GPC: 1"]);
     assert_eq!(v["company"]["status"], "not_run");
     assert_eq!(verdict(&v, "acme.example/home-hero"), "not_permitted");
     assert!(v["html"].as_str().unwrap().contains(">Generic</h1>"));
+    assert!(!v["html"].as_str().unwrap().contains("concierge-feedback"));
     assert!(
         v["record"].is_null(),
         "no lookup, nothing to change: no record"
