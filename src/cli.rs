@@ -876,7 +876,11 @@ fn explain(args: ExplainArgs) -> ExitCode {
             text.push(format!(
                 "  + feedback prompt {:?}{} (start of <body>)  [{}]",
                 f.question,
-                if f.comment { " with a comment field" } else { "" },
+                if f.comment {
+                    " with a comment field"
+                } else {
+                    ""
+                },
                 p.id
             ));
         }

@@ -154,7 +154,10 @@ async fn prompts_ride_on_personalized_pages_and_answers_become_feedback_records(
         ),
         "the prompt right after <body>, so it never holds up an early stop: {html}"
     );
-    assert!(html.ends_with("Why am I seeing this?</a></p></body></html>"), "{html}");
+    assert!(
+        html.ends_with("Why am I seeing this?</a></p></body></html>"),
+        "{html}"
+    );
     assert_eq!(html.matches("/_concierge/feedback.js").count(), 1, "{html}");
     assert_eq!(html.matches("/_concierge/widgets.css").count(), 1);
     assert!(!html.contains("<script>"), "no inline script");
@@ -322,7 +325,9 @@ async fn abusive_feedback_posts_are_refused_and_leave_no_record() {
     let addr = server.listeners[0];
     let base = "rule=acme.example%2Fhero&version=0123456789abcdef&page=%2Flanding";
     let long_comment = "x".repeat(501);
-    let cases: Vec<(Vec<(&str, &str)>, String, u16, &str)> = vec![
+    // (request headers, body, expected status, what the refusal says)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, String, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![FORM, ("origin", "https://evil.example")],
             format!("event=shown&{base}"),
