@@ -676,20 +676,13 @@ fn explain(args: ExplainArgs) -> ExitCode {
     let now = crate::classify::unix_now();
     let c = classify(&f, &settings.consent, ip, &headers, uri.query(), now);
     let referrer_host = crate::rules::referrer_host(&headers);
-    let company = match &c.company {
-        Lookup::Matched(m) => Some(m.company.as_ref()),
-        _ => None,
-    };
-    let visitor = crate::rules::Visitor {
-        path: uri.path(),
-        query: uri.query(),
-        referrer_host: referrer_host.as_deref(),
-        cookies: crate::rules::cookie_names(&headers),
-        geo: &c.geo,
-        company,
-        decision: &c.decision,
+    let visitor = c.visitor(
+        uri.path(),
+        uri.query(),
+        referrer_host.as_deref(),
+        &headers,
         now,
-    };
+    );
     let plan = rules.plan(&visitor);
     let page = crate::rewrite::Page {
         prefix: &settings.proxy.reserved_prefix,

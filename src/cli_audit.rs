@@ -190,17 +190,16 @@ fn report(a: ReportArgs) -> ExitCode {
         ),
         ReportFormat::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-            let mut rows = vec![crate::feedback::report::Report::CSV_COLUMNS
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()];
-            rows.extend(report.csv_rows());
-            for row in rows {
-                if w.write_record(&row).is_err() {
-                    return ExitCode::FAILURE;
-                }
-            }
-            if w.flush().is_err() {
+            let written = w
+                .write_record(crate::feedback::report::Report::CSV_COLUMNS)
+                .and_then(|()| {
+                    report
+                        .csv_rows()
+                        .iter()
+                        .try_for_each(|row| w.write_record(row))
+                })
+                .and_then(|()| w.flush().map_err(csv::Error::from));
+            if written.is_err() {
                 return ExitCode::FAILURE;
             }
         }

@@ -116,8 +116,9 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim().trim_matches('"'))
 }
 
-/// A query parameter's value (no percent-decoding needed for these base64url / digit values).
-fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+/// A query parameter's raw value (not percent-decoded; the consent strings are base64url / digits, other callers
+/// decode what they need).
+pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
     query?
         .split('&')
         .filter_map(|p| p.split_once('='))

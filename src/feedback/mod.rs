@@ -13,6 +13,7 @@ pub mod report;
 
 use serde::Serialize;
 
+use crate::consent::choice::page_of;
 use crate::rules::template::escape_attr;
 use crate::rules::Feedback;
 
@@ -88,11 +89,6 @@ pub fn encode_component(s: &str) -> String {
     out
 }
 
-/// The path part of a page (no query, no fragment), `/` when empty.
-fn page_of(page: &str) -> &str {
-    crate::consent::choice::page_of(page)
-}
-
 /// What the widget reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -105,6 +101,17 @@ pub enum Event {
     },
     /// The visitor closed the prompt without answering.
     Dismissed,
+}
+
+impl Event {
+    /// The record type (and metric label) for this event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Shown => "impression",
+            Event::Answer { .. } => "feedback",
+            Event::Dismissed => "dismissal",
+        }
+    }
 }
 
 /// One parsed, validated feedback request (the rule is checked against the rule set by the caller).
@@ -263,14 +270,12 @@ pub struct FeedbackRecord {
 impl FeedbackRecord {
     /// No request id: it would link the answer to the access log, and through it to an IP address.
     pub fn new(s: Submission, account: Option<String>) -> FeedbackRecord {
-        let (kind, answer, comment) = match s.event {
-            Event::Shown => ("impression", None, None),
-            Event::Dismissed => ("dismissal", None, None),
-            Event::Answer { positive, comment } => (
-                "feedback",
-                Some(if positive { "yes" } else { "no" }),
-                comment,
-            ),
+        let kind = s.event.kind();
+        let (answer, comment) = match s.event {
+            Event::Shown | Event::Dismissed => (None, None),
+            Event::Answer { positive, comment } => {
+                (Some(if positive { "yes" } else { "no" }), comment)
+            }
         };
         FeedbackRecord {
             kind,

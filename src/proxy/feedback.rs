@@ -14,14 +14,6 @@ use crate::feedback::{self, Event, FeedbackRecord};
 /// A refusal, the event it concerned (metric label) and the result label.
 pub type Failure = (Refusal, &'static str, &'static str);
 
-fn event_label(e: &Event) -> &'static str {
-    match e {
-        Event::Shown => "impression",
-        Event::Answer { .. } => "feedback",
-        Event::Dismissed => "dismissal",
-    }
-}
-
 pub async fn post(
     proxy: &Proxy,
     req: Request<Incoming>,
@@ -45,7 +37,7 @@ pub async fn post(
         .map_err(refused)?;
     let submission =
         feedback::parse(&body).map_err(|e| refused(Refusal::BadRequest(e.message())))?;
-    let event = event_label(&submission.event);
+    let event = submission.event.kind();
     let refused = |r: Refusal| (r, event, "refused");
     // Only prompts the rule set has: nobody can fill the report with rules that do not exist.
     {

@@ -121,7 +121,10 @@ impl Proxy {
         audit: Arc<crate::audit::Audit>,
     ) -> Result<Arc<Proxy>, upstream::UpstreamSetupError> {
         let upstream = Upstream::new(&settings.upstream, &settings.timeouts)?;
-        let settings_limits = settings.limits;
+        let posts = ratelimit::RateLimiter::new(
+            settings.limits.visitor_posts_per_minute,
+            settings.limits.visitor_posts_burst,
+        );
         let via = headers::ViaValues::new(&settings.proxy.via_name);
         let upstream_host = settings
             .upstream
@@ -137,10 +140,7 @@ impl Proxy {
             firmographics,
             audit,
             rules,
-            posts: ratelimit::RateLimiter::new(
-                settings_limits.visitor_posts_per_minute,
-                settings_limits.visitor_posts_burst,
-            ),
+            posts,
         }))
     }
 
@@ -626,20 +626,13 @@ impl Proxy {
             return None;
         }
         let referrer_host = crate::rules::referrer_host(req.headers());
-        let company = match &c.company {
-            crate::classify::Lookup::Matched(m) => Some(m.company.as_ref()),
-            _ => None,
-        };
-        let visitor = crate::rules::Visitor {
-            path: req.uri().path(),
-            query: req.uri().query(),
-            referrer_host: referrer_host.as_deref(),
-            cookies: crate::rules::cookie_names(req.headers()),
-            geo: &c.geo,
-            company,
-            decision: &c.decision,
-            now: crate::classify::unix_now(),
-        };
+        let visitor = c.visitor(
+            req.uri().path(),
+            req.uri().query(),
+            referrer_host.as_deref(),
+            req.headers(),
+            crate::classify::unix_now(),
+        );
         let plan = rules.plan(&visitor);
         let page = crate::rewrite::Page {
             prefix: &self.settings.proxy.reserved_prefix,

@@ -385,15 +385,7 @@ pub(super) fn escape_html(s: &str) -> String {
 fn consent_page(proxy: &Proxy, req: &Request<Incoming>) -> Response<ResponseBody> {
     let settings = proxy.settings();
     let prefix = &settings.proxy.reserved_prefix;
-    let return_to = req
-        .uri()
-        .query()
-        .and_then(|q| {
-            q.split('&')
-                .filter_map(|p| p.split_once('='))
-                .find(|(k, _)| *k == "return")
-                .map(|(_, v)| v)
-        })
+    let return_to = signals::query_param(req.uri().query(), "return")
         .and_then(choice::return_param)
         .unwrap_or_else(|| "/".to_string());
     let (previous, gpc) = current_choice(proxy, req.headers());

@@ -17,13 +17,7 @@ use crate::rules::Verdict;
 
 /// The page a visitor asks about: `page` from the query, a path on this site, else `/`.
 fn asked_page(query: Option<&str>) -> String {
-    query
-        .and_then(|q| {
-            q.split('&')
-                .filter_map(|p| p.split_once('='))
-                .find(|(k, _)| *k == "page")
-                .map(|(_, v)| v)
-        })
+    crate::consent::signals::query_param(query, "page")
         .and_then(crate::consent::choice::return_param)
         .map(|p| crate::consent::choice::page_of(&p).to_string())
         .filter(|p| p.len() <= crate::feedback::MAX_PAGE_BYTES)
@@ -89,20 +83,7 @@ pub fn page(
     );
     let rules = proxy.rules.load();
     let referrer_host = crate::rules::referrer_host(req.headers());
-    let company = match &c.company {
-        Lookup::Matched(m) => Some(m.company.as_ref()),
-        _ => None,
-    };
-    let visitor = crate::rules::Visitor {
-        path: &asked,
-        query: None,
-        referrer_host: referrer_host.as_deref(),
-        cookies: crate::rules::cookie_names(req.headers()),
-        geo: &c.geo,
-        company,
-        decision: &c.decision,
-        now,
-    };
+    let visitor = c.visitor(&asked, None, referrer_host.as_deref(), req.headers(), now);
     let plan = rules.plan(&visitor);
     // A lookup ran: record it, and show its result only if the record was accepted.
     let mut company_shown = true;

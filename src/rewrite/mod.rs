@@ -152,21 +152,20 @@ impl<'a> Additions<'a> {
             .actions
             .iter()
             .any(|(_, a)| matches!(a.kind, ActionKind::Inject(Asset::ConsentBanner)));
-        let applied: Vec<&'a Personalization> = plan
-            .verdicts
-            .iter()
-            .filter(|(_, v)| *v == Verdict::Applied)
-            .map(|(p, _)| *p)
-            .collect();
-        let script = applied.iter().any(|r| r.feedback.is_some());
-        let why_placed = applied.iter().any(|r| injected(r, Asset::WhyLink));
+        // Per response: walk the verdicts, allocate nothing unless a prompt is due.
+        let applied = || {
+            plan.verdicts
+                .iter()
+                .filter(|(_, v)| *v == Verdict::Applied)
+                .map(|(p, _)| *p)
+        };
+        let script = applied().any(|r| r.feedback.is_some());
+        let why_placed = applied().any(|r| injected(r, Asset::WhyLink));
         let why = why_placed
-            || (!applied.is_empty() && (page.why_link || applied.iter().any(|r| r.why_link)));
+            || applied().next().is_some() && (page.why_link || applied().any(|r| r.why_link));
         Additions {
             banner: page.banner && !banner_placed,
-            prompts: applied
-                .iter()
-                .copied()
+            prompts: applied()
                 .filter(|r| r.feedback.is_some() && !injected(r, Asset::Feedback))
                 .collect(),
             why_link: why && !why_placed,

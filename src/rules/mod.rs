@@ -1045,11 +1045,7 @@ pub struct Visitor<'a> {
 
 impl Visitor<'_> {
     fn query_param(&self, name: &str) -> Option<&str> {
-        self.query?
-            .split('&')
-            .filter_map(|p| p.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v)
+        crate::consent::signals::query_param(self.query, name)
     }
 
     /// A template variable's value.

@@ -3,7 +3,7 @@
 //! crash test that kills the writer with SIGKILL at random points and checks every acknowledged record survived.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::support::*;
 
@@ -25,10 +25,6 @@ select = "h1.hero"
 set_text = "Software for {{ company.name }}"
 "#;
 
-fn concierge() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_concierge"))
-}
-
 /// `concierge audit verify LOG --public-key PUBLIC`.
 fn verify(log: &Path, public: &Path) -> std::process::Output {
     concierge()
@@ -40,29 +36,11 @@ fn verify(log: &Path, public: &Path) -> std::process::Output {
         .unwrap()
 }
 
-async fn audited_proxy(origin: &Origin, dir: &Path, extra: &str) -> concierge::app::Server {
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(rules.join("accounts")).unwrap();
-    std::fs::write(rules.join("accounts/acme.example.toml"), ACME).unwrap();
-    proxy(
-        &origin.url(),
-        &format!(
-            "[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\nclient = \"truncate\"\n\
-             [[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"DE\"\n\
-             [[geo.static]]\nnetwork = \"127.0.10.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n{extra}",
-            rules.display(),
-            dir.join("log").display(),
-            signing_key(&dir.join("keys")).display()
-        ),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn every_personalized_page_has_a_decision_record_and_the_log_verifies() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = audited_proxy(&origin, dir.path(), "").await;
+    let server = audited_proxy(&origin, dir.path(), ACME, "client = \"truncate\"").await;
     let addr = server.listeners[0];
     // An account visitor (California, opt-out): personalized.
     let (_, body) = get_from("127.0.10.5", addr, "/landing?utm_source=x", &[HTML]).await;
@@ -162,7 +140,7 @@ async fn when_the_log_cannot_be_written_pages_go_out_unpersonalized() {
         dir.path().join("log/audit/00000000000000000000.jsonl"),
     )
     .unwrap();
-    let server = audited_proxy(&origin, dir.path(), "").await;
+    let server = audited_proxy(&origin, dir.path(), ACME, "client = \"truncate\"").await;
     let addr = server.listeners[0];
     // The first record is accepted into the queue (the writer learns of the failure when it writes it); from
     // then on the writer reports itself failing and nothing is personalized.

@@ -2,9 +2,6 @@
 //! pages, answers on the feedback stream (no IP, account only where consent allowed the lookup), abuse of the
 //! endpoint refused without a record, the per-client rate limit, `concierge feedback report`, and the why page.
 
-use std::path::Path;
-use std::process::Command;
-
 use crate::support::*;
 
 const HTML: (&str, &str) = ("accept", "text/html");
@@ -57,28 +54,6 @@ select = "h1.hero"
 set_text = "No prompt here"
 "#;
 
-fn concierge() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_concierge"))
-}
-
-async fn feedback_proxy(origin: &Origin, dir: &Path, extra: &str) -> concierge::app::Server {
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(rules.join("accounts")).unwrap();
-    std::fs::write(rules.join("accounts/acme.example.toml"), ACME).unwrap();
-    proxy(
-        &origin.url(),
-        &format!(
-            "[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\n\
-             [[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"DE\"\n\
-             [[geo.static]]\nnetwork = \"127.0.10.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n{extra}",
-            rules.display(),
-            dir.join("log").display(),
-            signing_key(&dir.join("keys")).display()
-        ),
-    )
-    .await
-}
-
 async fn post_from(
     from: &str,
     addr: std::net::SocketAddr,
@@ -93,15 +68,6 @@ async fn post_from(
     )
     .await;
     (resp, String::from_utf8_lossy(&body).into_owned())
-}
-
-fn feedback_records(log: &Path) -> Vec<serde_json::Value> {
-    let dir = log.join("feedback");
-    let mut out = Vec::new();
-    if dir.is_dir() {
-        concierge::audit::query::for_each(&dir, |_, v| out.push(v.clone())).unwrap();
-    }
-    out
 }
 
 /// The value of `attr="…"` in the first tag containing `marker`.
@@ -119,7 +85,7 @@ fn attr(html: &str, marker: &str, attr: &str) -> String {
 async fn prompts_ride_on_personalized_pages_and_answers_become_feedback_records() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = feedback_proxy(&origin, dir.path(), "").await;
+    let server = audited_proxy(&origin, dir.path(), ACME, "").await;
     let addr = server.listeners[0];
 
     let (resp, body) = get_from("127.0.10.5", addr, "/landing?utm_source=x", &[HTML]).await;
@@ -224,7 +190,7 @@ async fn prompts_ride_on_personalized_pages_and_answers_become_feedback_records(
     concierge::app::stop(server).await;
 
     let log = dir.path().join("log");
-    let records = feedback_records(&log);
+    let records = stream_records(&log, "feedback");
     assert_eq!(records.len(), 4, "{records:#?}");
     assert_eq!(records[0]["type"], "impression");
     assert_eq!(records[0]["account"], "acme.example");
@@ -321,7 +287,7 @@ async fn prompts_ride_on_personalized_pages_and_answers_become_feedback_records(
 async fn abusive_feedback_posts_are_refused_and_leave_no_record() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = feedback_proxy(&origin, dir.path(), "").await;
+    let server = audited_proxy(&origin, dir.path(), ACME, "").await;
     let addr = server.listeners[0];
     let base = "rule=acme.example%2Fhero&version=0123456789abcdef&page=%2Flanding";
     let long_comment = "x".repeat(501);
@@ -442,7 +408,7 @@ async fn abusive_feedback_posts_are_refused_and_leave_no_record() {
     assert_eq!(resp.status(), 405);
     concierge::app::stop(server).await;
     assert!(
-        feedback_records(&dir.path().join("log")).is_empty(),
+        stream_records(&dir.path().join("log"), "feedback").is_empty(),
         "nothing refused was recorded"
     );
 }
@@ -451,9 +417,10 @@ async fn abusive_feedback_posts_are_refused_and_leave_no_record() {
 async fn posts_are_rate_limited_per_client() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = feedback_proxy(
+    let server = audited_proxy(
         &origin,
         dir.path(),
+        ACME,
         "[limits]\nvisitor_posts_per_minute = 1\nvisitor_posts_burst = 3\n",
     )
     .await;
@@ -504,14 +471,14 @@ async fn posts_are_rate_limited_per_client() {
         Some(1.0)
     );
     concierge::app::stop(server).await;
-    assert_eq!(feedback_records(&dir.path().join("log")).len(), 4);
+    assert_eq!(stream_records(&dir.path().join("log"), "feedback").len(), 4);
 }
 
 #[tokio::test]
 async fn the_why_page_says_in_plain_words_what_was_used() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = feedback_proxy(&origin, dir.path(), "").await;
+    let server = audited_proxy(&origin, dir.path(), ACME, "[proxy]\nwhy_link = true\n").await;
     let addr = server.listeners[0];
     let why = |from: &'static str,
                path: &'static str,
@@ -563,6 +530,13 @@ async fn the_why_page_says_in_plain_words_what_was_used() {
     )
     .await;
     assert!(!page.contains("<img"), "{page}");
+    // With proxy.why_link every personalized page links to it, also where the rule does not ask.
+    let (_, body) = get_from("127.0.10.5", addr, "/other", &[HTML]).await;
+    let other = String::from_utf8_lossy(&body);
+    assert!(
+        other.contains("<a href=\"/_concierge/why?page=/other\" rel=\"nofollow\">"),
+        "{other}"
+    );
     // The choices page and the banner link to it.
     let page = why("127.0.0.9", "/_concierge/consent?return=/landing", &[]).await;
     assert!(

@@ -79,10 +79,6 @@ async fn readyz_turns_unavailable_while_draining() {
     assert_eq!(shutdown.await.expect("join"), Drained::Clean);
 }
 
-fn concierge() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_concierge"))
-}
-
 #[test]
 fn check_accepts_a_good_config_and_lists_what_it_loaded() {
     let dir = tempfile::tempdir().expect("tempdir");

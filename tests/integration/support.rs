@@ -405,10 +405,44 @@ impl hyper::body::Body for ChannelBody {
 
 /// Every record of the `audit` stream under the audit directory `dir`, in order.
 pub fn audit_records(dir: &Path) -> Vec<serde_json::Value> {
+    stream_records(dir, "audit")
+}
+
+/// Every record of `stream` under the audit directory `dir`, in order (none if the stream has no directory).
+pub fn stream_records(dir: &Path, stream: &str) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
-    concierge::audit::query::for_each(&dir.join("audit"), |_, v| out.push(v.clone()))
-        .expect("read the audit log");
+    let stream_dir = dir.join(stream);
+    if stream_dir.is_dir() {
+        concierge::audit::query::for_each(&stream_dir, |_, v| out.push(v.clone()))
+            .expect("read the audit log");
+    }
     out
+}
+
+/// The `concierge` binary built for these tests.
+pub fn concierge() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_concierge"))
+}
+
+/// A proxy whose loopback clients are in Germany (opt-in) except 127.0.10.0/24 (California, opt-out), with
+/// `account` as `rules/accounts/acme.example.toml` and an audit log (`dir/log`, signed by `dir/keys/signing.key`)
+/// under `dir`, plus `extra` TOML.
+pub async fn audited_proxy(origin: &Origin, dir: &Path, account: &str, extra: &str) -> Server {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(rules.join("accounts")).expect("rules dir");
+    std::fs::write(rules.join("accounts/acme.example.toml"), account).expect("account file");
+    proxy(
+        &origin.url(),
+        &format!(
+            "[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\n{extra}\n\
+             [[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"DE\"\n\
+             [[geo.static]]\nnetwork = \"127.0.10.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n",
+            rules.display(),
+            dir.join("log").display(),
+            signing_key(&dir.join("keys")).display()
+        ),
+    )
+    .await
 }
 
 /// A fresh checkpoint signing key at `dir/signing.key` (and its public half at `dir/signing.key.pub`).
