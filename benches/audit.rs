@@ -72,7 +72,10 @@ fn bench(c: &mut Criterion) {
                             for i in 0..N / 4 {
                                 last = Some(w.submit_record(&record(t * N + i)).expect("accepted"));
                             }
-                            last.map(|a| a.blocking_recv().expect("ack"))
+                            last.map(|a| {
+                                w.written_blocking(a, std::time::Duration::from_secs(10))
+                                    .expect("ack")
+                            })
                         });
                     }
                 });
@@ -91,7 +94,7 @@ fn bench(c: &mut Criterion) {
             i += 1;
             match w.submit_record(&record(i)) {
                 Ok(ack) => {
-                    black_box(ack);
+                    let _ = black_box(ack);
                 }
                 // The writer fell a whole queue behind: let it drain (rare; counted in the time).
                 Err(_) => w.flush(),

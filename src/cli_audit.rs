@@ -484,7 +484,7 @@ fn generate(dir: &Path, key: &Path, count: u64, window: usize) -> ExitCode {
                 let Some(a) = pending.pop_front() else {
                     return false;
                 };
-                if let Ok(seq) = a.blocking_recv() {
+                if let Ok(seq) = writer.written_blocking(a, std::time::Duration::from_secs(10)) {
                     let _ = writeln!(out, "acked {seq}");
                     let _ = out.flush();
                 }
@@ -509,7 +509,7 @@ fn generate(dir: &Path, key: &Path, count: u64, window: usize) -> ExitCode {
         }
     }
     for a in pending {
-        if let Ok(seq) = a.blocking_recv() {
+        if let Ok(seq) = writer.written_blocking(a, std::time::Duration::from_secs(10)) {
             let _ = writeln!(out, "acked {seq}");
         }
     }

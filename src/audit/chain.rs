@@ -26,6 +26,18 @@ pub fn hash(line: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, line).as_ref())
 }
 
+/// [`hash`] without an allocation (the writer links every record with it).
+pub fn hash_hex(line: &[u8]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digest = ring::digest::digest(&ring::digest::SHA256, line);
+    let mut out = [0u8; 64];
+    for (i, b) in digest.as_ref().iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 15)];
+    }
+    out
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -38,15 +50,31 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The line for a record body (the record's JSON object) at `seq` after `prev`. No line feed.
 pub fn line(seq: u64, prev: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 100);
+    append_line(&mut out, seq, prev.as_bytes(), body);
+    out
+}
+
+/// [`line`], appended to `out` (the writer builds a whole batch in one buffer).
+pub fn append_line(out: &mut Vec<u8>, seq: u64, prev: &[u8], body: &[u8]) {
     let rest = body.strip_prefix(b"{").unwrap_or(body);
-    let mut out = Vec::with_capacity(rest.len() + 100);
     out.extend_from_slice(b"{\"seq\":");
-    out.extend_from_slice(seq.to_string().as_bytes());
+    let mut digits = [0u8; 20];
+    let mut n = seq;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
     out.extend_from_slice(b",\"prev\":\"");
-    out.extend_from_slice(prev.as_bytes());
+    out.extend_from_slice(prev);
     out.extend_from_slice(b"\",");
     out.extend_from_slice(rest);
-    out
 }
 
 /// The chain fields of a line (the rest is the record).
@@ -215,5 +243,10 @@ mod tests {
         assert_eq!(t.torn, br#"{"seq":2,"prev":"ab"#);
         assert_eq!(segments(dir.path()).unwrap(), vec![(0, path)]);
         assert_eq!(segment_name(42), "00000000000000000042.jsonl");
+        assert_eq!(hash_hex(&a), hash(&a).as_bytes());
+        for seq in [0, 9, 10, 12345, u64::MAX] {
+            let l = line(seq, GENESIS, br#"{"type":"x"}"#);
+            assert_eq!(head(&l).unwrap().seq, seq);
+        }
     }
 }

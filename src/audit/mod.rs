@@ -342,9 +342,8 @@ impl Audit {
         record: &impl Serialize,
     ) -> Result<u64, writer::Refused> {
         let ack = w.submit_record(record)?;
-        match tokio::time::timeout(DURABLE_WAIT, ack).await {
-            Ok(Ok(seq)) => Ok(seq),
-            Ok(Err(_)) => Err(writer::Refused::Stopped),
+        match tokio::time::timeout(DURABLE_WAIT, w.written(ack)).await {
+            Ok(result) => result,
             Err(_) => Err(writer::Refused::Failing),
         }
     }

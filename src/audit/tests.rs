@@ -41,12 +41,12 @@ fn write_log(dir: &Path, key: &Arc<SigningKey>, n: u64, every: u64) {
         if i % 7 == 6 {
             // Several batches, so checkpoints land between them.
             for a in acks.drain(..) {
-                a.blocking_recv().unwrap();
+                w.written_blocking(a, Duration::from_secs(10)).unwrap();
             }
         }
     }
     for a in acks {
-        a.blocking_recv().unwrap();
+        w.written_blocking(a, Duration::from_secs(10)).unwrap();
     }
     drop(w);
     t.join().unwrap();
@@ -292,8 +292,8 @@ fn rotation_and_retention_keep_the_chain_verifiable() {
     let (w, t) = Writer::open(dir.path(), k.clone(), o).unwrap();
     for i in 0..40 {
         w.submit_record(&record(&format!("c{i}")))
+            .map(|a| w.written_blocking(a, Duration::from_secs(10)))
             .unwrap()
-            .blocking_recv()
             .unwrap();
     }
     drop(w);
@@ -353,4 +353,92 @@ fn an_unusable_directory_is_a_clear_error() {
         .unwrap()
         .to_string();
     assert!(err.contains("cannot use"), "{err}");
+}
+
+#[test]
+fn the_queue_is_bounded_and_a_refused_record_takes_no_sequence_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, public) = key();
+    let mut o = Options::new(AUDIT_STREAM);
+    o.queue = 16;
+    // A long window: the writer holds off while the test fills the queue.
+    o.commit_window = Duration::from_millis(100);
+    let (w, t) = Writer::open(dir.path(), k, o).unwrap();
+    let mut acks = Vec::new();
+    let mut refused = None;
+    for i in 0..17 {
+        match w.submit_record(&record(&format!("c{i}"))) {
+            Ok(a) => acks.push(a),
+            Err(e) => {
+                refused = Some((i, e));
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, Some((16, writer::Refused::QueueFull)));
+    let seqs: Vec<u64> = acks.iter().map(|a| a.seq).collect();
+    assert_eq!(seqs, (0..16).collect::<Vec<_>>());
+    let last = *acks.last().unwrap();
+    assert_eq!(w.written_blocking(last, Duration::from_secs(10)), Ok(15));
+    // Room again; the next record follows on without a gap.
+    let a = w.submit_record(&record("c16")).unwrap();
+    assert_eq!(a.seq, 16);
+    assert_eq!(w.written_blocking(a, Duration::from_secs(10)), Ok(16));
+    drop(w);
+    t.join().unwrap();
+    let lines = lines_of(&seg(dir.path()));
+    assert_eq!(lines.len(), 17);
+    assert!(lines[16].contains("\"consent_id\":\"c16\""));
+    assert!(verify::verify(dir.path(), &public).unwrap().intact);
+}
+
+#[test]
+fn an_idle_writer_sleeps_between_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, _) = key();
+    let mut o = Options::new(AUDIT_STREAM);
+    o.checkpoint_interval = Duration::from_millis(50);
+    let (w, t) = Writer::open(dir.path(), k, o).unwrap();
+    let a = w.submit_record(&record("c0")).unwrap();
+    w.written_blocking(a, Duration::from_secs(10)).unwrap();
+    let before = w.wakeups();
+    std::thread::sleep(Duration::from_millis(500));
+    let woke = w.wakeups() - before;
+    // One wake-up per checkpoint interval at most (~10); a writer that polled would wake hundreds of times.
+    assert!(woke <= 30, "{woke} wake-ups in 500 ms");
+    // The record was sealed by a checkpoint meanwhile.
+    assert_eq!(
+        writer::last_checkpoint(&dir.path().join(AUDIT_STREAM))
+            .unwrap()
+            .seq,
+        0
+    );
+    drop(w);
+    t.join().unwrap();
+}
+
+#[test]
+fn waiting_for_a_record_in_async_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, _) = key();
+    let (w, t) = Writer::open(dir.path(), k, Options::new(AUDIT_STREAM)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let seqs = rt.block_on(async {
+        let mut seqs = Vec::new();
+        for i in 0..3 {
+            seqs.push(Audit::durable(&w, &record(&format!("c{i}"))).await.unwrap());
+        }
+        seqs
+    });
+    assert_eq!(seqs, vec![0, 1, 2]);
+    assert_eq!(
+        lines_of(&seg(dir.path())).len(),
+        3,
+        "written before the ack"
+    );
+    drop(w);
+    t.join().unwrap();
 }

@@ -2,21 +2,26 @@
 //! them in batches (group commit), links them into the hash chain, fsyncs by policy, signs checkpoints, rotates
 //! segments and applies retention.
 //!
-//! Producers call [`Writer::submit`], which never blocks: the record is serialized on the caller's thread and
-//! queued, or refused at once (queue full, writer failing) — and then the caller must not act on it. The returned
-//! [`Ack`] resolves when the record is written (and fsynced, if the policy says so).
+//! Producers call [`Writer::submit_record`], which never blocks for long: the record is serialized on the
+//! caller's thread (into a reused per-thread buffer) and appended to the queue — one byte buffer shared with the
+//! writer under a mutex held for a copy — or refused at once (queue full, writer failing, record too large), and
+//! then the caller must not act on it. A record's sequence number is fixed when it is queued; the returned
+//! [`Ack`] can be waited on ([`Writer::written`], [`Writer::written_blocking`]) until the record is written (and
+//! fsynced, if the policy says so). Producers allocate nothing per record and wake the writer at most once per
+//! commit window; the writer swaps the queue's buffer for an empty one and links the batch into one output
+//! buffer, so a steady stream of records allocates nothing on either side.
 //!
 //! Failure: when a write or fsync fails, the batch stays in memory and is retried every second (the file is cut
 //! back to its last good line first); meanwhile the writer reports itself unhealthy and `submit` refuses, so no
 //! new personalization depends on a record that may not land. Start-up: a torn last line (a crash mid-write) is
 //! moved to `<segment>.torn-<unix time>` and the chain continues from the last good record.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::chain;
@@ -35,9 +40,9 @@ pub enum Fsync {
 pub struct Options {
     /// Stream name (`audit`, `feedback`): the directory under the audit dir and the checkpoints' stream.
     pub stream: String,
-    /// Queue capacity (records).
+    /// Queue capacity (records; the queue also holds at most [`QUEUE_BYTES`]).
     pub queue: usize,
-    /// Most records per write.
+    /// Records that end a commit window early (the writer is woken to write them at once).
     pub batch: usize,
     /// Group-commit window: after the first record of a batch arrives, the writer waits this long for more
     /// before writing (unless the batch is full or a flush is asked for). Without it every record costs the
@@ -104,27 +109,108 @@ impl Refused {
     }
 }
 
-/// Resolves to the record's sequence number once written (and fsynced under [`Fsync::Batch`]).
-pub type Ack = tokio::sync::oneshot::Receiver<u64>;
-
-struct Job {
-    body: Vec<u8>,
-    ack: Option<tokio::sync::oneshot::Sender<u64>>,
+/// A queued record: its sequence number, fixed when it was queued. Wait for it with [`Writer::written`] or
+/// [`Writer::written_blocking`]; dropping it waits for nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a record is only known to be written once its ack is waited on"]
+pub struct Ack {
+    pub seq: u64,
 }
 
-enum Msg {
-    Record(Job),
-    /// Write a checkpoint now, then answer (shutdown, tests).
-    Flush(std::sync::mpsc::Sender<()>),
+/// Most bytes of serialized records the queue holds (with [`Options::queue`] records at most).
+pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
+
+/// What producers and the writer thread share.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// The writer waits on it: for a first record, the end of the commit window, a flush, the close.
+    wake: Condvar,
+    /// Blocking waiters wait on it: records written, flushes done, the writer stopped.
+    progress: Condvar,
+    /// `(every seq below this is written, the writer stopped)`, for async waiters.
+    written: tokio::sync::watch::Sender<(u64, bool)>,
+    /// Cleared while writes fail; `submit` refuses meanwhile.
+    healthy: AtomicBool,
+    capacity: usize,
+    batch: usize,
+    /// Times the writer thread woke (tests: an idle writer sleeps).
+    wakeups: AtomicU64,
 }
 
-/// A handle producers share. Dropping the last one (and [`Writer::close`]) ends the thread after it wrote
-/// everything queued and a final checkpoint.
+struct Queue {
+    /// Serialized records back to back, `lens` their lengths; swapped out whole by the writer.
+    buf: Vec<u8>,
+    lens: Vec<u32>,
+    /// The sequence number the next queued record gets.
+    next_seq: u64,
+    /// Every record below this sequence number is written (fsynced under [`Fsync::Batch`]).
+    written: u64,
+    flush_asked: u64,
+    flushed: u64,
+    /// The writer waits for a first record: the producer that queues it wakes the writer.
+    idle: bool,
+    /// Every [`Writer`] handle is gone: write what is queued, seal, stop.
+    closed: bool,
+    /// The writer thread ended.
+    stopped: bool,
+}
+
+impl Queue {
+    /// Nothing for the writer to do before its next deadline.
+    fn quiet(&self) -> bool {
+        self.lens.is_empty() && self.flush_asked == self.flushed && !self.closed
+    }
+
+    /// The commit window may go on: records are waiting, but not a batch's worth, no flush, no close.
+    fn gathering(&self, batch: usize) -> bool {
+        self.lens.len() < batch && self.flush_asked == self.flushed && !self.closed
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The last [`Writer`] handle going away closes the queue: the thread writes what is queued and a final
+/// checkpoint, then ends.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Marks the writer stopped when its thread ends (also by a panic), so nobody waits for it in vain.
+struct Stopped(Arc<Shared>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let written = {
+            let mut q = self.0.lock();
+            q.stopped = true;
+            q.written
+        };
+        self.0.progress.notify_all();
+        self.0.written.send_replace((written, true));
+    }
+}
+
+thread_local! {
+    /// Per-thread serialization buffer: a record is serialized here, then copied into the queue.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A handle producers share. Dropping the last one ends the thread after it wrote everything queued and a final
+/// checkpoint.
 #[derive(Clone)]
 pub struct Writer {
-    tx: SyncSender<Msg>,
-    /// Cleared while writes fail; `submit` refuses meanwhile.
-    healthy: Arc<AtomicBool>,
+    handle: Arc<Handle>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -182,14 +268,32 @@ impl Writer {
         let cp_path = stream_dir.join(chain::CHECKPOINTS);
         cut_torn_checkpoint(&cp_path).map_err(io(&cp_path))?;
         let checkpoints = open_append(&cp_path).map_err(io(&cp_path))?;
-        let healthy = Arc::new(AtomicBool::new(true));
-        let (tx, rx) = sync_channel(options.queue.max(1));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                buf: Vec::new(),
+                lens: Vec::new(),
+                next_seq,
+                written: next_seq,
+                flush_asked: 0,
+                flushed: 0,
+                idle: false,
+                closed: false,
+                stopped: false,
+            }),
+            wake: Condvar::new(),
+            progress: Condvar::new(),
+            written: tokio::sync::watch::Sender::new((next_seq, false)),
+            healthy: AtomicBool::new(true),
+            capacity: options.queue.max(1),
+            batch: options.batch.max(1),
+            wakeups: AtomicU64::new(0),
+        });
         let thread_name = format!("audit-{}", options.stream);
         let mut state = State {
             dir: stream_dir,
             options,
             key,
-            healthy: healthy.clone(),
+            shared: shared.clone(),
             file,
             path,
             first,
@@ -202,47 +306,118 @@ impl Writer {
             last_checkpoint: Instant::now(),
             dirty: false,
             last_retention: None,
+            out: Vec::new(),
         };
         state.signed_seq = last_checkpoint(&state.dir).map(|c| c.seq);
         let handle = std::thread::Builder::new()
             .name(thread_name)
-            .spawn(move || state.run(rx))
+            .spawn(move || state.run())
             .map_err(io(Path::new("audit writer thread")))?;
-        Ok((Writer { tx, healthy }, handle))
+        Ok((
+            Writer {
+                handle: Arc::new(Handle { shared }),
+            },
+            handle,
+        ))
     }
 
-    /// Queue a record (its JSON object). Never blocks.
-    pub fn submit(&self, body: Vec<u8>) -> Result<Ack, Refused> {
+    /// Serialize and queue a record (a JSON object). Never waits for the writer.
+    pub fn submit_record<T: serde::Serialize>(&self, record: &T) -> Result<Ack, Refused> {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                serde_json::to_writer(&mut *buf, record).map_err(|_| Refused::TooLarge)?;
+                let result = self.submit(&buf);
+                if buf.capacity() > chain::MAX_LINE {
+                    *buf = Vec::new();
+                }
+                result
+            }
+            // Only if serializing a record submitted another one on this thread; no such record exists.
+            Err(_) => self.submit(&serde_json::to_vec(record).map_err(|_| Refused::TooLarge)?),
+        })
+    }
+
+    /// Queue a record's JSON object (serde_json's compact form: one line).
+    fn submit(&self, body: &[u8]) -> Result<Ack, Refused> {
         if body.len() > chain::MAX_LINE - 200 {
             return Err(Refused::TooLarge);
         }
-        if !self.healthy.load(Ordering::Relaxed) {
+        debug_assert!(body.first() == Some(&b'{') && !body.contains(&b'\n'));
+        let s = &self.handle.shared;
+        if !s.healthy.load(Ordering::Relaxed) {
             return Err(Refused::Failing);
         }
-        let (ack, rx) = tokio::sync::oneshot::channel();
-        match self.tx.try_send(Msg::Record(Job {
-            body,
-            ack: Some(ack),
-        })) {
-            Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) => Err(Refused::QueueFull),
-            Err(TrySendError::Disconnected(_)) => Err(Refused::Stopped),
+        let mut q = s.lock();
+        if q.stopped {
+            return Err(Refused::Stopped);
+        }
+        if q.lens.len() >= s.capacity || q.buf.len() + body.len() > QUEUE_BYTES {
+            return Err(Refused::QueueFull);
+        }
+        q.buf.extend_from_slice(body);
+        q.lens.push(body.len() as u32);
+        let seq = q.next_seq;
+        q.next_seq += 1;
+        // Wake the writer for the first record after a quiet spell, and once when a batch is full; never for
+        // the records in between (they wait for the commit window).
+        let wake = std::mem::replace(&mut q.idle, false) || q.lens.len() == s.batch;
+        drop(q);
+        if wake {
+            s.wake.notify_one();
+        }
+        Ok(Ack { seq })
+    }
+
+    /// Wait until the record is written (and fsynced under [`Fsync::Batch`]). Err if the writer stopped first.
+    pub async fn written(&self, ack: Ack) -> Result<u64, Refused> {
+        let mut rx = self.handle.shared.written.subscribe();
+        let done = match rx.wait_for(|&(w, stopped)| w > ack.seq || stopped).await {
+            Ok(v) => v.0 > ack.seq,
+            Err(_) => false,
+        };
+        if done {
+            Ok(ack.seq)
+        } else {
+            Err(Refused::Stopped)
         }
     }
 
-    /// Serialize and queue a record.
-    pub fn submit_record<T: serde::Serialize>(&self, record: &T) -> Result<Ack, Refused> {
-        let body = serde_json::to_vec(record).map_err(|_| Refused::TooLarge)?;
-        self.submit(body)
+    /// [`Writer::written`] for threads outside the async runtime; Err(Failing) after `timeout`.
+    pub fn written_blocking(&self, ack: Ack, timeout: Duration) -> Result<u64, Refused> {
+        let s = &self.handle.shared;
+        let q = s.lock();
+        let (q, _) = s
+            .progress
+            .wait_timeout_while(q, timeout, |q| q.written <= ack.seq && !q.stopped)
+            .unwrap_or_else(PoisonError::into_inner);
+        if q.written > ack.seq {
+            Ok(ack.seq)
+        } else if q.stopped {
+            Err(Refused::Stopped)
+        } else {
+            Err(Refused::Failing)
+        }
     }
 
     /// Write everything queued so far and a checkpoint; returns when done (blocking).
     /// Waits at most 10 s (a writer stuck on a failing disk must not hold up a shutdown forever).
     pub fn flush(&self) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        if self.tx.try_send(Msg::Flush(tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(10));
-        }
+        let s = &self.handle.shared;
+        let mut q = s.lock();
+        q.flush_asked += 1;
+        let asked = q.flush_asked;
+        s.wake.notify_one();
+        let _ = s
+            .progress
+            .wait_timeout_while(q, Duration::from_secs(10), |q| {
+                q.flushed < asked && !q.stopped
+            });
+    }
+
+    /// How often the writer thread has woken up (for tests: an idle writer sleeps).
+    pub fn wakeups(&self) -> u64 {
+        self.handle.shared.wakeups.load(Ordering::Relaxed)
     }
 }
 
@@ -302,7 +477,7 @@ struct State {
     dir: PathBuf,
     options: Options,
     key: Arc<SigningKey>,
-    healthy: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     file: File,
     path: PathBuf,
     /// First sequence number of the current segment.
@@ -318,61 +493,83 @@ struct State {
     /// Written but not fsynced.
     dirty: bool,
     last_retention: Option<Instant>,
+    /// The batch being linked and written (kept between batches: no allocation per batch).
+    out: Vec<u8>,
 }
 
 impl State {
-    fn run(mut self, rx: Receiver<Msg>) {
-        let mut batch: Vec<Job> = Vec::with_capacity(self.options.batch);
-        let mut flushes = Vec::new();
+    fn run(mut self) {
+        let shared = self.shared.clone();
+        let _stopped = Stopped(shared.clone());
+        let batch = shared.batch;
+        // The queue's buffers are swapped with these; both keep their capacity.
+        let mut bodies: Vec<u8> = Vec::new();
+        let mut lens: Vec<u32> = Vec::new();
         loop {
-            let wait = self.next_deadline();
-            let first = match rx.recv_timeout(wait) {
-                Ok(m) => Some(m),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            if let Some(m) = first {
-                match m {
-                    Msg::Record(j) => batch.push(j),
-                    Msg::Flush(done) => flushes.push(done),
-                }
-                let drain = |batch: &mut Vec<Job>, flushes: &mut Vec<_>| {
-                    while batch.len() < self.options.batch {
-                        match rx.try_recv() {
-                            Ok(Msg::Record(j)) => batch.push(j),
-                            Ok(Msg::Flush(done)) => flushes.push(done),
-                            Err(_) => break,
-                        }
-                    }
-                };
-                drain(&mut batch, &mut flushes);
-                // Group commit: give the records of the next moment a chance to share this write. Producers never
-                // wake a sleeping writer, so a busy proxy pays one wake-up per window, not one per record.
-                if batch.len() < self.options.batch
-                    && flushes.is_empty()
-                    && !self.options.commit_window.is_zero()
-                {
-                    std::thread::sleep(self.options.commit_window);
-                    drain(&mut batch, &mut flushes);
-                }
+            let mut q = shared.lock();
+            if q.quiet() {
+                // Sleep until a first record, a flush or the close (the producer wakes us), or the next deadline.
+                q.idle = true;
+                q = shared
+                    .wake
+                    .wait_timeout_while(q, self.next_deadline(), |q| q.quiet())
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                q.idle = false;
+                shared.wakeups.fetch_add(1, Ordering::Relaxed);
             }
-            if !batch.is_empty() {
-                self.write_batch(&mut batch);
+            // Group commit: give the records of the next moment a chance to share this write. Producers do not
+            // wake the writer meanwhile (only a full batch, a flush or the close end the window early), so a busy
+            // proxy pays one wake-up per window, not one per record.
+            let window = self.options.commit_window;
+            if !q.lens.is_empty() && !window.is_zero() && q.gathering(batch) {
+                q = shared
+                    .wake
+                    .wait_timeout_while(q, window, |q| q.gathering(batch))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
-            self.housekeeping(!flushes.is_empty());
-            for done in flushes.drain(..) {
-                let _ = done.send(());
+            std::mem::swap(&mut q.buf, &mut bodies);
+            std::mem::swap(&mut q.lens, &mut lens);
+            let flush = q.flush_asked;
+            let flushing = flush != q.flushed;
+            let closed = q.closed;
+            drop(q);
+            if !lens.is_empty() {
+                self.write_batch(&bodies, &lens);
+                bodies.clear();
+                lens.clear();
+                // A burst (a stalled disk, a flood) must not keep its memory for good.
+                if bodies.capacity() > 4 * 1024 * 1024 {
+                    bodies = Vec::new();
+                    lens = Vec::new();
+                }
+                shared.lock().written = self.next_seq;
+                shared.progress.notify_all();
+                shared.written.send_replace((self.next_seq, false));
+            }
+            self.housekeeping(flushing || closed);
+            if flushing {
+                shared.lock().flushed = flush;
+                shared.progress.notify_all();
+            }
+            if closed {
+                // No handle is left to queue more; everything queued was written above.
+                break;
             }
         }
-        // Everyone hung up: everything queued was written above; seal with a checkpoint.
-        self.housekeeping(true);
     }
 
     fn next_deadline(&self) -> Duration {
-        let mut d = self
-            .options
-            .checkpoint_interval
-            .saturating_sub(self.last_checkpoint.elapsed());
+        let unsigned = self.next_seq - self.signed_seq.map_or(0, |s| s + 1);
+        let mut d = if unsigned == 0 {
+            // Nothing to sign: wake only for the periodic chores (retention).
+            self.options.checkpoint_interval
+        } else {
+            self.options
+                .checkpoint_interval
+                .saturating_sub(self.last_checkpoint.elapsed())
+        };
         if let Fsync::Interval(i) = self.options.fsync {
             if self.dirty {
                 d = d.min(i);
@@ -381,22 +578,32 @@ impl State {
         d.max(Duration::from_millis(1))
     }
 
-    /// Link, write and (by policy) fsync one batch; retry until it lands.
-    fn write_batch(&mut self, batch: &mut Vec<Job>) {
-        let mut buf = Vec::with_capacity(batch.len() * 512);
+    /// Link, write and (by policy) fsync one batch (`bodies` holds the records back to back, `lens` their
+    /// lengths); retry until it lands.
+    fn write_batch(&mut self, bodies: &[u8], lens: &[u32]) {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
         let mut seq = self.next_seq;
-        let mut prev = std::mem::take(&mut self.prev);
-        for job in batch.iter() {
-            let line = chain::line(seq, &prev, &job.body);
-            prev = chain::hash(&line);
-            buf.extend_from_slice(&line);
-            buf.push(b'\n');
+        let mut prev = [0u8; 64];
+        let mut at = 0;
+        for (i, &len) in lens.iter().enumerate() {
+            let body = &bodies[at..at + len as usize];
+            at += len as usize;
+            let start = out.len();
+            let link = if i == 0 {
+                self.prev.as_bytes()
+            } else {
+                &prev[..]
+            };
+            chain::append_line(&mut out, seq, link, body);
+            prev = chain::hash_hex(&out[start..]);
+            out.push(b'\n');
             seq += 1;
         }
         let mut attempt = 0u32;
         loop {
             let sync = matches!(self.options.fsync, Fsync::Batch);
-            let result = self.file.write_all(&buf).and_then(|()| {
+            let result = self.file.write_all(&out).and_then(|()| {
                 if sync {
                     self.file.sync_data()
                 } else {
@@ -411,12 +618,12 @@ impl State {
                             stream = %self.options.stream,
                             segment = %self.path.display(),
                             error = %e,
-                            records = batch.len(),
+                            records = lens.len(),
                             "audit log write failed; personalization is off until it succeeds (retrying every second)"
                         );
                     }
                     attempt += 1;
-                    self.healthy.store(false, Ordering::Relaxed);
+                    self.shared.healthy.store(false, Ordering::Relaxed);
                     // Cut back any partial write, then retry the whole batch.
                     let _ = self.file.set_len(self.size);
                     std::thread::sleep(Duration::from_secs(1));
@@ -428,18 +635,17 @@ impl State {
         }
         if attempt > 0 {
             tracing::info!(stream = %self.options.stream, "audit log writable again");
-            self.healthy.store(true, Ordering::Relaxed);
+            self.shared.healthy.store(true, Ordering::Relaxed);
         }
-        self.size += buf.len() as u64;
+        self.size += out.len() as u64;
         self.dirty = !matches!(self.options.fsync, Fsync::Batch);
         self.next_seq = seq;
-        self.prev = prev;
-        let first = seq - batch.len() as u64;
-        for (i, job) in batch.drain(..).enumerate() {
-            if let Some(ack) = job.ack {
-                let _ = ack.send(first + i as u64);
-            }
+        // 64 lowercase hex digits: always UTF-8.
+        self.prev = String::from_utf8_lossy(&prev).into_owned();
+        if out.capacity() > 4 * 1024 * 1024 {
+            out = Vec::new();
         }
+        self.out = out;
     }
 
     /// Interval fsync, checkpoints, rotation, retention.

@@ -538,7 +538,11 @@ impl Proxy {
                     audited = true;
                     if personalize && self.audit.wait_durable {
                         audited = matches!(
-                            tokio::time::timeout(crate::audit::DURABLE_WAIT, ack).await,
+                            tokio::time::timeout(
+                                crate::audit::DURABLE_WAIT,
+                                self.audit.records.written(ack)
+                            )
+                            .await,
                             Ok(Ok(_))
                         );
                     }
