@@ -421,6 +421,11 @@ impl Writer {
     }
 }
 
+/// A buffer holding on to much more memory than its last use needed (kept: up to 4 MiB, or a quarter used).
+fn oversized(buf: &Vec<u8>) -> bool {
+    buf.capacity() > 4 * 1024 * 1024 && buf.len() < buf.capacity() / 4
+}
+
 fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
@@ -537,13 +542,13 @@ impl State {
             drop(q);
             if !lens.is_empty() {
                 self.write_batch(&bodies, &lens);
-                bodies.clear();
-                lens.clear();
-                // A burst (a stalled disk, a flood) must not keep its memory for good.
-                if bodies.capacity() > 4 * 1024 * 1024 {
+                // A burst (a stalled disk, a flood) must not keep its memory for good; a steady load keeps it.
+                if oversized(&bodies) {
                     bodies = Vec::new();
                     lens = Vec::new();
                 }
+                bodies.clear();
+                lens.clear();
                 shared.lock().written = self.next_seq;
                 shared.progress.notify_all();
                 shared.written.send_replace((self.next_seq, false));
@@ -642,7 +647,7 @@ impl State {
         self.next_seq = seq;
         // 64 lowercase hex digits: always UTF-8.
         self.prev = String::from_utf8_lossy(&prev).into_owned();
-        if out.capacity() > 4 * 1024 * 1024 {
+        if oversized(&out) {
             out = Vec::new();
         }
         self.out = out;
