@@ -361,34 +361,43 @@ fn the_queue_is_bounded_and_a_refused_record_takes_no_sequence_number() {
     let (k, public) = key();
     let mut o = Options::new(AUDIT_STREAM);
     o.queue = 16;
-    // A long window: the writer holds off while the test fills the queue.
+    // The default batch (4096) is larger than this queue: a full queue must still end the window at once.
     o.commit_window = Duration::from_millis(100);
     let (w, t) = Writer::open(dir.path(), k, o).unwrap();
-    let mut acks = Vec::new();
-    let mut refused = None;
-    for i in 0..17 {
+    // Submit far faster than the writer can fsync: the bound is hit, and every refusal leaves no gap.
+    let mut accepted = Vec::new();
+    let mut full = 0;
+    let started = std::time::Instant::now();
+    for i in 0..5000 {
         match w.submit_record(&record(&format!("c{i}"))) {
-            Ok(a) => acks.push(a),
+            Ok(a) => accepted.push((a, i)),
             Err(e) => {
-                refused = Some((i, e));
-                break;
+                assert_eq!(e, writer::Refused::QueueFull);
+                full += 1;
             }
         }
     }
-    assert_eq!(refused, Some((16, writer::Refused::QueueFull)));
-    let seqs: Vec<u64> = acks.iter().map(|a| a.seq).collect();
-    assert_eq!(seqs, (0..16).collect::<Vec<_>>());
-    let last = *acks.last().unwrap();
-    assert_eq!(w.written_blocking(last, Duration::from_secs(10)), Ok(15));
-    // Room again; the next record follows on without a gap.
-    let a = w.submit_record(&record("c16")).unwrap();
-    assert_eq!(a.seq, 16);
-    assert_eq!(w.written_blocking(a, Duration::from_secs(10)), Ok(16));
+    let took = started.elapsed();
+    assert!(
+        full > 0,
+        "5000 records in {took:?} never filled a 16-record queue"
+    );
+    let seqs: Vec<u64> = accepted.iter().map(|(a, _)| a.seq).collect();
+    assert_eq!(seqs, (0..accepted.len() as u64).collect::<Vec<_>>());
+    let (last, _) = *accepted.last().unwrap();
+    assert_eq!(
+        w.written_blocking(last, Duration::from_secs(10)),
+        Ok(last.seq)
+    );
     drop(w);
     t.join().unwrap();
     let lines = lines_of(&seg(dir.path()));
-    assert_eq!(lines.len(), 17);
-    assert!(lines[16].contains("\"consent_id\":\"c16\""));
+    assert_eq!(lines.len(), accepted.len());
+    // Each line holds the record that got its sequence number.
+    for (n, (a, i)) in accepted.iter().enumerate().step_by(97) {
+        assert!(lines[n].starts_with(&format!("{{\"seq\":{},", a.seq)));
+        assert!(lines[n].contains(&format!("\"consent_id\":\"c{i}\"")));
+    }
     assert!(verify::verify(dir.path(), &public).unwrap().intact);
 }
 

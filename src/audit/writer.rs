@@ -117,6 +117,9 @@ pub struct Ack {
     pub seq: u64,
 }
 
+/// How long after a failed checkpoint write the writer tries again.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
+
 /// Most bytes of serialized records the queue holds (with [`Options::queue`] records at most).
 pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -163,7 +166,12 @@ impl Queue {
 
     /// The commit window may go on: records are waiting, but not a batch's worth, no flush, no close.
     fn gathering(&self, batch: usize) -> bool {
-        self.lens.len() < batch && self.flush_asked == self.flushed && !self.closed
+        !self.full_batch(batch) && self.flush_asked == self.flushed && !self.closed
+    }
+
+    /// Enough is waiting to write it now: a batch's worth of records, or half the queue's bytes.
+    fn full_batch(&self, batch: usize) -> bool {
+        self.lens.len() >= batch || self.buf.len() >= QUEUE_BYTES / 2
     }
 }
 
@@ -268,6 +276,7 @@ impl Writer {
         let cp_path = stream_dir.join(chain::CHECKPOINTS);
         cut_torn_checkpoint(&cp_path).map_err(io(&cp_path))?;
         let checkpoints = open_append(&cp_path).map_err(io(&cp_path))?;
+        let checkpoints_len = checkpoints.metadata().map_or(0, |m| m.len());
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 buf: Vec::new(),
@@ -285,7 +294,8 @@ impl Writer {
             written: tokio::sync::watch::Sender::new((next_seq, false)),
             healthy: AtomicBool::new(true),
             capacity: options.queue.max(1),
-            batch: options.batch.max(1),
+            // A batch never bigger than the queue, or a full queue would wait out the whole window.
+            batch: options.batch.clamp(1, options.queue.max(1)),
             wakeups: AtomicU64::new(0),
         });
         let thread_name = format!("audit-{}", options.stream);
@@ -304,11 +314,27 @@ impl Writer {
             checkpoints,
             signed_seq: None,
             last_checkpoint: Instant::now(),
+            checkpoint_failed: None,
+            checkpoints_len,
+            last_sync: Instant::now(),
             dirty: false,
             last_retention: None,
             out: Vec::new(),
         };
         state.signed_seq = last_checkpoint(&state.dir).map(|c| c.seq);
+        if state
+            .signed_seq
+            .is_some_and(|s| s >= state.next_seq && state.next_seq > 0)
+        {
+            // The log lost records a checkpoint vouched for (a segment gone after a power loss, or tampering);
+            // `audit verify` will name it. The chain goes on from what is there.
+            tracing::warn!(
+                stream = %state.options.stream,
+                next_seq = state.next_seq,
+                last_signed = state.signed_seq,
+                "audit log: the last checkpoint is ahead of the records on disk; run `concierge audit verify`"
+            );
+        }
         let handle = std::thread::Builder::new()
             .name(thread_name)
             .spawn(move || state.run())
@@ -355,13 +381,22 @@ impl Writer {
         if q.lens.len() >= s.capacity || q.buf.len() + body.len() > QUEUE_BYTES {
             return Err(Refused::QueueFull);
         }
+        let was_full = q.full_batch(s.batch);
+        if q.buf.capacity() - q.buf.len() < body.len() {
+            // Grow as a Vec would, but never past the bound.
+            let want = (q.buf.capacity() * 2)
+                .max(q.buf.len() + body.len())
+                .min(QUEUE_BYTES);
+            let len = q.buf.len();
+            q.buf.reserve_exact(want - len);
+        }
         q.buf.extend_from_slice(body);
         q.lens.push(body.len() as u32);
         let seq = q.next_seq;
         q.next_seq += 1;
         // Wake the writer for the first record after a quiet spell, and once when a batch is full; never for
         // the records in between (they wait for the commit window).
-        let wake = std::mem::replace(&mut q.idle, false) || q.lens.len() == s.batch;
+        let wake = std::mem::replace(&mut q.idle, false) || (!was_full && q.full_batch(s.batch));
         drop(q);
         if wake {
             s.wake.notify_one();
@@ -495,6 +530,12 @@ struct State {
     /// Last sequence number covered by a checkpoint.
     signed_seq: Option<u64>,
     last_checkpoint: Instant,
+    /// When a checkpoint last failed to be written (retried after [`CHECKPOINT_RETRY`]).
+    checkpoint_failed: Option<Instant>,
+    /// Bytes of complete lines in the checkpoint file.
+    checkpoints_len: u64,
+    /// Last fsync of the segment (for [`Fsync::Interval`]).
+    last_sync: Instant,
     /// Written but not fsynced.
     dirty: bool,
     last_retention: Option<Instant>,
@@ -566,7 +607,9 @@ impl State {
     }
 
     fn next_deadline(&self) -> Duration {
-        let unsigned = self.next_seq - self.signed_seq.map_or(0, |s| s + 1);
+        let unsigned = self
+            .next_seq
+            .saturating_sub(self.signed_seq.map_or(0, |s| s + 1));
         let mut d = if unsigned == 0 {
             // Nothing to sign: wake only for the periodic chores (retention).
             self.options.checkpoint_interval
@@ -575,9 +618,15 @@ impl State {
                 .checkpoint_interval
                 .saturating_sub(self.last_checkpoint.elapsed())
         };
+        if unsigned > 0 {
+            if let Some(t) = self.checkpoint_failed {
+                // A failing checkpoint file is retried once a second, not in a loop.
+                d = d.max(CHECKPOINT_RETRY.saturating_sub(t.elapsed()));
+            }
+        }
         if let Fsync::Interval(i) = self.options.fsync {
             if self.dirty {
-                d = d.min(i);
+                d = d.min(i.saturating_sub(self.last_sync.elapsed()));
             }
         }
         d.max(Duration::from_millis(1))
@@ -656,16 +705,24 @@ impl State {
     /// Interval fsync, checkpoints, rotation, retention.
     fn housekeeping(&mut self, force_checkpoint: bool) {
         if self.dirty {
-            if let Fsync::Interval(_) = self.options.fsync {
-                if self.file.sync_data().is_ok() {
+            if let Fsync::Interval(i) = self.options.fsync {
+                if (force_checkpoint || self.last_sync.elapsed() >= i)
+                    && self.file.sync_data().is_ok()
+                {
                     self.dirty = false;
+                    self.last_sync = Instant::now();
                 }
             }
         }
         let written = self.next_seq;
-        let unsigned = written - self.signed_seq.map_or(0, |s| s + 1);
-        let due = unsigned >= self.options.checkpoint_records
-            || (unsigned > 0 && self.last_checkpoint.elapsed() >= self.options.checkpoint_interval);
+        let unsigned = written.saturating_sub(self.signed_seq.map_or(0, |s| s + 1));
+        let retry_wait = self
+            .checkpoint_failed
+            .is_some_and(|t| t.elapsed() < CHECKPOINT_RETRY);
+        let due = !retry_wait
+            && (unsigned >= self.options.checkpoint_records
+                || (unsigned > 0
+                    && self.last_checkpoint.elapsed() >= self.options.checkpoint_interval));
         let rotate = self.size >= self.options.segment_bytes
             || (self.size > 0 && self.opened.elapsed() >= self.options.segment_age);
         if (due || rotate || force_checkpoint) && unsigned > 0 {
@@ -692,9 +749,11 @@ impl State {
         // The file's records must be durable before a signature vouches for them.
         if self.dirty {
             if self.file.sync_data().is_err() {
+                self.checkpoint_failed = Some(Instant::now());
                 return;
             }
             self.dirty = false;
+            self.last_sync = Instant::now();
         }
         let c = Checkpoint::new(
             &self.key,
@@ -715,9 +774,16 @@ impl State {
             Ok(()) => {
                 self.signed_seq = Some(seq);
                 self.last_checkpoint = Instant::now();
+                self.checkpoints_len += line.len() as u64;
+                self.checkpoint_failed = None;
             }
             Err(e) => {
-                tracing::error!(stream = %self.options.stream, error = %e, "audit checkpoint not written; will retry");
+                if self.checkpoint_failed.is_none() {
+                    tracing::error!(stream = %self.options.stream, error = %e, "audit checkpoint not written; retrying every second");
+                }
+                // Cut back a partial line so the next checkpoint starts its own.
+                let _ = self.checkpoints.set_len(self.checkpoints_len);
+                self.checkpoint_failed = Some(Instant::now());
             }
         }
     }
