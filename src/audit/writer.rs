@@ -120,7 +120,9 @@ pub struct Ack {
 /// How long after a failed checkpoint write the writer tries again.
 const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
 
-/// Most bytes of serialized records the queue holds (with [`Options::queue`] records at most).
+/// Most bytes of serialized records the queue holds (with [`Options::queue`] records at most). While a slow disk
+/// catches up, the writer can hold about twice that again (the batch it took and that batch linked), so a
+/// stream's peak is about 3× this; a steady load uses what one commit window brings.
 pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// What producers and the writer thread share.
