@@ -28,24 +28,24 @@ pub fn hash(line: &[u8]) -> String {
 
 /// [`hash`] without an allocation (the writer links every record with it).
 pub fn hash_hex(line: &[u8]) -> [u8; 64] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest = ring::digest::digest(&ring::digest::SHA256, line);
     let mut out = [0u8; 64];
-    for (i, b) in digest.as_ref().iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 15)];
+    for (o, h) in out.iter_mut().zip(hex_digits(digest.as_ref())) {
+        *o = h;
     }
     out
 }
 
 pub fn hex(bytes: &[u8]) -> String {
+    hex_digits(bytes).map(char::from).collect()
+}
+
+/// Lowercase hex digits of `bytes`, two per byte.
+fn hex_digits(bytes: &[u8]) -> impl Iterator<Item = u8> + '_ {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
+    bytes
+        .iter()
+        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]])
 }
 
 /// The line for a record body (the record's JSON object) at `seq` after `prev`. No line feed.

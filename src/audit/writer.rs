@@ -409,11 +409,8 @@ impl Writer {
     /// Wait until the record is written (and fsynced under [`Fsync::Batch`]). Err if the writer stopped first.
     pub async fn written(&self, ack: Ack) -> Result<u64, Refused> {
         let mut rx = self.handle.shared.written.subscribe();
-        let done = match rx.wait_for(|&(w, stopped)| w > ack.seq || stopped).await {
-            Ok(v) => v.0 > ack.seq,
-            Err(_) => false,
-        };
-        if done {
+        let waited = rx.wait_for(|&(w, stopped)| w > ack.seq || stopped).await;
+        if waited.is_ok_and(|v| v.0 > ack.seq) {
             Ok(ack.seq)
         } else {
             Err(Refused::Stopped)
@@ -608,10 +605,14 @@ impl State {
         }
     }
 
+    /// Records written since the last checkpoint (0 also when a checkpoint is ahead of the records on disk).
+    fn unsigned(&self) -> u64 {
+        self.next_seq
+            .saturating_sub(self.signed_seq.map_or(0, |s| s + 1))
+    }
+
     fn next_deadline(&self) -> Duration {
-        let unsigned = self
-            .next_seq
-            .saturating_sub(self.signed_seq.map_or(0, |s| s + 1));
+        let unsigned = self.unsigned();
         let mut d = if unsigned == 0 {
             // Nothing to sign: wake only for the periodic chores (retention).
             self.options.checkpoint_interval
@@ -696,8 +697,7 @@ impl State {
         self.size += out.len() as u64;
         self.dirty = !matches!(self.options.fsync, Fsync::Batch);
         self.next_seq = seq;
-        // 64 lowercase hex digits: always UTF-8.
-        self.prev = String::from_utf8_lossy(&prev).into_owned();
+        self.prev = prev.iter().copied().map(char::from).collect();
         if oversized(&out) {
             out = Vec::new();
         }
@@ -717,7 +717,7 @@ impl State {
             }
         }
         let written = self.next_seq;
-        let unsigned = written.saturating_sub(self.signed_seq.map_or(0, |s| s + 1));
+        let unsigned = self.unsigned();
         let retry_wait = self
             .checkpoint_failed
             .is_some_and(|t| t.elapsed() < CHECKPOINT_RETRY);

@@ -82,14 +82,9 @@ impl Refusal {
             self.explanation(),
             request_id.to_str().unwrap_or("-"),
         );
-        let mut resp = Response::new(ResponseBody::full(page));
+        let mut resp = super::own::html_page(page);
         *resp.status_mut() = status;
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Refusal::TooManyRequests(seconds) = self {
             h.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }

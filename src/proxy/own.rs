@@ -374,6 +374,18 @@ async fn consent_post(
 }
 
 /// Escape text for HTML text and quoted attribute values.
+/// One of the proxy's own HTML pages (choices, why, refusals): UTF-8, never stored.
+pub(super) fn html_page(body: String) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 pub(super) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     crate::rules::template::escape_attr(s, &mut out);
@@ -440,12 +452,5 @@ fn consent_page(proxy: &Proxy, req: &Request<Incoming>) -> Response<ResponseBody
         f = checked(previous.as_ref().is_some_and(|p| p.firmographic)),
         p = checked(previous.as_ref().is_some_and(|p| p.personal)),
     );
-    let mut resp = Response::new(ResponseBody::full(page));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    html_page(page)
 }

@@ -5,11 +5,11 @@
 //! story from the one the proxy acts on. When the company lookup runs, a decision record is written first
 //! (outcome `explained`); if it cannot be, the company is not shown — no record, no use of the lookup.
 
-use http::{header, HeaderValue, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::body::ResponseBody;
-use super::own::escape_html;
+use super::own::{escape_html, html_page};
 use super::{Proxy, RequestContext};
 use crate::classify::Lookup;
 use crate::consent::policy::{Regime, Tier};
@@ -227,14 +227,7 @@ pub fn page(
         ret = e(&crate::feedback::encode_component(&asked)),
         back = e(&asked),
     );
-    let mut resp = Response::new(ResponseBody::full(body));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    html_page(body)
 }
 
 #[cfg(test)]
