@@ -162,6 +162,14 @@ impl std::fmt::Display for FormError {
 
 impl std::error::Error for FormError {}
 
+/// A non-empty token of at most `max` bytes: ASCII letters and digits, and the bytes in `extra`.
+fn is_token(s: &str, max: usize, extra: &[u8]) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}
+
 /// Parse `event=shown|answer|dismiss&rule=…&version=…&page=/path[&answer=yes|no][&comment=…]`. Unknown
 /// fields are ignored; a repeated field is refused (which of two values was meant is anyone's guess).
 pub fn parse(body: &[u8]) -> Result<Submission, FormError> {
@@ -180,20 +188,10 @@ pub fn parse(body: &[u8]) -> Result<Submission, FormError> {
     }
     let [event, rule, version, page, answer, comment] = fields;
     let rule = rule
-        .filter(|r| {
-            !r.is_empty()
-                && r.len() <= MAX_RULE_BYTES
-                && r.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
-        })
+        .filter(|r| is_token(r, MAX_RULE_BYTES, b"-_./"))
         .ok_or(FormError::BadRule)?;
     let version = version
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= MAX_VERSION_BYTES
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        })
+        .filter(|v| is_token(v, MAX_VERSION_BYTES, b"-_."))
         .ok_or(FormError::BadVersion)?;
     let page = page
         .as_deref()
