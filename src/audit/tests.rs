@@ -451,3 +451,24 @@ fn waiting_for_a_record_in_async_code() {
     drop(w);
     t.join().unwrap();
 }
+
+#[test]
+fn a_full_queue_ends_the_commit_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, _) = key();
+    let mut o = Options::new(AUDIT_STREAM);
+    // A queue smaller than the default batch, and a window far longer than the wait below: only "the queue
+    // is full" can make the writer write before it.
+    o.queue = 16;
+    o.commit_window = Duration::from_secs(60);
+    let (w, t) = Writer::open(dir.path(), k, o).unwrap();
+    let acks: Vec<_> = (0..16)
+        .map(|i| w.submit_record(&record(&format!("c{i}"))).unwrap())
+        .collect();
+    assert_eq!(
+        w.written_blocking(acks[15], Duration::from_secs(10)),
+        Ok(15)
+    );
+    drop(w);
+    t.join().unwrap();
+}
