@@ -30,6 +30,7 @@ fn record(i: u64) -> Record {
             }),
             ..SignalsSummary::default()
         },
+        consent_id: None,
         permitted: vec!["anonymous", "firmographic", "personal"],
         reasons: vec!["opt-out region US-CA: permitted unless withdrawn".into()],
         banner: false,

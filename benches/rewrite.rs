@@ -94,6 +94,7 @@ fn bench(c: &mut Criterion) {
         permitted: BTreeSet::from([Tier::Anonymous, Tier::Firmographic]),
         reasons: vec![],
         show_banner: false,
+        consent_id: None,
     };
     let visitor = Visitor {
         path: "/",

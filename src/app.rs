@@ -43,6 +43,8 @@ pub enum StartError {
     Rules(String),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error("consent.cookie_key: {0}")]
+    CookieKey(#[from] crate::consent::first_party::CookieKeyError),
 }
 
 /// One error per line, indented under the heading of a [`StartError`].
@@ -83,7 +85,10 @@ pub struct Server {
 
 impl Server {
     /// Bind everything and start serving. Must be called inside a Tokio runtime.
-    pub async fn start(settings: Settings) -> Result<Server, StartError> {
+    pub async fn start(mut settings: Settings) -> Result<Server, StartError> {
+        let audit = crate::audit::Audit::open(&settings.audit)?;
+        let audit_dir = settings.audit.dir.clone();
+        settings.consent.load_keys(&audit_dir, true)?;
         let settings = Arc::new(settings);
         let metrics = Metrics::new();
         let firmographics = Firmographics::load(&settings.firmographics, &settings.rules_dir)
@@ -102,7 +107,6 @@ impl Server {
             metrics: metrics.clone(),
             fingerprint: std::sync::Mutex::new(crate::watch::fingerprint(watched(&settings))),
         });
-        let audit = crate::audit::Audit::open(&settings.audit)?;
         tracing::info!(dir = %settings.audit.dir.display(), "audit log");
         let proxy = Proxy::new(
             settings.clone(),

@@ -70,6 +70,7 @@ impl Classification {
             page: page.to_string(),
             jurisdiction: self.decision.jurisdiction.clone(),
             signals: crate::audit::SignalsSummary::of(&self.signals),
+            consent_id: self.decision.consent_id.clone(),
             permitted: self.decision.permitted.iter().map(|t| t.name()).collect(),
             reasons: self.decision.reasons.clone(),
             banner: self.decision.show_banner,
@@ -135,7 +136,7 @@ pub fn classify(
     let jurisdiction = consent
         .policy
         .jurisdiction(geo.country.as_deref(), geo.subdivision.as_deref());
-    let signals = signals::read(headers, query, &consent.names);
+    let signals = signals::read(headers, query, &consent.names, &consent.keys);
     let decision = consent.policy.decide(jurisdiction, &signals, now);
     let company = if decision.permits(Tier::Firmographic) {
         match firmographics.company(client) {
@@ -199,7 +200,13 @@ mod tests {
     #[test]
     fn the_lookup_runs_only_when_the_decision_permits_it() {
         let (_dir, f) = fixture();
-        let consent = ConsentSettings::default();
+        let key = crate::consent::first_party::CookieKey::from_secret(&[1; 32]);
+        let consent = ConsentSettings {
+            keys: std::sync::Arc::new(crate::consent::first_party::CookieKeys::with(
+                crate::consent::first_party::CookieKey::from_secret(&[1; 32]),
+            )),
+            ..ConsentSettings::default()
+        };
         let now = unix_now();
         let de: IpAddr = "10.20.1.5".parse().unwrap();
         let ca: IpAddr = "10.20.2.5".parse().unwrap();
@@ -227,11 +234,24 @@ mod tests {
         let mut cookie = HeaderMap::new();
         cookie.insert(
             "cookie",
-            HeaderValue::from_str(&format!("concierge_consent=1~abc~1~{now}~yn")).unwrap(),
+            HeaderValue::from_str(&format!(
+                "concierge_consent={}",
+                crate::consent::first_party::FirstParty {
+                    consent_id: "abc".into(),
+                    banner_version: "1".into(),
+                    time: now,
+                    firmographic: true,
+                    personal: false,
+                    integrity: crate::consent::first_party::Integrity::Signed,
+                }
+                .encode(&key)
+            ))
+            .unwrap(),
         );
         let c = classify(&f, &consent, de, &cookie, None, now);
         assert_eq!(c.highest_tier(), "firmographic");
         assert!(matches!(c.company, Lookup::Matched(_)));
+        assert_eq!(c.decision.consent_id.as_deref(), Some("abc"));
         // Unknown location: opt-in by default.
         let c = classify(&f, &consent, "192.0.2.1".parse().unwrap(), &none, None, now);
         assert_eq!(c.decision.jurisdiction.region, "unknown");

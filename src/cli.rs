@@ -284,6 +284,10 @@ fn check(args: ServeArgs) -> ExitCode {
         "upstream  {} (Host: {:?})",
         settings.upstream.url, settings.upstream.host_header
     ));
+    let mut consent = settings.consent.clone();
+    if let Err(e) = consent.load_keys(&settings.audit.dir, false) {
+        problems.push(format!("consent.cookie_key: {e}"));
+    }
     if settings.listeners.iter().any(|l| l.tls) {
         match crate::tls::load_store(&settings.tls) {
             Ok(store) => {
@@ -448,8 +452,15 @@ fn load_sources(
         rules,
         ..Default::default()
     };
-    let settings = Settings::load(config, &overrides).map_err(|e| {
+    let mut settings = Settings::load(config, &overrides).map_err(|e| {
         print_config_errors(&e);
+        ExitCode::from(2)
+    })?;
+    // The consent cookie's keys, to verify a `--cookie concierge_consent=…` as the proxy would (never created
+    // here: without a key no cookie verifies).
+    let audit_dir = settings.audit.dir.clone();
+    settings.consent.load_keys(&audit_dir, false).map_err(|e| {
+        eprintln!("error: consent.cookie_key: {e}");
         ExitCode::from(2)
     })?;
     let f = crate::firmographics::Firmographics::load(&settings.firmographics, &settings.rules_dir)

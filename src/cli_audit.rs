@@ -86,13 +86,16 @@ pub struct Window {
     /// Only decision records for this company domain.
     #[arg(long, value_name = "DOMAIN")]
     pub account: Option<String>,
-    /// Only decision records with this outcome (personalized, not_personalized) or highest permitted tier
-    /// (anonymous, firmographic, personal).
-    #[arg(long, value_name = "VALUE")]
+    /// Only decision records with this outcome or highest permitted tier.
+    #[arg(long, value_name = "VALUE", value_parser = clap::builder::PossibleValuesParser::new(query::DECISIONS))]
     pub decision: Option<String>,
-    /// Only records of this type (consent, decision).
-    #[arg(long = "type", value_name = "TYPE")]
+    /// Only records of this type.
+    #[arg(long = "type", value_name = "TYPE", value_parser = clap::builder::PossibleValuesParser::new(query::RECORD_TYPES))]
     pub kind: Option<String>,
+    /// Only records with this consent id: the visitor's proof-of-consent records and every decision that
+    /// relied on that consent.
+    #[arg(long, value_name = "ID")]
+    pub consent: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -172,13 +175,33 @@ fn report(a: ReportArgs) -> ExitCode {
         since,
         until,
         account: a.account,
-        rule: a.rule,
+        rule: a.rule.clone(),
     });
+    let rule_filter = a.rule;
     let dir = root.join(crate::audit::FEEDBACK_STREAM);
     if dir.is_dir() {
         if let Err(e) = query::for_each(&dir, |_, v| builder.add(v)) {
             eprintln!("error: {}: {e}", dir.display());
             return ExitCode::FAILURE;
+        }
+    }
+    if let Some(rule) = &rule_filter {
+        let current = settings
+            .as_ref()
+            .and_then(|s| crate::rules::RuleSet::load(&s.rules_dir).ok());
+        let known_now = current
+            .as_ref()
+            .is_some_and(|r| r.personalizations.iter().any(|p| &p.id == rule));
+        if !known_now && !builder.known_rules().contains(rule) {
+            let known: Vec<&str> = builder.known_rules().iter().map(String::as_str).collect();
+            return usage(format!(
+                "--rule `{rule}` names no rule in the feedback records{}",
+                if known.is_empty() {
+                    " (there are none)".to_string()
+                } else {
+                    format!("; known rules: {}", known.join(", "))
+                }
+            ));
         }
     }
     let report = builder.finish();
@@ -246,6 +269,7 @@ fn filter(w: &Window) -> Result<Filter, String> {
         account: w.account.clone(),
         decision: w.decision.clone(),
         kind: w.kind.clone(),
+        consent: w.consent.clone(),
     })
 }
 

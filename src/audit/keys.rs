@@ -147,7 +147,7 @@ pub fn create(path: &Path) -> Result<SigningKey, KeyError> {
 }
 
 /// Write a private key file readable by its owner only.
-fn write_private(path: &Path, pem: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, pem: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

@@ -70,6 +70,10 @@ pub struct DecisionRecord {
     pub page: String,
     pub jurisdiction: Jurisdiction,
     pub signals: SignalsSummary,
+    /// The consent id of the first-party cookie the Decision relied on (one this proxy signed): joins the
+    /// decision to its proof-of-consent record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_id: Option<String>,
     /// Tiers the Decision permitted.
     pub permitted: Vec<&'static str>,
     pub reasons: Vec<String>,
@@ -123,6 +127,9 @@ pub struct GppSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FirstPartySummary {
     pub valid: bool,
+    /// `signed`, `previous-key`, `unsigned`, `unknown-key` or `bad-tag` (only a signed cookie grants).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<crate::consent::first_party::Integrity>,
     pub firmographic: bool,
     pub personal: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,7 +138,6 @@ pub struct FirstPartySummary {
 
 impl SignalsSummary {
     pub fn of(s: &crate::consent::signals::Signals) -> SignalsSummary {
-        use crate::consent::gpp::Section;
         SignalsSummary {
             gpc: s.gpc,
             dnt: s.dnt,
@@ -151,17 +157,7 @@ impl SignalsSummary {
                 Ok(g) => GppSummary {
                     valid: true,
                     sections: g.section_ids.clone(),
-                    opt_outs: g
-                        .sections
-                        .iter()
-                        .filter(|(_, sec)| match sec {
-                            Section::Usp(u) => u.opted_out(),
-                            Section::UsNat(n) => n.opted_out(),
-                            Section::UsState(st) => st.opted_out(),
-                            Section::Tcf(_) | Section::NotDecoded => false,
-                        })
-                        .map(|(name, _)| name.clone())
-                        .collect(),
+                    opt_outs: g.opt_outs().map(str::to_string).collect(),
                 },
                 Err(_) => GppSummary {
                     valid: false,
@@ -181,12 +177,14 @@ impl SignalsSummary {
             first_party: s.first_party.as_ref().map(|f| match f {
                 Ok(f) => FirstPartySummary {
                     valid: true,
+                    integrity: Some(f.integrity),
                     firmographic: f.firmographic,
                     personal: f.personal,
                     banner_version: Some(f.banner_version.clone()),
                 },
                 Err(_) => FirstPartySummary {
                     valid: false,
+                    integrity: None,
                     firmographic: false,
                     personal: false,
                     banner_version: None,

@@ -20,9 +20,24 @@ pub struct Filter {
     /// Decision records whose outcome (`personalized`, `not_personalized`) or highest permitted tier
     /// (`anonymous`, `firmographic`, `personal`) is this.
     pub decision: Option<String>,
-    /// Record type (`consent`, `decision`).
+    /// Record type (`consent`, `decision`, `counts`).
     pub kind: Option<String>,
+    /// Records that carry this consent id: its proof-of-consent records and the decisions that relied on it.
+    pub consent: Option<String>,
 }
+
+/// Values `--type` takes.
+pub const RECORD_TYPES: &[&str] = &["consent", "decision", "counts"];
+/// Values `--decision` takes: an outcome or the highest permitted tier.
+pub const DECISIONS: &[&str] = &[
+    "personalized",
+    "banner",
+    "not_personalized",
+    "explained",
+    "anonymous",
+    "firmographic",
+    "personal",
+];
 
 /// A time bound from `2026-11-24` or an RFC 3339 time, as the canonical string records carry.
 pub fn parse_time(text: &str) -> Option<String> {
@@ -68,6 +83,11 @@ impl Filter {
                     .as_str()
                     .is_some_and(|c| c.eq_ignore_ascii_case(a))
             {
+                return false;
+            }
+        }
+        if let Some(c) = &self.consent {
+            if v["consent_id"].as_str() != Some(c) {
                 return false;
             }
         }

@@ -27,6 +27,8 @@ pub struct RawConsent {
     pub banner_version: Option<String>,
     pub gpc_well_known: Option<bool>,
     pub gpc_last_update: Option<String>,
+    pub cookie_key: Option<PathBuf>,
+    pub cookie_previous_keys: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,9 +209,20 @@ fn cookie_name(c: &mut Check, key: &str, raw: Option<String>, default: String) -
     name
 }
 
-pub(super) fn validate_consent(c: &mut Check, raw: Option<RawConsent>) -> ConsentSettings {
+pub(super) fn validate_consent(
+    c: &mut Check,
+    raw: Option<RawConsent>,
+    base: &Path,
+) -> ConsentSettings {
     let raw = raw.unwrap_or_default();
     let mut s = ConsentSettings::default();
+    s.key_files.current = raw.cookie_key.as_ref().map(|p| resolve(base, p));
+    s.key_files.previous = raw
+        .cookie_previous_keys
+        .iter()
+        .flatten()
+        .map(|p| resolve(base, p))
+        .collect();
     let p = &mut s.policy;
     if let Some(list) = &raw.opt_in_countries {
         p.opt_in_countries = countries(c, "consent.opt_in_countries", list);

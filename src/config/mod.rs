@@ -1093,7 +1093,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
         connection_type_db: rg.connection_type.as_ref().map(|p| resolve(base, p)),
         geo_static: consent::validate_geo_static(&mut c, rg.fixed),
     };
-    let consent = consent::validate_consent(&mut c, raw.consent);
+    let consent = consent::validate_consent(&mut c, raw.consent, base);
     let audit = consent::validate_audit(
         &mut c,
         raw.audit,

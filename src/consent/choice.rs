@@ -189,6 +189,7 @@ pub fn cookie_value(
         time: now,
         firmographic: choice.firmographic,
         personal: choice.personal,
+        integrity: super::first_party::Integrity::Signed,
     })
 }
 
@@ -284,6 +285,7 @@ mod tests {
             time: 1,
             firmographic: true,
             personal: true,
+            integrity: crate::consent::first_party::Integrity::Signed,
         };
         let c = parse_form(b"choice=reject").unwrap();
         let v = cookie_value(Some(&prev), &c, "2", 99).unwrap();
@@ -296,7 +298,11 @@ mod tests {
             ),
             ("keep", "2", 99, false)
         );
-        assert_eq!(FirstParty::decode(&v.encode()).unwrap(), v);
+        let key = crate::consent::first_party::CookieKey::from_secret(&[3; 32]);
+        let keys = crate::consent::first_party::CookieKeys::with(
+            crate::consent::first_party::CookieKey::from_secret(&[3; 32]),
+        );
+        assert_eq!(FirstParty::decode(&v.encode(&key), &keys).unwrap(), v);
     }
 
     proptest! {

@@ -79,6 +79,33 @@ pub struct UsNat {
     pub gpc: Option<bool>,
 }
 
+impl Section {
+    /// The section says the visitor opted out (of sale, sharing or targeted advertising, or by GPC).
+    pub fn opted_out(&self) -> bool {
+        match self {
+            Section::Usp(u) => u.opted_out(),
+            Section::UsNat(n) => n.opted_out(),
+            Section::UsState(st) => st.opted_out(),
+            Section::Tcf(_) | Section::NotDecoded => false,
+        }
+    }
+}
+
+impl Gpp {
+    /// Names of the sections that say the visitor opted out.
+    pub fn opt_outs(&self) -> impl Iterator<Item = &str> {
+        self.sections
+            .iter()
+            .filter(|(_, s)| s.opted_out())
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Any section says the visitor opted out.
+    pub fn opted_out(&self) -> bool {
+        self.opt_outs().next().is_some()
+    }
+}
+
 impl UsNat {
     /// Opted out of sale, sharing or targeted advertising.
     pub fn opted_out(&self) -> bool {

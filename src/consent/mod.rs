@@ -7,6 +7,8 @@
 
 pub mod bits;
 pub mod choice;
+pub mod cookies;
+pub mod first_party;
 pub mod gpp;
 pub mod policy;
 pub mod signals;
@@ -25,6 +27,27 @@ pub struct ConsentSettings {
     pub gpc_well_known: bool,
     /// Its `lastUpdate` (YYYY-MM-DD).
     pub gpc_last_update: Option<String>,
+    /// Where the first-party cookie's keys come from (`consent.cookie_key`, `consent.cookie_previous_keys`).
+    pub key_files: first_party::CookieKeyFiles,
+    /// The keys themselves, loaded at start ([`ConsentSettings::load_keys`]); none: no cookie verifies.
+    pub keys: std::sync::Arc<first_party::CookieKeys>,
+}
+
+impl ConsentSettings {
+    /// Load the cookie keys (creating the default one at `<audit dir>/cookie.key` when `create` is set).
+    pub fn load_keys(
+        &mut self,
+        audit_dir: &std::path::Path,
+        create: bool,
+    ) -> Result<(), first_party::CookieKeyError> {
+        let keys = first_party::CookieKeys::load(
+            &self.key_files,
+            &first_party::default_key_path(audit_dir),
+            create,
+        )?;
+        self.keys = std::sync::Arc::new(keys);
+        Ok(())
+    }
 }
 
 impl Default for ConsentSettings {
@@ -35,6 +58,8 @@ impl Default for ConsentSettings {
             banner_version: "1".into(),
             gpc_well_known: false,
             gpc_last_update: None,
+            key_files: Default::default(),
+            keys: Default::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use super::first_party::MAX_CLOCK_SKEW_SECONDS;
 use super::gpp::Section;
 use super::signals::Signals;
 
@@ -130,6 +131,10 @@ pub struct Decision {
     pub reasons: Vec<String>,
     /// Opt-in region and nothing decisive: ask with the banner.
     pub show_banner: bool,
+    /// The consent id of the first-party cookie the Decision relied on (signed by this proxy, fresh), so a
+    /// reviewer can join the decision to its proof-of-consent record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_id: Option<String>,
 }
 
 impl Decision {
@@ -196,7 +201,7 @@ impl Policy {
                 reasons.push("usp:opt-out".into());
                 withdrawn_all = true;
             }
-            Some(Err(e)) => reasons.push(format!("usp:invalid:{}", slug(e))),
+            Some(Err(e)) => withdrawn_all |= unreadable(&mut reasons, "usp", e),
             _ => {}
         }
         let mut gpp_tcf = None;
@@ -221,36 +226,56 @@ impl Policy {
                     }
                 }
             }
-            Some(Err(e)) => reasons.push(format!("gpp:invalid:{}", slug(e))),
+            Some(Err(e)) => withdrawn_all |= unreadable(&mut reasons, "gpp", e),
             None => {}
         }
-        // Our own cookie: a grant or refusal per tier.
+        // Our own cookie: a grant or refusal per tier. Its refusals count whatever its state (a withdrawal needs
+        // no proof); its grants only from a cookie the proxy signed, dated neither in the future nor too long ago.
         let mut first_party = None;
+        let mut first_party_grants = false;
         match &signals.first_party {
             Some(Ok(fp)) if now.saturating_sub(fp.time) > self.max_age_seconds => {
                 reasons.push("first-party:stale".into());
             }
-            Some(Ok(fp)) => first_party = Some(fp),
-            Some(Err(e)) => reasons.push(format!("first-party:invalid:{}", slug(e))),
+            Some(Ok(fp)) => {
+                first_party = Some(fp);
+                if !fp.integrity.verified() {
+                    reasons.push(format!("first-party:unverified:{}", fp.integrity.token()));
+                } else if fp.time > now + MAX_CLOCK_SKEW_SECONDS {
+                    reasons.push("first-party:future".into());
+                } else {
+                    first_party_grants = true;
+                }
+            }
+            Some(Err(e)) => withdrawn_all |= unreadable(&mut reasons, "first-party", e),
             None => {}
         }
         // TCF: the standalone string, else the GPP section.
+        let mut tcf_unreadable = false;
         let tcf = match &signals.tcf {
             Some(Ok(t)) => Some(t),
             Some(Err(e)) => {
-                reasons.push(format!("tcf:invalid:{}", slug(e)));
+                // An unreadable TC string grants nothing; in an opt-out region, where a TCF refusal counts, it
+                // might be one.
+                tcf_unreadable = true;
+                unreadable(&mut reasons, "tcf", e);
                 gpp_tcf
             }
             None => gpp_tcf,
         };
         let tcf = tcf.filter(|t| {
             let violations = t.violations();
-            let stale = now.saturating_sub(t.last_updated_deciseconds / 10) > self.max_age_seconds;
+            let updated = t.last_updated_deciseconds / 10;
+            let stale = now.saturating_sub(updated) > self.max_age_seconds;
+            let future = updated > now + MAX_CLOCK_SKEW_SECONDS;
             if stale {
                 reasons.push("tcf:stale".into());
             }
+            if future {
+                reasons.push("tcf:future".into());
+            }
             reasons.extend(violations.iter().cloned());
-            violations.is_empty() && !stale
+            violations.is_empty() && !stale && !future
         });
 
         let mut permitted = BTreeSet::from([Tier::Anonymous]);
@@ -273,7 +298,9 @@ impl Policy {
             if fp_choice == Some(false) {
                 reasons.push(format!("first-party:refused:{name}"));
             }
-            if fp_choice.is_some() {
+            // An unverified cookie's grant is no grant, and no choice: the banner asks again.
+            let fp_choice = fp_choice.filter(|&c| !c || first_party_grants);
+            if fp_choice.is_some() && first_party_grants {
                 decisive = true;
             }
             let withdrawn = withdrawn_all || fp_choice == Some(false);
@@ -306,7 +333,9 @@ impl Policy {
                 && match jurisdiction.regime {
                     Regime::OptIn => granted,
                     // Opt-out: a TCF or first-party refusal still counts; no signal means permitted.
-                    Regime::OptOut => tcf_grant != Some(false) || fp_choice == Some(true),
+                    Regime::OptOut => {
+                        (tcf_grant != Some(false) && !tcf_unreadable) || fp_choice == Some(true)
+                    }
                 };
             if allowed {
                 permitted.insert(tier);
@@ -324,13 +353,30 @@ impl Policy {
             ));
         }
         reasons.dedup();
+        let consent_id = first_party
+            .filter(|_| first_party_grants)
+            .map(|fp| fp.consent_id.clone());
         Decision {
             jurisdiction,
             permitted,
             reasons,
             show_banner,
+            consent_id,
         }
     }
+}
+
+/// An unreadable signal: its reason (`cookie:undecodable:<name>` as it is, anything else as
+/// `<signal>:invalid:<why>`) and `<signal>:unreadable:withdrawn` — a withdrawal we cannot read counts as one.
+/// Returns true (withdrawn) for the caller to apply.
+fn unreadable(reasons: &mut Vec<String>, signal: &str, e: &str) -> bool {
+    if e.starts_with("cookie:") {
+        reasons.push(e.to_string());
+    } else {
+        reasons.push(format!("{signal}:invalid:{}", slug(e)));
+    }
+    reasons.push(format!("{signal}:unreadable:withdrawn"));
+    true
 }
 
 /// A reason's free text as a short, log-safe token.
@@ -353,7 +399,7 @@ fn slug(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::signals::{FirstParty, Signals};
+    use super::super::signals::{FirstParty, Integrity, Signals};
     use super::super::{gpp, tcf, usp};
     use super::*;
 
@@ -375,6 +421,7 @@ mod tests {
             time,
             firmographic: f,
             personal: p,
+            integrity: Integrity::Signed,
         }
     }
 
@@ -615,5 +662,130 @@ mod tests {
         let d = decide(Some("DE"), None, &old_choice);
         assert_eq!(tiers(&d), [Anonymous]);
         assert!(d.reasons.contains(&"first-party:stale".to_string()));
+    }
+
+    #[test]
+    fn grants_from_the_future_are_not_believed() {
+        // Regression: a cookie dated 2100 granted both tiers in an opt-in region and never went stale.
+        let year_2100 = 4_102_444_800;
+        let future = Signals {
+            first_party: Some(Ok(fp(true, true, year_2100))),
+            ..Default::default()
+        };
+        let d = decide(Some("DE"), None, &future);
+        assert_eq!(tiers(&d), [Anonymous]);
+        assert!(d.reasons.contains(&"first-party:future".to_string()));
+        assert!(d.show_banner);
+        assert_eq!(d.consent_id, None);
+        // Within the allowed clock skew: believed.
+        let skewed = Signals {
+            first_party: Some(Ok(fp(true, true, NOW + 120))),
+            ..Default::default()
+        };
+        assert_eq!(tiers(&decide(Some("DE"), None, &skewed)).len(), 3);
+        let tcf_future = Signals {
+            tcf: Some(Ok(tc(&[1, 5, 6], &[], 4, year_2100))),
+            ..Default::default()
+        };
+        let d = decide(Some("DE"), None, &tcf_future);
+        assert_eq!(tiers(&d), [Anonymous]);
+        assert!(d.reasons.contains(&"tcf:future".to_string()));
+    }
+
+    #[test]
+    fn unverified_cookies_grant_nothing_but_their_refusals_count() {
+        for integrity in [
+            Integrity::BadTag,
+            Integrity::Unsigned,
+            Integrity::UnknownKey,
+        ] {
+            let mut granted = fp(true, true, NOW - 10);
+            granted.integrity = integrity;
+            let s = Signals {
+                first_party: Some(Ok(granted.clone())),
+                ..Default::default()
+            };
+            let d = decide(Some("DE"), None, &s);
+            assert_eq!(tiers(&d), [Anonymous], "{integrity:?}");
+            assert!(d.show_banner, "no choice: the banner asks again");
+            assert!(d
+                .reasons
+                .contains(&format!("first-party:unverified:{}", integrity.token())));
+            assert_eq!(d.consent_id, None);
+            let mut refused = granted;
+            refused.firmographic = false;
+            refused.personal = false;
+            let s = Signals {
+                first_party: Some(Ok(refused)),
+                ..Default::default()
+            };
+            let d = decide(Some("US"), Some("CA"), &s);
+            assert_eq!(tiers(&d), [Anonymous], "a refusal needs no proof");
+        }
+        let mut old_key = fp(true, false, NOW - 10);
+        old_key.integrity = Integrity::PreviousKey;
+        let d = decide(
+            Some("DE"),
+            None,
+            &Signals {
+                first_party: Some(Ok(old_key)),
+                ..Default::default()
+            },
+        );
+        assert_eq!(tiers(&d), [Anonymous, Firmographic]);
+        assert_eq!(d.consent_id.as_deref(), Some("id"));
+    }
+
+    #[test]
+    fn unreadable_withdrawals_count_as_withdrawals() {
+        for (name, s) in [
+            (
+                "usp",
+                Signals {
+                    usp: Some(Err("cookie:undecodable:usprivacy".into())),
+                    ..Default::default()
+                },
+            ),
+            (
+                "gpp",
+                Signals {
+                    gpp: Some(Err("the string ends inside field `x`".into())),
+                    ..Default::default()
+                },
+            ),
+            (
+                "first-party",
+                Signals {
+                    first_party: Some(Err("cookie:ambiguous:concierge_consent".into())),
+                    ..Default::default()
+                },
+            ),
+            (
+                "tcf",
+                Signals {
+                    tcf: Some(Err("bad base64".into())),
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let d = decide(Some("US"), Some("CA"), &s);
+            assert_eq!(tiers(&d), [Anonymous], "{name}: {:?}", d.reasons);
+            assert!(
+                d.reasons.contains(&format!("{name}:unreadable:withdrawn")),
+                "{name}: {:?}",
+                d.reasons
+            );
+        }
+        let d = decide(
+            Some("US"),
+            Some("CA"),
+            &Signals {
+                usp: Some(Err("cookie:undecodable:usprivacy".into())),
+                ..Default::default()
+            },
+        );
+        assert!(d
+            .reasons
+            .contains(&"cookie:undecodable:usprivacy".to_string()));
     }
 }

@@ -4,10 +4,10 @@
 //! Invariant: reading never fails — an undecodable signal is kept as the reason it could not be read (which the
 //! policy treats as "no signal"), and every value is bounded before it is decoded.
 
-use http::header::{HeaderMap, COOKIE};
-use serde::Serialize;
+use http::header::HeaderMap;
 
-use super::{gpp, tcf, usp};
+use super::first_party::CookieKeys;
+use super::{cookies, gpp, tcf, usp};
 
 /// Names of the cookies and query parameters signals are read from.
 #[derive(Debug, Clone)]
@@ -28,68 +28,7 @@ impl Default for SignalNames {
 /// A signal that was present: decoded, or the reason it could not be.
 pub type Read<T> = Result<T, String>;
 
-/// Our own first-party consent cookie: `1~<consent id>~<banner version>~<unix seconds>~<f><p>` where `f` and
-/// `p` are `y` or `n` for the firmographic and personal tiers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FirstParty {
-    pub consent_id: String,
-    pub banner_version: String,
-    /// When the choice was made (Unix seconds).
-    pub time: u64,
-    pub firmographic: bool,
-    pub personal: bool,
-}
-
-impl FirstParty {
-    pub fn encode(&self) -> String {
-        let yn = |b: bool| if b { 'y' } else { 'n' };
-        format!(
-            "1~{}~{}~{}~{}{}",
-            self.consent_id,
-            self.banner_version,
-            self.time,
-            yn(self.firmographic),
-            yn(self.personal)
-        )
-    }
-
-    pub fn decode(s: &str) -> Result<FirstParty, String> {
-        let parts: Vec<&str> = s.split('~').collect();
-        let [version, id, banner, time, choices] = parts[..] else {
-            return Err("first-party cookie: expected 5 fields".into());
-        };
-        if version != "1" {
-            return Err(format!("first-party cookie: version {version}"));
-        }
-        let token = |t: &str, max: usize| {
-            !t.is_empty()
-                && t.len() <= max
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        };
-        if !token(id, 64) || !token(banner, 32) {
-            return Err("first-party cookie: bad consent id or banner version".into());
-        }
-        let time: u64 = time
-            .parse()
-            .map_err(|_| "first-party cookie: bad time".to_string())?;
-        let flag = |c: u8| match c {
-            b'y' => Ok(true),
-            b'n' => Ok(false),
-            _ => Err("first-party cookie: choices must be y or n".to_string()),
-        };
-        let [f, p] = choices.as_bytes() else {
-            return Err("first-party cookie: two choices expected".into());
-        };
-        Ok(FirstParty {
-            consent_id: id.into(),
-            banner_version: banner.into(),
-            time,
-            firmographic: flag(*f)?,
-            personal: flag(*p)?,
-        })
-    }
-}
+pub use super::first_party::{FirstParty, Integrity};
 
 /// Everything a request says about consent.
 #[derive(Debug, Clone, Default)]
@@ -104,16 +43,10 @@ pub struct Signals {
     pub first_party: Option<Read<FirstParty>>,
 }
 
-/// Cookie values by name from every `Cookie` header (first occurrence wins), bounded in size.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim().trim_matches('"'))
+/// A consent cookie's text, or why it cannot be read (`cookie:undecodable:<name>`, `cookie:ambiguous:<name>`:
+/// the policy treats an unreadable consent cookie as a withdrawal).
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<Read<&'a str>> {
+    cookies::get(headers, name).map(|r| r.map_err(|why| format!("cookie:{}:{name}", why.token())))
 }
 
 /// A query parameter's raw value (not percent-decoded; the consent strings are base64url / digits, other callers
@@ -134,9 +67,41 @@ fn bounded(v: &str) -> Result<&str, String> {
     }
 }
 
-/// Read the signals of one request. The query string wins over cookies for TCF (`gdpr_consent`, set by ad
-/// links) and GPP.
-pub fn read(headers: &HeaderMap, query: Option<&str>, names: &SignalNames) -> Signals {
+/// A present value, bounded, then decoded.
+fn decoded<T, E: std::fmt::Display>(
+    value: Option<Read<&str>>,
+    decode: impl Fn(&str) -> Result<T, E>,
+) -> Option<Read<T>> {
+    value.map(|v| v.and_then(|v| bounded(v).and_then(|v| decode(v).map_err(|e| e.to_string()))))
+}
+
+/// Of the values one signal arrived with, the one that withdraws most: the first unreadable one (it might hold a
+/// withdrawal), else the first that opts out, else the first.
+fn most_restrictive<T, const N: usize>(
+    candidates: [Option<Read<T>>; N],
+    opted_out: impl Fn(&T) -> bool,
+) -> Option<Read<T>> {
+    let mut present: Vec<Read<T>> = candidates.into_iter().flatten().collect();
+    let pick = present
+        .iter()
+        .position(Result::is_err)
+        .or_else(|| {
+            present
+                .iter()
+                .position(|r| r.as_ref().is_ok_and(&opted_out))
+        })
+        .unwrap_or(0);
+    (!present.is_empty()).then(|| present.swap_remove(pick))
+}
+
+/// Read the signals of one request; our own cookie is verified with `keys`. The query string wins over cookies
+/// for TCF (`gdpr_consent`, set by ad links) and GPP.
+pub fn read(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    names: &SignalNames,
+    keys: &CookieKeys,
+) -> Signals {
     let gpc = headers
         .get_all("sec-gpc")
         .iter()
@@ -145,27 +110,39 @@ pub fn read(headers: &HeaderMap, query: Option<&str>, names: &SignalNames) -> Si
         .get_all("dnt")
         .iter()
         .any(|v| v.as_bytes().trim_ascii() == b"1");
-    let tcf = query_param(query, "gdpr_consent")
-        .or_else(|| cookie(headers, &names.tcf_cookie))
-        .map(|v| bounded(v).and_then(|v| tcf::decode(v).map_err(|e| e.to_string())));
-    let gpp = query_param(query, "gpp")
-        .or_else(|| cookie(headers, "__gpp"))
-        .map(|v| bounded(v).and_then(|v| gpp::decode(v).map_err(|e| e.to_string())));
-    let gpp_sid = query_param(query, "gpp_sid")
-        .or_else(|| cookie(headers, "__gpp_sid"))
-        .map(|v| {
-            v.split([',', '_'])
-                .filter_map(|s| s.trim().parse().ok())
-                .take(32)
-                .collect()
-        })
-        .unwrap_or_default();
-    let usp = cookie(headers, "usprivacy")
-        .or_else(|| cookie(headers, "us_privacy"))
-        .or_else(|| query_param(query, "us_privacy"))
-        .map(|v| usp::decode(v).map_err(|e| e.to_string()));
-    let first_party =
-        cookie(headers, &names.first_party_cookie).map(|v| bounded(v).and_then(FirstParty::decode));
+    let from_query = |name| query_param(query, name).map(Ok);
+    let tcf = decoded(
+        from_query("gdpr_consent").or_else(|| cookie(headers, &names.tcf_cookie)),
+        tcf::decode,
+    );
+    // GPP and US Privacy can each arrive from more than one place (query and cookie; two cookie names): every
+    // one is read, and a withdrawal — or an unreadable value, which might be one — in any of them wins.
+    let gpp = most_restrictive(
+        [
+            decoded(from_query("gpp"), gpp::decode),
+            decoded(cookie(headers, "__gpp"), gpp::decode),
+        ],
+        gpp::Gpp::opted_out,
+    );
+    let gpp_sid = match from_query("gpp_sid").or_else(|| cookie(headers, "__gpp_sid")) {
+        Some(Ok(v)) => v
+            .split([',', '_'])
+            .filter_map(|s| s.trim().parse().ok())
+            .take(32)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let usp = most_restrictive(
+        [
+            decoded(cookie(headers, "usprivacy"), usp::decode),
+            decoded(cookie(headers, "us_privacy"), usp::decode),
+            decoded(from_query("us_privacy"), usp::decode),
+        ],
+        usp::UsPrivacy::opted_out,
+    );
+    let first_party = decoded(cookie(headers, &names.first_party_cookie), |v| {
+        FirstParty::decode(v, keys)
+    });
     Signals {
         gpc,
         dnt,
@@ -179,18 +156,33 @@ pub fn read(headers: &HeaderMap, query: Option<&str>, names: &SignalNames) -> Si
 
 #[cfg(test)]
 mod tests {
+    use super::super::first_party::CookieKey;
+    use super::super::policy::{Policy, Tier};
     use super::*;
     use http::HeaderValue;
+    use proptest::prelude::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.append(
                 http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
+                HeaderValue::from_bytes(v).unwrap(),
             );
         }
         h
+    }
+
+    fn key() -> CookieKey {
+        CookieKey::from_secret(&[5; 32])
+    }
+
+    fn keys() -> CookieKeys {
+        CookieKeys::with(key())
+    }
+
+    fn read_h(h: &HeaderMap, query: Option<&str>) -> Signals {
+        read(h, query, &SignalNames::default(), &keys())
     }
 
     #[test]
@@ -201,20 +193,21 @@ mod tests {
             time: 1_764_000_000,
             firmographic: true,
             personal: false,
+            integrity: Integrity::Signed,
         };
         let h = headers(&[
-            ("sec-gpc", "1"),
-            ("dnt", "1"),
+            ("sec-gpc", b"1"),
+            ("dnt", b"1"),
             (
                 "cookie",
-                &format!(
+                format!(
                     "a=b; euconsent-v2=COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA; usprivacy=1NYN; concierge_consent={}",
-                    fp.encode()
-                ),
+                    fp.encode(&key())
+                ).as_bytes(),
             ),
-            ("cookie", "__gpp=DBABLA~BVVVVVVVVWA; __gpp_sid=7"),
+            ("cookie", b"__gpp=DBABLA~BVVVVVVVVWA; __gpp_sid=7"),
         ]);
-        let s = read(&h, None, &SignalNames::default());
+        let s = read_h(&h, None);
         assert!(s.gpc && s.dnt);
         assert_eq!(s.tcf.unwrap().unwrap().cmp_id, 675);
         assert!(s.usp.unwrap().unwrap().opted_out());
@@ -225,37 +218,144 @@ mod tests {
 
     #[test]
     fn query_wins_and_bad_values_keep_their_reason() {
-        let h = headers(&[("cookie", "euconsent-v2=garbage"), ("sec-gpc", "0")]);
-        let s = read(
+        let h = headers(&[("cookie", b"euconsent-v2=garbage"), ("sec-gpc", b"0")]);
+        let s = read_h(
             &h,
             Some("x=1&gdpr_consent=COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA"),
-            &SignalNames::default(),
         );
         assert!(s.tcf.unwrap().is_ok());
         assert!(!s.gpc, "only the value 1 means GPC");
-        let s = read(&h, None, &SignalNames::default());
+        let s = read_h(&h, None);
         assert!(s.tcf.unwrap().is_err());
         let huge = format!("euconsent-v2={}", "C".repeat(5000));
-        let s = read(
-            &headers(&[("cookie", &huge)]),
-            None,
-            &SignalNames::default(),
-        );
+        let s = read_h(&headers(&[("cookie", huge.as_bytes())]), None);
         assert!(s.tcf.unwrap().unwrap_err().contains("longer than"));
     }
 
+    /// Regression: one foreign cookie holding UTF-8 or a Latin-1 byte made the whole Cookie header unreadable,
+    /// and the opt-out beside it was lost.
     #[test]
-    fn first_party_cookie_format() {
-        for bad in [
-            "",
-            "2~a~b~1~yn",
-            "1~a~b~x~yn",
-            "1~a~b~1~y",
-            "1~a b~b~1~yn",
-            "1~a~b~1~yx",
-            "1~a~b~1~yn~extra",
-        ] {
-            assert!(FirstParty::decode(bad).is_err(), "{bad}");
+    fn foreign_non_ascii_cookies_do_not_hide_an_opt_out() {
+        for foreign in [&b"city=M\xc3\xbcnchen"[..], b"city=M\xfcnchen"] {
+            let mut cookie = foreign.to_vec();
+            cookie.extend_from_slice(b"; usprivacy=1YYN");
+            let s = read_h(&headers(&[("cookie", &cookie)]), None);
+            assert!(s.usp.unwrap().unwrap().opted_out());
+        }
+        // Our own cookie unreadable: kept as the reason, which the policy treats as a withdrawal.
+        let s = read_h(
+            &headers(&[("cookie", b"concierge_consent=2~\xff~1~1~yy~k~t")]),
+            None,
+        );
+        assert_eq!(
+            s.first_party.unwrap().unwrap_err(),
+            "cookie:undecodable:concierge_consent"
+        );
+    }
+
+    #[test]
+    fn a_withdrawal_anywhere_wins() {
+        let s = read_h(
+            &headers(&[("cookie", b"usprivacy=1YNN; us_privacy=1YYN")]),
+            None,
+        );
+        assert!(s.usp.unwrap().unwrap().opted_out(), "either cookie name");
+        let s = read_h(
+            &headers(&[("cookie", b"usprivacy=1YNN")]),
+            Some("us_privacy=1YYN"),
+        );
+        assert!(s.usp.unwrap().unwrap().opted_out(), "cookie or query");
+        let s = read_h(
+            &headers(&[("cookie", b"usprivacy=1YNN; usprivacy=1YYN")]),
+            None,
+        );
+        assert_eq!(
+            s.usp.unwrap().unwrap_err(),
+            "cookie:ambiguous:usprivacy",
+            "the same cookie twice with different values"
+        );
+        let s = read_h(
+            &headers(&[("cookie", b"__gpp=DBABBg~BAAAAACA")]),
+            Some("gpp=DBABLA~BVVVVVVVVWA"),
+        );
+        assert!(s.gpp.unwrap().unwrap().opted_out());
+    }
+
+    /// Cookie names that are ours and must not be generated as "foreign".
+    fn ours(name: &[u8]) -> bool {
+        let name = name.trim_ascii();
+        [
+            &b"euconsent-v2"[..],
+            b"concierge_consent",
+            b"__gpp",
+            b"__gpp_sid",
+            b"usprivacy",
+            b"us_privacy",
+        ]
+        .contains(&name)
+    }
+
+    fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+        // Every byte a header value may hold: visible ASCII, space, tab, obs-text.
+        proptest::collection::vec(prop_oneof![Just(b'\t'), 0x20u8..0x7f, 0x80u8..=0xff], 0..40)
+    }
+
+    fn consent_cookie() -> impl Strategy<Value = String> {
+        let now = 1_764_000_000u64;
+        prop_oneof![
+            Just("usprivacy=1YYN".to_string()),
+            Just("usprivacy=1YNN".to_string()),
+            Just("us_privacy=1NYN".to_string()),
+            Just("__gpp=DBABLA~BVVVVVVVVWA".to_string()),
+            Just("__gpp=DBABBg~BAAAAACA".to_string()),
+            Just("euconsent-v2=COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA".to_string()),
+            any::<(bool, bool)>().prop_map(move |(f, p)| format!(
+                "concierge_consent={}",
+                FirstParty {
+                    consent_id: "abc".into(),
+                    banner_version: "1".into(),
+                    time: now - 60,
+                    firmographic: f,
+                    personal: p,
+                    integrity: Integrity::Signed,
+                }
+                .encode(&key())
+            )),
+        ]
+    }
+
+    proptest! {
+        /// Adding any foreign cookie, of any bytes, in the same header or its own, never turns a withheld tier
+        /// into a permitted one.
+        #[test]
+        fn foreign_cookies_never_grant(
+            base in proptest::collection::vec(consent_cookie(), 0..4),
+            name in header_bytes().prop_filter("not one of ours", |n| !ours(n) && !n.contains(&b'=') && !n.contains(&b';')),
+            value in header_bytes().prop_filter("one cookie", |v| !v.contains(&b';')),
+            own_header: bool,
+            region in prop_oneof![Just(("DE", None)), Just(("US", Some("CA")))],
+        ) {
+            let now = 1_764_000_000u64;
+            let policy = Policy::default();
+            let jurisdiction = policy.jurisdiction(Some(region.0), region.1);
+            let base_line = base.join("; ");
+            let mut foreign = name.clone();
+            foreign.push(b'=');
+            foreign.extend_from_slice(&value);
+            let before = headers(&[("cookie", base_line.as_bytes())]);
+            let after = if own_header {
+                headers(&[("cookie", base_line.as_bytes()), ("cookie", &foreign)])
+            } else {
+                let mut line = foreign.clone();
+                line.extend_from_slice(b"; ");
+                line.extend_from_slice(base_line.as_bytes());
+                headers(&[("cookie", &line)])
+            };
+            let d0 = policy.decide(jurisdiction.clone(), &read_h(&before, None), now);
+            let d1 = policy.decide(jurisdiction, &read_h(&after, None), now);
+            for tier in [Tier::Firmographic, Tier::Personal] {
+                prop_assert!(d0.permits(tier) || !d1.permits(tier), "{tier:?}: {:?} → {:?}", d0.reasons, d1.reasons);
+            }
         }
     }
 }

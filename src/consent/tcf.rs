@@ -73,8 +73,13 @@ pub struct TcString {
     pub disclosed_vendors: Option<BTreeSet<u16>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_vendors: Option<BTreeSet<u16>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub publisher_tc: Option<PublisherTc>,
+    /// The publisher TC segment: its fields at the top level, as the IAB library gives them (empty without
+    /// the segment, never absent).
+    #[serde(flatten)]
+    pub publisher_tc: PublisherTc,
+    /// The string carried a publisher TC segment.
+    #[serde(skip)]
+    pub has_publisher_tc: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,7 +91,7 @@ pub struct PublisherRestriction {
     pub vendors: BTreeSet<u16>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PublisherTc {
     pub publisher_consents: BTreeSet<u8>,
@@ -185,7 +190,8 @@ pub fn decode(s: &str) -> Result<TcString, TcfError> {
         publisher_restrictions,
         disclosed_vendors: None,
         allowed_vendors: None,
-        publisher_tc: None,
+        publisher_tc: PublisherTc::default(),
+        has_publisher_tc: false,
     };
     for segment in segments {
         let mut r = BitReader::from_base64url(segment)?;
@@ -224,9 +230,10 @@ pub fn decode(s: &str) -> Result<TcString, TcfError> {
                     publisher_custom_consents,
                     publisher_custom_legitimate_interests,
                 };
-                if tc.publisher_tc.replace(ptc).is_some() {
+                if std::mem::replace(&mut tc.has_publisher_tc, true) {
                     return Err(TcfError::DuplicateSegment(3));
                 }
+                tc.publisher_tc = ptc;
             }
             other => return Err(TcfError::UnknownSegment(other)),
         }
@@ -301,7 +308,8 @@ fn range_entries(r: &mut BitReader, field: &'static str) -> Result<BTreeSet<u16>
     Ok(set)
 }
 
-/// Deciseconds since the Unix epoch as RFC 3339 UTC (`2020-01-26T17:01:00Z`).
+/// Deciseconds since the Unix epoch as RFC 3339 UTC with milliseconds (`2020-01-26T17:01:00.000Z`,
+/// `2020-03-05T19:24:40.900Z`).
 pub fn rfc3339(deciseconds: u64) -> String {
     let secs = deciseconds / 10;
     let days = (secs / 86_400) as i64;
@@ -317,11 +325,13 @@ pub fn rfc3339(deciseconds: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
+    // Deciseconds as milliseconds, always three digits, like the IAB library's `Date.toISOString()`.
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{}00Z",
         rem / 3600,
         rem / 60 % 60,
-        rem % 60
+        rem % 60,
+        deciseconds % 10
     )
 }
 
@@ -339,11 +349,25 @@ mod tests {
         ids.iter().copied().collect()
     }
 
+    /// Regression (issue 13, item 5): the tenths of a second were dropped, and without a publisher TC segment
+    /// its fields were absent instead of empty as the IAB library gives them.
+    #[test]
+    fn deciseconds_and_publisher_fields_as_the_iab_library_gives_them() {
+        assert_eq!(rfc3339(15_834_362_809), "2020-03-05T19:24:40.900Z");
+        assert_eq!(rfc3339(15_834_362_800), "2020-03-05T19:24:40.000Z");
+        let tc = decode("COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA").unwrap();
+        let v = serde_json::to_value(&tc).unwrap();
+        assert_eq!(v["publisherConsents"], serde_json::json!([]));
+        assert_eq!(v["publisherLegitimateInterests"], serde_json::json!([]));
+        assert_eq!(v["publisherCustomConsents"], serde_json::json!([]));
+        assert_eq!(v["numCustomPurposes"], 0);
+    }
+
     #[test]
     fn vector_1_core_fields() {
         let tc = decode("COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA").unwrap();
-        assert_eq!(tc.created, "2020-01-26T17:01:00Z");
-        assert_eq!(tc.last_updated, "2021-02-02T17:01:00Z");
+        assert_eq!(tc.created, "2020-01-26T17:01:00.000Z");
+        assert_eq!(tc.last_updated, "2021-02-02T17:01:00.000Z");
         assert_eq!((tc.cmp_id, tc.cmp_version, tc.consent_screen), (675, 2, 1));
         assert_eq!(tc.vendor_list_version, 15);
         assert_eq!(tc.policy_version, 2);
@@ -388,7 +412,7 @@ mod tests {
         let tc = decode("COwxsONOwxsONKpAAAENAdCAAMAAAAAAAAAAAAAAAAAA").unwrap();
         assert!(tc.purpose_consents.contains(&1) && tc.purpose_consents.contains(&2));
         let tc = decode("COvcSpYOvcSpYC9AAAENAPCAAAAAAAAAAAAACvwDQABAAIAAYABIAC4AJQAagA9ACEAPgAjIBJoCvAK-AAAAAA").unwrap();
-        assert_eq!(tc.created, "2020-02-27T19:51:49Z");
+        assert_eq!(tc.created, "2020-02-27T19:51:49.600Z");
         assert_eq!(tc.created, tc.last_updated);
         let tc = decode("COyiBqdOyiBqdObAAAENAfCIAP8AAH-AAAAAB4AXQQgEAAAgoAAAAABAIYQUAAAAAAAAAAAAAAAIQIQCxIvkgQMAAAABgAIAAAAAAAAAAABAZAkAAA").unwrap();
         assert_eq!(tc.cmp_id, 923);
@@ -565,7 +589,8 @@ mod tests {
                 publisher_restrictions: restrictions.into_iter().map(|(purpose_id, restriction_type, vendors)| {
                     PublisherRestriction { purpose_id, restriction_type, vendors }
                 }).collect(),
-                disclosed_vendors: None, allowed_vendors: None, publisher_tc: None,
+                disclosed_vendors: None, allowed_vendors: None, publisher_tc: PublisherTc::default(),
+                has_publisher_tc: false,
             }
         }
     }

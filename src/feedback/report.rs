@@ -64,7 +64,11 @@ pub struct RuleFeedback {
     /// Prompts shown (each visitor counts once per page).
     pub impressions: u64,
     pub answers: u64,
+    /// Answers "yes" (named as in the table and CSV).
+    #[serde(rename = "yes")]
     pub positive: u64,
+    /// Answers "no".
+    #[serde(rename = "no")]
     pub negative: u64,
     pub dismissals: u64,
     /// answers / impressions; absent without impressions.
@@ -93,6 +97,8 @@ pub struct Report {
 #[derive(Debug, Default)]
 pub struct Builder {
     filter: Filter,
+    /// Every rule id the records name, whatever the filter (to tell a `--rule` that names nothing).
+    known: std::collections::BTreeSet<String>,
     rules: BTreeMap<String, RuleFeedback>,
     records: u64,
     first_time: Option<String>,
@@ -100,6 +106,11 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// Every rule id the records read so far name.
+    pub fn known_rules(&self) -> &std::collections::BTreeSet<String> {
+        &self.known
+    }
+
     pub fn new(filter: Filter) -> Builder {
         Builder {
             filter,
@@ -111,6 +122,9 @@ impl Builder {
         let (Some(kind), Some(rule)) = (v["type"].as_str(), v["rule"].as_str()) else {
             return;
         };
+        if !self.known.contains(rule) {
+            self.known.insert(rule.to_string());
+        }
         if !self.filter.matches(v) {
             return;
         }

@@ -250,8 +250,14 @@ pub(super) async fn read_body(proxy: &Proxy, body: Incoming, max: usize) -> Resu
 
 /// The visitor's current first-party choice (if readable) and whether GPC is on, from one read of the signals.
 fn current_choice(proxy: &Proxy, headers: &HeaderMap) -> (Option<FirstParty>, bool) {
-    let s = signals::read(headers, None, &proxy.settings().consent.names);
-    (s.first_party.and_then(Result::ok), s.gpc)
+    let consent = &proxy.settings().consent;
+    let s = signals::read(headers, None, &consent.names, &consent.keys);
+    // Only a cookie this proxy signed is a choice (and lends its consent id to the next one).
+    let verified = s
+        .first_party
+        .and_then(Result::ok)
+        .filter(|fp| fp.integrity.verified());
+    (verified, s.gpc)
 }
 
 type Failure = (Refusal, &'static str);
@@ -297,9 +303,10 @@ async fn consent_post(
     })?;
     let now = crate::classify::unix_now();
     let consent = &settings.consent;
-    let Some(cookie) =
-        choice::cookie_value(previous.as_ref(), &chosen, &consent.banner_version, now)
-    else {
+    let (Some(key), Some(cookie)) = (
+        consent.keys.current.as_ref(),
+        choice::cookie_value(previous.as_ref(), &chosen, &consent.banner_version, now),
+    ) else {
         return Err((
             Refusal::Unavailable("Your choice could not be recorded; nothing was changed."),
             "failed",
@@ -336,7 +343,7 @@ async fn consent_post(
     let set_cookie = format!(
         "{}={}; Path=/; Max-Age={}; SameSite=Lax{}",
         consent.names.first_party_cookie,
-        cookie.encode(),
+        cookie.encode(key),
         consent.policy.max_age_seconds,
         if ctx.scheme == "https" {
             "; Secure"

@@ -78,6 +78,7 @@ fn ops(company_name: &str) -> Vec<Op> {
         permitted: BTreeSet::from([Tier::Anonymous, Tier::Firmographic]),
         reasons: vec![],
         show_banner: false,
+        consent_id: None,
     };
     let v = Visitor {
         path: "/",

@@ -1016,16 +1016,10 @@ pub fn referrer_host(headers: &http::HeaderMap) -> Option<String> {
         .and_then(|u| u.host().map(str::to_string))
 }
 
-/// The names of the cookies the request carries (at most 64), for `when.cookie`.
+/// The names of the cookies the request carries (at most 64), for `when.cookie`. Read as bytes: a cookie
+/// holding non-ASCII bytes hides none of the others.
 pub fn cookie_names(headers: &http::HeaderMap) -> Vec<&str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|p| p.split_once('=').map(|(n, _)| n.trim()))
-        .take(64)
-        .collect()
+    crate::consent::cookies::names(headers, 64)
 }
 
 /// Everything a plan is made from, for one request.

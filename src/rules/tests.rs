@@ -63,6 +63,7 @@ fn decision(tiers: &[Tier]) -> Decision {
         permitted: tiers.iter().copied().collect::<BTreeSet<_>>(),
         reasons: vec![],
         show_banner: false,
+        consent_id: None,
     }
 }
 

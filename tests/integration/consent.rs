@@ -87,7 +87,7 @@ async fn a_same_origin_choice_is_recorded_then_set_as_a_cookie() {
     );
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert!(cookie.starts_with("concierge_consent=1~"), "{cookie}");
+    assert!(cookie.starts_with("concierge_consent=2~"), "{cookie}");
     assert!(
         cookie.contains("; Path=/; Max-Age=34128000; SameSite=Lax"),
         "{cookie}"
@@ -100,7 +100,7 @@ async fn a_same_origin_choice_is_recorded_then_set_as_a_cookie() {
         .trim_start_matches("concierge_consent=")
         .to_string();
     let parts: Vec<&str> = value.split('~').collect();
-    assert_eq!(parts.len(), 5);
+    assert_eq!(parts.len(), 7, "signed: key id and tag at the end");
     assert_eq!(parts[4], "yn", "firmographic yes, personal no");
 
     let recs = records(dir.path());
@@ -145,7 +145,7 @@ async fn a_same_origin_choice_is_recorded_then_set_as_a_cookie() {
     assert!(resp.headers()["set-cookie"]
         .to_str()
         .unwrap()
-        .contains("~nn;"));
+        .contains("~nn~"));
     assert_eq!(records(dir.path()).len(), 2);
     assert!(
         origin.seen().is_empty(),
@@ -320,7 +320,10 @@ async fn banner_assets_choices_page_and_gpc_json_are_served_by_the_proxy() {
     let (resp, body) = get(
         addr,
         "/_concierge/consent?return=%2Fa%22%3E%3Cscript%3E",
-        &[("cookie", "concierge_consent=1~abc123~1~1790000000~yn")],
+        &[(
+            "cookie",
+            &signed_consent(dir.path(), true, false, unix_now()),
+        )],
     )
     .await;
     assert_eq!(resp.status(), 200);
@@ -335,7 +338,7 @@ async fn banner_assets_choices_page_and_gpc_json_are_served_by_the_proxy() {
     assert!(page.contains(
         "id=\"cc-f\" name=\"firmographic\" value=\"on\" aria-describedby=\"cc-f-text\" checked"
     ));
-    assert!(page.contains("abc123"));
+    assert!(page.contains("0123456789abcdef0123456789abcdef"));
 
     let (resp, body) = get(addr, "/.well-known/gpc.json", &[]).await;
     assert_eq!(resp.status(), 200);
@@ -388,11 +391,7 @@ async fn the_company_lookup_runs_only_when_the_decision_permits_it() {
         Some(1.0)
     );
     // Germany with a TC string that does not consent: no lookup. With GPC and our cookie's grant: no lookup.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let granted = format!("concierge_consent=1~abc~1~{now}~yy");
+    let granted = signed_consent(dir.path(), true, true, unix_now());
     get(addr, "/", &[page, ("sec-gpc", "1"), ("cookie", &granted)]).await;
     get(
         addr,
@@ -438,4 +437,194 @@ async fn the_company_lookup_runs_only_when_the_decision_permits_it() {
         .seen()
         .iter()
         .any(|s| s.headers.iter().any(|(n, v)| n == "sec-gpc" && v == "1")));
+}
+
+fn page_request(cookie: &[u8]) -> http::Request<TestBody> {
+    let mut req = request("GET", "/", &[("accept", "text/html")], empty());
+    req.headers_mut().insert(
+        "cookie",
+        http::HeaderValue::from_bytes(cookie).expect("header bytes"),
+    );
+    req
+}
+
+fn lookups(metrics: &str) -> f64 {
+    metric_value(metrics, "concierge_company_lookups_total{result=\"match\"}").unwrap_or(0.0)
+}
+
+/// Regression (issue 13, item 1): a California visitor's opt-out was ignored when any other cookie held a
+/// non-ASCII byte — the whole Cookie header was skipped as text.
+#[tokio::test]
+async fn an_opt_out_is_honoured_beside_a_foreign_non_ascii_cookie() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = consent_proxy(&origin, dir.path(), "").await;
+    let addr = server.listeners[0];
+    let refusal = signed_consent(dir.path(), false, false, unix_now());
+    let withdrawals: [&[u8]; 2] = [b"usprivacy=1YYN", refusal.as_bytes()];
+    let foreign: [&[u8]; 3] = [
+        b"city=M\xc3\xbcnchen",
+        b"city=M\xfcnchen",
+        b"x=\"\xe2\x80\xae\"",
+    ];
+    for w in withdrawals {
+        for f in foreign {
+            let cookie = [f, b"; ", w].concat();
+            send_from("127.0.10.5", addr, page_request(&cookie)).await;
+            let cookie = [w, b"; ", f].concat();
+            send_from("127.0.10.5", addr, page_request(&cookie)).await;
+        }
+    }
+    let (_, m) = admin(&server, "/metrics").await;
+    assert_eq!(lookups(&m), 0.0, "no lookup for a withdrawn visitor");
+    assert_eq!(
+        metric_value(
+            &m,
+            "concierge_consent_decisions_total{regime=\"opt-out\",highest_tier=\"anonymous\",banner=\"false\"}"
+        ),
+        Some(12.0)
+    );
+    // An undecodable consent cookie of ours is a withdrawal too (it might be one).
+    send_from(
+        "127.0.10.5",
+        addr,
+        page_request(b"concierge_consent=2~\xff~1~1~yy~k~t"),
+    )
+    .await;
+    let (_, m) = admin(&server, "/metrics").await;
+    assert_eq!(lookups(&m), 0.0);
+    // Without the withdrawal, the same foreign cookies leave the visitor permitted.
+    send_from("127.0.10.5", addr, page_request(b"city=M\xfcnchen")).await;
+    let (_, m) = admin(&server, "/metrics").await;
+    assert_eq!(lookups(&m), 1.0);
+}
+
+/// Regression (issue 13, item 3): a cookie with a consent id the proxy never issued granted personalization.
+#[tokio::test]
+async fn a_consent_cookie_the_proxy_did_not_sign_grants_nothing() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = consent_proxy(&origin, dir.path(), "").await;
+    let addr = server.listeners[0];
+    let now = unix_now();
+    let genuine = signed_consent(dir.path(), true, true, now);
+    let other_key = concierge::consent::first_party::CookieKey::from_secret(&[7; 32]);
+    let mut foreign_signed = concierge::consent::first_party::FirstParty::decode(
+        genuine.trim_start_matches("concierge_consent="),
+        &concierge::consent::first_party::CookieKeys::default(),
+    )
+    .unwrap();
+    foreign_signed.consent_id = "feedfacefeedfacefeedfacefeedface".into();
+    let tampered = genuine.replacen("0123456789abcdef0123456789abcdef", "ffff", 1);
+    let year_2100 = signed_consent(dir.path(), true, true, 4_102_444_800);
+    for cookie in [
+        format!("concierge_consent=1~abc~1~{now}~yy"),
+        format!("concierge_consent={}", foreign_signed.encode(&other_key)),
+        tampered,
+        year_2100,
+    ] {
+        get(addr, "/", &[("accept", "text/html"), ("cookie", &cookie)]).await;
+    }
+    let (_, m) = admin(&server, "/metrics").await;
+    assert_eq!(lookups(&m), 0.0, "an unverifiable grant is no grant");
+    assert_eq!(
+        metric_value(
+            &m,
+            "concierge_consent_decisions_total{regime=\"opt-in\",highest_tier=\"anonymous\",banner=\"true\"}"
+        ),
+        Some(4.0),
+        "no choice: the banner asks again"
+    );
+    get(addr, "/", &[("accept", "text/html"), ("cookie", &genuine)]).await;
+    let (_, m) = admin(&server, "/metrics").await;
+    assert_eq!(lookups(&m), 1.0, "the proxy's own cookie grants");
+
+    // The choices page shows no choice for a forged cookie, and a new choice gets a fresh consent id.
+    let (_, body) = get(
+        addr,
+        "/_concierge/consent",
+        &[("cookie", &format!("concierge_consent=1~abc~1~{now}~yy"))],
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&body).contains("not made a choice"));
+    let (resp, _) = post(
+        addr,
+        &[
+            ("origin", SITE),
+            ("content-type", FORM),
+            ("cookie", &format!("concierge_consent=1~abc~1~{now}~yy")),
+        ],
+        "choice=accept",
+    )
+    .await;
+    let set = resp.headers()["set-cookie"].to_str().unwrap();
+    assert!(!set.starts_with("concierge_consent=2~abc~"), "{set}");
+}
+
+/// Issue 13, item 3: every decision that relied on our cookie names its consent id, and `audit export
+/// --consent ID` lists the proof of consent with the decisions that relied on it.
+#[tokio::test]
+async fn decisions_name_the_consent_they_relied_on() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = consent_proxy(&origin, dir.path(), "").await;
+    let addr = server.listeners[0];
+    let (resp, _) = post(
+        addr,
+        &[("origin", SITE), ("content-type", FORM)],
+        "choice=custom&firmographic=on",
+    )
+    .await;
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let id = cookie.split('~').nth(1).unwrap().to_string();
+    get(
+        addr,
+        "/pricing",
+        &[("accept", "text/html"), ("cookie", &cookie)],
+    )
+    .await;
+    // Another visitor's decision, without our cookie.
+    get_from("127.0.10.5", addr, "/", &[("accept", "text/html")]).await;
+    let audit = server.audit();
+    tokio::task::spawn_blocking(move || audit.flush())
+        .await
+        .unwrap();
+    let decisions: Vec<_> = audit_records(dir.path())
+        .into_iter()
+        .filter(|r| r["type"] == "decision")
+        .collect();
+    assert_eq!(decisions.len(), 2);
+    assert_eq!(decisions[0]["consent_id"], id.as_str());
+    assert_eq!(decisions[0]["lookup"], "matched");
+    assert_eq!(
+        decisions[0]["signals"]["first_party"]["integrity"],
+        "signed"
+    );
+    assert!(decisions[1].get("consent_id").is_none());
+
+    let out = concierge()
+        .args(["audit", "export"])
+        .arg(dir.path())
+        .args(["--consent", &id])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["type"], "consent");
+    assert_eq!(lines[1]["type"], "decision");
+    assert!(lines.iter().all(|l| l["consent_id"] == id.as_str()));
 }

@@ -445,6 +445,31 @@ pub async fn audited_proxy(origin: &Origin, dir: &Path, account: &str, extra: &s
     .await
 }
 
+/// A first-party consent cookie (`concierge_consent=…`) signed, as the consent endpoint would, with the cookie
+/// key a proxy using the audit directory `audit_dir` created at start.
+pub fn signed_consent(audit_dir: &Path, firmographic: bool, personal: bool, time: u64) -> String {
+    use concierge::consent::first_party::{CookieKey, FirstParty, Integrity};
+    let key =
+        CookieKey::load(&audit_dir.join("cookie.key")).expect("the proxy created its cookie key");
+    let fp = FirstParty {
+        consent_id: "0123456789abcdef0123456789abcdef".into(),
+        banner_version: "1".into(),
+        time,
+        firmographic,
+        personal,
+        integrity: Integrity::Signed,
+    };
+    format!("concierge_consent={}", fp.encode(&key))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
 /// A fresh checkpoint signing key at `dir/signing.key` (and its public half at `dir/signing.key.pub`).
 pub fn signing_key(dir: &Path) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).expect("key dir");
