@@ -105,6 +105,15 @@ pub enum ConsentCommand {
     /// The consent Decision for a visitor: jurisdiction, permitted tiers, reasons, and whether the company
     /// lookup would run — with the configured geo data and policy.
     Decide(DecideArgs),
+    /// Write a new key for the first-party consent cookie (consent.cookie_key), readable by its owner only.
+    Keygen {
+        /// Where to write the key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -225,9 +234,34 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Lookup(args) => lookup(args),
         Command::Consent(ConsentCommand::Decode { string, json }) => consent_decode(&string, json),
         Command::Consent(ConsentCommand::Decide(args)) => consent_decide(args),
+        Command::Consent(ConsentCommand::Keygen { out, force }) => consent_keygen(&out, force),
         Command::Explain(args) => explain(args),
         Command::Audit(cmd) => crate::cli_audit::run(cmd),
         Command::Feedback(cmd) => crate::cli_audit::run_feedback(cmd),
+    }
+}
+
+fn consent_keygen(out: &std::path::Path, force: bool) -> ExitCode {
+    if out.exists() && !force {
+        eprintln!(
+            "error: {} exists; pass --force to replace it (cookies it signed stop verifying unless it goes to consent.cookie_previous_keys)",
+            out.display()
+        );
+        return ExitCode::from(2);
+    }
+    match crate::consent::first_party::CookieKey::create(out) {
+        Ok(key) => {
+            outln!(
+                "cookie key {} written to {} (set consent.cookie_key to it)",
+                key.id(),
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

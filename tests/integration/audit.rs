@@ -111,6 +111,24 @@ async fn every_personalized_page_has_a_decision_record_and_the_log_verifies() {
     assert_eq!(stats["by_outcome"]["banner"], 1);
     assert_eq!(stats["by_jurisdiction"]["US-CA opt-out"], 1);
 
+    // Regression (issue 13, item 8): unknown filter values are usage errors that list the known ones.
+    for (flag, value, known) in [
+        ("--type", "bogus", "decision"),
+        ("--decision", "bogus", "personalized"),
+    ] {
+        for cmd in ["export", "stats"] {
+            let out = concierge()
+                .args(["audit", cmd])
+                .arg(&log)
+                .args([flag, value])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {flag}: {err}");
+            assert!(err.contains(known), "{cmd} {flag}: {err}");
+        }
+    }
+
     // One edited byte and verify says where, with exit 1.
     let seg = log.join("audit/00000000000000000000.jsonl");
     std::fs::write(&seg, raw.replacen("acme.example", "acme.exampla", 1)).unwrap();

@@ -238,6 +238,11 @@ async fn prompts_ride_on_personalized_pages_and_answers_become_feedback_records(
     assert_eq!(hero["response_rate"], 1.0);
     assert_eq!(hero["share_positive"], 1.0);
     assert_eq!(
+        (&hero["yes"], &hero["no"]),
+        (&serde_json::json!(1), &serde_json::json!(0)),
+        "the same names as the table and CSV"
+    );
+    assert_eq!(
         hero["latest_comments"][0]["comment"],
         "<script>alert(1)</script> spot on"
     );
@@ -269,6 +274,20 @@ async fn prompts_ride_on_personalized_pages_and_answers_become_feedback_records(
     assert!(
         csv.contains("acme.example/hero,1,1,1,0,1,1.0000,1.0000,"),
         "{csv}"
+    );
+    // Regression (issue 13, item 8): a rule that is nowhere is a usage error naming the known ones, not an
+    // empty report.
+    let out = concierge()
+        .args(["feedback", "report"])
+        .arg(&log)
+        .args(["--rule", "nope"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("nope") && err.contains("acme.example/hero"),
+        "{err}"
     );
     // The feedback stream is hash-chained and signed like the audit stream.
     let out = concierge()
