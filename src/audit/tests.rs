@@ -472,3 +472,56 @@ fn a_full_queue_ends_the_commit_window() {
     drop(w);
     t.join().unwrap();
 }
+
+/// Regression (issue 13, item 7): a genuine older checkpoint appended again at the end passed `verify`.
+#[test]
+fn a_replayed_checkpoint_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, public) = key();
+    write_log(dir.path(), &k, 30, 10);
+    let path = cp_path(dir.path());
+    let mut cps = lines_of(&path);
+    assert!(cps.len() >= 3, "{cps:?}");
+    assert!(verify::verify(dir.path(), &public).unwrap().intact);
+    cps.push(cps[0].clone());
+    write_lines(&path, &cps);
+    let problem = first_problem(dir.path(), &public).expect("the replay is found");
+    assert!(
+        problem.starts_with(&format!("checkpoints.jsonl:{}", cps.len()))
+            && problem.contains("out of order"),
+        "{problem}"
+    );
+    // Two checkpoints swapped.
+    let mut cps = lines_of(&path);
+    cps.pop();
+    cps.swap(0, 1);
+    write_lines(&path, &cps);
+    let problem = first_problem(dir.path(), &public).expect("the swap is found");
+    assert!(problem.starts_with("checkpoints.jsonl:2"), "{problem}");
+}
+
+/// Regression (issue 13, item 7): with `checkpoint_records = 5`, checkpoints fell every ~10 records (at the
+/// end of whatever batch crossed the threshold).
+#[test]
+fn checkpoints_keep_the_configured_cadence_whatever_the_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, _) = key();
+    let mut o = Options::new(AUDIT_STREAM);
+    o.checkpoint_records = 5;
+    o.commit_window = Duration::from_millis(50);
+    let (w, t) = Writer::open(dir.path(), k, o).unwrap();
+    // 23 records in one commit window: one batch.
+    let acks: Vec<_> = (0..23)
+        .map(|i| w.submit_record(&record(&format!("c{i}"))).unwrap())
+        .collect();
+    for a in acks {
+        w.written_blocking(a, Duration::from_secs(10)).unwrap();
+    }
+    drop(w);
+    t.join().unwrap();
+    let seqs: Vec<u64> = lines_of(&cp_path(dir.path()))
+        .iter()
+        .map(|l| serde_json::from_str::<keys::Checkpoint>(l).unwrap().seq)
+        .collect();
+    assert_eq!(seqs, [4, 9, 14, 19, 22], "every 5 records, then the close");
+}

@@ -6,7 +6,9 @@
 //! - a deleted record: a gap in the sequence numbers; deleted leading segments without a sealing checkpoint;
 //! - reordered records: sequence numbers out of order;
 //! - truncation: a signed checkpoint covers records that are no longer there;
-//! - a forged or replaced checkpoint: its signature does not verify with the trusted key.
+//! - a forged or replaced checkpoint: its signature does not verify with the trusted key;
+//! - a replayed checkpoint: checkpoints only move forward (sequence and time), so a genuine older one appended
+//!   again, or two swapped, is named by its line.
 //!
 //! Limits, stated in the report: records after the last checkpoint are protected only by the chain (someone who
 //! can rewrite the files can cut or rewrite that tail undetected) — checkpoints shipped elsewhere close that.
@@ -100,11 +102,29 @@ pub fn verify_stream(dir: &Path, key: &PublicKey) -> std::io::Result<StreamRepor
     if cp_path.exists() {
         let all = lines(&cp_path)?;
         let count = all.len();
+        // Checkpoints only move forward, in sequence and in time: a genuine older one appended again (a replay,
+        // e.g. to make a cut log look sealed at an earlier point) is a failure.
+        let mut last: Option<(u64, String, String)> = None;
         for (n, line, complete) in all {
             let at = format!("{}:{n}", chain::CHECKPOINTS);
             match serde_json::from_slice::<Checkpoint>(&line) {
                 Ok(c) if c.verify(key) => {
                     r.checkpoints += 1;
+                    if let Some((seq, time, before)) = &last {
+                        if c.seq <= *seq || c.time < *time {
+                            r.problems.push(Problem {
+                                at: at.clone(),
+                                seq: Some(c.seq),
+                                what: format!(
+                                    "checkpoint out of order: seq {} at {} comes after seq {seq} at {time} ({before}) —                                      checkpoints only move forward; a replayed or reordered checkpoint",
+                                    c.seq, c.time
+                                ),
+                            });
+                        }
+                    }
+                    if last.as_ref().is_none_or(|(seq, _, _)| c.seq > *seq) {
+                        last = Some((c.seq, c.time.clone(), at.clone()));
+                    }
                     if let Some((hash, _)) = signed.get(&c.seq) {
                         if *hash != c.hash {
                             r.problems.push(Problem {

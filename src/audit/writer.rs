@@ -581,7 +581,24 @@ impl State {
             let closed = q.closed;
             drop(q);
             if !lens.is_empty() {
-                self.write_batch(&bodies, &lens);
+                // Keep the checkpoint cadence: a batch is written in parts that end where a checkpoint is due,
+                // so one falls every `checkpoint_records` records however the records were batched.
+                let (mut rec, mut byte) = (0, 0);
+                while rec < lens.len() {
+                    let room = self
+                        .options
+                        .checkpoint_records
+                        .saturating_sub(self.unsigned())
+                        .max(1);
+                    let n = (lens.len() - rec).min(usize::try_from(room).unwrap_or(usize::MAX));
+                    let bytes: usize = lens[rec..rec + n].iter().map(|&l| l as usize).sum();
+                    self.write_batch(&bodies[byte..byte + bytes], &lens[rec..rec + n]);
+                    rec += n;
+                    byte += bytes;
+                    if rec < lens.len() {
+                        self.housekeeping(false);
+                    }
+                }
                 // A burst (a stalled disk, a flood) must not keep its memory for good; a steady load keeps it.
                 if oversized(&bodies) {
                     bodies = Vec::new();
