@@ -274,6 +274,9 @@ pub fn server_config(
         .map_err(TlsError::Config)?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
+    // The server's preference order (strongest first) decides, not the client's (testssl.sh: "server cipher
+    // order"), so a client listing a weaker suite first still gets the strongest both support.
+    config.ignore_client_order = true;
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {

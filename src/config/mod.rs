@@ -199,6 +199,7 @@ pub struct RawProxy {
     pub trust_request_id: Option<bool>,
     pub reserved_prefix: Option<String>,
     pub why_link: Option<bool>,
+    pub underscores_in_headers: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -401,6 +402,9 @@ pub struct ProxySettings {
     pub reserved_prefix: String,
     /// Every personalized page carries a "Why am I seeing this?" link (rules can also ask for it one by one).
     pub why_link: bool,
+    /// Pass request headers whose names contain `_` to the origin (nginx's `underscores_in_headers`); names
+    /// that normalize to a header the proxy manages are dropped either way.
+    pub underscores_in_headers: bool,
 }
 
 /// Command-line values that take precedence over the file.
@@ -964,6 +968,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
         trust_request_id: rp.trust_request_id.unwrap_or(false),
         reserved_prefix,
         why_link: rp.why_link.unwrap_or(false),
+        underscores_in_headers: rp.underscores_in_headers.unwrap_or(false),
     };
 
     // --- rules, runtime

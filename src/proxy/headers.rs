@@ -198,6 +198,47 @@ impl ClientAddr {
     }
 }
 
+/// Drop request headers whose names contain `_` (unless `pass` is set, like nginx's `underscores_in_headers`),
+/// and always those that would read as a header the proxy manages once `_` is taken for `-`: CGI, WSGI and
+/// many frameworks fold `X_Forwarded_For` and `X-Forwarded-For` into one `HTTP_X_FORWARDED_FOR`, so a
+/// client's `X_Forwarded_For: 6.6.6.6` would ride along with the address the proxy wrote.
+pub fn drop_underscored(headers: &mut HeaderMap, pass: bool, request_id: &HeaderName) {
+    // One pass over the names: usually none has an underscore.
+    if !headers.keys().any(|n| n.as_str().contains('_')) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .filter(|n| !pass || is_managed(&n.as_str().replace('_', "-"), request_id))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
+/// A header the proxy writes or interprets itself (forwarding, framing, hop-by-hop, its request id).
+fn is_managed(name: &str, request_id: &HeaderName) -> bool {
+    name.starts_with("x-forwarded-")
+        || name.starts_with("proxy-")
+        || name == request_id.as_str()
+        || [
+            "forwarded",
+            "x-real-ip",
+            "via",
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "keep-alive",
+            "te",
+            "upgrade",
+            "trailer",
+        ]
+        .contains(&name)
+}
+
 /// What the origin is told about the client and the original request.
 pub struct Forwarding<'a> {
     pub client: &'a ClientAddr,

@@ -393,6 +393,11 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, upgrade);
+        headers::drop_underscored(
+            h,
+            settings.proxy.underscores_in_headers,
+            &settings.proxy.request_id_header,
+        );
         if received_version == Version::HTTP_2 {
             headers::join_cookies(h);
         }

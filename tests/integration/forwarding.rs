@@ -587,3 +587,40 @@ async fn requests_survive_an_origin_closing_idle_connections() {
         "a fresh connection each time, never a 502"
     );
 }
+
+/// Regression (issue 13, item 13): `X_Forwarded_For: 6.6.6.6` reached the origin beside ours, where CGI/WSGI
+/// merge both into `HTTP_X_FORWARDED_FOR`.
+#[tokio::test]
+async fn header_names_with_underscores_are_dropped() {
+    let origin = Origin::start().await;
+    let sneaky = [
+        ("X_Forwarded_For", "6.6.6.6"),
+        ("x_forwarded_host", "evil.example"),
+        ("X_Real_IP", "6.6.6.6"),
+        ("X_Request_Id", "forged"),
+        ("X_Custom_Flag", "1"),
+    ];
+    let server = proxy(&origin.url(), "").await;
+    get(server.listeners[0], "/", &sneaky).await;
+    let seen = origin.last();
+    assert!(
+        seen.headers.iter().all(|(n, _)| !n.contains('_')),
+        "{:?}",
+        seen.headers
+    );
+    assert_eq!(seen.all("x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(seen.header("x-forwarded-host"), Some("www.example.test"));
+
+    // Passed on request, except names the proxy manages.
+    let server = proxy(&origin.url(), "[proxy]\nunderscores_in_headers = true\n").await;
+    get(server.listeners[0], "/", &sneaky).await;
+    let seen = origin.last();
+    let underscored: Vec<&str> = seen
+        .headers
+        .iter()
+        .filter(|(n, _)| n.contains('_'))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(underscored, ["x_custom_flag"]);
+    assert_eq!(seen.all("x-forwarded-for"), ["127.0.0.1"]);
+}

@@ -305,3 +305,47 @@ fn accept_any_certificate() -> std::sync::Arc<rustls::ClientConfig> {
         .with_no_client_auth();
     std::sync::Arc::new(cfg)
 }
+
+/// Regression (issue 13, item 15): testssl.sh reported "no server cipher order": the client's first suite won.
+#[tokio::test]
+async fn the_server_chooses_the_cipher_suite() {
+    use rustls::crypto::ring::cipher_suite as cs;
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    ca.write_leaf(dir.path(), "site", &["www.example.test"]);
+    let server = proxy(&origin.url(), &tls_toml(dir.path(), "")).await;
+    let addr = server.listeners[0];
+    for (version, weak_first, strongest) in [
+        (
+            &rustls::version::TLS13,
+            vec![cs::TLS13_AES_128_GCM_SHA256, cs::TLS13_AES_256_GCM_SHA384],
+            cs::TLS13_AES_256_GCM_SHA384,
+        ),
+        (
+            &rustls::version::TLS12,
+            vec![
+                cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            ],
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        ),
+    ] {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.cert.der().clone()).expect("root");
+        let provider = rustls::crypto::CryptoProvider {
+            cipher_suites: weak_first,
+            ..rustls::crypto::ring::default_provider()
+        };
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let (tls, _, _) = tls_connect(addr, "www.example.test", std::sync::Arc::new(config))
+            .await
+            .expect("handshake");
+        let chosen = tls.get_ref().1.negotiated_cipher_suite().expect("suite");
+        assert_eq!(chosen.suite(), strongest.suite(), "{version:?}");
+    }
+}
