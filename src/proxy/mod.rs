@@ -289,6 +289,21 @@ impl Proxy {
                 "The request has more than one Host header.",
             ));
         }
+        // RFC 9113 §8.3.1: an HTTP/2 request whose Host differs from :authority is malformed (and would let the
+        // origin and the proxy disagree about the site).
+        if req.version() == Version::HTTP_2 {
+            if let (Some(authority), Some(host)) = (req.uri().authority(), h.get(header::HOST)) {
+                if !authority
+                    .as_str()
+                    .as_bytes()
+                    .eq_ignore_ascii_case(host.as_bytes())
+                {
+                    return refuse(Refusal::BadRequest(
+                        "The request's Host header differs from its :authority.",
+                    ));
+                }
+            }
+        }
         if let Some(port) = conn.redirect_https {
             // ACME HTTP-01 challenges must reach the origin over plain HTTP.
             if !req.uri().path().starts_with("/.well-known/acme-challenge/") {

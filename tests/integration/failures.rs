@@ -326,3 +326,58 @@ async fn origin_connect_timeout_gives_504() {
         .await
         .contains("concierge_upstream_errors_total{kind=\"connect_timeout\"} 1"));
 }
+
+/// Issue 13, item 16: the low-severity framing and target shapes, decided and pinned.
+#[tokio::test]
+async fn identical_content_lengths_fragments_and_h2_host_mismatch() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "").await;
+    let addr = server.listeners[0];
+    // RFC 9110 §8.6 allows taking a list of identical values as one, or refusing it. Refused (400), as nginx
+    // does: a list is never needed, and no two parsers on the path can then read it differently.
+    let body = "x".repeat(42);
+    let resp = raw(
+        addr,
+        format!("POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 42, 42\r\nConnection: close\r\n\r\n{body}")
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(resp.status, 400);
+    assert!(origin.seen().is_empty());
+    // The same value on two lines (a repeated field, which hyper takes as one): the origin gets one value.
+    let resp = raw(
+        addr,
+        format!("POST /echo HTTP/1.1\r\nHost: a.test\r\nContent-Length: 42\r\nContent-Length: 42\r\nConnection: close\r\n\r\n{body}")
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    let seen = origin.last();
+    assert_eq!(seen.body_len, 42);
+    assert_eq!(seen.all("content-length"), ["42"]);
+    // A fragment is not part of a request target (RFC 9112 §3.2). hyper's parser drops it before anything
+    // reads the target, so the proxy, the rules and the origin all see the same path: no two readings.
+    let resp = raw(
+        addr,
+        b"GET /page?q=1#frag HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(origin.last().uri, "/page?q=1");
+    // HTTP/2: a Host header that differs from :authority makes the request malformed (RFC 9113 §8.3.1).
+    let (mut h2, _conn) = h2c(addr).await;
+    let req = http::Request::builder()
+        .uri("http://www.example.test/echo")
+        .header("host", "evil.example")
+        .body(empty())
+        .unwrap();
+    let resp = h2.send_request(req).await.expect("response");
+    assert_eq!(resp.status(), 400);
+    let req = http::Request::builder()
+        .uri("http://www.example.test/echo")
+        .header("host", "WWW.example.test")
+        .body(empty())
+        .unwrap();
+    let resp = h2.send_request(req).await.expect("response");
+    assert_eq!(resp.status(), 200, "the same host in another case is fine");
+}
