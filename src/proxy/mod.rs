@@ -469,10 +469,12 @@ impl Proxy {
 
         // The response timeout counts from the end of the request body: a slow upload is the client's time.
         let (body_done, body_finished) = tokio::sync::oneshot::channel();
-        let sent = self.upstream.send(Request::from_parts(
-            parts,
-            body::RequestBody::new(body, body_done),
-        ));
+        let mut body = body::RequestBody::new(body, body_done);
+        if let body::Ahead::Malformed(e) = body.read_ahead(settings.timeouts.client_header).await {
+            return self.client_body_refused(ctx, &e);
+        }
+        let client_failed = body.client_failed();
+        let sent = self.upstream.send(Request::from_parts(parts, body));
         tokio::pin!(sent);
         let timeout = settings.timeouts.upstream_response;
         let result = tokio::select! {
@@ -481,6 +483,11 @@ impl Proxy {
         };
         let (mut resp, lease) = match result {
             Some(Ok(pair)) => pair,
+            Some(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
+                // The client broke its own body mid-way (the origin saw an unfinished body and a closed
+                // connection, never a complete request): the client's fault, not the origin's.
+                return self.client_body_refused(ctx, &"malformed or interrupted request body");
+            }
             Some(Err(e)) => {
                 let kind = e.kind();
                 self.metrics.upstream_error(kind);
@@ -635,6 +642,23 @@ impl Proxy {
 }
 
 impl Proxy {
+    /// A request whose body the client sent malformed: 400, counted as a client error, never an upstream one.
+    fn client_body_refused(
+        &self,
+        ctx: &RequestContext,
+        why: &dyn std::fmt::Display,
+    ) -> Response<ResponseBody> {
+        self.metrics
+            .client_error(crate::metrics::ClientErrorKind::malformed);
+        tracing::info!(
+            request_id = ctx.request_id.to_str().unwrap_or("-"),
+            error = %why,
+            "request body malformed; answered 400"
+        );
+        // hyper closes an HTTP/1.1 connection whose request body broke; the answer needs no Connection header.
+        Refusal::BadRequest("The request body is malformed.").response(&ctx.request_id)
+    }
+
     /// Plan phase: the rules that match and are permitted, rendered for this visitor (plus the consent banner
     /// when the Decision asks for it), and the decision record to write. `None`: nothing was considered (no
     /// company lookup ran and there is nothing to change), so nothing to record.

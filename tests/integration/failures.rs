@@ -381,3 +381,45 @@ async fn identical_content_lengths_fragments_and_h2_host_mismatch() {
     let resp = h2.send_request(req).await.expect("response");
     assert_eq!(resp.status(), 200, "the same host in another case is fine");
 }
+
+/// Regression (issue 13, item 12): a malformed chunked request body was answered 502 "the site's server could
+/// not be reached", counted as an upstream error, and the origin received a truncated request.
+#[tokio::test]
+async fn a_malformed_request_body_is_the_clients_fault() {
+    let origin = Origin::start().await;
+    let server = proxy(&origin.url(), "").await;
+    let addr = server.listeners[0];
+    // Bad from the first chunk: refused before the origin sees anything.
+    let resp = raw(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(resp.status, 400, "{}", resp.head);
+    assert!(String::from_utf8_lossy(&resp.body).contains("request body"));
+    assert!(origin.seen().is_empty(), "no half request at the origin");
+    // Bad after a good chunk: the origin got an unfinished body (and a closed connection), the client a 400.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(b"zz\r\nworld\r\n0\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert_eq!(parse_raw(&buf).status, 400);
+    let m = metrics_text(&server).await;
+    assert!(
+        !m.lines()
+            .any(|l| l.starts_with("concierge_upstream_errors_total{") && !l.ends_with(" 0")),
+        "no upstream error counted:\n{}",
+        m.lines()
+            .filter(|l| l.contains("upstream_errors"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        metric_value(&m, "concierge_client_errors_total{kind=\"malformed\"}"),
+        Some(2.0)
+    );
+}
