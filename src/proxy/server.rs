@@ -142,6 +142,7 @@ pub async fn serve_listener(
         tokio::spawn(async move {
             let _guard = guard;
             let _permit = permit;
+            let accepted_at = tokio::time::Instant::now();
             let _ = tcp.set_nodelay(true);
             let mut tcp = tcp;
             let (base, base_source, leftover) = if config.settings.proxy_protocol {
@@ -167,7 +168,7 @@ pub async fn serve_listener(
                 client: super::headers::ClientAddr::new(base),
             };
             let io = Rewind::new(tcp, leftover);
-            serve_connection(io, info, &config, &builders, proxy, timeouts).await;
+            serve_connection(io, info, &config, &builders, proxy, timeouts, accepted_at).await;
         });
     }
     tracing::debug!(listener = %label, "listener closed");
@@ -243,15 +244,22 @@ async fn serve_connection(
     builders: &Builders,
     proxy: Arc<Proxy>,
     timeouts: Timeouts,
+    accepted_at: tokio::time::Instant,
 ) {
     let activity = Arc::new(Activity::new());
     let tcp = Tracked::new(tcp, activity.clone());
+    let max_head = proxy.settings().limits.max_header_bytes;
     match &config.tls {
         None => {
             let builder = if config.settings.http2 {
                 &builders.auto
             } else {
                 &builders.h1
+            };
+            let deadline = accepted_at + timeouts.client_header;
+            let Some(tcp) = first_head(tcp, deadline, max_head, true, &proxy, info.peer).await
+            else {
+                return;
             };
             drive(tcp, info, builder, proxy, activity).await;
         }
@@ -272,6 +280,12 @@ async fn serve_connection(
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let builder = if h2 { &builders.h2 } else { &builders.h1 };
+            // The head's time counts from the end of the handshake (which has its own bound).
+            let deadline = tokio::time::Instant::now() + timeouts.client_header;
+            let Some(tls) = first_head(tls, deadline, max_head, !h2, &proxy, info.peer).await
+            else {
+                return;
+            };
             drive(tls, info, builder, proxy, activity).await;
         }
     }
@@ -329,6 +343,76 @@ async fn drive<IO>(
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
+        }
+    }
+}
+
+/// What a client that sent part of a request head and then stalled gets (HAProxy answers the same way).
+fn request_timeout() -> Vec<u8> {
+    let body = "<!doctype html>\n<html lang=\"en\"><head><title>408 Request Timeout</title></head>\
+                <body><p>The request did not arrive in time.</p></body></html>\n";
+    format!(
+        "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The connection's first request head must arrive by `deadline` (HTTP/1.1: a complete head; HTTP/2: the
+/// preface), whatever hyper's own timer does (it starts at the first byte, so a connection that sends nothing
+/// would otherwise be kept until the idle timeout). The bytes read go to hyper unchanged. `None`: the
+/// connection is done — closed by the peer, or timed out (with a 408 when part of an HTTP/1.1 head arrived).
+async fn first_head<IO>(
+    mut io: IO,
+    deadline: tokio::time::Instant,
+    max_head: usize,
+    http1: bool,
+    proxy: &Proxy,
+    peer: SocketAddr,
+) -> Option<Rewind<IO>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let complete = |b: &[u8]| b.windows(4).any(|w| w == b"\r\n\r\n");
+    let read = tokio::time::timeout_at(deadline, async {
+        loop {
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(buf.capacity());
+            }
+            let before = buf.len();
+            let n = io.read_buf(&mut buf).await?;
+            if n == 0 {
+                return Ok::<bool, io::Error>(false);
+            }
+            // Only the new bytes (and the three before them) can complete the head.
+            if complete(&buf[before.saturating_sub(3)..]) || buf.len() > max_head {
+                return Ok(true);
+            }
+        }
+    })
+    .await;
+    match read {
+        Ok(Ok(true)) => Some(Rewind::new(io, buf)),
+        // Closed (or failed) before a head arrived: nothing to answer.
+        Ok(Ok(false)) | Ok(Err(_)) => None,
+        Err(_) => {
+            proxy
+                .metrics()
+                .client_error(ClientErrorKind::header_timeout);
+            if http1 && !buf.is_empty() {
+                tracing::debug!(%peer, bytes = buf.len(), "request head incomplete at the deadline; 408");
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    io.write_all(&request_timeout()).await?;
+                    io.shutdown().await
+                })
+                .await;
+            } else {
+                tracing::debug!(%peer, "no request within the header timeout; connection closed");
+            }
+            None
         }
     }
 }

@@ -255,7 +255,37 @@ async fn slow_request_head_is_cut_off() {
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the proxy closed the slowloris connection");
+    // Regression (issue 13, item 14): it was closed silently; a partial head gets a 408, as HAProxy answers.
+    let resp = parse_raw(&buf);
+    assert_eq!(resp.status, 408, "{}", resp.head);
     assert!(origin.seen().is_empty());
+}
+
+/// Regression (issue 13, item 14): a connection that sent nothing was kept until `client_idle` (60 s), not
+/// `client_header` as documented.
+#[tokio::test]
+async fn a_silent_connection_is_closed_at_the_header_timeout() {
+    let origin = Origin::start().await;
+    let server = proxy(
+        &origin.url(),
+        "[timeouts]\nclient_header = \"300ms\"\nclient_idle = \"60s\"\n",
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(server.listeners[0])
+        .await
+        .expect("connect");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "closed long before client_idle");
+    assert!(buf.is_empty(), "nothing was asked, nothing is answered");
+    let m = metrics_text(&server).await;
+    assert_eq!(
+        metric_value(&m, "concierge_client_errors_total{kind=\"header_timeout\"}"),
+        Some(1.0)
+    );
+    // A request that arrives in time is served, and its keep-alive connection stays usable.
+    let (resp, _) = get(server.listeners[0], "/", &[]).await;
+    assert_eq!(resp.status(), 200);
 }
 
 #[tokio::test]
