@@ -96,47 +96,57 @@
       window.setTimeout(function () { container.setAttribute("hidden", ""); }, 4000);
     }
 
+    var answered = null; // the answer given, once it is recorded
+
     close.addEventListener("click", function () {
       store.setItem(key, "done");
       container.setAttribute("hidden", "");
-      send(prompt, { event: "dismiss" });
+      // Closing after answering loses nothing: the answer was recorded when it was given.
+      if (answered === null) send(prompt, { event: "dismiss" });
     });
 
-    function answer(value, comment, again) {
-      var fields = { event: "answer", answer: value };
-      if (comment) fields.comment = comment.slice(0, MAX_COMMENT);
-      yes.disabled = no.disabled = true;
-      send(prompt, fields).then(function (ok) {
-        if (ok) {
-          finish("Thank you for your feedback.");
-        } else {
-          yes.disabled = no.disabled = false;
-          if (again) again.disabled = false;
-          status.textContent = "Your answer could not be sent. Please try again later.";
-        }
+    function failed(button) {
+      if (button) button.disabled = false;
+      status.textContent = "Your answer could not be sent. Please try again later.";
+    }
+
+    // The optional comment, sent as its own event after the answer.
+    function askComment(value) {
+      var fieldId = id + "-comment";
+      var text = el("textarea", { id: fieldId, "class": "cf-comment", maxlength: String(MAX_COMMENT), rows: "3" });
+      var submit = el("button", { type: "submit", "class": "cf-button" }, ["Send"]);
+      var form = el("form", { "class": "cf-form" }, [
+        el("label", { "for": fieldId }, ["Thank you. Anything you would like to add? (optional)"]),
+        text,
+        submit
+      ]);
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        var comment = text.value.trim().slice(0, MAX_COMMENT);
+        if (!comment) return finish("Thank you for your feedback.");
+        submit.disabled = true;
+        send(prompt, { event: "comment", answer: value, comment: comment }).then(function (ok) {
+          if (ok) finish("Thank you for your feedback."); else failed(submit);
+        });
       });
+      answers.replaceWith(form);
+      text.focus();
     }
 
     [yes, no].forEach(function (button) {
       button.addEventListener("click", function () {
         var value = button.getAttribute("data-answer");
-        if (!prompt.comment) return answer(value, "", null);
-        // Ask for the optional comment, then send both.
-        var fieldId = id + "-comment";
-        var text = el("textarea", { id: fieldId, "class": "cf-comment", maxlength: String(MAX_COMMENT), rows: "3" });
-        var submit = el("button", { type: "submit", "class": "cf-button" }, ["Send"]);
-        var form = el("form", { "class": "cf-form" }, [
-          el("label", { "for": fieldId }, ["Anything you would like to add? (optional)"]),
-          text,
-          submit
-        ]);
-        form.addEventListener("submit", function (event) {
-          event.preventDefault();
-          submit.disabled = true;
-          answer(value, text.value.trim(), submit);
+        yes.disabled = no.disabled = true;
+        // The answer is posted the moment it is given.
+        send(prompt, { event: "answer", answer: value }).then(function (ok) {
+          if (!ok) {
+            yes.disabled = no.disabled = false;
+            return failed(null);
+          }
+          answered = value;
+          store.setItem(key, "done");
+          if (prompt.comment) askComment(value); else finish("Thank you for your feedback.");
         });
-        answers.replaceWith(form);
-        text.focus();
       });
     });
   }

@@ -225,7 +225,7 @@ impl Metrics {
         let feedback_records = Family::<FeedbackLabel, Counter>::default();
         registry.register(
             "feedback_records",
-            "Events posted by the feedback widget, by event (impression, feedback, dismissal, unknown) and result (recorded, refused, failed)",
+            "Events posted by the feedback widget, by event (impression, feedback, comment, dismissal, unknown) and result (recorded, refused, failed)",
             feedback_records.clone(),
         );
         let rate_limited = Family::<EndpointLabel, Counter>::default();

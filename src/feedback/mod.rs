@@ -94,11 +94,15 @@ pub fn encode_component(s: &str) -> String {
 pub enum Event {
     /// The prompt was shown to the visitor (once per visitor, page and rule).
     Shown,
-    /// The visitor answered; `comment` only where the prompt asks for one.
+    /// The visitor answered (posted the moment the answer is given); `comment` only where the prompt asks for
+    /// one (the widget sends it as its own [`Event::Comment`]; an answer carrying one is still accepted).
     Answer {
         positive: bool,
         comment: Option<String>,
     },
+    /// The visitor's comment on the answer they gave (after it, as its own event, so closing the prompt before
+    /// commenting loses nothing).
+    Comment { positive: bool, comment: String },
     /// The visitor closed the prompt without answering.
     Dismissed,
 }
@@ -109,6 +113,7 @@ impl Event {
         match self {
             Event::Shown => "impression",
             Event::Answer { .. } => "feedback",
+            Event::Comment { .. } => "comment",
             Event::Dismissed => "dismissal",
         }
     }
@@ -135,6 +140,7 @@ pub enum FormError {
     BadAnswer,
     CommentTooLong,
     UnexpectedComment,
+    MissingComment,
 }
 
 impl FormError {
@@ -143,13 +149,14 @@ impl FormError {
         match self {
             FormError::Malformed => "The form is not valid URL-encoded UTF-8.",
             FormError::Repeated => "The form repeats a field.",
-            FormError::BadEvent => "`event` must be shown, answer or dismiss.",
+            FormError::BadEvent => "`event` must be shown, answer, comment or dismiss.",
             FormError::BadRule => "`rule` is missing or not a rule id.",
             FormError::BadVersion => "`version` is missing or not a rule-set version.",
             FormError::BadPage => "`page` must be a path on this site.",
-            FormError::BadAnswer => "An answer needs `answer` = yes or no.",
+            FormError::BadAnswer => "An answer or comment needs `answer` = yes or no.",
             FormError::CommentTooLong => "The comment is longer than 500 characters.",
-            FormError::UnexpectedComment => "Only answers carry a comment.",
+            FormError::UnexpectedComment => "Only answers and comments carry a comment.",
+            FormError::MissingComment => "A comment event needs a `comment`.",
         }
     }
 }
@@ -170,7 +177,7 @@ fn is_token(s: &str, max: usize, extra: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
-/// Parse `event=shown|answer|dismiss&rule=…&version=…&page=/path[&answer=yes|no][&comment=…]`. Unknown
+/// Parse `event=shown|answer|comment|dismiss&rule=…&version=…&page=/path[&answer=yes|no][&comment=…]`. Unknown
 /// fields are ignored; a repeated field is refused (which of two values was meant is anyone's guess).
 pub fn parse(body: &[u8]) -> Result<Submission, FormError> {
     let text = std::str::from_utf8(body).map_err(|_| FormError::Malformed)?;
@@ -209,14 +216,21 @@ pub fn parse(body: &[u8]) -> Result<Submission, FormError> {
         Some("shown" | "dismiss") if comment.is_some() => return Err(FormError::UnexpectedComment),
         Some("shown") => Event::Shown,
         Some("dismiss") => Event::Dismissed,
-        Some("answer") => Event::Answer {
-            positive: match answer.as_deref() {
+        Some(e @ ("answer" | "comment")) => {
+            let positive = match answer.as_deref() {
                 Some("yes") => true,
                 Some("no") => false,
                 _ => return Err(FormError::BadAnswer),
-            },
-            comment,
-        },
+            };
+            if e == "answer" {
+                Event::Answer { positive, comment }
+            } else {
+                Event::Comment {
+                    positive,
+                    comment: comment.ok_or(FormError::MissingComment)?,
+                }
+            }
+        }
         _ => return Err(FormError::BadEvent),
     };
     Ok(Submission {
@@ -243,8 +257,8 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// A record on the `feedback` stream. `type`: `impression` (the prompt was shown), `feedback` (an answer) or
-/// `dismissal`.
+/// A record on the `feedback` stream. `type`: `impression` (the prompt was shown), `feedback` (an answer),
+/// `comment` (a comment on the answer given) or `dismissal`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FeedbackRecord {
     #[serde(rename = "type")]
@@ -273,6 +287,9 @@ impl FeedbackRecord {
             Event::Shown | Event::Dismissed => (None, None),
             Event::Answer { positive, comment } => {
                 (Some(if positive { "yes" } else { "no" }), comment)
+            }
+            Event::Comment { positive, comment } => {
+                (Some(if positive { "yes" } else { "no" }), Some(comment))
             }
         };
         FeedbackRecord {

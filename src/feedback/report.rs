@@ -149,13 +149,16 @@ impl Builder {
         match kind {
             "impression" => r.impressions += 1,
             "dismissal" => r.dismissals += 1,
-            "feedback" => {
-                r.answers += 1;
+            "feedback" | "comment" => {
                 let answer = v["answer"].as_str().unwrap_or("?");
-                match answer {
-                    "yes" => r.positive += 1,
-                    "no" => r.negative += 1,
-                    _ => {}
+                // A comment follows its answer as its own record; only the answer counts as one.
+                if kind == "feedback" {
+                    r.answers += 1;
+                    match answer {
+                        "yes" => r.positive += 1,
+                        "no" => r.negative += 1,
+                        _ => {}
+                    }
                 }
                 if let Some(c) = v["comment"].as_str() {
                     r.latest_comments.insert(

@@ -39,6 +39,43 @@ fn parses_the_three_events() {
     assert_eq!(s.page, "/a");
 }
 
+/// Issue 13, item 9: the comment follows the answer as its own event (so an answer is never lost to a closed
+/// prompt), and counts as a comment, not as a second answer.
+#[test]
+fn a_comment_is_its_own_event_after_the_answer() {
+    let s = parse(format!("event=comment&answer=yes&{BASE}&comment=Spot+on").as_bytes()).unwrap();
+    assert_eq!(
+        s.event,
+        Event::Comment {
+            positive: true,
+            comment: "Spot on".into()
+        }
+    );
+    assert_eq!(s.event.kind(), "comment");
+    assert_eq!(
+        parse(format!("event=comment&answer=yes&{BASE}").as_bytes()),
+        Err(FormError::MissingComment)
+    );
+    assert_eq!(
+        parse(format!("event=comment&{BASE}&comment=x").as_bytes()),
+        Err(FormError::BadAnswer)
+    );
+    let mut b = Builder::new(Filter::default());
+    for form in [
+        "event=shown",
+        "event=answer&answer=yes",
+        "event=comment&answer=yes&comment=Spot+on",
+    ] {
+        let sub = parse(format!("{form}&{BASE}").as_bytes()).unwrap();
+        b.add(&serde_json::to_value(FeedbackRecord::new(sub, None)).unwrap());
+    }
+    let r = b.finish();
+    let rule = &r.rules[0];
+    assert_eq!((rule.impressions, rule.answers, rule.positive), (1, 1, 1));
+    assert_eq!(rule.latest_comments[0].comment, "Spot on");
+    assert_eq!(rule.latest_comments[0].answer, "yes");
+}
+
 #[test]
 fn refuses_bad_forms_with_a_reason() {
     let cases: &[(&str, FormError)] = &[

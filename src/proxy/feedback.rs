@@ -58,7 +58,7 @@ pub async fn post(
                 Event::Answer {
                     comment: Some(_),
                     ..
-                }
+                } | Event::Comment { .. }
             )
         {
             return Err(refused(Refusal::BadRequest(
