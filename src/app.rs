@@ -91,28 +91,31 @@ impl Server {
         settings.consent.load_keys(&audit_dir, true)?;
         let settings = Arc::new(settings);
         let metrics = Metrics::new();
-        let firmographics = Firmographics::load(&settings.firmographics, &settings.rules_dir)
-            .map_err(|errors| StartError::Sources(indented(&errors)))?;
-        let rules = crate::rules::RuleSet::load(&settings.rules_dir)
-            .map_err(|errors| StartError::Rules(indented(&errors)))?;
+        let loaded = crate::sources::Sources::load(&settings.firmographics, &settings.rules_dir)
+            .map_err(|e| {
+                if e.rules.is_empty() {
+                    StartError::Sources(indented(&e.firmographics))
+                } else {
+                    StartError::Rules(indented(&e.rules))
+                }
+            })?;
         tracing::info!(
-            personalizations = rules.personalizations.len(),
-            version = %rules.version,
+            personalizations = loaded.rules.personalizations.len(),
+            version = %loaded.rules.version,
             "rules loaded"
         );
         let sources = Arc::new(SourcesReloader {
             settings: settings.clone(),
-            current: Arc::new(ArcSwap::from_pointee(firmographics)),
-            rules: Arc::new(ArcSwap::from_pointee(rules)),
+            current: Arc::new(ArcSwap::from_pointee(loaded)),
             metrics: metrics.clone(),
             fingerprint: std::sync::Mutex::new(crate::watch::fingerprint(watched(&settings))),
+            refused: std::sync::Mutex::new(None),
         });
         tracing::info!(dir = %settings.audit.dir.display(), "audit log");
         let proxy = Proxy::new(
             settings.clone(),
             metrics.clone(),
             sources.current.clone(),
-            sources.rules.clone(),
             audit.clone(),
         )?;
         let (phase, phase_rx) = watch::channel(Phase::Serving);
@@ -185,7 +188,8 @@ impl Server {
         if let Some(every) = settings.firmographics.watch_interval {
             let s = sources.clone();
             spawn_watcher(every, phase_rx.clone(), move || {
-                if s.files_changed() {
+                // A set that failed is tried again only once its files change again (one log line per change).
+                if s.files_changed() && !s.already_refused() {
                     let _ = s.reload("source files changed");
                 }
             });
@@ -222,13 +226,14 @@ impl Server {
         self.sources.reload(reason)
     }
 
-    /// The company and location tables currently in use.
+    /// The rules currently in use.
     pub fn rules(&self) -> Arc<crate::rules::RuleSet> {
-        self.sources.rules.load_full()
+        self.sources.current.load().rules.clone()
     }
 
+    /// The company and location tables currently in use.
     pub fn firmographics(&self) -> Arc<Firmographics> {
-        self.sources.current.load_full()
+        self.sources.current.load().firmographics.clone()
     }
 
     /// Reload certificates now (SIGHUP). `None` when no TLS listener is configured.
@@ -287,20 +292,21 @@ fn spawn_watcher(
     });
 }
 
-/// Rebuilds the company and location tables from their files, keeping the last good ones on failure.
 /// Every source file: company/location data and the rule files.
 fn watched(settings: &Settings) -> Vec<std::path::PathBuf> {
-    let mut files = settings.firmographics.watched_files(&settings.rules_dir);
-    files.extend(crate::rules::watched_files(&settings.rules_dir));
-    files
+    crate::sources::watched(&settings.firmographics, &settings.rules_dir)
 }
 
+/// Rebuilds the company and location tables and the rules from their files as one set, swapping the set in
+/// only when every part of it loads cleanly (the previous set keeps serving otherwise).
 struct SourcesReloader {
     settings: Arc<Settings>,
-    current: Arc<ArcSwap<Firmographics>>,
-    rules: Arc<ArcSwap<crate::rules::RuleSet>>,
+    current: Arc<ArcSwap<crate::sources::Sources>>,
     metrics: Arc<Metrics>,
+    /// The files as last loaded into `current`.
     fingerprint: std::sync::Mutex<crate::watch::Fingerprint>,
+    /// The files as they were when a set was last refused (not retried, nor logged again, until they change).
+    refused: std::sync::Mutex<Option<crate::watch::Fingerprint>>,
 }
 
 impl SourcesReloader {
@@ -308,54 +314,57 @@ impl SourcesReloader {
         crate::watch::fingerprint(watched(&self.settings))
     }
 
-    /// Whether any source file differs from what is loaded (a failed reload leaves this true: retried until
-    /// the files are fixed).
+    /// Whether any source file differs from what is loaded.
     fn files_changed(&self) -> bool {
         *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) != self.watched()
     }
 
-    /// Reload company/location sources and rules; each is swapped whole only if it loads cleanly (a broken
-    /// set keeps the previous one serving). The fingerprint moves on only when both loaded.
+    /// The files are as they were when the last set was refused.
+    fn already_refused(&self) -> bool {
+        let now = self.watched();
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|f| *f == now)
+    }
+
+    /// Load the rules and the company/location sources as one set; swap it in whole, or keep the previous set.
+    /// Each source's counter says whether *its* new version went live: when the set is refused, neither did.
     fn reload(&self, reason: &str) -> Result<(), String> {
         let before = self.watched();
-        let rules = match crate::rules::RuleSet::load(&self.settings.rules_dir) {
-            Ok(r) => {
-                tracing::info!(reason, personalizations = r.personalizations.len(), version = %r.version, "rules reloaded");
-                self.rules.store(Arc::new(r));
+        match crate::sources::Sources::load(&self.settings.firmographics, &self.settings.rules_dir)
+        {
+            Ok(s) => {
+                let accounts = s.firmographics.accounts().len();
+                tracing::info!(
+                    reason,
+                    personalizations = s.rules.personalizations.len(),
+                    version = %s.rules.version,
+                    accounts,
+                    "rules and company sources reloaded"
+                );
+                self.current.store(Arc::new(s));
                 self.metrics.source_reload("rules", ReloadResult::success);
+                self.metrics
+                    .source_reload("firmographics", ReloadResult::success);
+                *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = before;
+                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 Ok(())
             }
             Err(errors) => {
                 self.metrics.source_reload("rules", ReloadResult::failure);
-                let text = errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                tracing::error!(reason, errors = %text, "rule reload failed; keeping the previous rules");
-                Err(text)
-            }
-        };
-        match Firmographics::load(&self.settings.firmographics, &self.settings.rules_dir) {
-            Ok(f) => {
-                let accounts = f.accounts().len();
-                self.current.store(Arc::new(f));
-                self.metrics
-                    .source_reload("firmographics", ReloadResult::success);
-                tracing::info!(reason, accounts, "company and location sources reloaded");
-                rules?;
-                *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = before;
-                Ok(())
-            }
-            Err(errors) => {
                 self.metrics
                     .source_reload("firmographics", ReloadResult::failure);
-                let text = errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                tracing::error!(reason, errors = %text, "source reload failed; keeping the previous tables");
+                let text = errors.to_string();
+                tracing::error!(
+                    reason,
+                    rule_errors = errors.rules.len(),
+                    source_errors = errors.firmographics.len(),
+                    errors = %text,
+                    "reload refused: the rules and company sources go live together or not at all; the previous set keeps serving"
+                );
+                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(before);
                 Err(text)
             }
         }

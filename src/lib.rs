@@ -12,6 +12,7 @@
 //! | `client_ip`| trusted proxies, X-Forwarded-For / Forwarded, PROXY protocol parsing |
 //! | `host`     | what a valid host[:port] is |
 //! | `firmographics` | IP → company and location: prefix tables, sources |
+//! | `sources`  | one generation of company tables and rules, swapped together |
 //! | `tls`      | certificate loading, SNI selection, reload keeping the last good set |
 //! | `proxy`    | the per-request phases, header hygiene, upstream client, error responses |
 //! | `metrics`  | counters, histograms, Prometheus exposition |
@@ -33,5 +34,6 @@ pub mod metrics;
 pub mod proxy;
 pub mod rewrite;
 pub mod rules;
+pub mod sources;
 pub mod tls;
 pub mod watch;

@@ -142,6 +142,30 @@ pub struct Account {
     pub networks: Vec<IpNetwork>,
 }
 
+/// A hand-written source file's text, at most `max` bytes. Not UTF-8: the error says where (`line:column` of
+/// the first byte that is not, and the byte), so the editor can find it.
+pub fn read_text(path: &Path, max: u64) -> Result<String, (Option<(usize, usize)>, String)> {
+    let meta = std::fs::metadata(path).map_err(|e| (None, format!("cannot read: {e}")))?;
+    if meta.len() > max {
+        return Err((None, format!("larger than {max} bytes")));
+    }
+    let bytes = std::fs::read(path).map_err(|e| (None, format!("cannot read: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        // Everything before `at` is valid UTF-8.
+        let before = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+        let loc = line_col(before, at);
+        (
+            Some(loc),
+            format!(
+                "not UTF-8: byte 0x{:02X} at line {}, column {} (save the file as UTF-8)",
+                bytes[at], loc.0, loc.1
+            ),
+        )
+    })
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -268,10 +292,10 @@ pub fn load_accounts(rules_dir: &Path) -> Result<Vec<Account>, Vec<SourceError>>
     let mut errors = Vec::new();
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
     for file in files {
-        let text = match std::fs::read_to_string(&file) {
+        let text = match read_text(&file, crate::rules::MAX_FILE_BYTES) {
             Ok(t) => t,
-            Err(e) => {
-                errors.push(SourceError::new(&file, None, format!("cannot read: {e}")));
+            Err((loc, e)) => {
+                errors.push(SourceError::new(&file, loc, e));
                 continue;
             }
         };

@@ -39,9 +39,11 @@ pub async fn post(
         feedback::parse(&body).map_err(|e| refused(Refusal::BadRequest(e.message())))?;
     let event = submission.event.kind();
     let refused = |r: Refusal| (r, event, "refused");
+    // One generation of rules and tables for the whole request.
+    let sources = proxy.sources();
     // Only prompts the rule set has: nobody can fill the report with rules that do not exist.
     {
-        let rules = proxy.rules.load();
+        let rules = &sources.rules;
         let prompt = rules
             .personalizations
             .iter()
@@ -68,7 +70,7 @@ pub async fn post(
     }
     // The account, only where this request's consent decision permits the company lookup.
     let c = crate::classify::classify(
-        &proxy.firmographics(),
+        &sources.firmographics,
         &proxy.settings().consent,
         ctx.client.addr,
         &parts.headers,

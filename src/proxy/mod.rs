@@ -29,8 +29,8 @@ use hyper_util::rt::TokioIo;
 
 use crate::client_ip::{self, ClientIp};
 use crate::config::{HostHeader, Settings};
-use crate::firmographics::Firmographics;
 use crate::metrics::{Metrics, UpstreamErrorKind};
+use crate::sources::Sources;
 use arc_swap::ArcSwap;
 use body::{Recorder, ResponseBody};
 use error::Refusal;
@@ -79,10 +79,10 @@ pub struct Proxy {
     via: headers::ViaValues,
     /// `Host` for `host_header = "upstream"`: the URL's authority as written (no default port added).
     upstream_host: Option<HeaderValue>,
-    firmographics: Arc<ArcSwap<Firmographics>>,
+    /// The company/location tables and the rules, swapped together on reload.
+    sources: Arc<ArcSwap<Sources>>,
     /// The audit log (proof-of-consent and decision records).
     audit: Arc<crate::audit::Audit>,
-    rules: Arc<ArcSwap<crate::rules::RuleSet>>,
     /// Posts to the proxy's own endpoints, per client.
     posts: ratelimit::RateLimiter,
 }
@@ -116,8 +116,7 @@ impl Proxy {
     pub fn new(
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
-        firmographics: Arc<ArcSwap<Firmographics>>,
-        rules: Arc<ArcSwap<crate::rules::RuleSet>>,
+        sources: Arc<ArcSwap<Sources>>,
         audit: Arc<crate::audit::Audit>,
     ) -> Result<Arc<Proxy>, upstream::UpstreamSetupError> {
         let upstream = Upstream::new(&settings.upstream, &settings.timeouts)?;
@@ -137,17 +136,16 @@ impl Proxy {
             metrics,
             via,
             upstream_host,
-            firmographics,
+            sources,
             audit,
-            rules,
             posts,
         }))
     }
 
-    /// The current company and location tables (swapped whole on reload). The classify phase reads them —
-    /// the company lookup only when the consent decision permits the firmographic tier.
-    pub fn firmographics(&self) -> arc_swap::Guard<Arc<Firmographics>> {
-        self.firmographics.load()
+    /// The current generation of company/location tables and rules (swapped together on reload). A request
+    /// loads it once and decides everything against it.
+    pub fn sources(&self) -> Arc<Sources> {
+        self.sources.load_full()
     }
 
     pub fn settings(&self) -> &Settings {
@@ -171,9 +169,10 @@ impl Proxy {
             Step::Respond(early) => early,
             Step::Own(route) => own::serve(&self, route, req, &ctx).await,
             Step::Forward => {
+                let sources = self.sources();
                 let considered = self
-                    .classify_phase(&req, &ctx)
-                    .and_then(|c| self.plan_phase(&req, &ctx, &c));
+                    .classify_phase(&req, &ctx, &sources)
+                    .and_then(|c| self.plan_phase(&req, &ctx, &c, &sources));
                 self.upstream_phase(req, &ctx, &conn, considered).await
             }
         };
@@ -324,6 +323,7 @@ impl Proxy {
         &self,
         req: &Request<Incoming>,
         ctx: &RequestContext,
+        sources: &Sources,
     ) -> Option<crate::classify::Classification> {
         if !(ctx.method == Method::GET || ctx.method == Method::HEAD)
             || !is_page_request(req.headers())
@@ -331,7 +331,7 @@ impl Proxy {
             return None;
         }
         let c = crate::classify::classify(
-            &self.firmographics.load(),
+            &sources.firmographics,
             &self.settings.consent,
             ctx.client.addr,
             req.headers(),
@@ -667,8 +667,9 @@ impl Proxy {
         req: &Request<Incoming>,
         ctx: &RequestContext,
         c: &crate::classify::Classification,
+        sources: &Sources,
     ) -> Option<Considered> {
-        let rules = self.rules.load();
+        let rules = &sources.rules;
         let lookup_ran = !matches!(c.company, crate::classify::Lookup::NotRun);
         if rules.personalizations.is_empty() && !c.decision.show_banner && !lookup_ran {
             return None;

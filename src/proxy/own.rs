@@ -312,7 +312,7 @@ async fn consent_post(
             "failed",
         ));
     };
-    let geo = proxy.firmographics().geo(ctx.client.addr);
+    let geo = proxy.sources().firmographics.geo(ctx.client.addr);
     let record = Record::Consent(ConsentRecord {
         time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         consent_id: cookie.consent_id.clone(),

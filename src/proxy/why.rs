@@ -73,15 +73,16 @@ pub fn page(
     let prefix = &settings.proxy.reserved_prefix;
     let asked = asked_page(req.uri().query());
     let now = crate::classify::unix_now();
+    let sources = proxy.sources();
     let c = crate::classify::classify(
-        &proxy.firmographics(),
+        &sources.firmographics,
         &settings.consent,
         ctx.client.addr,
         req.headers(),
         None,
         now,
     );
-    let rules = proxy.rules.load();
+    let rules = &sources.rules;
     let referrer_host = crate::rules::referrer_host(req.headers());
     let visitor = c.visitor(&asked, None, referrer_host.as_deref(), req.headers(), now);
     let plan = rules.plan(&visitor);

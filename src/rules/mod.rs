@@ -106,31 +106,32 @@ pub struct RawFeedback {
 #[serde(deny_unknown_fields)]
 struct RawAction {
     select: Option<toml::Spanned<String>>,
-    set_text: Option<String>,
+    set_text: Option<toml::Spanned<String>>,
     set_html: Option<toml::Spanned<String>>,
-    set_attribute: Option<RawAttribute>,
-    append_attribute: Option<RawAttribute>,
-    before: Option<RawInsert>,
-    after: Option<RawInsert>,
-    prepend: Option<RawInsert>,
-    append: Option<RawInsert>,
+    set_attribute: Option<toml::Spanned<RawAttribute>>,
+    append_attribute: Option<toml::Spanned<RawAttribute>>,
+    before: Option<toml::Spanned<RawInsert>>,
+    after: Option<toml::Spanned<RawInsert>>,
+    prepend: Option<toml::Spanned<RawInsert>>,
+    append: Option<toml::Spanned<RawInsert>>,
     remove: Option<bool>,
-    add_class: Option<String>,
+    add_class: Option<toml::Spanned<String>>,
     inject: Option<toml::Spanned<String>>,
 }
 
+// Values carry their spans so an error points at the offending key's line, not at the action's header.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAttribute {
-    name: String,
-    value: String,
+    name: toml::Spanned<String>,
+    value: toml::Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawInsert {
-    text: Option<String>,
-    html: Option<String>,
+    text: Option<toml::Spanned<String>>,
+    html: Option<toml::Spanned<String>>,
 }
 
 // ------------------------------------------------------------------------------------------------ compiled
@@ -356,11 +357,7 @@ fn parse_tier(s: &str) -> Option<Tier> {
 }
 
 fn read_bounded(path: &Path, max: u64) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if meta.len() > max {
-        return Err(format!("larger than {max} bytes"));
-    }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
+    crate::firmographics::company::read_text(path, max).map_err(|(_, e)| e)
 }
 
 /// Parse and validate one rule file.
@@ -648,8 +645,9 @@ fn compile_action(
     let span = raw.span();
     let a = raw.into_inner();
     let at = |s: std::ops::Range<usize>| Some(s);
-    let template =
-        |t: &str| Template::parse(t).map_err(|e| err(file, text, at(span.clone()), e.to_string()));
+    let template = |t: &toml::Spanned<String>| {
+        Template::parse(t.get_ref()).map_err(|e| err(file, text, at(t.span()), e.to_string()))
+    };
     let snippet = |name: &toml::Spanned<String>| -> Result<Template, SourceError> {
         let rel = Path::new(name.get_ref());
         if rel.is_absolute()
@@ -685,59 +683,59 @@ fn compile_action(
             )
         })
     };
-    let insert = |i: &RawInsert| -> Result<Content, SourceError> {
-        match (&i.text, &i.html) {
+    let insert = |i: &toml::Spanned<RawInsert>| -> Result<Content, SourceError> {
+        match (&i.get_ref().text, &i.get_ref().html) {
             (Some(t), None) => Ok(Content::Text(template(t)?)),
-            (None, Some(h)) => {
-                snippet(&toml::Spanned::new(span.clone(), h.clone())).map(Content::Html)
-            }
+            (None, Some(h)) => snippet(h).map(Content::Html),
             _ => Err(err(
                 file,
                 text,
-                at(span.clone()),
+                at(i.span()),
                 "an insertion takes exactly one of text = \"…\" or html = \"snippets/file.html\"",
             )),
         }
     };
-    let attribute = |attr: &RawAttribute| -> Result<(String, Template, bool), SourceError> {
-        let name = attr.name.trim().to_ascii_lowercase();
-        let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_:".contains(&b));
-        if !valid {
-            return Err(err(
-                file,
-                text,
-                at(span.clone()),
-                format!("`{}` is not an attribute name", attr.name),
-            ));
-        }
-        if name.starts_with("on") || matches!(name.as_str(), "style" | "srcdoc") {
-            return Err(err(
-                file,
-                text,
-                at(span.clone()),
-                format!(
+    let attribute =
+        |attr: &toml::Spanned<RawAttribute>| -> Result<(String, Template, bool), SourceError> {
+            let attr = attr.get_ref();
+            let name = attr.name.get_ref().trim().to_ascii_lowercase();
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_:".contains(&b));
+            if !valid {
+                return Err(err(
+                    file,
+                    text,
+                    at(attr.name.span()),
+                    format!("`{}` is not an attribute name", attr.name.get_ref()),
+                ));
+            }
+            if name.starts_with("on") || matches!(name.as_str(), "style" | "srcdoc") {
+                return Err(err(
+                    file,
+                    text,
+                    at(attr.name.span()),
+                    format!(
                     "attribute `{name}` can run script or restyle the page; rules may not set it"
                 ),
-            ));
-        }
-        let value = template(&attr.value)?;
-        let url = is_url_attribute(&name);
-        if url && !safe_url_prefix(value.literal_prefix()) {
-            return Err(err(
-                file,
-                text,
-                at(span.clone()),
-                format!(
-                    "`{}` is not a safe URL: only relative, http(s), mailto and tel links",
-                    attr.value
-                ),
-            ));
-        }
-        Ok((name, value, url))
-    };
+                ));
+            }
+            let value = template(&attr.value)?;
+            let url = is_url_attribute(&name);
+            if url && !safe_url_prefix(value.literal_prefix()) {
+                return Err(err(
+                    file,
+                    text,
+                    at(attr.value.span()),
+                    format!(
+                        "`{}` is not a safe URL: only relative, http(s), mailto and tel links",
+                        attr.value.get_ref()
+                    ),
+                ));
+            }
+            Ok((name, value, url))
+        };
     let mut kinds = Vec::new();
     if let Some(t) = &a.set_text {
         kinds.push(ActionKind::SetContent(Content::Text(template(t)?)));
@@ -766,8 +764,8 @@ fn compile_action(
     if a.remove == Some(true) {
         kinds.push(ActionKind::Remove);
     }
-    if let Some(c) = &a.add_class {
-        let c = c.trim();
+    if let Some(class) = &a.add_class {
+        let c = class.get_ref().trim();
         if c.is_empty()
             || c.chars()
                 .any(|ch| ch.is_whitespace() || ch == '"' || ch == '<')
@@ -775,7 +773,7 @@ fn compile_action(
             return Err(err(
                 file,
                 text,
-                at(span),
+                at(class.span()),
                 format!("add_class `{c}` must be one class name"),
             ));
         }
@@ -943,10 +941,10 @@ impl RuleSet {
         let mut personalizations = Vec::new();
         let mut hasher = Fnv::default();
         for (path, scale) in &files {
-            let text = match read_bounded(path, MAX_FILE_BYTES) {
+            let text = match crate::firmographics::company::read_text(path, MAX_FILE_BYTES) {
                 Ok(t) => t,
-                Err(e) => {
-                    errors.push(SourceError::new(path, None, e));
+                Err((loc, e)) => {
+                    errors.push(SourceError::new(path, loc, e));
                     continue;
                 }
             };

@@ -265,7 +265,12 @@ fn globs() {
 fn errors_name_file_line_column_and_what_is_wrong() {
     let cases: &[(&str, &str, &str)] = &[
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"Hi {{ company.name }}\"\n", "uses company.name (tier firmographic), but its tier is anonymous"),
-        ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"Hi {{ compnay.name }}\"\n", "unknown variable `compnay.name`"),
+        ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"Hi {{ compnay.name }}\"\n", "a.toml:6:12: unknown variable `compnay.name`"),
+        // Regression (issue 13, item 10): errors in an action's values point at the key's line, not at the
+        // [[personalization.action]] header.
+        ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"a\"\nset_attribute = { name = \"href\", value = \"javascript:alert(1)\" }\n", "a.toml:6:42: `javascript:alert(1)` is not a safe URL"),
+        ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"a\"\nbefore = { text = \"{{ nope }}\" }\n", "a.toml:6:19: unknown variable `nope`"),
+        ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"a\"\nadd_class = \"two words\"\n", "a.toml:6:13: add_class"),
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1[\"\nset_text = \"Hi\"\n", "a.toml:5:10: selector `h1[`"),
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"everyone\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"Hi\"\n", "a.toml:3:8: tier `everyone`"),
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"a\"\nset_attribute = { name = \"href\", value = \"javascript:alert(1)\" }\n", "not a safe URL"),
@@ -293,6 +298,28 @@ fn errors_name_file_line_column_and_what_is_wrong() {
             .join("\n");
         assert!(all.contains(expected), "expected `{expected}` in:\n{all}");
     }
+}
+
+/// Regression (issue 13, item 10): a file that is not UTF-8 was refused without saying where.
+#[test]
+fn a_file_that_is_not_utf8_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("accounts")).unwrap();
+    std::fs::write(
+        dir.path().join("accounts/a.toml"),
+        b"[account]\ndomain = \"a.example\"\nname = \"M\xfcnchen AG\"\n",
+    )
+    .unwrap();
+    let all = RuleSet::load(dir.path())
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        all.contains("a.toml:3:10: not UTF-8: byte 0xFC at line 3, column 10"),
+        "{all}"
+    );
 }
 
 #[test]

@@ -401,6 +401,68 @@ async fn a_broken_rule_file_on_reload_keeps_the_previous_rules_serving() {
     assert!(String::from_utf8_lossy(&body).contains("Made for Acme &amp; Sons"));
 }
 
+/// Regression (issue 13, item 10): an edit `check` rejects was half-live — new personalization text went live
+/// while the file's networks (with a bad CIDR) stayed old, and the rules counter said "success".
+#[tokio::test]
+async fn a_reload_is_all_or_nothing() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "accounts/acme.example.toml", ACME);
+    let server = rules_proxy(&origin, dir.path()).await;
+    let addr = server.listeners[0];
+    let metrics = server.metrics.clone();
+    let count = move |source: &str, result: &str| {
+        metric_value(
+            &metrics.encode(),
+            &format!("concierge_source_reloads_total{{source=\"{source}\",result=\"{result}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    // New text and a bad network in the same edit.
+    write(
+        dir.path(),
+        "accounts/acme.example.toml",
+        &ACME
+            .replace("Software for", "Now for")
+            .replace("\"127.0.10.0/24\"", "\"127.0.10.0/24\", \"10.0.0.0/33\""),
+    );
+    let c = count.clone();
+    eventually("the refused reload is counted", || {
+        c("firmographics", "failure") >= 1.0
+    })
+    .await;
+    assert_eq!(
+        count("rules", "failure"),
+        1.0,
+        "the rules did not go live either"
+    );
+    assert_eq!(count("rules", "success"), 0.0);
+    let (_, body) = get_from("127.0.10.5", addr, "/landing", &[HTML]).await;
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("Software for Acme"),
+        "the old set serves: {body}"
+    );
+    assert!(!body.contains("Now for"), "no half of the new set is live");
+    // The same broken files are not retried (nor logged) every watch interval.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(count("rules", "failure"), 1.0, "refused once per change");
+    // Fixed: the whole new set goes live.
+    write(
+        dir.path(),
+        "accounts/acme.example.toml",
+        &ACME.replace("Software for", "Now for"),
+    );
+    let c = count.clone();
+    eventually("the good reload is counted", || {
+        c("rules", "success") >= 1.0
+    })
+    .await;
+    assert_eq!(count("firmographics", "success"), 1.0);
+    let (_, body) = get_from("127.0.10.5", addr, "/landing", &[HTML]).await;
+    assert!(String::from_utf8_lossy(&body).contains("Now for Acme"));
+}
+
 #[tokio::test]
 async fn broken_rules_stop_the_start_with_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
