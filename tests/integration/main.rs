@@ -9,8 +9,11 @@
 //! - `consent`: the consent endpoint, banner assets, gpc.json, and "no permitted tier, no lookup".
 //! - `feedback`: the feedback widget and endpoint (abuse, rate limit), `concierge feedback report`, the why page.
 //! - `lifecycle`: graceful shutdown with requests in flight, the drain deadline, `concierge check`, signals.
+//! - `browser`: what a visitor does in headless Chromium (Debian's, driven by Playwright for Python; the scripts
+//!   are in `tests/browser/`, installed by `scripts/setup-browser`).
 
 mod audit;
+mod browser;
 mod client_ip;
 mod consent;
 mod failures;
