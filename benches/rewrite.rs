@@ -95,6 +95,7 @@ fn bench(c: &mut Criterion) {
         reasons: vec![],
         show_banner: false,
         consent_id: None,
+        basis: "opt-out:not-withdrawn",
     };
     let visitor = Visitor {
         path: "/",

@@ -195,6 +195,23 @@ impl Server {
             });
         }
         drop(lifecycle);
+        // The signed per-interval counts of page decisions: one `counts` record per checkpoint interval.
+        {
+            let audit = audit.clone();
+            let every = settings.audit.checkpoint_interval;
+            let mut phase = phase_rx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => audit.write_counts(),
+                        _ = phase.changed() => return,
+                    }
+                }
+            });
+        }
 
         let ready = Arc::new(AtomicBool::new(true));
         let mut admin = None;

@@ -13,6 +13,7 @@
 pub mod chain;
 pub mod keys;
 pub mod query;
+pub mod tally;
 pub mod verify;
 pub mod writer;
 
@@ -56,6 +57,8 @@ pub struct ConsentRecord {
 pub enum Record {
     Consent(ConsentRecord),
     Decision(Box<DecisionRecord>),
+    /// Per-interval counts of page decisions ([`tally`]).
+    Counts(tally::CountsRecord),
 }
 
 /// What was decided for one page request, and what it was based on. No raw IP, no user agent, no free text.
@@ -285,6 +288,11 @@ pub struct Audit {
     pub feedback: writer::Writer,
     pub wait_durable: bool,
     pub pseudonymizer: Pseudonymizer,
+    /// Page decisions of the current interval, written as a `counts` record every checkpoint interval.
+    pub tally: tally::Tally,
+    /// `audit.record_refusals`: a decision record also for pages where the Decision withheld the firmographic
+    /// tier and nothing else would be recorded.
+    pub record_refusals: bool,
 }
 
 /// Without `audit.signing_key`: the key at `<dir>/signing.key`, created on first start (with
@@ -331,7 +339,23 @@ impl Audit {
             feedback,
             wait_durable: settings.wait_durable,
             pseudonymizer: Pseudonymizer::new(settings.client, settings.client_key_rotation),
+            tally: tally::Tally::default(),
+            record_refusals: settings.record_refusals,
         }))
+    }
+
+    /// Queue the counts of the interval that just ended as a `counts` record (put back if it cannot be queued,
+    /// to go with the next interval's).
+    pub fn write_counts(&self) {
+        if let Some(counts) = self.tally.take() {
+            let record = Record::Counts(counts);
+            if self.records.submit_record(&record).is_err() {
+                let Record::Counts(counts) = record else {
+                    return;
+                };
+                self.tally.restore(counts);
+            }
+        }
     }
 
     /// Queue a record and wait until it is written (fsynced under `fsync = "batch"`), at most [`DURABLE_WAIT`].
@@ -346,8 +370,9 @@ impl Audit {
         }
     }
 
-    /// Write everything queued and a checkpoint on every stream (blocking; at shutdown).
+    /// Write the last counts, everything queued and a checkpoint on every stream (blocking; at shutdown).
     pub fn flush(&self) {
+        self.write_counts();
         self.records.flush();
         self.feedback.flush();
     }

@@ -201,6 +201,16 @@ pub struct Stats {
     pub by_outcome: BTreeMap<String, u64>,
     pub by_lookup: BTreeMap<String, u64>,
     pub consent_by_action: BTreeMap<String, u64>,
+    /// Page decisions in the signed per-interval `counts` records (every classified page, recorded or not).
+    pub counted_decisions: u64,
+    /// … by what decided the firmographic tier (`gpc`, `usp:opt-out`, `opt-out:not-withdrawn`, …).
+    pub counted_by_signal: BTreeMap<String, u64>,
+    /// … by `<region> <regime>`.
+    pub counted_by_jurisdiction: BTreeMap<String, u64>,
+    /// … by whether the company lookup ran (`ran`, `not_run`).
+    pub counted_by_lookup: BTreeMap<String, u64>,
+    /// … by signal and lookup together (`gpc lookup:not_run`): the evidence that honoured refusals ran none.
+    pub counted_by_signal_and_lookup: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_time: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -233,6 +243,30 @@ impl Stats {
                     bump(&mut self.by_reason, reason.as_str().unwrap_or("?"));
                 }
             }
+            Some("counts") => {
+                for c in v["counts"].as_array().into_iter().flatten() {
+                    let n = c["decisions"].as_u64().unwrap_or(0);
+                    let add =
+                        |m: &mut BTreeMap<String, u64>, k: String| *m.entry(k).or_default() += n;
+                    let signal = c["signal"].as_str().unwrap_or("?");
+                    let lookup = c["lookup"].as_str().unwrap_or("?");
+                    self.counted_decisions += n;
+                    add(&mut self.counted_by_signal, signal.to_string());
+                    add(&mut self.counted_by_lookup, lookup.to_string());
+                    add(
+                        &mut self.counted_by_jurisdiction,
+                        format!(
+                            "{} {}",
+                            c["region"].as_str().unwrap_or("?"),
+                            c["regime"].as_str().unwrap_or("?")
+                        ),
+                    );
+                    add(
+                        &mut self.counted_by_signal_and_lookup,
+                        format!("{signal} lookup:{lookup}"),
+                    );
+                }
+            }
             Some("consent") => {
                 self.consent_records += 1;
                 bump(
@@ -246,8 +280,8 @@ impl Stats {
 
     pub fn table(&self) -> String {
         let mut out = format!(
-            "decision records: {}\nconsent records:  {}\n",
-            self.decisions, self.consent_records
+            "decision records: {}\nconsent records:  {}\npage decisions counted (signed per-interval counts): {}\n",
+            self.decisions, self.consent_records, self.counted_decisions
         );
         if let (Some(a), Some(b)) = (&self.first_time, &self.last_time) {
             out.push_str(&format!("from {a} to {b}\n"));
@@ -259,6 +293,15 @@ impl Stats {
             ("by company lookup", &self.by_lookup),
             ("by reason", &self.by_reason),
             ("consent choices by action", &self.consent_by_action),
+            ("counted page decisions by signal", &self.counted_by_signal),
+            (
+                "counted page decisions by signal and company lookup",
+                &self.counted_by_signal_and_lookup,
+            ),
+            (
+                "counted page decisions by jurisdiction",
+                &self.counted_by_jurisdiction,
+            ),
         ] {
             if map.is_empty() {
                 continue;

@@ -47,6 +47,7 @@ pub struct RawAudit {
     pub retention: Option<String>,
     pub client: Option<String>,
     pub client_key_rotation: Option<String>,
+    pub record_refusals: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +76,8 @@ pub struct AuditSettings {
     pub retention: Duration,
     pub client: crate::audit::ClientMode,
     pub client_key_rotation: Duration,
+    /// A decision record also for every page where the Decision withheld the firmographic tier.
+    pub record_refusals: bool,
 }
 
 impl AuditSettings {
@@ -423,6 +426,7 @@ pub(super) fn validate_audit(
         retention,
         client,
         client_key_rotation,
+        record_refusals: raw.record_refusals.unwrap_or(false),
     }
 }
 

@@ -43,7 +43,7 @@ impl Tier {
 }
 
 /// The legal regime the visitor's location puts the request under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Regime {
     OptIn,
@@ -135,6 +135,11 @@ pub struct Decision {
     /// reviewer can join the decision to its proof-of-consent record.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consent_id: Option<String>,
+    /// What decided the firmographic tier, as counted in the audit log's per-interval `counts` records:
+    /// `opt-out:not-withdrawn`, `first-party:granted`, `tcf:granted` (permitted), or the first withdrawal or
+    /// missing grant — `gpc`, `dnt`, `usp:opt-out`, `gpp:opt-out`, `unreadable`, `first-party:refused`,
+    /// `tcf:refused`, `opt-in:no-grant`.
+    pub basis: &'static str,
 }
 
 impl Decision {
@@ -181,9 +186,12 @@ impl Policy {
         )];
         // Withdrawals, from any signal.
         let mut withdrawn_all = false;
+        // The first withdrawal found, for the decision's basis.
+        let mut withdrawal: Option<&'static str> = None;
         if signals.gpc {
             reasons.push("gpc".into());
             withdrawn_all = true;
+            withdrawal.get_or_insert("gpc");
         }
         if signals.dnt {
             reasons.push(
@@ -195,13 +203,20 @@ impl Policy {
                 .into(),
             );
             withdrawn_all |= self.dnt_is_opt_out;
+            if self.dnt_is_opt_out {
+                withdrawal.get_or_insert("dnt");
+            }
         }
         match &signals.usp {
             Some(Ok(u)) if u.opted_out() => {
                 reasons.push("usp:opt-out".into());
                 withdrawn_all = true;
+                withdrawal.get_or_insert("usp:opt-out");
             }
-            Some(Err(e)) => withdrawn_all |= unreadable(&mut reasons, "usp", e),
+            Some(Err(e)) => {
+                withdrawn_all |= unreadable(&mut reasons, "usp", e);
+                withdrawal.get_or_insert("unreadable");
+            }
             _ => {}
         }
         let mut gpp_tcf = None;
@@ -212,21 +227,27 @@ impl Policy {
                         Section::UsNat(n) if n.opted_out() => {
                             reasons.push("gpp:usnat:opt-out".into());
                             withdrawn_all = true;
+                            withdrawal.get_or_insert("gpp:opt-out");
                         }
                         Section::UsState(st) if st.opted_out() => {
                             reasons.push(format!("gpp:{name}:opt-out"));
                             withdrawn_all = true;
+                            withdrawal.get_or_insert("gpp:opt-out");
                         }
                         Section::Usp(u) if u.opted_out() => {
                             reasons.push("gpp:uspv1:opt-out".into());
                             withdrawn_all = true;
+                            withdrawal.get_or_insert("gpp:opt-out");
                         }
                         Section::Tcf(t) if name == "tcfeuv2" => gpp_tcf = Some(t.as_ref()),
                         _ => {}
                     }
                 }
             }
-            Some(Err(e)) => withdrawn_all |= unreadable(&mut reasons, "gpp", e),
+            Some(Err(e)) => {
+                withdrawn_all |= unreadable(&mut reasons, "gpp", e);
+                withdrawal.get_or_insert("unreadable");
+            }
             None => {}
         }
         // Our own cookie: a grant or refusal per tier. Its refusals count whatever its state (a withdrawal needs
@@ -247,7 +268,10 @@ impl Policy {
                     first_party_grants = true;
                 }
             }
-            Some(Err(e)) => withdrawn_all |= unreadable(&mut reasons, "first-party", e),
+            Some(Err(e)) => {
+                withdrawn_all |= unreadable(&mut reasons, "first-party", e);
+                withdrawal.get_or_insert("unreadable");
+            }
             None => {}
         }
         // TCF: the standalone string, else the GPP section.
@@ -280,6 +304,7 @@ impl Policy {
 
         let mut permitted = BTreeSet::from([Tier::Anonymous]);
         let mut decisive = withdrawn_all;
+        let mut basis = "opt-in:no-grant";
         for (tier, purposes, name) in [
             (
                 Tier::Firmographic,
@@ -340,6 +365,27 @@ impl Policy {
             if allowed {
                 permitted.insert(tier);
             }
+            if tier == Tier::Firmographic {
+                basis = if allowed {
+                    if fp_choice == Some(true) {
+                        "first-party:granted"
+                    } else if tcf_grant == Some(true) {
+                        "tcf:granted"
+                    } else {
+                        "opt-out:not-withdrawn"
+                    }
+                } else if let Some(w) = withdrawal {
+                    w
+                } else if fp_choice == Some(false) {
+                    "first-party:refused"
+                } else if tcf_unreadable {
+                    "unreadable"
+                } else if tcf_grant == Some(false) {
+                    "tcf:refused"
+                } else {
+                    "opt-in:no-grant"
+                };
+            }
         }
         let show_banner = jurisdiction.regime == Regime::OptIn && !decisive;
         if show_banner {
@@ -362,6 +408,7 @@ impl Policy {
             reasons,
             show_banner,
             consent_id,
+            basis,
         }
     }
 }
@@ -662,6 +709,42 @@ mod tests {
         let d = decide(Some("DE"), None, &old_choice);
         assert_eq!(tiers(&d), [Anonymous]);
         assert!(d.reasons.contains(&"first-party:stale".to_string()));
+    }
+
+    #[test]
+    fn the_basis_names_what_decided_the_firmographic_tier() {
+        let basis = |country, sub, s: &Signals| decide(Some(country), sub, s).basis;
+        assert_eq!(
+            basis("US", Some("CA"), &Signals::default()),
+            "opt-out:not-withdrawn"
+        );
+        assert_eq!(basis("DE", None, &Signals::default()), "opt-in:no-grant");
+        let gpc = Signals {
+            gpc: true,
+            usp: Some(Ok(usp::decode("1YYN").unwrap())),
+            ..Default::default()
+        };
+        assert_eq!(basis("US", Some("CA"), &gpc), "gpc", "the first withdrawal");
+        let usp = Signals {
+            usp: Some(Ok(usp::decode("1YYN").unwrap())),
+            ..Default::default()
+        };
+        assert_eq!(basis("US", Some("CA"), &usp), "usp:opt-out");
+        let refused = Signals {
+            first_party: Some(Ok(fp(false, false, NOW))),
+            ..Default::default()
+        };
+        assert_eq!(basis("US", Some("CA"), &refused), "first-party:refused");
+        let granted = Signals {
+            first_party: Some(Ok(fp(true, false, NOW))),
+            ..Default::default()
+        };
+        assert_eq!(basis("DE", None, &granted), "first-party:granted");
+        let broken = Signals {
+            gpp: Some(Err("bad".into())),
+            ..Default::default()
+        };
+        assert_eq!(basis("US", Some("CA"), &broken), "unreadable");
     }
 
     #[test]

@@ -343,9 +343,12 @@ impl Proxy {
             c.highest_tier(),
             c.decision.show_banner,
         );
-        if !matches!(c.company, crate::classify::Lookup::NotRun) {
+        let lookup_ran = !matches!(c.company, crate::classify::Lookup::NotRun);
+        if lookup_ran {
             self.metrics.company_lookup(c.company.label());
         }
+        // Every page decision is counted for the signed per-interval `counts` records.
+        self.audit.tally.count(&c.decision, lookup_ran);
         Some(c)
     }
 
@@ -671,7 +674,13 @@ impl Proxy {
     ) -> Option<Considered> {
         let rules = &sources.rules;
         let lookup_ran = !matches!(c.company, crate::classify::Lookup::NotRun);
-        if rules.personalizations.is_empty() && !c.decision.show_banner && !lookup_ran {
+        // `audit.record_refusals`: a page where the Decision withheld the company lookup is recorded too.
+        let record_anyway = lookup_ran
+            || (self.audit.record_refusals
+                && !c
+                    .decision
+                    .permits(crate::consent::policy::Tier::Firmographic));
+        if rules.personalizations.is_empty() && !c.decision.show_banner && !record_anyway {
             return None;
         }
         let referrer_host = crate::rules::referrer_host(req.headers());
@@ -689,7 +698,7 @@ impl Proxy {
             why_link: self.settings.proxy.why_link,
         };
         let ops = crate::rewrite::render_plan(&plan, &visitor, &page);
-        if ops.is_empty() && !lookup_ran {
+        if ops.is_empty() && !record_anyway {
             return None;
         }
         let record = c.decision_record(

@@ -79,6 +79,7 @@ fn ops(company_name: &str) -> Vec<Op> {
         reasons: vec![],
         show_banner: false,
         consent_id: None,
+        basis: "opt-out:not-withdrawn",
     };
     let v = Visitor {
         path: "/",

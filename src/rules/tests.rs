@@ -64,6 +64,7 @@ fn decision(tiers: &[Tier]) -> Decision {
         reasons: vec![],
         show_banner: false,
         consent_id: None,
+        basis: "opt-out:not-withdrawn",
     }
 }
 

@@ -270,3 +270,114 @@ fn killed_at_random_points_every_acknowledged_record_survives_and_the_log_verifi
         assert_eq!(r["seq"].as_u64(), Some(i as u64), "one unbroken sequence");
     }
 }
+
+/// Regression (issue 13, item 4): pages where GPC, a US Privacy or GPP opt-out or a refusal was honoured left no
+/// trace but metrics. Now every page decision is counted in signed per-interval `counts` records, and with
+/// `audit.record_refusals = true` each such page gets a decision record too.
+#[tokio::test]
+async fn honoured_refusals_leave_signed_evidence() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = audited_proxy(
+        &origin,
+        dir.path(),
+        ACME,
+        "checkpoint_interval = \"200ms\"\nrecord_refusals = true",
+    )
+    .await;
+    let addr = server.listeners[0];
+    for _ in 0..3 {
+        get_from("127.0.10.5", addr, "/landing", &[HTML, ("sec-gpc", "1")]).await;
+    }
+    get_from(
+        "127.0.10.5",
+        addr,
+        "/landing",
+        &[HTML, ("cookie", "usprivacy=1YYN")],
+    )
+    .await;
+    get_from("127.0.10.5", addr, "/landing", &[HTML]).await;
+    // Counts records are written every checkpoint interval, not only at shutdown.
+    let log = dir.path().join("log");
+    let mut counts = Vec::new();
+    for _ in 0..50 {
+        counts = audit_records(&log)
+            .into_iter()
+            .filter(|r| r["type"] == "counts")
+            .collect();
+        if !counts.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!counts.is_empty(), "a counts record within the interval");
+    concierge::app::stop(server).await;
+
+    let all = audit_records(&log);
+    let mut by_key = std::collections::BTreeMap::new();
+    for r in all.iter().filter(|r| r["type"] == "counts") {
+        assert!(r["since"].as_str() <= r["until"].as_str());
+        for c in r["counts"].as_array().unwrap() {
+            *by_key
+                .entry((
+                    c["region"].as_str().unwrap().to_string(),
+                    c["signal"].as_str().unwrap().to_string(),
+                    c["lookup"].as_str().unwrap().to_string(),
+                ))
+                .or_insert(0) += c["decisions"].as_u64().unwrap();
+        }
+    }
+    let key = |s: &str, l: &str| ("US-CA".to_string(), s.to_string(), l.to_string());
+    assert_eq!(by_key.get(&key("gpc", "not_run")), Some(&3), "{by_key:?}");
+    assert_eq!(by_key.get(&key("usp:opt-out", "not_run")), Some(&1));
+    assert_eq!(by_key.get(&key("opt-out:not-withdrawn", "ran")), Some(&1));
+    // record_refusals: one decision record per withdrawn page, lookup not run, with its reasons.
+    let refusals: Vec<_> = all
+        .iter()
+        .filter(|r| r["type"] == "decision" && r["lookup"] == "not_run")
+        .collect();
+    assert_eq!(refusals.len(), 4);
+    assert!(refusals[0]["reasons"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("gpc")));
+    // The reviewer's view: stats, and the counts are covered by the signed chain.
+    let out = concierge()
+        .args(["audit", "stats", "--json"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["counted_decisions"], 5);
+    assert_eq!(
+        stats["counted_by_signal_and_lookup"]["gpc lookup:not_run"],
+        3
+    );
+    let out = concierge()
+        .args(["audit", "stats"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("gpc lookup:not_run"), "{table}");
+    let out = verify(&log, &dir.path().join("keys/signing.key.pub"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Without record_refusals, the withdrawn pages are only counted.
+    let dir = tempfile::tempdir().unwrap();
+    let server = audited_proxy(&origin, dir.path(), ACME, "").await;
+    get_from(
+        "127.0.10.5",
+        server.listeners[0],
+        "/landing",
+        &[HTML, ("sec-gpc", "1")],
+    )
+    .await;
+    concierge::app::stop(server).await;
+    let all = audit_records(&dir.path().join("log"));
+    assert!(all.iter().all(|r| r["type"] != "decision"));
+    assert!(all.iter().any(|r| r["type"] == "counts"));
+}
