@@ -515,7 +515,7 @@ fn generate(dir: &Path, key: &Path, count: u64, window: usize) -> ExitCode {
                 true
             };
         loop {
-            match writer.submit_record(&record) {
+            match writer.submit_durable(&record) {
                 Ok(ack) => {
                     pending.push_back(ack);
                     break;

@@ -363,7 +363,7 @@ impl Audit {
         w: &writer::Writer,
         record: &impl Serialize,
     ) -> Result<u64, writer::Refused> {
-        let ack = w.submit_record(record)?;
+        let ack = w.submit_durable(record)?;
         match tokio::time::timeout(DURABLE_WAIT, w.written(ack)).await {
             Ok(result) => result,
             Err(_) => Err(writer::Refused::Failing),

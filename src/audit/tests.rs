@@ -525,3 +525,39 @@ fn checkpoints_keep_the_configured_cadence_whatever_the_batches() {
         .collect();
     assert_eq!(seqs, [4, 9, 14, 19, 22], "every 5 records, then the close");
 }
+
+/// Issue 13, item 6: only batches somebody waits for are fsynced at once; the rest lazily (within LAZY_SYNC),
+/// and a durable ack resolves only after the fsync that covers it.
+#[test]
+fn only_waited_batches_are_fsynced_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, _) = key();
+    let mut o = Options::new(AUDIT_STREAM);
+    o.checkpoint_interval = Duration::from_secs(60);
+    o.commit_window = Duration::from_millis(1);
+    let (w, t) = Writer::open(dir.path(), k, o).unwrap();
+    let acks: Vec<_> = (0..20)
+        .map(|i| w.submit_record(&record(&format!("c{i}"))).unwrap())
+        .collect();
+    for a in acks {
+        assert!(!a.durable);
+        w.written_blocking(a, Duration::from_secs(10)).unwrap();
+    }
+    assert_eq!(w.syncs(), 0, "nobody waited: written, not fsynced yet");
+    let a = w.submit_durable(&record("waited")).unwrap();
+    assert!(a.durable);
+    w.written_blocking(a, Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        w.syncs(),
+        1,
+        "the waited batch, and everything before it, fsynced once"
+    );
+    // Lazily: an un-waited record is fsynced within LAZY_SYNC.
+    let a = w.submit_record(&record("lazy")).unwrap();
+    w.written_blocking(a, Duration::from_secs(10)).unwrap();
+    let before = w.syncs();
+    std::thread::sleep(super::writer::LAZY_SYNC + Duration::from_millis(300));
+    assert_eq!(w.syncs(), before + 1);
+    drop(w);
+    t.join().unwrap();
+}

@@ -30,7 +30,9 @@ use super::keys::{Checkpoint, SigningKey};
 /// When the writer fsyncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {
-    /// After every batch (group commit): a record is durable when its ack resolves.
+    /// After every batch that holds a record someone waits to be durable ([`Writer::submit_durable`]): its ack
+    /// resolves once it is fsynced. Batches nobody waits for are written at once and fsynced within
+    /// [`LAZY_SYNC`] (or with the next waited batch or checkpoint, whichever comes first).
     Batch,
     /// At most this often; acks resolve after the write (in the page cache), before the fsync.
     Interval(Duration),
@@ -115,7 +117,13 @@ impl Refused {
 #[must_use = "a record is only known to be written once its ack is waited on"]
 pub struct Ack {
     pub seq: u64,
+    /// Queued with [`Writer::submit_durable`]: the ack resolves once the record is fsynced (under
+    /// [`Fsync::Batch`]), not merely written.
+    pub durable: bool,
 }
+
+/// Under [`Fsync::Batch`], records nobody waits for are fsynced at most this long after they were written.
+pub const LAZY_SYNC: Duration = Duration::from_secs(1);
 
 /// How long after a failed checkpoint write the writer tries again.
 const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
@@ -132,14 +140,18 @@ struct Shared {
     wake: Condvar,
     /// Blocking waiters wait on it: records written, flushes done, the writer stopped.
     progress: Condvar,
-    /// `(every seq below this is written, the writer stopped)`, for async waiters.
-    written: tokio::sync::watch::Sender<(u64, bool)>,
+    /// `(every seq below this is written, … and fsynced, the writer stopped)`, for async waiters.
+    written: tokio::sync::watch::Sender<(u64, u64, bool)>,
+    /// Acks of durable records wait for the fsync (only under [`Fsync::Batch`]).
+    sync_acks: bool,
     /// Cleared while writes fail; `submit` refuses meanwhile.
     healthy: AtomicBool,
     capacity: usize,
     batch: usize,
     /// Times the writer thread woke (tests: an idle writer sleeps).
     wakeups: AtomicU64,
+    /// fsyncs of the segment (tests: only waited batches are fsynced at once).
+    syncs: AtomicU64,
 }
 
 struct Queue {
@@ -148,8 +160,13 @@ struct Queue {
     lens: Vec<u32>,
     /// The sequence number the next queued record gets.
     next_seq: u64,
-    /// Every record below this sequence number is written (fsynced under [`Fsync::Batch`]).
+    /// Every record below this sequence number is written (in the file; the page cache survives a crash of the
+    /// process).
     written: u64,
+    /// Every record below this sequence number is fsynced.
+    synced: u64,
+    /// Records below this sequence number were queued durable: the batch holding them is fsynced.
+    sync_wanted: u64,
     flush_asked: u64,
     flushed: u64,
     /// The writer waits for a first record: the producer that queues it wakes the writer.
@@ -201,13 +218,13 @@ struct Stopped(Arc<Shared>);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        let written = {
+        let (written, synced) = {
             let mut q = self.0.lock();
             q.stopped = true;
-            q.written
+            (q.written, q.synced)
         };
         self.0.progress.notify_all();
-        self.0.written.send_replace((written, true));
+        self.0.written.send_replace((written, synced, true));
     }
 }
 
@@ -285,6 +302,8 @@ impl Writer {
                 lens: Vec::new(),
                 next_seq,
                 written: next_seq,
+                synced: next_seq,
+                sync_wanted: 0,
                 flush_asked: 0,
                 flushed: 0,
                 idle: false,
@@ -293,12 +312,14 @@ impl Writer {
             }),
             wake: Condvar::new(),
             progress: Condvar::new(),
-            written: tokio::sync::watch::Sender::new((next_seq, false)),
+            written: tokio::sync::watch::Sender::new((next_seq, next_seq, false)),
+            sync_acks: matches!(options.fsync, Fsync::Batch),
             healthy: AtomicBool::new(true),
             capacity: options.queue.max(1),
             // A batch never bigger than the queue, or a full queue would wait out the whole window.
             batch: options.batch.clamp(1, options.queue.max(1)),
             wakeups: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
         });
         let thread_name = format!("audit-{}", options.stream);
         let mut state = State {
@@ -320,6 +341,7 @@ impl Writer {
             checkpoints_len,
             last_sync: Instant::now(),
             dirty: false,
+            synced: next_seq,
             last_retention: None,
             out: Vec::new(),
         };
@@ -349,25 +371,43 @@ impl Writer {
         ))
     }
 
-    /// Serialize and queue a record (a JSON object). Never waits for the writer.
+    /// Serialize and queue a record (a JSON object) that nobody will wait to be durable: it is written with its
+    /// batch and fsynced lazily ([`LAZY_SYNC`]). Never waits for the writer.
     pub fn submit_record<T: serde::Serialize>(&self, record: &T) -> Result<Ack, Refused> {
+        self.serialize_and_submit(record, false)
+    }
+
+    /// Queue a record whose ack must mean "on disk": the batch holding it is fsynced before the ack resolves
+    /// (under [`Fsync::Batch`]). For records an effect depends on: a consent cookie, a personalized page.
+    pub fn submit_durable<T: serde::Serialize>(&self, record: &T) -> Result<Ack, Refused> {
+        self.serialize_and_submit(record, true)
+    }
+
+    fn serialize_and_submit<T: serde::Serialize>(
+        &self,
+        record: &T,
+        durable: bool,
+    ) -> Result<Ack, Refused> {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut buf) => {
                 buf.clear();
                 serde_json::to_writer(&mut *buf, record).map_err(|_| Refused::TooLarge)?;
-                let result = self.submit(&buf);
+                let result = self.submit(&buf, durable);
                 if buf.capacity() > chain::MAX_LINE {
                     *buf = Vec::new();
                 }
                 result
             }
             // Only if serializing a record submitted another one on this thread; no such record exists.
-            Err(_) => self.submit(&serde_json::to_vec(record).map_err(|_| Refused::TooLarge)?),
+            Err(_) => self.submit(
+                &serde_json::to_vec(record).map_err(|_| Refused::TooLarge)?,
+                durable,
+            ),
         })
     }
 
     /// Queue a record's JSON object (serde_json's compact form: one line).
-    fn submit(&self, body: &[u8]) -> Result<Ack, Refused> {
+    fn submit(&self, body: &[u8], durable: bool) -> Result<Ack, Refused> {
         if body.len() > chain::MAX_LINE - 200 {
             return Err(Refused::TooLarge);
         }
@@ -396,6 +436,9 @@ impl Writer {
         q.lens.push(body.len() as u32);
         let seq = q.next_seq;
         q.next_seq += 1;
+        if durable {
+            q.sync_wanted = q.next_seq;
+        }
         // Wake the writer for the first record after a quiet spell, and once when a batch is full; never for
         // the records in between (they wait for the commit window).
         let wake = std::mem::replace(&mut q.idle, false) || (!was_full && q.full_batch(s.batch));
@@ -403,14 +446,20 @@ impl Writer {
         if wake {
             s.wake.notify_one();
         }
-        Ok(Ack { seq })
+        Ok(Ack {
+            seq,
+            durable: durable && s.sync_acks,
+        })
     }
 
-    /// Wait until the record is written (and fsynced under [`Fsync::Batch`]). Err if the writer stopped first.
+    /// Wait until the record is written — and fsynced, for a durable record under [`Fsync::Batch`]. Err if the
+    /// writer stopped first.
     pub async fn written(&self, ack: Ack) -> Result<u64, Refused> {
         let mut rx = self.handle.shared.written.subscribe();
-        let waited = rx.wait_for(|&(w, stopped)| w > ack.seq || stopped).await;
-        if waited.is_ok_and(|v| v.0 > ack.seq) {
+        let done =
+            |&(w, synced, _): &(u64, u64, bool)| (if ack.durable { synced } else { w }) > ack.seq;
+        let waited = rx.wait_for(|v| done(v) || v.2).await;
+        if waited.is_ok_and(|v| done(&v)) {
             Ok(ack.seq)
         } else {
             Err(Refused::Stopped)
@@ -421,11 +470,12 @@ impl Writer {
     pub fn written_blocking(&self, ack: Ack, timeout: Duration) -> Result<u64, Refused> {
         let s = &self.handle.shared;
         let q = s.lock();
+        let done = |q: &Queue| (if ack.durable { q.synced } else { q.written }) > ack.seq;
         let (q, _) = s
             .progress
-            .wait_timeout_while(q, timeout, |q| q.written <= ack.seq && !q.stopped)
+            .wait_timeout_while(q, timeout, |q| !done(q) && !q.stopped)
             .unwrap_or_else(PoisonError::into_inner);
-        if q.written > ack.seq {
+        if done(&q) {
             Ok(ack.seq)
         } else if q.stopped {
             Err(Refused::Stopped)
@@ -452,6 +502,11 @@ impl Writer {
     /// How often the writer thread has woken up (for tests: an idle writer sleeps).
     pub fn wakeups(&self) -> u64 {
         self.handle.shared.wakeups.load(Ordering::Relaxed)
+    }
+
+    /// How often the segment was fsynced (for tests and benchmarks).
+    pub fn syncs(&self) -> u64 {
+        self.handle.shared.syncs.load(Ordering::Relaxed)
     }
 }
 
@@ -537,6 +592,8 @@ struct State {
     last_sync: Instant,
     /// Written but not fsynced.
     dirty: bool,
+    /// Every record below this is fsynced (what waiters were last told).
+    synced: u64,
     last_retention: Option<Instant>,
     /// The batch being linked and written (kept between batches: no allocation per batch).
     out: Vec<u8>,
@@ -576,6 +633,8 @@ impl State {
             }
             std::mem::swap(&mut q.buf, &mut bodies);
             std::mem::swap(&mut q.lens, &mut lens);
+            // Fsync this batch only if a record in it was queued durable (someone waits for it on disk).
+            let sync = matches!(self.options.fsync, Fsync::Batch) && q.sync_wanted > self.next_seq;
             let flush = q.flush_asked;
             let flushing = flush != q.flushed;
             let closed = q.closed;
@@ -592,7 +651,7 @@ impl State {
                         .max(1);
                     let n = (lens.len() - rec).min(usize::try_from(room).unwrap_or(usize::MAX));
                     let bytes: usize = lens[rec..rec + n].iter().map(|&l| l as usize).sum();
-                    self.write_batch(&bodies[byte..byte + bytes], &lens[rec..rec + n]);
+                    self.write_batch(&bodies[byte..byte + bytes], &lens[rec..rec + n], sync);
                     rec += n;
                     byte += bytes;
                     if rec < lens.len() {
@@ -606,11 +665,10 @@ impl State {
                 }
                 bodies.clear();
                 lens.clear();
-                shared.lock().written = self.next_seq;
-                shared.progress.notify_all();
-                shared.written.send_replace((self.next_seq, false));
+                self.publish();
             }
             self.housekeeping(flushing || closed);
+            self.publish();
             if flushing {
                 shared.lock().flushed = flush;
                 shared.progress.notify_all();
@@ -619,6 +677,34 @@ impl State {
                 // No handle is left to queue more; everything queued was written above.
                 break;
             }
+        }
+    }
+
+    fn sync_file(&mut self) -> bool {
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        self.file.sync_data().is_ok()
+    }
+
+    /// Tell waiters how far the file is written and fsynced (only when that moved).
+    fn publish(&mut self) {
+        let synced = if self.dirty {
+            self.synced
+        } else {
+            self.next_seq
+        };
+        let changed = {
+            let mut q = self.shared.lock();
+            let changed = q.written != self.next_seq || q.synced != synced;
+            q.written = self.next_seq;
+            q.synced = synced;
+            changed
+        };
+        self.synced = synced;
+        if changed {
+            self.shared.progress.notify_all();
+            self.shared
+                .written
+                .send_replace((self.next_seq, synced, false));
         }
     }
 
@@ -644,17 +730,24 @@ impl State {
                 d = d.max(CHECKPOINT_RETRY.saturating_sub(t.elapsed()));
             }
         }
-        if let Fsync::Interval(i) = self.options.fsync {
-            if self.dirty {
-                d = d.min(i.saturating_sub(self.last_sync.elapsed()));
-            }
+        if self.dirty {
+            d = d.min(self.sync_every().saturating_sub(self.last_sync.elapsed()));
         }
         d.max(Duration::from_millis(1))
     }
 
+    /// How long written data may stay un-fsynced: the interval, or (under `Batch`, for records nobody waits
+    /// for) [`LAZY_SYNC`].
+    fn sync_every(&self) -> Duration {
+        match self.options.fsync {
+            Fsync::Interval(i) => i,
+            Fsync::Batch => LAZY_SYNC,
+        }
+    }
+
     /// Link, write and (by policy) fsync one batch (`bodies` holds the records back to back, `lens` their
     /// lengths); retry until it lands.
-    fn write_batch(&mut self, bodies: &[u8], lens: &[u32]) {
+    fn write_batch(&mut self, bodies: &[u8], lens: &[u32], sync: bool) {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         let mut seq = self.next_seq;
@@ -676,9 +769,9 @@ impl State {
         }
         let mut attempt = 0u32;
         loop {
-            let sync = matches!(self.options.fsync, Fsync::Batch);
             let result = self.file.write_all(&out).and_then(|()| {
                 if sync {
+                    self.shared.syncs.fetch_add(1, Ordering::Relaxed);
                     self.file.sync_data()
                 } else {
                     Ok(())
@@ -712,7 +805,15 @@ impl State {
             self.shared.healthy.store(true, Ordering::Relaxed);
         }
         self.size += out.len() as u64;
-        self.dirty = !matches!(self.options.fsync, Fsync::Batch);
+        if sync {
+            // sync_data covered everything written before too.
+            self.dirty = false;
+            self.last_sync = Instant::now();
+        } else if !self.dirty {
+            self.dirty = true;
+            // The lazy fsync's clock starts with the first un-fsynced write.
+            self.last_sync = Instant::now();
+        }
         self.next_seq = seq;
         self.prev = prev.iter().copied().map(char::from).collect();
         if oversized(&out) {
@@ -723,15 +824,12 @@ impl State {
 
     /// Interval fsync, checkpoints, rotation, retention.
     fn housekeeping(&mut self, force_checkpoint: bool) {
-        if self.dirty {
-            if let Fsync::Interval(i) = self.options.fsync {
-                if (force_checkpoint || self.last_sync.elapsed() >= i)
-                    && self.file.sync_data().is_ok()
-                {
-                    self.dirty = false;
-                    self.last_sync = Instant::now();
-                }
-            }
+        if self.dirty
+            && (force_checkpoint || self.last_sync.elapsed() >= self.sync_every())
+            && self.sync_file()
+        {
+            self.dirty = false;
+            self.last_sync = Instant::now();
         }
         let written = self.next_seq;
         let unsigned = self.unsigned();
@@ -767,7 +865,7 @@ impl State {
         };
         // The file's records must be durable before a signature vouches for them.
         if self.dirty {
-            if self.file.sync_data().is_err() {
+            if !self.sync_file() {
                 self.checkpoint_failed = Some(Instant::now());
                 return;
             }

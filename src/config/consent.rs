@@ -333,15 +333,16 @@ pub(super) fn validate_audit(
             }
         }
     };
+    // "durable" by default: no audit record, no personalization — also across a crash.
     let wait_durable = match raw.wait.as_deref() {
-        None | Some("accepted") => false,
-        Some("durable") => true,
+        None | Some("durable") => true,
+        Some("accepted") => false,
         Some(other) => {
             c.fail(
                 "audit.wait",
-                format!("`{other}` is not a policy; write \"accepted\" or \"durable\""),
+                format!("`{other}` is not a policy; write \"durable\" or \"accepted\""),
             );
-            false
+            true
         }
     };
     let client = match raw.client.as_deref() {

@@ -46,8 +46,17 @@ enum Kind {
     },
 }
 
+/// Resolves once the decision record of a page being personalized is on disk (`true`), or could not be made so
+/// in time (`false`: the page then goes out as the origin sent it).
+pub type Gate = Pin<Box<dyn Future<Output = bool> + Send>>;
+
 /// A body being rewritten.
 pub struct Rewrite {
+    /// No personalized byte leaves before this resolves (`audit.wait = "durable"`).
+    gate: Option<Gate>,
+    /// The record could not be made durable: the origin's bytes pass through unchanged (decoded and encoded
+    /// again, as the head already promised the client's coding).
+    bypass: bool,
     /// Decodes the origin's compressed page first, when it is compressed.
     pub decoder: Option<crate::rewrite::codec::Decoder>,
     pub rewriter: crate::rewrite::Rewriter,
@@ -66,11 +75,38 @@ impl Rewrite {
         metrics: Arc<Metrics>,
     ) -> Rewrite {
         Rewrite {
+            gate: None,
+            bypass: false,
             decoder,
             rewriter,
             encoder,
             metrics,
             ended: false,
+        }
+    }
+
+    /// Hold the body until `gate` resolves; pass it through unchanged if it resolves `false`.
+    pub fn set_gate(&mut self, gate: Gate) {
+        self.gate = Some(gate);
+    }
+
+    /// Ready once the gate (if any) let the body go, either way.
+    fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(g) = self.gate.as_mut() else {
+            return Poll::Ready(());
+        };
+        match g.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(on_disk) => {
+                self.gate = None;
+                if !on_disk {
+                    self.bypass = true;
+                    tracing::warn!(
+                        "decision record not on disk in time; the page goes out unpersonalized"
+                    );
+                }
+                Poll::Ready(())
+            }
         }
     }
 
@@ -114,6 +150,9 @@ impl Rewrite {
             None => None,
         };
         let input = decoded.as_deref().unwrap_or(data);
+        if self.bypass {
+            return self.encode(Bytes::copy_from_slice(input), last);
+        }
         let (mut out, error) = if input.is_empty() {
             (Bytes::new(), None)
         } else {
@@ -239,8 +278,14 @@ impl Body for ResponseBody {
                 rewrite,
                 ..
             } => loop {
-                if rewrite.as_ref().is_some_and(|r| r.ended) {
-                    break Poll::Ready(None);
+                if let Some(r) = rewrite.as_mut() {
+                    if r.ended {
+                        break Poll::Ready(None);
+                    }
+                    // Nothing of a personalized page leaves before its record is on disk.
+                    if r.poll_gate(cx).is_pending() {
+                        break Poll::Pending;
+                    }
                 }
                 match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {

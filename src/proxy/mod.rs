@@ -546,8 +546,12 @@ impl Proxy {
         let lease = (!switching).then_some(lease);
         let mut rewrite = None;
         let rewritable = ops.as_ref().map(|_| self.rewritable(&parts));
-        // No audit record, no personalization: the record of what is about to happen must be accepted first.
+        // No audit record, no personalization — also across a crash. The record of what is about to happen is
+        // queued now; with `audit.wait = "durable"` (the default) the head goes out at once but no personalized
+        // byte leaves before the group commit holding the record is on disk (the body waits on `gate`); with
+        // "accepted", once it is queued.
         let mut audited = false;
+        let mut gate: Option<body::Gate> = None;
         if let Some((mut r, applied)) = record {
             let personalize = matches!(rewritable, Some(Ok(_)));
             if personalize {
@@ -559,28 +563,43 @@ impl Proxy {
                 };
                 r.rules = applied;
             }
-            match self
-                .audit
-                .records
-                .submit_record(&crate::audit::Record::Decision(Box::new(r)))
-            {
+            let record = crate::audit::Record::Decision(Box::new(r));
+            let wait = personalize && self.audit.wait_durable;
+            let submitted = if wait {
+                self.audit.records.submit_durable(&record)
+            } else {
+                self.audit.records.submit_record(&record)
+            };
+            match submitted {
                 Ok(ack) => {
                     audited = true;
-                    if personalize && self.audit.wait_durable {
-                        audited = matches!(
-                            tokio::time::timeout(
-                                crate::audit::DURABLE_WAIT,
-                                self.audit.records.written(ack)
-                            )
-                            .await,
-                            Ok(Ok(_))
-                        );
-                    }
-                    self.metrics.decision_record(if audited {
-                        "accepted"
+                    if wait {
+                        let writer = self.audit.records.clone();
+                        let metrics = self.metrics.clone();
+                        gate = Some(Box::pin(async move {
+                            let on_disk = matches!(
+                                tokio::time::timeout(
+                                    crate::audit::DURABLE_WAIT,
+                                    writer.written(ack)
+                                )
+                                .await,
+                                Ok(Ok(_))
+                            );
+                            metrics.decision_record(if on_disk {
+                                "accepted"
+                            } else {
+                                "refused_timeout"
+                            });
+                            metrics.rewrite(if on_disk {
+                                "rewritten"
+                            } else {
+                                "skipped_audit"
+                            });
+                            on_disk
+                        }));
                     } else {
-                        "refused_timeout"
-                    });
+                        self.metrics.decision_record("accepted");
+                    }
                 }
                 Err(e) => {
                     self.metrics.decision_record(e.label());
@@ -625,16 +644,26 @@ impl Proxy {
                         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(c.name()));
                         Some(e)
                     });
-                    self.metrics.rewrite("rewritten");
-                    rewrite = Some(body::Rewrite::new(
+                    if gate.is_none() {
+                        self.metrics.rewrite("rewritten");
+                    }
+                    let mut r = body::Rewrite::new(
                         decoder,
                         crate::rewrite::Rewriter::new(ops, encoding, REWRITE_MEMORY),
                         encoder,
                         self.metrics.clone(),
-                    ));
+                    );
+                    if let Some(g) = gate.take() {
+                        r.set_gate(g);
+                    }
+                    rewrite = Some(r);
                 }
                 Err(why) => self.metrics.rewrite(why),
             }
+        }
+        if let Some(g) = gate {
+            // Recorded but not rewritten after all: nothing waits on the record; count how it ends.
+            tokio::spawn(g);
         }
         let mut out = ResponseBody::upstream(body, timeout, lease);
         if let Some(r) = rewrite {

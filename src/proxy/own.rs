@@ -141,7 +141,7 @@ pub async fn serve(
             resp
         }
         Route::ConsentPage => consent_page(proxy, &req),
-        Route::Why => super::why::page(proxy, &req, ctx),
+        Route::Why => super::why::page(proxy, &req, ctx).await,
         Route::ConsentPost => {
             let result = match rate_limit(proxy, ctx, "consent") {
                 Ok(()) => consent_post(proxy, req, ctx).await,

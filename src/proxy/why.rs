@@ -64,7 +64,7 @@ fn tier_words(t: Tier) -> &'static str {
     }
 }
 
-pub fn page(
+pub async fn page(
     proxy: &Proxy,
     req: &Request<Incoming>,
     ctx: &RequestContext,
@@ -97,10 +97,12 @@ pub fn page(
             plan.rules_version,
             "explained",
         );
-        let accepted = proxy
-            .audit
-            .records
-            .submit_record(&crate::audit::Record::Decision(Box::new(record)));
+        // Showing the company is an effect of the lookup like personalization: only once the record is on disk.
+        let accepted = crate::audit::Audit::durable(
+            &proxy.audit.records,
+            &crate::audit::Record::Decision(Box::new(record)),
+        )
+        .await;
         proxy.metrics().decision_record(match &accepted {
             Ok(_) => "accepted",
             Err(e) => e.label(),
