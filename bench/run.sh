@@ -44,6 +44,8 @@
 #   CONCIERGE_BIN=    path of the binary (default: target/production/concierge)
 #   KEEP_TMP=1        keep the temp dir (configs, logs) for inspection
 #   AUDIT_FSYNC=      audit.fsync for the concierge targets (default: the config default, "batch"; e.g. 100ms)
+#   AUDIT_WAIT=       audit.wait for the concierge targets (default: the config default, "durable"; or "accepted")
+#   AUDIT_COMMIT_WINDOW=  audit.commit_window for the concierge targets (default: the config default, 10ms)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -66,6 +68,8 @@ SKIP_INSTALL=${SKIP_INSTALL:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 NGINX_PROXY_EXTRA=${NGINX_PROXY_EXTRA:-}
 AUDIT_FSYNC=${AUDIT_FSYNC:-}
+AUDIT_WAIT=${AUDIT_WAIT:-}
+AUDIT_COMMIT_WINDOW=${AUDIT_COMMIT_WINDOW:-}
 CONCIERGE_BIN=${CONCIERGE_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/production/concierge}
 OUT_DIR=${OUT_DIR:-$BENCH_DIR/out}
 MMDB=${MMDB:-$REPO/../shared/testdata/maxmind/test-data/GeoIP2-City-Test.mmdb}
@@ -464,6 +468,8 @@ unknown_region = "opt-out"
 [audit]
 dir = "$TMP/audit-plain"
 $( [ -n "$AUDIT_FSYNC" ] && echo "fsync = \"$AUDIT_FSYNC\"" )
+$( [ -n "$AUDIT_WAIT" ] && echo "wait = \"$AUDIT_WAIT\"" )
+$( [ -n "$AUDIT_COMMIT_WINDOW" ] && echo "commit_window = \"$AUDIT_COMMIT_WINDOW\"" )
 EOF
 
 # Personalization: geo from the MMDB (127.0.0.1 is in no database: unknown_region = opt-out, so the firmographic
@@ -496,6 +502,8 @@ dir = "$TMP/rules-$variant"
 [audit]
 dir = "$TMP/audit-$variant"
 $( [ -n "$AUDIT_FSYNC" ] && echo "fsync = \"$AUDIT_FSYNC\"" )
+$( [ -n "$AUDIT_WAIT" ] && echo "wait = \"$AUDIT_WAIT\"" )
+$( [ -n "$AUDIT_COMMIT_WINDOW" ] && echo "commit_window = \"$AUDIT_COMMIT_WINDOW\"" )
 EOF
 done
 rules_file() {  # $1 = hero, $2 = cta, $3 = nav, $4 = blog link

@@ -70,6 +70,8 @@ pub enum ClientErrorKind {
     header_timeout,
     /// PROXY protocol header missing, malformed, too slow, or sent by an untrusted peer.
     proxy_protocol,
+    /// An HTTP/2 client reset too many streams (rapid reset): GOAWAY(ENHANCE_YOUR_CALM), connection closed.
+    rapid_reset,
     /// I/O or protocol error (reset, HTTP/2 protocol error).
     other,
 }

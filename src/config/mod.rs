@@ -156,6 +156,7 @@ pub struct RawLimits {
     pub max_uri_bytes: Option<usize>,
     pub max_header_value_bytes: Option<usize>,
     pub h2_max_concurrent_streams: Option<u32>,
+    pub h2_max_client_resets: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_decoded_body: Option<usize>,
     pub max_decode_ratio: Option<usize>,
@@ -358,6 +359,9 @@ pub struct Limits {
     pub max_uri_bytes: usize,
     pub max_header_value_bytes: usize,
     pub h2_max_concurrent_streams: u32,
+    /// Streams an HTTP/2 client may reset (when that is also half its streams or more) before its connection
+    /// gets GOAWAY(ENHANCE_YOUR_CALM) and is closed: rapid reset.
+    pub h2_max_client_resets: u64,
     pub max_connections: usize,
     /// Most bytes a compressed origin page may decode to before it is cut off.
     pub max_decoded_body: u64,
@@ -785,6 +789,13 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
             1,
             10_000,
         ) as u32,
+        h2_max_client_resets: c.range(
+            "limits.h2_max_client_resets",
+            rl.h2_max_client_resets.map(|v| v as usize),
+            100,
+            1,
+            1_000_000,
+        ) as u64,
         max_connections: c.range(
             "limits.max_connections",
             rl.max_connections,

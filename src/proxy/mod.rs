@@ -10,6 +10,7 @@
 pub mod body;
 pub mod error;
 pub mod feedback;
+pub mod h2guard;
 pub mod headers;
 pub mod own;
 pub mod ratelimit;

@@ -261,7 +261,12 @@ async fn serve_connection(
             else {
                 return;
             };
-            drive(tcp, info, builder, proxy, activity).await;
+            if config.settings.http2 && tcp.starts_with(super::h2guard::PREFACE) {
+                let guarded = h2_guard(tcp, &proxy, info.peer, activity.clone());
+                drive(guarded, info, builder, proxy, activity).await;
+            } else {
+                drive(tcp, info, builder, proxy, activity).await;
+            }
         }
         Some(acceptor) => {
             let tls = match tokio::time::timeout(timeouts.tls_handshake, acceptor.accept(tcp)).await
@@ -286,7 +291,12 @@ async fn serve_connection(
             else {
                 return;
             };
-            drive(tls, info, builder, proxy, activity).await;
+            if h2 {
+                let guarded = h2_guard(tls, &proxy, info.peer, activity.clone());
+                drive(guarded, info, builder, proxy, activity).await;
+            } else {
+                drive(tls, info, builder, proxy, activity).await;
+            }
         }
     }
 }
@@ -322,9 +332,12 @@ async fn drive<IO>(
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
-                    let kind = client_error_kind(e.as_ref());
-                    metrics.client_error(kind);
-                    tracing::debug!(%peer, ?kind, error = %e, "connection ended with an error");
+                    // A connection cut off for abuse was counted when it was cut.
+                    if !activity.cut_off.load(Ordering::Relaxed) {
+                        let kind = client_error_kind(e.as_ref());
+                        metrics.client_error(kind);
+                        tracing::debug!(%peer, ?kind, error = %e, "connection ended with an error");
+                    }
                 }
                 return;
             }
@@ -345,6 +358,31 @@ async fn drive<IO>(
             }
         }
     }
+}
+
+/// An HTTP/2 connection's IO with the rapid-reset budget enforced (`limits.h2_max_client_resets`).
+fn h2_guard<IO>(
+    io: IO,
+    proxy: &Proxy,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+) -> super::h2guard::H2Guard<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let budget = super::h2guard::Budget {
+        max_resets: proxy.settings().limits.h2_max_client_resets,
+    };
+    let metrics = proxy.metrics().clone();
+    super::h2guard::H2Guard::new(
+        io,
+        budget,
+        Box::new(move |streams, resets| {
+            metrics.client_error(ClientErrorKind::rapid_reset);
+            activity.cut_off.store(true, Ordering::Relaxed);
+            tracing::warn!(%peer, streams, resets, "HTTP/2 client reset too many streams (rapid reset): GOAWAY(ENHANCE_YOUR_CALM), connection closed");
+        }),
+    )
 }
 
 /// What a client that sent part of a request head and then stalled gets (HAProxy answers the same way).
@@ -443,12 +481,15 @@ fn client_error_kind(e: &(dyn std::error::Error + 'static)) -> ClientErrorKind {
 /// I/O path), sampled once per idle period.
 pub(crate) struct Activity {
     ops: AtomicU64,
+    /// The connection was cut off for abuse (rapid reset), already counted: its ending error is not another.
+    cut_off: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
     pub(crate) fn new() -> Activity {
         Activity {
             ops: AtomicU64::new(0),
+            cut_off: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -564,6 +605,13 @@ impl<T> Rewind<T> {
             pos: 0,
             inner,
         }
+    }
+}
+
+impl<T> Rewind<T> {
+    /// The bytes read ahead (not yet passed on) start with `prefix`.
+    pub(crate) fn starts_with(&self, prefix: &[u8]) -> bool {
+        self.pos == 0 && self.prefix.starts_with(prefix)
     }
 }
 

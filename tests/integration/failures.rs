@@ -453,3 +453,148 @@ async fn a_malformed_request_body_is_the_clients_fault() {
         Some(2.0)
     );
 }
+
+/// An origin that holds every request for 3 s before answering, counting requests in progress — until answered
+/// or until the proxy closes the connection (a cancelled request). Returns (address, in progress, most at once,
+/// requests seen).
+async fn holding_origin() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (now, max, seen) = (
+        std::sync::Arc::new(AtomicUsize::new(0)),
+        std::sync::Arc::new(AtomicUsize::new(0)),
+        std::sync::Arc::new(AtomicUsize::new(0)),
+    );
+    let (n, m, s) = (now.clone(), max.clone(), seen.clone());
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let (n, m, s) = (n.clone(), m.clone(), s.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match tcp.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                    if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                s.fetch_add(1, SeqCst);
+                let cur = n.fetch_add(1, SeqCst) + 1;
+                m.fetch_max(cur, SeqCst);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(3)) => {
+                        let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                    }
+                    _ = tcp.read(&mut chunk) => {} // closed by the proxy: cancelled
+                }
+                n.fetch_sub(1, SeqCst);
+            });
+        }
+    });
+    (addr, now, max, seen)
+}
+
+/// Regression (issue 13, item 11): one HTTP/2 connection dispatching 128 requests and resetting them, over and
+/// over, drove 12,032 streams in 8 s with no GOAWAY and kept up to 3,143 requests in progress at the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_rapid_reset_gets_goaway_and_its_origin_requests_are_cancelled() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (origin, in_progress, most, seen) = holding_origin().await;
+    let server = proxy(&format!("http://{origin}"), "").await;
+    let tcp = tokio::net::TcpStream::connect(server.listeners[0])
+        .await
+        .unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.expect("h2c");
+    let conn = tokio::spawn(conn);
+    let mut sent = 0usize;
+    'attack: for _ in 0..100 {
+        let mut streams = Vec::new();
+        for _ in 0..128 {
+            client = match client.ready().await {
+                Ok(c) => c,
+                Err(_) => break 'attack,
+            };
+            let req = http::Request::get("http://www.example.test/hold")
+                .body(())
+                .unwrap();
+            match client.send_request(req, true) {
+                Ok((_, stream)) => {
+                    streams.push(stream);
+                    sent += 1;
+                }
+                Err(_) => break 'attack,
+            }
+        }
+        // Let the proxy dispatch them to the origin, then cancel them all.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for mut s in streams {
+            s.send_reset(h2::Reason::CANCEL);
+        }
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the proxy ended the connection")
+        .unwrap();
+    let err = ended.expect_err("a connection error");
+    assert!(
+        err.is_go_away() && err.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM),
+        "GOAWAY(ENHANCE_YOUR_CALM), got {err:?} after {sent} streams"
+    );
+    assert!(sent <= 512, "cut off early: {sent} streams");
+    assert!(seen.load(SeqCst) > 0, "the requests reached the origin");
+    // Every origin request of the reset streams is cancelled (its connection closed), long before the origin's
+    // own 3 s; never more in progress than the stream limit.
+    let mut cancelled = false;
+    for _ in 0..100 {
+        if in_progress.load(SeqCst) == 0 {
+            cancelled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        cancelled,
+        "{} origin requests still in progress",
+        in_progress.load(SeqCst)
+    );
+    assert!(most.load(SeqCst) <= 128, "{} at once", most.load(SeqCst));
+    let m = metrics_text(&server).await;
+    assert_eq!(
+        metric_value(&m, "concierge_client_errors_total{kind=\"rapid_reset\"}"),
+        Some(1.0)
+    );
+    // A client that resets now and then is not cut off.
+    let tcp = tokio::net::TcpStream::connect(server.listeners[0])
+        .await
+        .unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.expect("h2c");
+    let conn = tokio::spawn(conn);
+    let mut client = client;
+    // (Dropping both handles of an unfinished stream resets it too: the others are kept.)
+    let mut open = Vec::new();
+    for i in 0..120 {
+        client = client.ready().await.expect("still open");
+        let uri = if i % 5 == 0 { "/hold" } else { "/fast" };
+        let req = http::Request::get(format!("http://www.example.test{uri}"))
+            .body(())
+            .unwrap();
+        let (resp, mut stream) = client.send_request(req, true).expect("sent");
+        if i % 5 == 0 {
+            stream.send_reset(h2::Reason::CANCEL);
+        } else {
+            open.push((resp, stream));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!conn.is_finished(), "24 resets in 120 streams are fine");
+    drop(open);
+}

@@ -1,0 +1,431 @@
+//! HTTP/2 rapid reset (CVE-2023-44487) defence, at the bytes of the connection.
+//!
+//! A client that opens streams and resets them at once costs the proxy a request each (and the origin one, until
+//! the cancellation reaches it) while never counting against `max_concurrent_streams`. h2 itself only limits
+//! streams reset *before* the server accepted them; hyper accepts at once, so a client sending HEADERS and
+//! RST_STREAM in turn was never stopped (12,032 streams in 8 s in one test). hyper does not let a server send a
+//! GOAWAY with an error code of its choosing, so this wrapper sits between hyper and the socket (inside TLS):
+//! it reads the client's frame headers as they pass (it never changes a byte), counts streams opened (HEADERS)
+//! and streams reset (RST_STREAM), and once a client has reset [`Budget::max_resets`] streams — and at least
+//! half of all it opened, so a long-lived browser connection that cancels a navigation now and then is never
+//! caught — it lets hyper finish the frame it is writing, writes `GOAWAY(ENHANCE_YOUR_CALM)` itself and ends the
+//! connection. Ending it drops every request still in flight on it, which cancels their origin requests.
+//!
+//! Invariants: bytes pass through unchanged and in order; the GOAWAY goes out only at a frame boundary of the
+//! server's stream (never inside a frame hyper is writing); after it hyper gets an error at once (its streams
+//! and their origin requests end), while the socket lingers a moment on its own — write side shut, the client's
+//! remaining bytes read and dropped — so the kernel does not answer them with a reset that would destroy the
+//! GOAWAY before the client read it.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The client connection preface (RFC 9113 §3.4).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+const FRAME_HEADERS: u8 = 0x1;
+const FRAME_RST_STREAM: u8 = 0x3;
+const FRAME_GOAWAY: u8 = 0x7;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+/// When a connection's resets are too many.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Resets a client may send before it is cut off (if they are also half its streams or more).
+    pub max_resets: u64,
+}
+
+/// Reads a byte stream as HTTP/2 frames, header by header (payloads skipped).
+#[derive(Debug, Default)]
+struct Frames {
+    /// Bytes of the preface still to skip (client side only).
+    preface: usize,
+    /// Bytes of the current frame's payload still to pass.
+    payload: usize,
+    header: [u8; 9],
+    have: usize,
+}
+
+impl Frames {
+    /// Feed `bytes`; `on_header(type, stream id)` for each complete frame header.
+    fn feed(&mut self, mut bytes: &[u8], mut on_header: impl FnMut(u8, u32)) {
+        while !bytes.is_empty() {
+            if self.preface > 0 {
+                let n = self.preface.min(bytes.len());
+                self.preface -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            if self.payload > 0 {
+                let n = self.payload.min(bytes.len());
+                self.payload -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (9 - self.have).min(bytes.len());
+            self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have == 9 {
+                let h = self.header;
+                self.payload = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+                let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+                self.have = 0;
+                on_header(h[3], stream);
+            }
+        }
+    }
+
+    /// Between two frames (no header or payload under way).
+    fn at_boundary(&self) -> bool {
+        self.preface == 0 && self.payload == 0 && self.have == 0
+    }
+
+    /// How many bytes may still be written before the next frame boundary (`None`: at one).
+    fn to_boundary(&self) -> Option<usize> {
+        if self.at_boundary() {
+            None
+        } else if self.have > 0 {
+            // Inside a header: its rest; the payload length is not known yet, so only the header.
+            Some(9 - self.have)
+        } else {
+            Some(self.payload)
+        }
+    }
+}
+
+enum State {
+    Open,
+    /// Too many resets: finish the frame being written, then send GOAWAY.
+    Tripped,
+    /// Writing the GOAWAY (from this offset).
+    GoingAway(usize),
+    /// GOAWAY sent: the connection is over.
+    Done,
+}
+
+/// How long a cut-off connection lingers (write side shut, reads drained) before it is closed.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// An HTTP/2 server connection's IO with the reset budget enforced.
+pub struct H2Guard<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
+    /// Taken only by `Drop`, to linger.
+    inner: Option<T>,
+    budget: Budget,
+    incoming: Frames,
+    outgoing: Frames,
+    streams: u64,
+    resets: u64,
+    /// Highest client stream id seen (the GOAWAY's last stream id).
+    last_stream: u32,
+    state: State,
+    goaway: [u8; 17],
+    on_trip: Option<Box<dyn FnOnce(u64, u64) + Send>>,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> H2Guard<T> {
+    /// Guard `inner`, whose first bytes are the client preface; `on_trip(streams, resets)` runs once when the
+    /// budget is exceeded.
+    pub fn new(inner: T, budget: Budget, on_trip: Box<dyn FnOnce(u64, u64) + Send>) -> H2Guard<T> {
+        H2Guard {
+            inner: Some(inner),
+            budget,
+            incoming: Frames {
+                preface: PREFACE.len(),
+                ..Frames::default()
+            },
+            outgoing: Frames::default(),
+            streams: 0,
+            resets: 0,
+            last_stream: 0,
+            state: State::Open,
+            goaway: [0; 17],
+            on_trip: Some(on_trip),
+        }
+    }
+
+    fn io(&mut self) -> Pin<&mut T> {
+        Pin::new(self.inner.as_mut().expect("taken only on drop"))
+    }
+
+    fn count(&mut self, bytes: &[u8]) {
+        let (mut streams, mut resets, mut last) = (self.streams, self.resets, self.last_stream);
+        self.incoming.feed(bytes, |kind, stream| match kind {
+            // A HEADERS frame on a new (odd, client-initiated) stream opens it; trailers reuse an id.
+            FRAME_HEADERS if stream > last => {
+                streams += 1;
+                last = stream;
+            }
+            FRAME_RST_STREAM => resets += 1,
+            _ => {}
+        });
+        self.streams = streams;
+        self.resets = resets;
+        self.last_stream = last;
+        if matches!(self.state, State::Open)
+            && self.resets >= self.budget.max_resets
+            && self.resets * 2 >= self.streams
+        {
+            self.state = State::Tripped;
+            let mut g = [0u8; 17];
+            g[2] = 8; // payload length
+            g[3] = FRAME_GOAWAY;
+            g[9..13].copy_from_slice(&self.last_stream.to_be_bytes());
+            g[13..17].copy_from_slice(&ENHANCE_YOUR_CALM.to_be_bytes());
+            self.goaway = g;
+            if let Some(f) = self.on_trip.take() {
+                f(self.streams, self.resets);
+            }
+        }
+    }
+}
+
+/// Why the guard ended a connection (the `io::Error` hyper reports carries it).
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP/2 client reset too many streams (GOAWAY ENHANCE_YOUR_CALM sent)")]
+pub struct RapidReset;
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, RapidReset)
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for H2Guard<T> {
+    fn drop(&mut self) {
+        if !matches!(self.state, State::Done) {
+            return;
+        }
+        let (Some(mut io), Ok(rt)) = (self.inner.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        rt.spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = tokio::time::timeout(LINGER, async {
+                let _ = io.shutdown().await;
+                let mut sink = [0u8; 4096];
+                while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .await;
+        });
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> H2Guard<T> {
+    /// Once tripped and at a frame boundary of the server's stream: write the GOAWAY. Ready(Ok) when it is out.
+    fn poll_goaway(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            match self.state {
+                State::Open => return Poll::Ready(Ok(())),
+                State::Done => return Poll::Ready(Ok(())),
+                State::Tripped if self.outgoing.at_boundary() => self.state = State::GoingAway(0),
+                // hyper still has part of a frame to write; it goes first.
+                State::Tripped => return Poll::Ready(Ok(())),
+                State::GoingAway(at) => {
+                    let goaway = self.goaway;
+                    let n = match self.io().poll_write(cx, &goaway[at..]) {
+                        Poll::Ready(Ok(n)) => n,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    };
+                    if n == 0 {
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                    if at + n >= self.goaway.len() {
+                        self.state = State::Done;
+                        // Best effort: push it out now; the connection ends either way.
+                        let _ = self.io().poll_flush(cx);
+                        return Poll::Ready(Ok(()));
+                    }
+                    self.state = State::GoingAway(at + n);
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for H2Guard<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !matches!(this.state, State::Open) {
+            // Send the GOAWAY from here if hyper is not writing; then the connection is over.
+            match this.poll_goaway(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) if matches!(this.state, State::Done) => {
+                    return Poll::Ready(Err(gone()))
+                }
+                // Tripped mid-frame: keep reading until hyper's write reaches the boundary.
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+        let before = buf.filled().len();
+        let polled = this.io().poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            this.count(&buf.filled()[before..]);
+            if matches!(this.state, State::Tripped) {
+                // Wake ourselves so the GOAWAY goes out even if hyper has nothing to write.
+                cx.waker().wake_by_ref();
+            }
+        }
+        polled
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for H2Guard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let mut limit = buf.len();
+        match this.state {
+            State::Open => {}
+            State::Tripped => match this.outgoing.to_boundary() {
+                // Only the rest of the frame under way.
+                Some(n) => limit = limit.min(n),
+                None => {
+                    return match this.poll_goaway(cx) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(())) => Poll::Ready(Err(gone())),
+                    }
+                }
+            },
+            State::GoingAway(_) => {
+                return match this.poll_goaway(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) => Poll::Ready(Err(gone())),
+                }
+            }
+            State::Done => return Poll::Ready(Err(gone())),
+        }
+        let polled = this.io().poll_write(cx, &buf[..limit]);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.outgoing.feed(&buf[..n], |_, _| {});
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if let Poll::Ready(Err(e)) = this.poll_goaway(cx) {
+            return Poll::Ready(Err(e));
+        }
+        this.io().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io().poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame(kind: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, 0];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// The budget: resets past `max_resets` cut a connection off only when they are half its streams or more; the
+    /// GOAWAY names the last stream and ENHANCE_YOUR_CALM, and goes out only between the server's frames.
+    #[tokio::test]
+    async fn resets_past_the_budget_and_half_the_streams_get_goaway() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let tripped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let t = tripped.clone();
+        let mut guard = H2Guard::new(
+            server,
+            Budget { max_resets: 100 },
+            Box::new(move |_, _| t.store(true, std::sync::atomic::Ordering::SeqCst)),
+        );
+        let mut input = PREFACE.to_vec();
+        for i in 0..300u32 {
+            input.extend(frame(FRAME_HEADERS, 2 * i + 1, &[0; 5]));
+        }
+        for i in 0..149u32 {
+            input.extend(frame(FRAME_RST_STREAM, 2 * i + 1, &[0, 0, 0, 8]));
+        }
+        client.write_all(&input).await.unwrap();
+        let mut sink = vec![0u8; input.len()];
+        guard.read_exact(&mut sink).await.unwrap();
+        assert!(
+            !tripped.load(std::sync::atomic::Ordering::SeqCst),
+            "149 of 300: under half"
+        );
+        // The server is in the middle of a frame when the last reset arrives.
+        let half = frame(0x0, 1, &[1; 20]);
+        guard.write_all(&half[..12]).await.unwrap();
+        client
+            .write_all(&frame(FRAME_RST_STREAM, 299, &[0, 0, 0, 8]))
+            .await
+            .unwrap();
+        let mut more = [0u8; 13];
+        guard.read_exact(&mut more).await.unwrap();
+        assert!(
+            tripped.load(std::sync::atomic::Ordering::SeqCst),
+            "150 of 300"
+        );
+        // hyper's frame is finished first; then the GOAWAY; then writes fail.
+        guard.write_all(&half[12..]).await.unwrap();
+        assert!(guard.write_all(b"more").await.is_err());
+        let mut out = vec![0u8; half.len() + 17];
+        client.read_exact(&mut out).await.unwrap();
+        assert_eq!(&out[..half.len()], &half[..]);
+        let goaway = &out[half.len()..];
+        assert_eq!(goaway[3], FRAME_GOAWAY);
+        assert_eq!(
+            u32::from_be_bytes(goaway[9..13].try_into().unwrap()),
+            599,
+            "last stream"
+        );
+        assert_eq!(
+            u32::from_be_bytes(goaway[13..17].try_into().unwrap()),
+            ENHANCE_YOUR_CALM
+        );
+    }
+
+    proptest! {
+        /// Frame headers are found however the bytes are split.
+        #[test]
+        fn frames_are_counted_in_any_chunking(cuts in proptest::collection::vec(1usize..40, 1..30)) {
+            let mut bytes = PREFACE.to_vec();
+            for i in 0..10u32 {
+                bytes.extend(frame(FRAME_HEADERS, 2 * i + 1, &[0; 13]));
+                bytes.extend(frame(0x0, 2 * i + 1, &[7; 30]));
+                bytes.extend(frame(FRAME_RST_STREAM, 2 * i + 1, &[0, 0, 0, 8]));
+            }
+            let mut f = Frames { preface: PREFACE.len(), ..Frames::default() };
+            let (mut headers, mut resets) = (0, 0);
+            let mut rest = &bytes[..];
+            let mut i = 0;
+            while !rest.is_empty() {
+                let n = cuts[i % cuts.len()].min(rest.len());
+                f.feed(&rest[..n], |k, _| match k {
+                    FRAME_HEADERS => headers += 1,
+                    FRAME_RST_STREAM => resets += 1,
+                    _ => {}
+                });
+                rest = &rest[n..];
+                i += 1;
+            }
+            prop_assert_eq!((headers, resets), (10, 10));
+            prop_assert!(f.at_boundary());
+        }
+    }
+}
