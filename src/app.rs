@@ -92,12 +92,14 @@ impl Server {
         let settings = Arc::new(settings);
         let metrics = Metrics::new();
         let loaded = crate::sources::Sources::load(&settings.firmographics, &settings.rules_dir)
-            .map_err(|e| {
-                if e.rules.is_empty() {
-                    StartError::Sources(indented(&e.firmographics))
-                } else {
-                    StartError::Rules(indented(&e.rules))
-                }
+            .map_err(|e| match (e.rules.is_empty(), e.firmographics.is_empty()) {
+                (true, _) => StartError::Sources(indented(&e.firmographics)),
+                (false, true) => StartError::Rules(indented(&e.rules)),
+                (false, false) => StartError::Rules(format!(
+                    "{}\ncompany and location sources:\n{}",
+                    indented(&e.rules),
+                    indented(&e.firmographics)
+                )),
             })?;
         tracing::info!(
             personalizations = loaded.rules.personalizations.len(),

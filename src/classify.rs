@@ -123,20 +123,22 @@ impl Classification {
     }
 }
 
-/// Classify a request from `client` carrying `headers` and `query`, at `now` (Unix seconds).
+/// Classify a request from `client` carrying `headers` and `query`, at `now` (Unix seconds); `secure`: the
+/// visitor reached the site over HTTPS (our consent cookie is then only believed under its `__Host-` name).
 pub fn classify(
     firmographics: &Firmographics,
     consent: &ConsentSettings,
     client: IpAddr,
     headers: &HeaderMap,
     query: Option<&str>,
+    secure: bool,
     now: u64,
 ) -> Classification {
     let geo = firmographics.geo(client);
     let jurisdiction = consent
         .policy
         .jurisdiction(geo.country.as_deref(), geo.subdivision.as_deref());
-    let signals = signals::read(headers, query, &consent.names, &consent.keys);
+    let signals = signals::read(headers, query, &consent.names, &consent.keys, secure);
     let decision = consent.policy.decide(jurisdiction, &signals, now);
     let company = if decision.permits(Tier::Firmographic) {
         match firmographics.company(client) {
@@ -215,19 +217,19 @@ mod tests {
         gpc.insert("sec-gpc", HeaderValue::from_static("1"));
 
         // Opt-in, no signal: banner, no lookup.
-        let c = classify(&f, &consent, de, &none, None, now);
+        let c = classify(&f, &consent, de, &none, None, false, now);
         assert!(matches!(c.company, Lookup::NotRun));
         assert!(c.decision.show_banner);
         assert_eq!(c.decision.jurisdiction.region, "DE");
         // Opt-out, no signal: permitted, lookup runs and finds the account.
-        let c = classify(&f, &consent, ca, &none, None, now);
+        let c = classify(&f, &consent, ca, &none, None, false, now);
         assert_eq!(c.highest_tier(), "personal");
         let Lookup::Matched(m) = &c.company else {
             panic!("{:?}", c.company)
         };
         assert_eq!(m.company.domain.as_deref(), Some("acme.example"));
         // Opt-out with GPC: withdrawn, no lookup.
-        let c = classify(&f, &consent, ca, &gpc, None, now);
+        let c = classify(&f, &consent, ca, &gpc, None, false, now);
         assert!(matches!(c.company, Lookup::NotRun));
         assert!(c.decision.reasons.iter().any(|r| r == "gpc"));
         // Opt-in with our cookie granting firmographic only.
@@ -248,12 +250,20 @@ mod tests {
             ))
             .unwrap(),
         );
-        let c = classify(&f, &consent, de, &cookie, None, now);
+        let c = classify(&f, &consent, de, &cookie, None, false, now);
         assert_eq!(c.highest_tier(), "firmographic");
         assert!(matches!(c.company, Lookup::Matched(_)));
         assert_eq!(c.decision.consent_id.as_deref(), Some("abc"));
         // Unknown location: opt-in by default.
-        let c = classify(&f, &consent, "192.0.2.1".parse().unwrap(), &none, None, now);
+        let c = classify(
+            &f,
+            &consent,
+            "192.0.2.1".parse().unwrap(),
+            &none,
+            None,
+            false,
+            now,
+        );
         assert_eq!(c.decision.jurisdiction.region, "unknown");
         assert!(matches!(c.company, Lookup::NotRun));
     }

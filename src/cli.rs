@@ -136,6 +136,9 @@ pub struct DecideArgs {
     /// The request's query string (e.g. 'gdpr_consent=CP...&gpp_sid=7').
     #[arg(long, value_name = "QUERY")]
     pub query: Option<String>,
+    /// Decide as for a visitor on HTTPS (our consent cookie is then read under its `__Host-` name).
+    #[arg(long)]
+    pub https: bool,
     /// Decide as of this time (RFC 3339, e.g. 2026-11-24T12:00:00Z) instead of now.
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
@@ -719,7 +722,17 @@ fn explain(args: ExplainArgs) -> ExitCode {
         }
     };
     let now = crate::classify::unix_now();
-    let c = classify(&f, &settings.consent, ip, &headers, uri.query(), now);
+    // An https:// URL is read as the proxy reads an HTTPS request (the `__Host-` consent cookie).
+    let secure = args.url.starts_with("https://");
+    let c = classify(
+        &f,
+        &settings.consent,
+        ip,
+        &headers,
+        uri.query(),
+        secure,
+        now,
+    );
     let referrer_host = crate::rules::referrer_host(&headers);
     let visitor = c.visitor(
         uri.path(),
@@ -997,6 +1010,7 @@ fn consent_decide(args: DecideArgs) -> ExitCode {
         ip,
         &headers,
         args.query.as_deref(),
+        args.https,
         now,
     );
     if args.json {

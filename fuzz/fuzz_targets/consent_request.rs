@@ -38,11 +38,11 @@ fuzz_target!(|data: &[u8]| {
     }
     for (country, sub) in [(Some("DE"), None), (Some("US"), Some("CA")), (None, None)] {
         let j = policy.jurisdiction(country, sub);
-        let signals = read(&headers, query, &names, &keys);
+        let signals = read(&headers, query, &names, &keys, false);
         let d = policy.decide(j.clone(), &signals, now);
         assert!(d.permits(Tier::Anonymous));
         if !with_foreign.is_empty() {
-            let d2 = policy.decide(j.clone(), &read(&with_foreign, query, &names, &keys), now);
+            let d2 = policy.decide(j.clone(), &read(&with_foreign, query, &names, &keys, false), now);
             for t in [Tier::Firmographic, Tier::Personal] {
                 assert!(d.permits(t) || !d2.permits(t), "a foreign cookie granted {t:?}");
             }

@@ -111,7 +111,15 @@ pub fn verify_stream(dir: &Path, key: &PublicKey) -> std::io::Result<StreamRepor
                 Ok(c) if c.verify(key) => {
                     r.checkpoints += 1;
                     if let Some((seq, time, before)) = &last {
-                        if c.seq <= *seq || c.time < *time {
+                        if c.seq > *seq && c.time < *time {
+                            // A later record signed at an earlier time: the clock went back (NTP step, VM
+                            // restore), not a replay — the sequence decides.
+                            r.notes.push(format!(
+                                "{at}: checkpoint seq {} is timed {} — before seq {seq} at {time} ({before}); the clock went back",
+                                c.seq, c.time
+                            ));
+                        }
+                        if c.seq <= *seq {
                             r.problems.push(Problem {
                                 at: at.clone(),
                                 seq: Some(c.seq),

@@ -644,11 +644,15 @@ impl State {
                 // so one falls every `checkpoint_records` records however the records were batched.
                 let (mut rec, mut byte) = (0, 0);
                 while rec < lens.len() {
-                    let room = self
-                        .options
-                        .checkpoint_records
-                        .saturating_sub(self.unsigned())
-                        .max(1);
+                    // (While a failed checkpoint waits for its retry, the rest of the batch goes in one part.)
+                    let room = if self.checkpoint_failed.is_some() {
+                        u64::MAX
+                    } else {
+                        self.options
+                            .checkpoint_records
+                            .saturating_sub(self.unsigned())
+                            .max(1)
+                    };
                     let n = (lens.len() - rec).min(usize::try_from(room).unwrap_or(usize::MAX));
                     let bytes: usize = lens[rec..rec + n].iter().map(|&l| l as usize).sum();
                     self.write_batch(&bodies[byte..byte + bytes], &lens[rec..rec + n], sync);

@@ -39,6 +39,9 @@ pub enum Integrity {
     UnknownKey,
     /// The tag does not match: altered or forged.
     BadTag,
+    /// Signed, but sent over HTTPS under the plain name instead of `__Host-<name>`: it may have been planted
+    /// by a sibling subdomain, so it grants nothing.
+    NotHostOnly,
 }
 
 impl Integrity {
@@ -55,6 +58,7 @@ impl Integrity {
             Integrity::Unsigned => "unsigned",
             Integrity::UnknownKey => "unknown-key",
             Integrity::BadTag => "bad-tag",
+            Integrity::NotHostOnly => "not-host-only",
         }
     }
 }

@@ -279,11 +279,12 @@ impl Policy {
         let tcf = match &signals.tcf {
             Some(Ok(t)) => Some(t),
             Some(Err(e)) => {
-                // An unreadable TC string grants nothing; in an opt-out region, where a TCF refusal counts, it
-                // might be one.
+                // An unreadable TC string might be a refusal: it withdraws, and no other copy (a GPP section)
+                // grants in its place.
                 tcf_unreadable = true;
                 unreadable(&mut reasons, "tcf", e);
-                gpp_tcf
+                withdrawal.get_or_insert("unreadable");
+                None
             }
             None => gpp_tcf,
         };
@@ -328,7 +329,6 @@ impl Policy {
             if fp_choice.is_some() && first_party_grants {
                 decisive = true;
             }
-            let withdrawn = withdrawn_all || fp_choice == Some(false);
             let tcf_grant = tcf.map(|t| {
                 let missing: Vec<u8> = purposes
                     .iter()
@@ -343,6 +343,12 @@ impl Policy {
             if tcf.is_some() {
                 decisive = true;
             }
+            // A TC string that lacks the tier's purposes (or cannot be read) is a refusal like any other: when
+            // signals disagree, the most restrictive wins — also over our own cookie's grant.
+            let withdrawn = withdrawn_all
+                || fp_choice == Some(false)
+                || tcf_grant == Some(false)
+                || tcf_unreadable;
             let granted = fp_choice == Some(true) || tcf_grant == Some(true);
             if granted && !withdrawn {
                 reasons.push(format!(
@@ -357,10 +363,8 @@ impl Policy {
             let allowed = !withdrawn
                 && match jurisdiction.regime {
                     Regime::OptIn => granted,
-                    // Opt-out: a TCF or first-party refusal still counts; no signal means permitted.
-                    Regime::OptOut => {
-                        (tcf_grant != Some(false) && !tcf_unreadable) || fp_choice == Some(true)
-                    }
+                    // Opt-out: no withdrawal means permitted.
+                    Regime::OptOut => true,
                 };
             if allowed {
                 permitted.insert(tier);
@@ -745,6 +749,22 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(basis("US", Some("CA"), &broken), "unreadable");
+    }
+
+    /// Review finding: our cookie's grant beat a TCF string that refused the tier's purposes; the most
+    /// restrictive signal wins.
+    #[test]
+    fn a_tcf_refusal_beats_our_cookies_grant() {
+        for (country, sub) in [("DE", None), ("US", Some("CA"))] {
+            let s = Signals {
+                first_party: Some(Ok(fp(true, true, NOW - 10))),
+                tcf: Some(Ok(tc(&[1], &[], 4, NOW - 100))),
+                ..Default::default()
+            };
+            let d = decide(Some(country), sub, &s);
+            assert_eq!(tiers(&d), [Anonymous], "{country}: {:?}", d.reasons);
+            assert_eq!(d.basis, "tcf:refused");
+        }
     }
 
     #[test]

@@ -16,6 +16,13 @@ pub struct SignalNames {
     pub first_party_cookie: String,
 }
 
+impl SignalNames {
+    /// The first-party cookie's name over HTTPS: `__Host-` + the configured name.
+    pub fn host_only_cookie(&self) -> String {
+        format!("__Host-{}", self.first_party_cookie)
+    }
+}
+
 impl Default for SignalNames {
     fn default() -> Self {
         SignalNames {
@@ -101,6 +108,7 @@ pub fn read(
     query: Option<&str>,
     names: &SignalNames,
     keys: &CookieKeys,
+    secure: bool,
 ) -> Signals {
     let gpc = headers
         .get_all("sec-gpc")
@@ -111,10 +119,16 @@ pub fn read(
         .iter()
         .any(|v| v.as_bytes().trim_ascii() == b"1");
     let from_query = |name| query_param(query, name).map(Ok);
-    let tcf = decoded(
-        from_query("gdpr_consent").or_else(|| cookie(headers, &names.tcf_cookie)),
-        tcf::decode,
-    );
+    // The TC string of an ad link (`gdpr_consent`) and the CMP's cookie: both are read, and where both are
+    // present only what both grant counts (a crafted link cannot override the visitor's refusal).
+    let tcf = match (
+        decoded(from_query("gdpr_consent"), tcf::decode),
+        decoded(cookie(headers, &names.tcf_cookie), tcf::decode),
+    ) {
+        (Some(Ok(q)), Some(Ok(c))) if q != c => Some(Ok(tcf::most_restrictive(q, &c))),
+        (Some(Err(e)), _) | (_, Some(Err(e))) => Some(Err(e)),
+        (q, c) => q.or(c),
+    };
     // GPP and US Privacy can each arrive from more than one place (query and cookie; two cookie names): every
     // one is read, and a withdrawal — or an unreadable value, which might be one — in any of them wins.
     let gpp = most_restrictive(
@@ -140,9 +154,25 @@ pub fn read(
         ],
         usp::UsPrivacy::opted_out,
     );
-    let first_party = decoded(cookie(headers, &names.first_party_cookie), |v| {
-        FirstParty::decode(v, keys)
-    });
+    // Over HTTPS our cookie is `__Host-<name>`: host-only and Secure, so no sibling subdomain or network
+    // attacker can plant one. A cookie under the plain name there may have been planted: its refusals count,
+    // its grants do not.
+    let decode = |v: &str| FirstParty::decode(v, keys);
+    let first_party = if secure {
+        match cookie(headers, &names.host_only_cookie()) {
+            Some(v) => decoded(Some(v), decode),
+            None => decoded(cookie(headers, &names.first_party_cookie), decode).map(|r| {
+                r.map(|mut fp| {
+                    if fp.integrity.verified() {
+                        fp.integrity = Integrity::NotHostOnly;
+                    }
+                    fp
+                })
+            }),
+        }
+    } else {
+        decoded(cookie(headers, &names.first_party_cookie), decode)
+    };
     Signals {
         gpc,
         dnt,
@@ -182,7 +212,7 @@ mod tests {
     }
 
     fn read_h(h: &HeaderMap, query: Option<&str>) -> Signals {
-        read(h, query, &SignalNames::default(), &keys())
+        read(h, query, &SignalNames::default(), &keys(), false)
     }
 
     #[test]
@@ -217,14 +247,14 @@ mod tests {
     }
 
     #[test]
-    fn query_wins_and_bad_values_keep_their_reason() {
-        let h = headers(&[("cookie", b"euconsent-v2=garbage"), ("sec-gpc", b"0")]);
-        let s = read_h(
-            &h,
-            Some("x=1&gdpr_consent=COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA"),
-        );
-        assert!(s.tcf.unwrap().is_ok());
+    fn the_query_is_read_and_bad_values_keep_their_reason() {
+        let q = Some("x=1&gdpr_consent=COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA");
+        let s = read_h(&headers(&[("sec-gpc", b"0")]), q);
+        assert_eq!(s.tcf.unwrap().unwrap().cmp_id, 675);
         assert!(!s.gpc, "only the value 1 means GPC");
+        // Beside an unreadable cookie copy, the query's grant does not count.
+        let h = headers(&[("cookie", b"euconsent-v2=garbage")]);
+        assert!(read_h(&h, q).tcf.unwrap().is_err());
         let s = read_h(&h, None);
         assert!(s.tcf.unwrap().is_err());
         let huge = format!("euconsent-v2={}", "C".repeat(5000));
@@ -251,6 +281,64 @@ mod tests {
             s.first_party.unwrap().unwrap_err(),
             "cookie:undecodable:concierge_consent"
         );
+    }
+
+    /// Review finding: a `gdpr_consent` query parameter replaced the cookie outright, so a crafted link could
+    /// override a visitor's TCF refusal.
+    #[test]
+    fn a_link_cannot_override_the_cmps_refusal() {
+        let mut refusing = tcf::decode("COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA").unwrap();
+        refusing.purpose_consents = [1].into();
+        let mut granting = refusing.clone();
+        granting.purpose_consents = [1, 5, 6].into();
+        let enc = |t: &tcf::TcString| tcf::tests::encode(t);
+        let h = headers(&[(
+            "cookie",
+            format!("euconsent-v2={}", enc(&refusing)).as_bytes(),
+        )]);
+        let s = read_h(&h, Some(&format!("gdpr_consent={}", enc(&granting))));
+        let t = s.tcf.unwrap().unwrap();
+        assert_eq!(t.purpose_consents, [1].into(), "only what both grant");
+        let garbled = headers(&[("cookie", b"euconsent-v2=%%%")]);
+        let s = read_h(&garbled, Some(&format!("gdpr_consent={}", enc(&granting))));
+        assert!(s.tcf.unwrap().is_err(), "an unreadable copy fails closed");
+    }
+
+    /// Review finding: a signed cookie could be planted by a sibling subdomain (`Domain=.example.com`) or, on
+    /// HTTP, by a network attacker. Over HTTPS only the `__Host-` cookie grants.
+    #[test]
+    fn over_https_only_the_host_only_cookie_grants() {
+        let signed = FirstParty {
+            consent_id: "c".into(),
+            banner_version: "1".into(),
+            time: 1_764_000_000,
+            firmographic: true,
+            personal: false,
+            integrity: Integrity::Signed,
+        }
+        .encode(&key());
+        let https = |h: &HeaderMap| read(h, None, &SignalNames::default(), &keys(), true);
+        let plain = headers(&[("cookie", format!("concierge_consent={signed}").as_bytes())]);
+        let fp = https(&plain).first_party.unwrap().unwrap();
+        assert_eq!(fp.integrity, Integrity::NotHostOnly);
+        assert!(!fp.integrity.verified());
+        let host = headers(&[(
+            "cookie",
+            format!("__Host-concierge_consent={signed}").as_bytes(),
+        )]);
+        assert!(https(&host)
+            .first_party
+            .unwrap()
+            .unwrap()
+            .integrity
+            .verified());
+        // Over plain HTTP the plain name is all there is.
+        assert!(read_h(&plain, None)
+            .first_party
+            .unwrap()
+            .unwrap()
+            .integrity
+            .verified());
     }
 
     #[test]

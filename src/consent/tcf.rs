@@ -121,6 +121,35 @@ impl TcString {
     }
 }
 
+/// Two TC strings for one visitor, as one that grants only what both grant: purposes and vendors consented in
+/// both, legitimate interests claimed in either (so a violation in either is seen), the older update time (so
+/// either being stale makes the merge stale), the older policy version.
+pub fn most_restrictive(mut a: TcString, b: &TcString) -> TcString {
+    a.purpose_consents = a
+        .purpose_consents
+        .intersection(&b.purpose_consents)
+        .copied()
+        .collect();
+    a.purpose_legitimate_interests
+        .extend(b.purpose_legitimate_interests.iter().copied());
+    a.vendor_consents = a
+        .vendor_consents
+        .intersection(&b.vendor_consents)
+        .copied()
+        .collect();
+    a.special_feature_optins = a
+        .special_feature_optins
+        .intersection(&b.special_feature_optins)
+        .copied()
+        .collect();
+    if b.last_updated_deciseconds < a.last_updated_deciseconds {
+        a.last_updated_deciseconds = b.last_updated_deciseconds;
+        a.last_updated = b.last_updated.clone();
+    }
+    a.policy_version = a.policy_version.min(b.policy_version);
+    a
+}
+
 /// Decode a TC string (core segment plus optional disclosed/allowed vendors and publisher TC segments).
 pub fn decode(s: &str) -> Result<TcString, TcfError> {
     let s = s.trim();
@@ -336,7 +365,7 @@ pub fn rfc3339(deciseconds: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::bits::BitWriter;
     use super::*;
     use proptest::prelude::*;
@@ -503,7 +532,7 @@ mod tests {
     }
 
     /// A TC string encoder for tests: core segment with range-encoded vendor sets.
-    fn encode(tc: &TcString) -> String {
+    pub(crate) fn encode(tc: &TcString) -> String {
         let mut w = BitWriter::default();
         w.write(2, 6);
         w.write(tc.created_deciseconds, 36);

@@ -461,6 +461,8 @@ impl RequestBody {
         if self.inner.is_end_stream() {
             return Ahead::Ready;
         }
+        // At most a second: a body whose first byte waits for the response must not wait long.
+        let wait = wait.min(Duration::from_secs(1));
         let first = std::future::poll_fn(|cx| Pin::new(&mut self.inner).poll_frame(cx));
         match tokio::time::timeout(wait, first).await {
             Ok(Some(Ok(frame))) => {

@@ -75,6 +75,7 @@ pub async fn post(
         ctx.client.addr,
         &parts.headers,
         None,
+        ctx.scheme == "https",
         crate::classify::unix_now(),
     );
     let account = match c.company {

@@ -6,10 +6,10 @@
 //! RST_STREAM in turn was never stopped (12,032 streams in 8 s in one test). hyper does not let a server send a
 //! GOAWAY with an error code of its choosing, so this wrapper sits between hyper and the socket (inside TLS):
 //! it reads the client's frame headers as they pass (it never changes a byte), counts streams opened (HEADERS)
-//! and streams reset (RST_STREAM), and once a client has reset [`Budget::max_resets`] streams — and at least
-//! half of all it opened, so a long-lived browser connection that cancels a navigation now and then is never
-//! caught — it lets hyper finish the frame it is writing, writes `GOAWAY(ENHANCE_YOUR_CALM)` itself and ends the
-//! connection. Ending it drops every request still in flight on it, which cancels their origin requests.
+//! and streams reset (RST_STREAM) against a refilling budget ([`Budget`]: a burst of resets, or resets now and
+//! then on a long-lived browser connection, never trip it; resets beyond it do, at once when they are half the
+//! streams or more, after a second budget's worth when padded with other streams), and then lets hyper finish
+//! the frame it is writing, writes `GOAWAY(ENHANCE_YOUR_CALM)` itself and ends the connection. Ending it drops every request still in flight on it, which cancels their origin requests.
 //!
 //! Invariants: bytes pass through unchanged and in order; the GOAWAY goes out only at a frame boundary of the
 //! server's stream (never inside a frame hyper is writing); after it hyper gets an error at once (its streams
@@ -17,6 +17,7 @@
 //! remaining bytes read and dropped — so the kernel does not answer them with a reset that would destroy the
 //! GOAWAY before the client read it.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -31,12 +32,19 @@ const FRAME_RST_STREAM: u8 = 0x3;
 const FRAME_GOAWAY: u8 = 0x7;
 const ENHANCE_YOUR_CALM: u32 = 0xb;
 
-/// When a connection's resets are too many.
+/// When a connection's resets are too many: a bucket of `max_resets` resets, refilled at `max_resets` per
+/// [`REFILL`]. Once it is empty, a client whose resets are half its streams or more is cut off at once; one that
+/// pads its resets with other streams, after another `max_resets` resets beyond the empty bucket.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
-    /// Resets a client may send before it is cut off (if they are also half its streams or more).
     pub max_resets: u64,
 }
+
+/// The time in which a bucket of resets refills.
+const REFILL: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a tripped connection waits for hyper to finish the frame it is writing before it closes without the
+/// GOAWAY (a client that stops reading can hold a frame half-written).
+const BOUNDARY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Reads a byte stream as HTTP/2 frames, header by header (payloads skipped).
 #[derive(Debug, Default)]
@@ -119,9 +127,16 @@ pub struct H2Guard<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
     outgoing: Frames,
     streams: u64,
     resets: u64,
+    /// Resets left in the bucket, and when it was last refilled.
+    tokens: f64,
+    refilled: std::time::Instant,
+    /// Resets that found the bucket empty.
+    over: u64,
     /// Highest client stream id seen (the GOAWAY's last stream id).
     last_stream: u32,
     state: State,
+    /// Tripped: how long hyper may take to reach a frame boundary.
+    boundary_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     goaway: [u8; 17],
     on_trip: Option<Box<dyn FnOnce(u64, u64) + Send>>,
 }
@@ -140,8 +155,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> H2Guard<T> {
             outgoing: Frames::default(),
             streams: 0,
             resets: 0,
+            tokens: budget.max_resets as f64,
+            refilled: std::time::Instant::now(),
+            over: 0,
             last_stream: 0,
             state: State::Open,
+            boundary_deadline: None,
             goaway: [0; 17],
             on_trip: Some(on_trip),
         }
@@ -162,13 +181,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> H2Guard<T> {
             FRAME_RST_STREAM => resets += 1,
             _ => {}
         });
+        let new_resets = resets - self.resets;
         self.streams = streams;
         self.resets = resets;
         self.last_stream = last;
-        if matches!(self.state, State::Open)
-            && self.resets >= self.budget.max_resets
-            && self.resets * 2 >= self.streams
-        {
+        if new_resets > 0 {
+            let cap = self.budget.max_resets as f64;
+            let now = std::time::Instant::now();
+            let refill =
+                now.duration_since(self.refilled).as_secs_f64() / REFILL.as_secs_f64() * cap;
+            self.tokens = (self.tokens + refill).min(cap);
+            self.refilled = now;
+            let spent = (new_resets as f64).min(self.tokens.floor());
+            self.tokens -= spent;
+            self.over += new_resets - spent as u64;
+        }
+        let rapid = self.over > 0 && self.resets * 2 >= self.streams;
+        let padded = self.over >= self.budget.max_resets;
+        if matches!(self.state, State::Open) && (rapid || padded) {
             self.state = State::Tripped;
             let mut g = [0u8; 17];
             g[2] = 8; // payload length
@@ -261,8 +291,20 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for H2Guard<T
                 Poll::Ready(Ok(())) if matches!(this.state, State::Done) => {
                     return Poll::Ready(Err(gone()))
                 }
-                // Tripped mid-frame: keep reading until hyper's write reaches the boundary.
-                Poll::Ready(Ok(())) => {}
+                // Tripped while hyper is mid-frame: nothing more of the client's reaches hyper; wait (bounded)
+                // for hyper's write to reach the boundary, where poll_write sends the GOAWAY.
+                Poll::Ready(Ok(())) => {
+                    let deadline = this
+                        .boundary_deadline
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(BOUNDARY_WAIT)));
+                    return match deadline.as_mut().poll(cx) {
+                        Poll::Pending => Poll::Pending,
+                        Poll::Ready(()) => {
+                            this.state = State::Done;
+                            Poll::Ready(Err(gone()))
+                        }
+                    };
+                }
             }
         }
         let before = buf.filled().len();
@@ -313,6 +355,38 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for H2Guard<
             this.outgoing.feed(&buf[..n], |_, _| {});
         }
         polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if !matches!(this.state, State::Open) {
+            // Past the budget: one buffer at a time, cut at the frame boundary.
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return Pin::new(this).poll_write(cx, first);
+        }
+        let polled = this.io().poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(mut n)) = polled {
+            for b in bufs {
+                if n == 0 {
+                    break;
+                }
+                let take = n.min(b.len());
+                this.outgoing.feed(&b[..take], |_, _| {});
+                n -= take;
+            }
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -397,6 +471,42 @@ mod tests {
         assert_eq!(
             u32::from_be_bytes(goaway[13..17].try_into().unwrap()),
             ENHANCE_YOUR_CALM
+        );
+    }
+
+    /// Resets padded with other streams (to stay under half) are cut off one budget past the empty bucket.
+    #[tokio::test]
+    async fn padded_resets_are_cut_off_too() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let tripped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let t = tripped.clone();
+        let mut guard = H2Guard::new(
+            server,
+            Budget { max_resets: 100 },
+            Box::new(move |_, _| t.store(true, std::sync::atomic::Ordering::SeqCst)),
+        );
+        let mut input = PREFACE.to_vec();
+        for i in 0..2000u32 {
+            input.extend(frame(FRAME_HEADERS, 2 * i + 1, &[0; 5]));
+        }
+        for i in 0..199u32 {
+            input.extend(frame(FRAME_RST_STREAM, 2 * i + 1, &[0, 0, 0, 8]));
+        }
+        client.write_all(&input).await.unwrap();
+        let mut sink = vec![0u8; input.len()];
+        guard.read_exact(&mut sink).await.unwrap();
+        assert!(
+            !tripped.load(std::sync::atomic::Ordering::SeqCst),
+            "199 resets: a budget and 99 over"
+        );
+        let last = frame(FRAME_RST_STREAM, 401, &[0, 0, 0, 8]);
+        client.write_all(&last).await.unwrap();
+        let mut sink = vec![0u8; last.len()];
+        guard.read_exact(&mut sink).await.unwrap();
+        assert!(
+            tripped.load(std::sync::atomic::Ordering::SeqCst),
+            "200: a second budget past the empty bucket"
         );
     }
 

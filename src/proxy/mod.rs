@@ -337,6 +337,7 @@ impl Proxy {
             ctx.client.addr,
             req.headers(),
             req.uri().query(),
+            ctx.scheme == "https",
             crate::classify::unix_now(),
         );
         self.metrics.decision(
@@ -474,8 +475,17 @@ impl Proxy {
         // The response timeout counts from the end of the request body: a slow upload is the client's time.
         let (body_done, body_finished) = tokio::sync::oneshot::channel();
         let mut body = body::RequestBody::new(body, body_done);
-        if let body::Ahead::Malformed(e) = body.read_ahead(settings.timeouts.client_header).await {
-            return self.client_body_refused(ctx, &e);
+        // Not for `Expect: 100-continue`: reading the body would answer 100 for the origin, which may refuse.
+        let expects_continue = parts
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !expects_continue {
+            if let body::Ahead::Malformed(e) =
+                body.read_ahead(settings.timeouts.client_header).await
+            {
+                return self.client_body_refused(ctx, &e);
+            }
         }
         let client_failed = body.client_failed();
         let sent = self.upstream.send(Request::from_parts(parts, body));

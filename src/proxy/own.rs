@@ -140,7 +140,7 @@ pub async fn serve(
             );
             resp
         }
-        Route::ConsentPage => consent_page(proxy, &req),
+        Route::ConsentPage => consent_page(proxy, &req, ctx),
         Route::Why => super::why::page(proxy, &req, ctx).await,
         Route::ConsentPost => {
             let result = match rate_limit(proxy, ctx, "consent") {
@@ -249,9 +249,9 @@ pub(super) async fn read_body(proxy: &Proxy, body: Incoming, max: usize) -> Resu
 }
 
 /// The visitor's current first-party choice (if readable) and whether GPC is on, from one read of the signals.
-fn current_choice(proxy: &Proxy, headers: &HeaderMap) -> (Option<FirstParty>, bool) {
+fn current_choice(proxy: &Proxy, headers: &HeaderMap, secure: bool) -> (Option<FirstParty>, bool) {
     let consent = &proxy.settings().consent;
-    let s = signals::read(headers, None, &consent.names, &consent.keys);
+    let s = signals::read(headers, None, &consent.names, &consent.keys, secure);
     // Only a cookie this proxy signed is a choice (and lends its consent id to the next one).
     let verified = s
         .first_party
@@ -282,7 +282,7 @@ async fn consent_post(
         },
     )
     .map_err(|r| (r, "refused"))?;
-    let (previous, gpc) = current_choice(proxy, headers);
+    let (previous, gpc) = current_choice(proxy, headers, ctx.scheme == "https");
     let accepts_json = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -340,17 +340,22 @@ async fn consent_post(
         ));
     }
     proxy.metrics().consent_record("recorded");
-    let set_cookie = format!(
-        "{}={}; Path=/; Max-Age={}; SameSite=Lax{}",
-        consent.names.first_party_cookie,
-        cookie.encode(key),
-        consent.policy.max_age_seconds,
-        if ctx.scheme == "https" {
-            "; Secure"
-        } else {
-            ""
-        }
-    );
+    // Over HTTPS the cookie is `__Host-<name>` (host-only, Secure, Path=/: nothing else can set it).
+    let set_cookie = if ctx.scheme == "https" {
+        format!(
+            "{}={}; Path=/; Max-Age={}; SameSite=Lax; Secure",
+            consent.names.host_only_cookie(),
+            cookie.encode(key),
+            consent.policy.max_age_seconds,
+        )
+    } else {
+        format!(
+            "{}={}; Path=/; Max-Age={}; SameSite=Lax",
+            consent.names.first_party_cookie,
+            cookie.encode(key),
+            consent.policy.max_age_seconds,
+        )
+    };
     let mut resp = if accepts_json {
         let body = serde_json::json!({
             "consentId": cookie.consent_id,
@@ -401,13 +406,17 @@ pub(super) fn escape_html(s: &str) -> String {
 
 /// `GET {prefix}consent`: the choices page (no script needed), reachable from the banner and from any page
 /// that links to it, so a visitor can change their choices later.
-fn consent_page(proxy: &Proxy, req: &Request<Incoming>) -> Response<ResponseBody> {
+fn consent_page(
+    proxy: &Proxy,
+    req: &Request<Incoming>,
+    ctx: &RequestContext,
+) -> Response<ResponseBody> {
     let settings = proxy.settings();
     let prefix = &settings.proxy.reserved_prefix;
     let return_to = signals::query_param(req.uri().query(), "return")
         .and_then(choice::return_param)
         .unwrap_or_else(|| "/".to_string());
-    let (previous, gpc) = current_choice(proxy, req.headers());
+    let (previous, gpc) = current_choice(proxy, req.headers(), ctx.scheme == "https");
     let checked = |b: bool| if b { " checked" } else { "" };
     let status = match &previous {
         Some(p) => format!(

@@ -257,7 +257,16 @@ async fn serve_connection(
                 &builders.h1
             };
             let deadline = accepted_at + timeouts.client_header;
-            let Some(tcp) = first_head(tcp, deadline, max_head, true, &proxy, info.peer).await
+            let Some(tcp) = first_head(
+                tcp,
+                deadline,
+                max_head,
+                true,
+                &proxy,
+                info.peer,
+                &info.lifecycle.phase,
+            )
+            .await
             else {
                 return;
             };
@@ -287,7 +296,16 @@ async fn serve_connection(
             let builder = if h2 { &builders.h2 } else { &builders.h1 };
             // The head's time counts from the end of the handshake (which has its own bound).
             let deadline = tokio::time::Instant::now() + timeouts.client_header;
-            let Some(tls) = first_head(tls, deadline, max_head, !h2, &proxy, info.peer).await
+            let Some(tls) = first_head(
+                tls,
+                deadline,
+                max_head,
+                !h2,
+                &proxy,
+                info.peer,
+                &info.lifecycle.phase,
+            )
+            .await
             else {
                 return;
             };
@@ -401,6 +419,7 @@ fn request_timeout() -> Vec<u8> {
 /// preface), whatever hyper's own timer does (it starts at the first byte, so a connection that sends nothing
 /// would otherwise be kept until the idle timeout). The bytes read go to hyper unchanged. `None`: the
 /// connection is done — closed by the peer, or timed out (with a 408 when part of an HTTP/1.1 head arrived).
+#[allow(clippy::too_many_arguments)]
 async fn first_head<IO>(
     mut io: IO,
     deadline: tokio::time::Instant,
@@ -408,25 +427,32 @@ async fn first_head<IO>(
     http1: bool,
     proxy: &Proxy,
     peer: SocketAddr,
+    phase: &watch::Receiver<Phase>,
 ) -> Option<Rewind<IO>>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let complete = |b: &[u8]| b.windows(4).any(|w| w == b"\r\n\r\n");
+    let mut phase = phase.clone();
     let read = tokio::time::timeout_at(deadline, async {
         loop {
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(buf.capacity());
             }
             let before = buf.len();
-            let n = io.read_buf(&mut buf).await?;
+            let nothing_yet = buf.is_empty();
+            let n = tokio::select! {
+                r = io.read_buf(&mut buf) => r?,
+                // Draining: a connection that has not asked for anything yet is closed at once.
+                _ = phase.wait_for(|p| *p != Phase::Serving), if nothing_yet => {
+                    return Ok::<bool, io::Error>(false)
+                }
+            };
             if n == 0 {
-                return Ok::<bool, io::Error>(false);
+                return Ok(false);
             }
-            // Only the new bytes (and the three before them) can complete the head.
-            if complete(&buf[before.saturating_sub(3)..]) || buf.len() > max_head {
+            if head_complete(&buf, before) || buf.len() > max_head {
                 return Ok(true);
             }
         }
@@ -453,6 +479,22 @@ where
             None
         }
     }
+}
+
+/// Whether `buf` (of which the bytes from `new` on just arrived) holds a complete request head: an HTTP/2
+/// client preface (all 24 bytes — it contains a blank line at byte 18, so a preface split there must not count),
+/// or an HTTP/1.x head ending in a blank line (CRLF or, as hyper also accepts, bare LF).
+fn head_complete(buf: &[u8], new: usize) -> bool {
+    use super::h2guard::PREFACE;
+    if buf.len() < PREFACE.len() && PREFACE.starts_with(buf) {
+        return false;
+    }
+    if buf.starts_with(PREFACE) {
+        return true;
+    }
+    // Only the new bytes (and the three before them) can complete the head.
+    let recent = &buf[new.saturating_sub(3)..];
+    recent.windows(4).any(|w| w == b"\r\n\r\n") || recent.windows(2).any(|w| w == b"\n\n")
 }
 
 fn client_error_kind(e: &(dyn std::error::Error + 'static)) -> ClientErrorKind {

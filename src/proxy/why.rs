@@ -80,6 +80,7 @@ pub async fn page(
         ctx.client.addr,
         req.headers(),
         None,
+        ctx.scheme == "https",
         now,
     );
     let rules = &sources.rules;

@@ -349,3 +349,98 @@ async fn the_server_chooses_the_cipher_suite() {
         assert_eq!(chosen.suite(), strongest.suite(), "{version:?}");
     }
 }
+
+/// Review finding (issue 13, item 3): over HTTPS the consent cookie is `__Host-concierge_consent` (host-only,
+/// Secure: no sibling subdomain can plant one); a signed cookie under the plain name there grants nothing.
+#[tokio::test]
+async fn over_https_the_consent_cookie_is_host_only() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new();
+    ca.write_leaf(dir.path(), "site", &["www.example.test"]);
+    let rules = dir.path().join("rules/accounts");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("loop.example.toml"),
+        "[account]\ndomain = \"loop.example\"\nname = \"Loop\"\nnetworks = [\"127.0.0.0/8\"]\n",
+    )
+    .unwrap();
+    let audit = dir.path().join("audit");
+    let server = proxy(
+        &origin.url(),
+        &tls_toml(
+            dir.path(),
+            &format!(
+                "[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\n[[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"DE\"\n",
+                dir.path().join("rules").display(),
+                audit.display()
+            ),
+        ),
+    )
+    .await;
+    let addr = server.listeners[0];
+    let send = |req: http::Request<TestBody>| {
+        let config = ca.client_config(&[b"http/1.1"]);
+        async move {
+            let (tls, _, _) = tls_connect(addr, "www.example.test", config)
+                .await
+                .expect("handshake");
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .expect("h1");
+            tokio::spawn(conn);
+            sender.send_request(req).await.expect("response")
+        }
+    };
+    let resp = send(request(
+        "POST",
+        "/_concierge/consent",
+        &[
+            ("origin", "https://www.example.test"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        full("choice=accept"),
+    ))
+    .await;
+    assert_eq!(resp.status(), 303);
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.starts_with("__Host-concierge_consent=2~"), "{set}");
+    assert!(set.contains("; Path=/;") && set.ends_with("; Secure") && !set.contains("Domain"));
+    let value = set
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("__Host-concierge_consent=");
+    let lookups = |m: &str| {
+        metric_value(m, "concierge_company_lookups_total{result=\"match\"}").unwrap_or(0.0)
+    };
+    // The same signed value under the plain name (as a sibling subdomain could set it): no grant.
+    send(request(
+        "GET",
+        "/",
+        &[
+            ("accept", "text/html"),
+            ("cookie", &format!("concierge_consent={value}")),
+        ],
+        empty(),
+    ))
+    .await;
+    let (_, m) = admin(&server, "/metrics").await;
+    assert_eq!(
+        lookups(&m),
+        0.0,
+        "a plain-named cookie over HTTPS grants nothing"
+    );
+    send(request(
+        "GET",
+        "/",
+        &[
+            ("accept", "text/html"),
+            ("cookie", &format!("__Host-concierge_consent={value}")),
+        ],
+        empty(),
+    ))
+    .await;
+    let (_, m) = admin(&server, "/metrics").await;
+    assert_eq!(lookups(&m), 1.0, "the host-only cookie grants");
+}
