@@ -462,12 +462,15 @@ fn a_full_queue_ends_the_commit_window() {
     o.queue = 16;
     o.commit_window = Duration::from_secs(60);
     let (w, t) = Writer::open(dir.path(), k, o).unwrap();
+    // A first record is written at once (nothing to share a commit with); the window then runs.
+    let first = w.submit_record(&record("first")).unwrap();
+    w.written_blocking(first, Duration::from_secs(10)).unwrap();
     let acks: Vec<_> = (0..16)
         .map(|i| w.submit_record(&record(&format!("c{i}"))).unwrap())
         .collect();
     assert_eq!(
         w.written_blocking(acks[15], Duration::from_secs(10)),
-        Ok(15)
+        Ok(16)
     );
     drop(w);
     t.join().unwrap();
@@ -558,6 +561,39 @@ fn only_waited_batches_are_fsynced_at_once() {
     let before = w.syncs();
     std::thread::sleep(super::writer::LAZY_SYNC + Duration::from_millis(300));
     assert_eq!(w.syncs(), before + 1);
+    drop(w);
+    t.join().unwrap();
+}
+
+/// Issue 13, item 6: the window spaces commits; it does not delay a record after a quiet spell (a durable
+/// record's wait is then one write and fsync, not a window).
+#[test]
+fn a_record_after_a_quiet_spell_is_committed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, _) = key();
+    let mut o = Options::new(AUDIT_STREAM);
+    o.commit_window = Duration::from_millis(800);
+    let (w, t) = Writer::open(dir.path(), k, o).unwrap();
+    let started = std::time::Instant::now();
+    let a = w.submit_durable(&record("first")).unwrap();
+    w.written_blocking(a, Duration::from_secs(10)).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "written at once: {:?}",
+        started.elapsed()
+    );
+    // Right after a commit, the next record waits for the window: it shares the next commit.
+    let started = std::time::Instant::now();
+    let b = w.submit_durable(&record("second")).unwrap();
+    let c = w.submit_durable(&record("third")).unwrap();
+    w.written_blocking(c, Duration::from_secs(10)).unwrap();
+    w.written_blocking(b, Duration::from_secs(10)).unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(w.syncs(), 2, "one fsync per commit");
     drop(w);
     t.join().unwrap();
 }

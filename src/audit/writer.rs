@@ -46,10 +46,11 @@ pub struct Options {
     pub queue: usize,
     /// Records that end a commit window early (the writer is woken to write them at once).
     pub batch: usize,
-    /// Group-commit window: after the first record of a batch arrives, the writer waits this long for more
-    /// before writing (unless the batch is full or a flush is asked for). Without it every record costs the
-    /// writer a wake-up, a write and (under `Fsync::Batch`) an fsync of its own — on a busy proxy that was
-    /// more than the rest of the request; with it a record costs a little memory copy.
+    /// Group-commit window: two commits (a batch's write, and its fsync when someone waits) are at least this
+    /// far apart. A record after a quiet spell is written at once; under load the records of one window share
+    /// one write and fsync (unless the batch is full or a flush is asked for). Without it every record costs
+    /// the writer a wake-up, a write and an fsync of its own — on a busy proxy that was more than the rest of
+    /// the request; with it a record costs a little memory copy.
     pub commit_window: Duration,
     pub fsync: Fsync,
     pub checkpoint_records: u64,
@@ -342,6 +343,7 @@ impl Writer {
             last_sync: Instant::now(),
             dirty: false,
             synced: next_seq,
+            last_commit: None,
             last_retention: None,
             out: Vec::new(),
         };
@@ -594,6 +596,8 @@ struct State {
     dirty: bool,
     /// Every record below this is fsynced (what waiters were last told).
     synced: u64,
+    /// When the last batch was written (commits are at least `commit_window` apart).
+    last_commit: Option<Instant>,
     last_retention: Option<Instant>,
     /// The batch being linked and written (kept between batches: no allocation per batch).
     out: Vec<u8>,
@@ -620,14 +624,17 @@ impl State {
                 q.idle = false;
                 shared.wakeups.fetch_add(1, Ordering::Relaxed);
             }
-            // Group commit: give the records of the next moment a chance to share this write. Producers do not
-            // wake the writer meanwhile (only a full batch, a flush or the close end the window early), so a busy
-            // proxy pays one wake-up per window, not one per record.
-            let window = self.options.commit_window;
-            if !q.lens.is_empty() && !window.is_zero() && q.gathering(batch) {
+            // Group commit: commits are at least a window apart. A record after a quiet spell is written at once
+            // (its wait is one write and fsync); under load, records gather until a window has passed since the
+            // last commit. Producers do not wake the writer meanwhile (only a full batch, a flush or the close end
+            // the wait early), so a busy proxy pays one wake-up and at most one fsync per window, not per record.
+            let wait = self.last_commit.map_or(Duration::ZERO, |t| {
+                self.options.commit_window.saturating_sub(t.elapsed())
+            });
+            if !q.lens.is_empty() && !wait.is_zero() && q.gathering(batch) {
                 q = shared
                     .wake
-                    .wait_timeout_while(q, window, |q| q.gathering(batch))
+                    .wait_timeout_while(q, wait, |q| q.gathering(batch))
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
             }
@@ -669,6 +676,7 @@ impl State {
                 }
                 bodies.clear();
                 lens.clear();
+                self.last_commit = Some(Instant::now());
                 self.publish();
             }
             self.housekeeping(flushing || closed);
