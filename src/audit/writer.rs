@@ -67,7 +67,7 @@ impl Options {
             stream: stream.to_string(),
             queue: 65_536,
             batch: 4096,
-            commit_window: Duration::from_millis(10),
+            commit_window: Duration::from_millis(2),
             fsync: Fsync::Batch,
             checkpoint_records: 10_000,
             checkpoint_interval: Duration::from_secs(10),

@@ -373,7 +373,7 @@ pub(super) fn validate_audit(
     let commit_window = c.duration(
         "audit.commit_window",
         raw.commit_window.as_ref(),
-        Duration::from_millis(10),
+        Duration::from_millis(2),
     );
     if commit_window > Duration::from_millis(100) {
         c.fail(
