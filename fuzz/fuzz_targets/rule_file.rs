@@ -24,6 +24,8 @@ fuzz_target!(|data: &[u8]| {
                 permitted: BTreeSet::from([Tier::Anonymous, Tier::Firmographic, Tier::Personal]),
                 reasons: vec![],
                 show_banner: true,
+                consent_id: None,
+                basis: "opt-out:not-withdrawn",
             };
             let set = concierge::rules::RuleSet::from_personalizations(ps);
             let v = Visitor {
