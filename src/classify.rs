@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use serde::Serialize;
 
-use crate::consent::policy::{Decision, Tier};
+use crate::consent::policy::Decision;
 use crate::consent::signals::{self, Signals};
 use crate::consent::ConsentSettings;
 use crate::firmographics::{CompanyMatch, Firmographics, Geo, NoCompany};
@@ -140,13 +140,12 @@ pub fn classify(
         .jurisdiction(geo.country.as_deref(), geo.subdivision.as_deref());
     let signals = signals::read(headers, query, &consent.names, &consent.keys, secure);
     let decision = consent.policy.decide(jurisdiction, &signals, now);
-    let company = if decision.permits(Tier::Firmographic) {
-        match firmographics.company(client) {
+    let company = match decision.lookup_permit() {
+        Some(permit) => match firmographics.company(client, permit) {
             Ok(m) => Lookup::Matched(m),
             Err(n) => Lookup::NoCompany(n),
-        }
-    } else {
-        Lookup::NotRun
+        },
+        None => Lookup::NotRun,
     };
     Classification {
         geo,

@@ -28,6 +28,7 @@ macro_rules! outln {
     }};
 }
 use crate::config::{LogFormat, Overrides, Settings};
+use crate::consent::policy::LookupPermit;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -535,7 +536,7 @@ fn lookup(args: LookupArgs) -> ExitCode {
         let out: Vec<serde_json::Value> = ips
             .iter()
             .map(|ip| {
-                let (company, reason) = match f.company(*ip) {
+                let (company, reason) = match f.company(*ip, LookupPermit::operator()) {
                     Ok(m) => (serde_json::to_value(&m).ok(), None),
                     Err(r) => (None, serde_json::to_value(&r).ok()),
                 };
@@ -558,7 +559,7 @@ fn lookup(args: LookupArgs) -> ExitCode {
     }
     for ip in ips {
         outln!("{ip}");
-        match f.company(ip) {
+        match f.company(ip, LookupPermit::operator()) {
             Ok(m) => {
                 let c = &m.company;
                 let domain = c
@@ -681,7 +682,7 @@ fn request_headers(headers: &[String], cookies: &[String]) -> Result<http::Heade
 }
 
 fn explain(args: ExplainArgs) -> ExitCode {
-    use crate::classify::{classify, Lookup};
+    use crate::classify::Lookup;
     use crate::rewrite::OpKind;
     use crate::rules::Verdict;
 
@@ -721,34 +722,31 @@ fn explain(args: ExplainArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let now = crate::classify::unix_now();
-    // An https:// URL is read as the proxy reads an HTTPS request (the `__Host-` consent cookie).
-    let secure = args.url.starts_with("https://");
-    let c = classify(
-        &f,
-        &settings.consent,
-        ip,
-        &headers,
-        uri.query(),
-        secure,
-        now,
-    );
-    let referrer_host = crate::rules::referrer_host(&headers);
-    let visitor = c.visitor(
-        uri.path(),
-        uri.query(),
-        referrer_host.as_deref(),
-        &headers,
-        now,
-    );
-    let plan = rules.plan(&visitor);
-    let page = crate::rewrite::Page {
-        prefix: &settings.proxy.reserved_prefix,
-        banner: c.decision.show_banner,
-        why_link: settings.proxy.why_link,
+    // The page decided exactly as the proxy decides it: one generation of sources, the same pipeline. An
+    // https:// URL is read as the proxy reads an HTTPS request (the `__Host-` consent cookie).
+    let sources = crate::sources::Sources {
+        firmographics: std::sync::Arc::new(f),
+        rules: std::sync::Arc::new(rules),
     };
-    let ops = crate::rewrite::render_plan(&plan, &visitor, &page);
-    let additions = crate::rewrite::Additions::of(&plan, &page);
+    let view = crate::pipeline::RequestView {
+        path: uri.path(),
+        query: uri.query(),
+        headers: &headers,
+        client: ip,
+        secure: args.url.starts_with("https://"),
+        now: crate::classify::unix_now(),
+    };
+    let decided = crate::pipeline::plan_page(
+        crate::pipeline::classify(&view, &sources, &settings),
+        &view,
+        &sources,
+        &settings,
+    );
+    let (c, plan) = (&decided.classification, &decided.plan);
+    let visitor = decided.visitor(&view);
+    let page = crate::pipeline::page(&settings, c);
+    let ops = decided.ops.clone();
+    let additions = crate::rewrite::Additions::of(plan, &page);
     // Described from what the rewriter will actually do, with values escaped as they will be inserted.
     let describe = |p: &crate::rules::Personalization,
                     a: &crate::rules::Action|
@@ -767,28 +765,13 @@ fn explain(args: ExplainArgs) -> ExitCode {
     };
     // The decision record the proxy would write for this request (client pseudonymized as configured; the
     // keyed hash differs from the proxy's, whose key lives only in its memory).
-    let applied: Vec<String> = plan.applied().into_iter().map(str::to_string).collect();
-    let changes = !ops.is_empty();
-    let lookup_ran = !matches!(c.company, Lookup::NotRun);
-    let record = (changes || lookup_ran).then(|| {
-        let outcome = match (applied.is_empty(), changes) {
-            (false, _) => "personalized",
-            (true, true) => "banner",
-            (true, false) => "not_personalized",
-        };
+    let record = decided.recorded(settings.audit.record_refusals).then(|| {
         let client = crate::audit::Pseudonymizer::new(
             settings.audit.client,
             settings.audit.client_key_rotation,
         )
         .client(ip);
-        c.decision_record(
-            "explain",
-            client,
-            uri.path(),
-            applied.clone(),
-            plan.rules_version,
-            outcome,
-        )
+        decided.record("explain", client, uri.path(), decided.planned_outcome())
     });
     let rewritten = html.map(|body| {
         let mut rw = crate::rewrite::Rewriter::new(ops, None, 64 * 1024 * 1024);
@@ -909,7 +892,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
         ));
     }
     text.push("plan".into());
-    if !changes {
+    if decided.ops.is_empty() {
         text.push("  nothing to change".into());
     }
     for (p, a) in &plan.actions {

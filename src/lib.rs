@@ -16,6 +16,7 @@
 //! | `tls`      | certificate loading, SNI selection, reload keeping the last good set |
 //! | `proxy`    | the per-request phases, header hygiene, upstream client, error responses |
 //! | `metrics`  | counters, histograms, Prometheus exposition |
+//! | `pipeline` | the per-request decision (classify → plan → changes → record), runtime-free, shared by proxy and CLI |
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -31,6 +32,7 @@ pub mod feedback;
 pub mod firmographics;
 pub mod host;
 pub mod metrics;
+pub mod pipeline;
 pub mod proxy;
 pub mod rewrite;
 pub mod rules;

@@ -146,6 +146,25 @@ impl Decision {
     pub fn permits(&self, tier: Tier) -> bool {
         self.permitted.contains(&tier)
     }
+
+    /// The permit the company lookup needs: only a Decision that permits the firmographic tier gives one, so
+    /// "no permitted tier, no lookup" is a property of the types.
+    pub fn lookup_permit(&self) -> Option<LookupPermit> {
+        self.permits(Tier::Firmographic).then_some(LookupPermit(()))
+    }
+}
+
+/// What [`crate::firmographics::Firmographics::company`] requires. Made only by
+/// [`Decision::lookup_permit`] — and by [`LookupPermit::operator`] for the operator's own `concierge lookup`,
+/// which looks up addresses the operator types, never a visitor's.
+#[derive(Debug)]
+pub struct LookupPermit(());
+
+impl LookupPermit {
+    /// For `concierge lookup` and tests: an operator looking up an address by hand, outside any request.
+    pub fn operator() -> LookupPermit {
+        LookupPermit(())
+    }
 }
 
 impl Policy {

@@ -317,7 +317,12 @@ impl Firmographics {
 
     /// The company behind `ip`, or why there is none. Callers run this only when the consent decision
     /// permits the firmographic tier.
-    pub fn company(&self, ip: IpAddr) -> Result<CompanyMatch, NoCompany> {
+    /// The company behind `ip`. Needs the permit only a Decision permitting the firmographic tier gives.
+    pub fn company(
+        &self,
+        ip: IpAddr,
+        _permit: crate::consent::policy::LookupPermit,
+    ) -> Result<CompanyMatch, NoCompany> {
         if let Some((a, net)) = self.accounts.lookup(ip) {
             return Ok(CompanyMatch {
                 company: a.company.clone(),
@@ -435,6 +440,7 @@ impl Firmographics {
 mod tests {
     use super::mmdb::testdata;
     use super::*;
+    use crate::consent::policy::LookupPermit;
 
     fn db(path: &str, org: &str, user_type: Option<&str>) -> CompanyDbSettings {
         CompanyDbSettings {
@@ -502,30 +508,40 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
 
         // The account network wins over the vendor's ISP classification of the wider /11.
-        let m = f.company(ip("1.128.0.9")).unwrap();
+        let m = f
+            .company(ip("1.128.0.9"), LookupPermit::operator())
+            .unwrap();
         assert_eq!(m.company.domain.as_deref(), Some("acme.example"));
         assert!(matches!(m.source, MatchSource::Account { .. }));
         assert_eq!(m.network.unwrap().to_string(), "1.128.0.0/24");
         assert_eq!(
-            f.company(ip("2001:db8:ac::1")).unwrap().company.name,
+            f.company(ip("2001:db8:ac::1"), LookupPermit::operator())
+                .unwrap()
+                .company
+                .name,
             "Acme Corporation"
         );
 
         // Outside the account: the vendor says ISP.
         assert!(
-            matches!(f.company(ip("1.128.1.1")), Err(NoCompany::NotACompany { kind, .. }) if kind == "isp")
+            matches!(f.company(ip("1.128.1.1"), LookupPermit::operator()), Err(NoCompany::NotACompany { kind, .. }) if kind == "isp")
         );
         assert_eq!(
-            f.company(ip("198.51.100.4")).unwrap().company.name,
+            f.company(ip("198.51.100.4"), LookupPermit::operator())
+                .unwrap()
+                .company
+                .name,
             "Initech"
         );
         assert!(matches!(
-            f.company(ip("203.0.113.1")),
+            f.company(ip("203.0.113.1"), LookupPermit::operator()),
             Err(NoCompany::DenyListed { .. })
         ));
 
         // MMDB organization ("Bevtec") mapped onto an account through its alias ("Bevtec AB").
-        let m = f.company(ip("89.160.20.115")).unwrap();
+        let m = f
+            .company(ip("89.160.20.115"), LookupPermit::operator())
+            .unwrap();
         assert_eq!(m.company.domain.as_deref(), Some("bevtec.example"));
         assert!(
             matches!(&m.source, MatchSource::Mmdb { via_alias: true, organization, .. } if organization == "Bevtec")
@@ -533,23 +549,28 @@ mod tests {
         // The same database knows 81.2.69.160 as an office network, but the anonymous-IP database lists it as a
         // VPN exit: anonymizers are never companies.
         assert!(matches!(
-            f.company(ip("81.2.69.160")),
+            f.company(ip("81.2.69.160"), LookupPermit::operator()),
             Err(NoCompany::Anonymizer { .. })
         ));
 
         // MMDB user_type residential: not a company. Plain ISP database organization: a company by name.
         assert!(
-            matches!(f.company(ip("214.78.120.5")), Err(NoCompany::NotACompany { kind, .. }) if kind == "residential")
+            matches!(f.company(ip("214.78.120.5"), LookupPermit::operator()), Err(NoCompany::NotACompany { kind, .. }) if kind == "residential")
         );
-        let m = f.company(ip("24.38.243.141")).unwrap();
+        let m = f
+            .company(ip("24.38.243.141"), LookupPermit::operator())
+            .unwrap();
         assert_eq!(m.company.name, "LAWN MULLEN & GOOD INTERNATIONAL");
 
         // Anonymizer flag, and no match at all.
         assert!(matches!(
-            f.company(ip("1.2.0.1")),
+            f.company(ip("1.2.0.1"), LookupPermit::operator()),
             Err(NoCompany::Anonymizer { .. })
         ));
-        assert_eq!(f.company(ip("192.0.2.1")), Err(NoCompany::NoMatch));
+        assert_eq!(
+            f.company(ip("192.0.2.1"), LookupPermit::operator()),
+            Err(NoCompany::NoMatch)
+        );
 
         // Geo.
         assert_eq!(

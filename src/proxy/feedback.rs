@@ -69,15 +69,15 @@ pub async fn post(
         }
     }
     // The account, only where this request's consent decision permits the company lookup.
-    let c = crate::classify::classify(
-        &sources.firmographics,
-        &proxy.settings().consent,
-        ctx.client.addr,
-        &parts.headers,
-        None,
-        ctx.scheme == "https",
-        crate::classify::unix_now(),
-    );
+    let view = crate::pipeline::RequestView {
+        path: &submission.page,
+        query: None,
+        headers: &parts.headers,
+        client: ctx.client.addr,
+        secure: ctx.scheme == "https",
+        now: crate::classify::unix_now(),
+    };
+    let c = crate::pipeline::classify(&view, &sources, proxy.settings());
     let account = match c.company {
         crate::classify::Lookup::Matched(m) => m.company.domain.clone(),
         _ => None,

@@ -415,19 +415,31 @@ mod tests {
         f
     }
 
+    type Tripped = std::sync::Arc<std::sync::atomic::AtomicBool>;
+
+    /// A guard with a budget of 100 over an in-memory pipe: (client end, guard, whether it tripped).
+    fn guarded() -> (
+        tokio::io::DuplexStream,
+        H2Guard<tokio::io::DuplexStream>,
+        Tripped,
+    ) {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let tripped = Tripped::default();
+        let t = tripped.clone();
+        let guard = H2Guard::new(
+            server,
+            Budget { max_resets: 100 },
+            Box::new(move |_, _| t.store(true, std::sync::atomic::Ordering::SeqCst)),
+        );
+        (client, guard, tripped)
+    }
+
     /// The budget: resets past `max_resets` cut a connection off only when they are half its streams or more; the
     /// GOAWAY names the last stream and ENHANCE_YOUR_CALM, and goes out only between the server's frames.
     #[tokio::test]
     async fn resets_past_the_budget_and_half_the_streams_get_goaway() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut client, server) = tokio::io::duplex(1 << 20);
-        let tripped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let t = tripped.clone();
-        let mut guard = H2Guard::new(
-            server,
-            Budget { max_resets: 100 },
-            Box::new(move |_, _| t.store(true, std::sync::atomic::Ordering::SeqCst)),
-        );
+        let (mut client, mut guard, tripped) = guarded();
         let mut input = PREFACE.to_vec();
         for i in 0..300u32 {
             input.extend(frame(FRAME_HEADERS, 2 * i + 1, &[0; 5]));
@@ -478,14 +490,7 @@ mod tests {
     #[tokio::test]
     async fn padded_resets_are_cut_off_too() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut client, server) = tokio::io::duplex(1 << 20);
-        let tripped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let t = tripped.clone();
-        let mut guard = H2Guard::new(
-            server,
-            Budget { max_resets: 100 },
-            Box::new(move |_, _| t.store(true, std::sync::atomic::Ordering::SeqCst)),
-        );
+        let (mut client, mut guard, tripped) = guarded();
         let mut input = PREFACE.to_vec();
         for i in 0..2000u32 {
             input.extend(frame(FRAME_HEADERS, 2 * i + 1, &[0; 5]));

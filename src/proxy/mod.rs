@@ -171,9 +171,7 @@ impl Proxy {
             Step::Own(route) => own::serve(&self, route, req, &ctx).await,
             Step::Forward => {
                 let sources = self.sources();
-                let considered = self
-                    .classify_phase(&req, &ctx, &sources)
-                    .and_then(|c| self.plan_phase(&req, &ctx, &c, &sources));
+                let considered = self.decide_phase(&req, &ctx, &sources);
                 self.upstream_phase(req, &ctx, &conn, considered).await
             }
         };
@@ -318,28 +316,31 @@ impl Proxy {
         }
     }
 
-    /// Classify phase, for page requests (GET/HEAD asking for HTML): location → jurisdiction, signals →
-    /// Decision, and the company lookup only when the Decision permits the firmographic tier.
-    fn classify_phase(
+    /// Classify and plan phases, for page requests (GET/HEAD asking for HTML), through the runtime-free
+    /// pipeline (`crate::pipeline`): location → jurisdiction, signals → Decision, the company lookup only with
+    /// the Decision's permit; then the rules that match and are permitted, rendered for this visitor (plus the
+    /// consent banner when the Decision asks for it), and the decision record to write. `None`: nothing was
+    /// considered (no change and nothing to record), so nothing to record.
+    fn decide_phase(
         &self,
         req: &Request<Incoming>,
         ctx: &RequestContext,
         sources: &Sources,
-    ) -> Option<crate::classify::Classification> {
+    ) -> Option<Considered> {
         if !(ctx.method == Method::GET || ctx.method == Method::HEAD)
             || !is_page_request(req.headers())
         {
             return None;
         }
-        let c = crate::classify::classify(
-            &sources.firmographics,
-            &self.settings.consent,
-            ctx.client.addr,
-            req.headers(),
-            req.uri().query(),
-            ctx.scheme == "https",
-            crate::classify::unix_now(),
-        );
+        let view = crate::pipeline::RequestView {
+            path: req.uri().path(),
+            query: req.uri().query(),
+            headers: req.headers(),
+            client: ctx.client.addr,
+            secure: ctx.scheme == "https",
+            now: crate::classify::unix_now(),
+        };
+        let c = crate::pipeline::classify(&view, sources, &self.settings);
         self.metrics.decision(
             c.decision.jurisdiction.regime.name(),
             c.highest_tier(),
@@ -351,7 +352,25 @@ impl Proxy {
         }
         // Every page decision is counted for the signed per-interval `counts` records.
         self.audit.tally.count(&c.decision, lookup_ran);
-        Some(c)
+        let record_refusals = self.audit.record_refusals;
+        if !crate::pipeline::worth_planning(&c, sources, record_refusals) {
+            return None;
+        }
+        let d = crate::pipeline::plan_page(c, &view, sources, &self.settings);
+        if !d.recorded(record_refusals) {
+            return None;
+        }
+        let record = d.record(
+            ctx.request_id.to_str().unwrap_or("-"),
+            self.audit.pseudonymizer.client(ctx.client.addr),
+            view.path,
+            "not_personalized",
+        );
+        Some(Considered {
+            applied: d.applied,
+            ops: (!d.ops.is_empty()).then_some(d.ops),
+            record,
+        })
     }
 
     fn https_redirect(
@@ -700,60 +719,6 @@ impl Proxy {
         );
         // hyper closes an HTTP/1.1 connection whose request body broke; the answer needs no Connection header.
         Refusal::BadRequest("The request body is malformed.").response(&ctx.request_id)
-    }
-
-    /// Plan phase: the rules that match and are permitted, rendered for this visitor (plus the consent banner
-    /// when the Decision asks for it), and the decision record to write. `None`: nothing was considered (no
-    /// company lookup ran and there is nothing to change), so nothing to record.
-    fn plan_phase(
-        &self,
-        req: &Request<Incoming>,
-        ctx: &RequestContext,
-        c: &crate::classify::Classification,
-        sources: &Sources,
-    ) -> Option<Considered> {
-        let rules = &sources.rules;
-        let lookup_ran = !matches!(c.company, crate::classify::Lookup::NotRun);
-        // `audit.record_refusals`: a page where the Decision withheld the company lookup is recorded too.
-        let record_anyway = lookup_ran
-            || (self.audit.record_refusals
-                && !c
-                    .decision
-                    .permits(crate::consent::policy::Tier::Firmographic));
-        if rules.personalizations.is_empty() && !c.decision.show_banner && !record_anyway {
-            return None;
-        }
-        let referrer_host = crate::rules::referrer_host(req.headers());
-        let visitor = c.visitor(
-            req.uri().path(),
-            req.uri().query(),
-            referrer_host.as_deref(),
-            req.headers(),
-            crate::classify::unix_now(),
-        );
-        let plan = rules.plan(&visitor);
-        let page = crate::rewrite::Page {
-            prefix: &self.settings.proxy.reserved_prefix,
-            banner: c.decision.show_banner,
-            why_link: self.settings.proxy.why_link,
-        };
-        let ops = crate::rewrite::render_plan(&plan, &visitor, &page);
-        if ops.is_empty() && !record_anyway {
-            return None;
-        }
-        let record = c.decision_record(
-            ctx.request_id.to_str().unwrap_or("-"),
-            self.audit.pseudonymizer.client(ctx.client.addr),
-            req.uri().path(),
-            Vec::new(),
-            plan.rules_version,
-            "not_personalized",
-        );
-        Some(Considered {
-            applied: plan.applied().into_iter().map(str::to_string).collect(),
-            ops: (!ops.is_empty()).then_some(ops),
-            record,
-        })
     }
 
     /// Whether this response can be rewritten, and if so with which declared charset; else why not.

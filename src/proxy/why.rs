@@ -72,30 +72,30 @@ pub async fn page(
     let settings = proxy.settings();
     let prefix = &settings.proxy.reserved_prefix;
     let asked = asked_page(req.uri().query());
-    let now = crate::classify::unix_now();
     let sources = proxy.sources();
-    let c = crate::classify::classify(
-        &sources.firmographics,
-        &settings.consent,
-        ctx.client.addr,
-        req.headers(),
-        None,
-        ctx.scheme == "https",
-        now,
+    // The page the visitor asks about, decided exactly as a request for it would be.
+    let view = crate::pipeline::RequestView {
+        path: &asked,
+        query: None,
+        headers: req.headers(),
+        client: ctx.client.addr,
+        secure: ctx.scheme == "https",
+        now: crate::classify::unix_now(),
+    };
+    let d = crate::pipeline::plan_page(
+        crate::pipeline::classify(&view, &sources, settings),
+        &view,
+        &sources,
+        settings,
     );
-    let rules = &sources.rules;
-    let referrer_host = crate::rules::referrer_host(req.headers());
-    let visitor = c.visitor(&asked, None, referrer_host.as_deref(), req.headers(), now);
-    let plan = rules.plan(&visitor);
+    let (c, plan) = (&d.classification, &d.plan);
     // A lookup ran: record it, and show its result only if the record was accepted.
     let mut company_shown = true;
     if !matches!(c.company, Lookup::NotRun) {
-        let record = c.decision_record(
+        let record = d.record(
             ctx.request_id.to_str().unwrap_or("-"),
             proxy.audit.pseudonymizer.client(ctx.client.addr),
             &format!("{prefix}why"),
-            Vec::new(),
-            plan.rules_version,
             "explained",
         );
         // Showing the company is an effect of the lookup like personalization: only once the record is on disk.

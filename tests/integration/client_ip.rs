@@ -238,7 +238,7 @@ async fn company_sources_reload_and_keep_the_last_good_tables() {
     let company = |server: &concierge::app::Server, s: &str| {
         server
             .firmographics()
-            .company(ip(s))
+            .company(ip(s), concierge::consent::policy::LookupPermit::operator())
             .ok()
             .and_then(|m| m.company.domain.clone())
     };

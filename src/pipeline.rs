@@ -1,0 +1,271 @@
+//! The per-request decision, free of any HTTP runtime: classify (location → jurisdiction, signals → Decision, the
+//! company lookup only with the Decision's [`crate::consent::policy::LookupPermit`]) → the visitor → the plan
+//! (the rules that match and are permitted) → the changes (rendered, escaped operations) → the record.
+//!
+//! The proxy's page requests, `concierge explain`, the why page and the feedback endpoint all call it; none
+//! re-implements any part of it, so what an operator sees from the command line is what a visitor gets.
+//!
+//! Invariants: every input comes through [`RequestView`] and one generation of [`Sources`]; nothing here reads
+//! a clock, a socket or a global; the same inputs give the same decision, plan, changes and record.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+
+use crate::classify::{Classification, Lookup};
+use crate::config::Settings;
+use crate::rules::Plan;
+use crate::sources::Sources;
+
+/// What the decision reads of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    /// The resolved client address.
+    pub client: IpAddr,
+    /// The visitor reached the site over HTTPS (our consent cookie is then read under its `__Host-` name).
+    pub secure: bool,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+/// Classify a request: location, jurisdiction, consent Decision, and the company only when the Decision permits
+/// the firmographic tier.
+pub fn classify(view: &RequestView, sources: &Sources, settings: &Settings) -> Classification {
+    crate::classify::classify(
+        &sources.firmographics,
+        &settings.consent,
+        view.client,
+        view.headers,
+        view.query,
+        view.secure,
+        view.now,
+    )
+}
+
+/// Everything decided for one page.
+pub struct PageDecision<'s> {
+    pub classification: Classification,
+    /// Every rule's verdict and the actions that apply (borrowed from the rule set of the generation).
+    pub plan: Plan<'s>,
+    /// The changes, rendered for this visitor (the consent banner and the "why" link included).
+    pub ops: Vec<crate::rewrite::Op>,
+    /// Ids of the rules whose changes go into the page.
+    pub applied: Vec<String>,
+    /// The `Referer` host the rules saw.
+    referrer_host: Option<String>,
+}
+
+/// Whether planning a page is worth it at all: nothing to change (no rules, no banner) and nothing to record
+/// (no lookup ran; refusals not recorded) means the page passes untouched and unrecorded.
+pub fn worth_planning(c: &Classification, sources: &Sources, record_refusals: bool) -> bool {
+    !sources.rules.personalizations.is_empty()
+        || c.decision.show_banner
+        || recordable(c, record_refusals)
+}
+
+/// A decision record is due whatever the page: a lookup ran, or (`audit.record_refusals`) the Decision withheld
+/// the lookup.
+fn recordable(c: &Classification, record_refusals: bool) -> bool {
+    !matches!(c.company, Lookup::NotRun)
+        || (record_refusals
+            && !c
+                .decision
+                .permits(crate::consent::policy::Tier::Firmographic))
+}
+
+/// Plan the page `view` asks for, for the visitor `classification` describes, against the generation `sources`.
+pub fn plan_page<'s>(
+    classification: Classification,
+    view: &RequestView,
+    sources: &'s Sources,
+    settings: &Settings,
+) -> PageDecision<'s> {
+    let referrer_host = crate::rules::referrer_host(view.headers);
+    let visitor = classification.visitor(
+        view.path,
+        view.query,
+        referrer_host.as_deref(),
+        view.headers,
+        view.now,
+    );
+    let plan = sources.rules.plan(&visitor);
+    let page = page(settings, &classification);
+    let ops = crate::rewrite::render_plan(&plan, &visitor, &page);
+    let applied = plan.applied().into_iter().map(str::to_string).collect();
+    drop(visitor);
+    PageDecision {
+        classification,
+        plan,
+        ops,
+        applied,
+        referrer_host,
+    }
+}
+
+/// What the proxy adds to a page of its own accord, for this visitor.
+pub fn page<'a>(settings: &'a Settings, c: &Classification) -> crate::rewrite::Page<'a> {
+    crate::rewrite::Page {
+        prefix: &settings.proxy.reserved_prefix,
+        banner: c.decision.show_banner,
+        why_link: settings.proxy.why_link,
+    }
+}
+
+impl PageDecision<'_> {
+    /// The visitor the plan was made for (to render one action again, as `explain` describes them).
+    pub fn visitor<'v>(&'v self, view: &RequestView<'v>) -> crate::rules::Visitor<'v> {
+        self.classification.visitor(
+            view.path,
+            view.query,
+            self.referrer_host.as_deref(),
+            view.headers,
+            view.now,
+        )
+    }
+
+    /// A decision record is due for this page (`record_refusals`: `audit.record_refusals`).
+    pub fn recorded(&self, record_refusals: bool) -> bool {
+        !self.ops.is_empty() || recordable(&self.classification, record_refusals)
+    }
+
+    /// The record's outcome if the page is rewritten as planned: `personalized` (rules' changes), `banner`
+    /// (only the proxy's own additions) or `not_personalized`.
+    pub fn planned_outcome(&self) -> &'static str {
+        match (self.applied.is_empty(), self.ops.is_empty()) {
+            (false, _) => "personalized",
+            (true, false) => "banner",
+            (true, true) => "not_personalized",
+        }
+    }
+
+    /// The decision record for this page, with `outcome` as it turned out.
+    pub fn record(
+        &self,
+        request_id: &str,
+        client: Option<String>,
+        page: &str,
+        outcome: &'static str,
+    ) -> crate::audit::DecisionRecord {
+        let rules = if outcome == "personalized" || outcome == "banner" {
+            self.applied.clone()
+        } else {
+            Vec::new()
+        };
+        self.classification.decision_record(
+            request_id,
+            client,
+            page,
+            rules,
+            self.plan.rules_version,
+            outcome,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    /// One generation with an account on 10.20.0.0/16 (California) with a rule on /landing.
+    fn fixture() -> (tempfile::TempDir, Sources, Settings) {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = dir.path().join("accounts");
+        std::fs::create_dir_all(&accounts).unwrap();
+        std::fs::write(
+            accounts.join("acme.example.toml"),
+            "[account]\ndomain = \"acme.example\"\nname = \"Acme\"\nnetworks = [\"10.20.0.0/16\"]\n\
+             [[personalization]]\nid = \"hero\"\ntier = \"firmographic\"\npaths = [\"/landing\"]\n\
+             [[personalization.action]]\nselect = \"h1\"\nset_text = \"For {{ company.name }}\"\n",
+        )
+        .unwrap();
+        let toml = format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[rules]\ndir = \"{}\"\n\
+             [[geo.static]]\nnetwork = \"10.20.0.0/16\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\
+             [[geo.static]]\nnetwork = \"10.30.0.0/16\"\ncountry = \"DE\"\n",
+            dir.path().display()
+        );
+        let settings = Settings::from_toml(&toml, &Overrides::default()).unwrap();
+        let sources = Sources::load(&settings.firmographics, &settings.rules_dir).unwrap();
+        (dir, sources, settings)
+    }
+
+    fn view<'a>(headers: &'a HeaderMap, client: &str, path: &'a str) -> RequestView<'a> {
+        RequestView {
+            path,
+            query: None,
+            headers,
+            client: client.parse().unwrap(),
+            secure: false,
+            now: 1_790_000_000,
+        }
+    }
+
+    #[test]
+    fn a_page_is_decided_planned_and_recorded_in_one_pass() {
+        let (_dir, sources, settings) = fixture();
+        let h = HeaderMap::new();
+        let v = view(&h, "10.20.1.1", "/landing");
+        let c = classify(&v, &sources, &settings);
+        assert!(worth_planning(&c, &sources, false));
+        let d = plan_page(c, &v, &sources, &settings);
+        assert_eq!(d.applied, ["acme.example/hero"]);
+        assert_eq!(d.planned_outcome(), "personalized");
+        assert!(d.recorded(false));
+        let r = d.record("r1", None, "/landing", "personalized");
+        assert_eq!(r.rules, ["acme.example/hero"]);
+        assert_eq!(r.company.as_deref(), Some("acme.example"));
+        // Not rewritten after all (say, a 404): the record names no rules.
+        assert!(d
+            .record("r1", None, "/landing", "not_personalized")
+            .rules
+            .is_empty());
+    }
+
+    #[test]
+    fn no_permit_no_lookup_no_record() {
+        let (_dir, sources, settings) = fixture();
+        let mut h = HeaderMap::new();
+        h.insert("sec-gpc", http::HeaderValue::from_static("1"));
+        let v = view(&h, "10.20.1.1", "/landing");
+        let c = classify(&v, &sources, &settings);
+        assert!(matches!(c.company, Lookup::NotRun));
+        let d = plan_page(c, &v, &sources, &settings);
+        assert!(d.ops.is_empty() && d.applied.is_empty());
+        assert!(!d.recorded(false), "nothing changed, nothing looked up");
+        assert!(
+            d.recorded(true),
+            "record_refusals records the withheld page"
+        );
+        assert_eq!(
+            d.record("r", None, "/", "not_personalized").lookup,
+            "not_run"
+        );
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_decision() {
+        let (_dir, sources, settings) = fixture();
+        let h = HeaderMap::new();
+        for client in ["10.20.1.1", "10.30.1.1", "192.0.2.1"] {
+            for path in ["/", "/landing"] {
+                let v = view(&h, client, path);
+                let a = plan_page(classify(&v, &sources, &settings), &v, &sources, &settings);
+                let b = plan_page(classify(&v, &sources, &settings), &v, &sources, &settings);
+                let ra =
+                    serde_json::to_value(a.record("r", None, path, a.planned_outcome())).unwrap();
+                let rb =
+                    serde_json::to_value(b.record("r", None, path, b.planned_outcome())).unwrap();
+                let strip = |mut v: serde_json::Value| {
+                    v.as_object_mut().unwrap().remove("time");
+                    v
+                };
+                assert_eq!(strip(ra), strip(rb), "{client} {path}");
+                assert_eq!(a.ops.len(), b.ops.len());
+            }
+        }
+    }
+}
