@@ -45,7 +45,9 @@
 #   KEEP_TMP=1        keep the temp dir (configs, logs) for inspection
 #   AUDIT_FSYNC=      audit.fsync for the concierge targets (default: the config default, "batch"; e.g. 100ms)
 #   AUDIT_WAIT=       audit.wait for the concierge targets (default: the config default, "durable"; or "accepted")
-#   AUDIT_COMMIT_WINDOW=  audit.commit_window for the concierge targets (default: the config default, 10ms)
+#   AUDIT_COMMIT_WINDOW=  audit.commit_window for the concierge targets (default: the config default, 2ms)
+#   AUDIT_SINK=       audit.sink for the concierge targets: "discard-for-benchmarks" measures the proxy without
+#                     its records (the decision is made, the record built, nothing serialized or written)
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -70,6 +72,7 @@ NGINX_PROXY_EXTRA=${NGINX_PROXY_EXTRA:-}
 AUDIT_FSYNC=${AUDIT_FSYNC:-}
 AUDIT_WAIT=${AUDIT_WAIT:-}
 AUDIT_COMMIT_WINDOW=${AUDIT_COMMIT_WINDOW:-}
+AUDIT_SINK=${AUDIT_SINK:-}
 CONCIERGE_BIN=${CONCIERGE_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/production/concierge}
 OUT_DIR=${OUT_DIR:-$BENCH_DIR/out}
 MMDB=${MMDB:-$REPO/../shared/testdata/maxmind/test-data/GeoIP2-City-Test.mmdb}
@@ -470,6 +473,7 @@ dir = "$TMP/audit-plain"
 $( [ -n "$AUDIT_FSYNC" ] && echo "fsync = \"$AUDIT_FSYNC\"" )
 $( [ -n "$AUDIT_WAIT" ] && echo "wait = \"$AUDIT_WAIT\"" )
 $( [ -n "$AUDIT_COMMIT_WINDOW" ] && echo "commit_window = \"$AUDIT_COMMIT_WINDOW\"" )
+$( [ -n "$AUDIT_SINK" ] && echo "sink = \"$AUDIT_SINK\"" )
 EOF
 
 # Personalization: geo from the MMDB (127.0.0.1 is in no database: unknown_region = opt-out, so the firmographic
@@ -504,6 +508,7 @@ dir = "$TMP/audit-$variant"
 $( [ -n "$AUDIT_FSYNC" ] && echo "fsync = \"$AUDIT_FSYNC\"" )
 $( [ -n "$AUDIT_WAIT" ] && echo "wait = \"$AUDIT_WAIT\"" )
 $( [ -n "$AUDIT_COMMIT_WINDOW" ] && echo "commit_window = \"$AUDIT_COMMIT_WINDOW\"" )
+$( [ -n "$AUDIT_SINK" ] && echo "sink = \"$AUDIT_SINK\"" )
 EOF
 done
 rules_file() {  # $1 = hero, $2 = cta, $3 = nav, $4 = blog link

@@ -86,11 +86,11 @@ pub struct Server {
 impl Server {
     /// Bind everything and start serving. Must be called inside a Tokio runtime.
     pub async fn start(mut settings: Settings) -> Result<Server, StartError> {
-        let audit = crate::audit::Audit::open(&settings.audit)?;
+        let metrics = Metrics::new();
+        let audit = crate::audit::Audit::open(&settings.audit, Some(metrics.clone()))?;
         let audit_dir = settings.audit.dir.clone();
         settings.consent.load_keys(&audit_dir, true)?;
         let settings = Arc::new(settings);
-        let metrics = Metrics::new();
         let loaded = crate::sources::Sources::load(&settings.firmographics, &settings.rules_dir)
             .map_err(|e| match (e.rules.is_empty(), e.firmographics.is_empty()) {
                 (true, _) => StartError::Sources(indented(&e.firmographics)),

@@ -11,6 +11,7 @@
 //! accepted it — no record, no effect.
 
 pub mod chain;
+pub mod gate;
 pub mod keys;
 pub mod query;
 pub mod tally;
@@ -284,8 +285,10 @@ pub const FEEDBACK_STREAM: &str = "feedback";
 
 /// The running audit log: its writers and the client pseudonymizer.
 pub struct Audit {
-    pub records: writer::Writer,
-    pub feedback: writer::Writer,
+    /// The `audit` stream's gate (decision, consent and counts records).
+    pub records: gate::Gate,
+    /// The `feedback` stream's gate.
+    pub feedback: gate::Gate,
     pub wait_durable: bool,
     pub pseudonymizer: Pseudonymizer,
     /// Page decisions of the current interval, written as a `counts` record every checkpoint interval.
@@ -317,26 +320,50 @@ fn default_key(dir: &std::path::Path) -> Result<keys::SigningKey, AuditError> {
     Ok(key)
 }
 
-/// How long the consent endpoint (and `wait = "durable"`) waits for a record to be written.
-pub const DURABLE_WAIT: Duration = Duration::from_secs(5);
+pub use gate::DURABLE_WAIT;
+
+/// Where records go (`audit.sink`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkKind {
+    /// The hash-chained segment files under `audit.dir`.
+    File,
+    /// Nothing is kept: only for benchmarks measuring the proxy without its records.
+    DiscardForBenchmarks,
+}
 
 impl Audit {
-    pub fn open(settings: &crate::config::AuditSettings) -> Result<Arc<Audit>, AuditError> {
-        let key = Arc::new(match &settings.signing_key {
-            Some(path) => keys::SigningKey::load(path)?,
-            None => default_key(&settings.dir)?,
-        });
-        // Each writer thread ends once every handle is dropped, after writing what is queued; nothing joins it.
-        let (records, _) = writer::Writer::open(
-            &settings.dir,
-            key.clone(),
-            settings.writer_options(AUDIT_STREAM),
-        )?;
-        let (feedback, _) =
-            writer::Writer::open(&settings.dir, key, settings.writer_options(FEEDBACK_STREAM))?;
+    pub fn open(
+        settings: &crate::config::AuditSettings,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
+    ) -> Result<Arc<Audit>, AuditError> {
+        let (records, feedback): (Arc<dyn gate::Sink>, Arc<dyn gate::Sink>) = match settings.sink {
+            SinkKind::File => {
+                let key = Arc::new(match &settings.signing_key {
+                    Some(path) => keys::SigningKey::load(path)?,
+                    None => default_key(&settings.dir)?,
+                });
+                // Each writer thread ends once every handle is dropped, after writing what is queued; nothing
+                // joins it.
+                let (records, _) = writer::Writer::open(
+                    &settings.dir,
+                    key.clone(),
+                    settings.writer_options(AUDIT_STREAM),
+                )?;
+                let (feedback, _) = writer::Writer::open(
+                    &settings.dir,
+                    key,
+                    settings.writer_options(FEEDBACK_STREAM),
+                )?;
+                (Arc::new(records), Arc::new(feedback))
+            }
+            SinkKind::DiscardForBenchmarks => {
+                tracing::error!("audit.sink = \"discard-for-benchmarks\": NO RECORD IS KEPT — personalization without an audit log; for benchmarks only");
+                (Arc::new(gate::DiscardSink), Arc::new(gate::DiscardSink))
+            }
+        };
         Ok(Arc::new(Audit {
-            records,
-            feedback,
+            records: gate::Gate::new(records, metrics.clone()),
+            feedback: gate::Gate::new(feedback, metrics),
             wait_durable: settings.wait_durable,
             pseudonymizer: Pseudonymizer::new(settings.client, settings.client_key_rotation),
             tally: tally::Tally::default(),
@@ -349,24 +376,14 @@ impl Audit {
     pub fn write_counts(&self) {
         if let Some(counts) = self.tally.take() {
             let record = Record::Counts(counts);
-            if self.records.submit_record(&record).is_err() {
+            if let Ok(t) = self.records.submit(gate::Kind::Other, &record, false) {
+                t.accepted();
+            } else {
                 let Record::Counts(counts) = record else {
                     return;
                 };
                 self.tally.restore(counts);
             }
-        }
-    }
-
-    /// Queue a record and wait until it is written (fsynced under `fsync = "batch"`), at most [`DURABLE_WAIT`].
-    pub async fn durable(
-        w: &writer::Writer,
-        record: &impl Serialize,
-    ) -> Result<u64, writer::Refused> {
-        let ack = w.submit_durable(record)?;
-        match tokio::time::timeout(DURABLE_WAIT, w.written(ack)).await {
-            Ok(result) => result,
-            Err(_) => Err(writer::Refused::Failing),
         }
     }
 

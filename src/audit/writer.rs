@@ -98,6 +98,8 @@ pub enum Refused {
     Stopped,
     #[error("the record is too large")]
     TooLarge,
+    #[error("the record was not on disk in time")]
+    Timeout,
 }
 
 impl Refused {
@@ -108,6 +110,7 @@ impl Refused {
             Refused::Failing => "refused_failing",
             Refused::Stopped => "refused_stopped",
             Refused::TooLarge => "refused_too_large",
+            Refused::Timeout => "refused_timeout",
         }
     }
 }
@@ -394,22 +397,23 @@ impl Writer {
             Ok(mut buf) => {
                 buf.clear();
                 serde_json::to_writer(&mut *buf, record).map_err(|_| Refused::TooLarge)?;
-                let result = self.submit(&buf, durable);
+                let result = self.submit_bytes(&buf, durable);
                 if buf.capacity() > chain::MAX_LINE {
                     *buf = Vec::new();
                 }
                 result
             }
             // Only if serializing a record submitted another one on this thread; no such record exists.
-            Err(_) => self.submit(
+            Err(_) => self.submit_bytes(
                 &serde_json::to_vec(record).map_err(|_| Refused::TooLarge)?,
                 durable,
             ),
         })
     }
 
-    /// Queue a record's JSON object (serde_json's compact form: one line).
-    fn submit(&self, body: &[u8], durable: bool) -> Result<Ack, Refused> {
+    /// Queue a record's JSON object (serde_json's compact form: one line); `durable` as in
+    /// [`Writer::submit_durable`].
+    pub fn submit_bytes(&self, body: &[u8], durable: bool) -> Result<Ack, Refused> {
         if body.len() > chain::MAX_LINE - 200 {
             return Err(Refused::TooLarge);
         }

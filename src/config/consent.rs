@@ -48,6 +48,7 @@ pub struct RawAudit {
     pub client: Option<String>,
     pub client_key_rotation: Option<String>,
     pub record_refusals: Option<bool>,
+    pub sink: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +79,8 @@ pub struct AuditSettings {
     pub client_key_rotation: Duration,
     /// A decision record also for every page where the Decision withheld the firmographic tier.
     pub record_refusals: bool,
+    /// Where records go: the file writer (always, in production), or nowhere (benchmarks).
+    pub sink: crate::audit::SinkKind,
 }
 
 impl AuditSettings {
@@ -428,6 +431,19 @@ pub(super) fn validate_audit(
         client,
         client_key_rotation,
         record_refusals: raw.record_refusals.unwrap_or(false),
+        sink: match raw.sink.as_deref() {
+            None | Some("file") => crate::audit::SinkKind::File,
+            Some("discard-for-benchmarks") => crate::audit::SinkKind::DiscardForBenchmarks,
+            Some(other) => {
+                c.fail(
+                    "audit.sink",
+                    format!(
+                        "`{other}` is not a sink; write \"file\" (the only one for production)"
+                    ),
+                );
+                crate::audit::SinkKind::File
+            }
+        },
     }
 }
 

@@ -84,7 +84,12 @@ pub async fn post(
     };
     let request_id = ctx.request_id.to_str().unwrap_or("-");
     let record = FeedbackRecord::new(submission, account);
-    if let Err(e) = crate::audit::Audit::durable(&proxy.audit.feedback, &record).await {
+    if let Err(e) = proxy
+        .audit
+        .feedback
+        .durable(crate::audit::gate::Kind::Other, &record)
+        .await
+    {
         tracing::error!(request_id, error = %e, "feedback record not written");
         return Err((
             Refusal::Unavailable("Your feedback could not be recorded. Please try again later."),

@@ -595,31 +595,18 @@ impl Proxy {
             }
             let record = crate::audit::Record::Decision(Box::new(r));
             let wait = personalize && self.audit.wait_durable;
-            let submitted = if wait {
-                self.audit.records.submit_durable(&record)
-            } else {
-                self.audit.records.submit_record(&record)
-            };
-            match submitted {
-                Ok(ack) => {
+            // The gate counts the outcome (accepted / refused_*) and says whether we may act on the record.
+            match self
+                .audit
+                .records
+                .submit(crate::audit::gate::Kind::Decision, &record, wait)
+            {
+                Ok(ticket) => {
                     audited = true;
                     if wait {
-                        let writer = self.audit.records.clone();
                         let metrics = self.metrics.clone();
                         gate = Some(Box::pin(async move {
-                            let on_disk = matches!(
-                                tokio::time::timeout(
-                                    crate::audit::DURABLE_WAIT,
-                                    writer.written(ack)
-                                )
-                                .await,
-                                Ok(Ok(_))
-                            );
-                            metrics.decision_record(if on_disk {
-                                "accepted"
-                            } else {
-                                "refused_timeout"
-                            });
+                            let on_disk = ticket.on_disk().await.is_ok();
                             metrics.rewrite(if on_disk {
                                 "rewritten"
                             } else {
@@ -628,11 +615,10 @@ impl Proxy {
                             on_disk
                         }));
                     } else {
-                        self.metrics.decision_record("accepted");
+                        ticket.accepted();
                     }
                 }
                 Err(e) => {
-                    self.metrics.decision_record(e.label());
                     tracing::warn!(
                         request_id = ctx.request_id.to_str().unwrap_or("-"),
                         error = %e,

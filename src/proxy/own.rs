@@ -330,7 +330,12 @@ async fn consent_post(
         request_id: ctx.request_id.to_str().unwrap_or("-").to_string(),
     });
     // No record, no cookie: the choice takes effect only once it is durably recorded.
-    if let Err(e) = crate::audit::Audit::durable(&proxy.audit.records, &record).await {
+    if let Err(e) = proxy
+        .audit
+        .records
+        .durable(crate::audit::gate::Kind::Other, &record)
+        .await
+    {
         tracing::error!(request_id = ctx.request_id.to_str().unwrap_or("-"), error = %e, "consent record not written; choice refused");
         return Err((
             Refusal::Unavailable(

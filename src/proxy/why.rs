@@ -99,15 +99,14 @@ pub async fn page(
             "explained",
         );
         // Showing the company is an effect of the lookup like personalization: only once the record is on disk.
-        let accepted = crate::audit::Audit::durable(
-            &proxy.audit.records,
-            &crate::audit::Record::Decision(Box::new(record)),
-        )
-        .await;
-        proxy.metrics().decision_record(match &accepted {
-            Ok(_) => "accepted",
-            Err(e) => e.label(),
-        });
+        let accepted = proxy
+            .audit
+            .records
+            .durable(
+                crate::audit::gate::Kind::Decision,
+                &crate::audit::Record::Decision(Box::new(record)),
+            )
+            .await;
         company_shown = accepted.is_ok();
     }
 
