@@ -683,7 +683,6 @@ fn request_headers(headers: &[String], cookies: &[String]) -> Result<http::Heade
 
 fn explain(args: ExplainArgs) -> ExitCode {
     use crate::classify::Lookup;
-    use crate::rewrite::OpKind;
     use crate::rules::Verdict;
 
     let Ok(ip) = args.ip.parse::<std::net::IpAddr>() else {
@@ -743,25 +742,11 @@ fn explain(args: ExplainArgs) -> ExitCode {
         &settings,
     );
     let (c, plan) = (&decided.classification, &decided.plan);
-    let visitor = decided.visitor(&view);
     let page = crate::pipeline::page(&settings, c);
     let ops = decided.ops.clone();
     let additions = crate::rewrite::Additions::of(plan, &page);
-    // Described from what the rewriter will actually do, with values escaped as they will be inserted.
-    let describe = |p: &crate::rules::Personalization,
-                    a: &crate::rules::Action|
-     -> (String, String) {
-        match crate::rewrite::render_action(p, a, &visitor, &page, plan.rules_version) {
-            Some(OpKind::SetContent(v, html)) => {
-                (if html { "set html" } else { "set text" }.into(), v)
-            }
-            Some(OpKind::SetAttribute(name, v)) => (format!("set attribute {name}"), v),
-            Some(OpKind::AppendAttribute(name, v)) => (format!("append to attribute {name}"), v),
-            Some(OpKind::Insert(pos, v, _)) => (format!("insert {pos:?}").to_lowercase(), v),
-            Some(OpKind::Remove) => ("remove".into(), String::new()),
-            Some(OpKind::AddClass(class)) => ("add class".into(), class),
-            None => ("inject (not for this response)".into(), String::new()),
-        }
+    let describe = |p: &crate::rules::Personalization, a: &crate::rules::Action| {
+        decided.describe(&view, &settings, p, a)
     };
     // The decision record the proxy would write for this request (client pseudonymized as configured; the
     // keyed hash differs from the proxy's, whose key lives only in its memory).
@@ -789,50 +774,10 @@ fn explain(args: ExplainArgs) -> ExitCode {
         }
     };
     if args.json {
-        let candidates: Vec<serde_json::Value> = plan
-            .verdicts
-            .iter()
-            .map(|(p, v)| {
-                serde_json::json!({
-                    "id": p.id,
-                    "file": p.file.display().to_string(),
-                    "scale": p.scale,
-                    "tier": p.tier,
-                    "verdict": v,
-                })
-            })
-            .collect();
-        let actions: Vec<serde_json::Value> = plan
-            .actions
-            .iter()
-            .map(|(p, a)| {
-                let (what, value) = describe(p, a);
-                serde_json::json!({"rule": p.id, "selector": a.selector, "action": what, "value": value})
-            })
-            .collect();
-        let mut out = serde_json::json!({
-            "ip": ip.to_string(),
-            "url": args.url,
-            "geo": c.geo,
-            "company": c.company,
-            "decision": c.decision,
-            "rules_version": plan.rules_version,
-            "candidates": candidates,
-            "plan": actions,
-            "additions": {
-                "banner": additions.banner,
-                "feedback": additions.prompts.iter().map(|p| serde_json::json!({
-                    "rule": p.id,
-                    "question": p.feedback.as_ref().map(|f| f.question.as_str()),
-                    "comment": p.feedback.as_ref().is_some_and(|f| f.comment),
-                })).collect::<Vec<_>>(),
-                "why_link": additions.why_link.then(|| crate::feedback::why_href(page.prefix, uri.path())),
-            },
-            "record": record.as_ref().map(|r| crate::audit::Record::Decision(Box::new(r.clone()))),
-        });
+        let mut out = decided.explain(&view, &settings, ip, &args.url, record.clone());
         if let Some((html, error)) = &rewritten {
-            out["html"] = serde_json::Value::String(String::from_utf8_lossy(html).into_owned());
-            out["rewrite_error"] = serde_json::json!(error);
+            out.html = Some(String::from_utf8_lossy(html).into_owned());
+            out.rewrite_error = Some(error.clone());
         }
         return match serde_json::to_string_pretty(&out) {
             Ok(t) => {

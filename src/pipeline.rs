@@ -11,6 +11,7 @@
 use std::net::IpAddr;
 
 use http::HeaderMap;
+use serde::Serialize;
 
 use crate::classify::{Classification, Lookup};
 use crate::config::Settings;
@@ -162,6 +163,153 @@ impl PageDecision<'_> {
             self.plan.rules_version,
             outcome,
         )
+    }
+}
+
+/// What `concierge explain --json` prints (and the console will show): the visitor, the Decision, every rule's
+/// verdict, the plan with each value as it will be inserted, what the proxy adds, and the record it would write.
+#[derive(Debug, Serialize)]
+pub struct Explanation<'a> {
+    pub ip: String,
+    pub url: String,
+    pub geo: &'a crate::firmographics::Geo,
+    pub company: &'a Lookup,
+    pub decision: &'a crate::consent::policy::Decision,
+    pub rules_version: &'a str,
+    pub candidates: Vec<Candidate<'a>>,
+    pub plan: Vec<PlannedAction<'a>>,
+    pub additions: ExplainedAdditions<'a>,
+    pub record: Option<crate::audit::Record>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite_error: Option<Option<String>>,
+}
+
+/// One rule and its verdict.
+#[derive(Debug, Serialize)]
+pub struct Candidate<'a> {
+    pub id: &'a str,
+    pub file: String,
+    pub scale: crate::rules::Scale,
+    pub tier: crate::consent::policy::Tier,
+    pub verdict: &'a crate::rules::Verdict,
+}
+
+/// One planned action, described as the rewriter will carry it out.
+#[derive(Debug, Serialize)]
+pub struct PlannedAction<'a> {
+    pub rule: &'a str,
+    pub selector: &'a str,
+    pub action: String,
+    pub value: String,
+}
+
+/// What the proxy adds of its own accord.
+#[derive(Debug, Serialize)]
+pub struct ExplainedAdditions<'a> {
+    pub banner: bool,
+    pub feedback: Vec<ExplainedPrompt<'a>>,
+    pub why_link: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExplainedPrompt<'a> {
+    pub rule: &'a str,
+    pub question: Option<&'a str>,
+    pub comment: bool,
+}
+
+impl<'s> PageDecision<'s> {
+    /// One action described from what the rewriter will actually do, with values escaped as they will be
+    /// inserted: (what, value).
+    pub fn describe(
+        &self,
+        view: &RequestView,
+        settings: &Settings,
+        rule: &crate::rules::Personalization,
+        action: &crate::rules::Action,
+    ) -> (String, String) {
+        use crate::rewrite::OpKind;
+        let visitor = self.visitor(view);
+        let page = page(settings, &self.classification);
+        match crate::rewrite::render_action(rule, action, &visitor, &page, self.plan.rules_version)
+        {
+            Some(OpKind::SetContent(v, html)) => {
+                (if html { "set html" } else { "set text" }.into(), v)
+            }
+            Some(OpKind::SetAttribute(name, v)) => (format!("set attribute {name}"), v),
+            Some(OpKind::AppendAttribute(name, v)) => (format!("append to attribute {name}"), v),
+            Some(OpKind::Insert(pos, v, _)) => (format!("insert {pos:?}").to_lowercase(), v),
+            Some(OpKind::Remove) => ("remove".into(), String::new()),
+            Some(OpKind::AddClass(class)) => ("add class".into(), class),
+            None => ("inject (not for this response)".into(), String::new()),
+        }
+    }
+
+    /// The whole explanation of this page for `ip` and `url`, with the record the proxy would write (`record`).
+    pub fn explain<'d>(
+        &'d self,
+        view: &RequestView,
+        settings: &'d Settings,
+        ip: IpAddr,
+        url: &str,
+        record: Option<crate::audit::DecisionRecord>,
+    ) -> Explanation<'d> {
+        let page = page(settings, &self.classification);
+        let additions = crate::rewrite::Additions::of(&self.plan, &page);
+        Explanation {
+            ip: ip.to_string(),
+            url: url.to_string(),
+            geo: &self.classification.geo,
+            company: &self.classification.company,
+            decision: &self.classification.decision,
+            rules_version: self.plan.rules_version,
+            candidates: self
+                .plan
+                .verdicts
+                .iter()
+                .map(|(p, v)| Candidate {
+                    id: &p.id,
+                    file: p.file.display().to_string(),
+                    scale: p.scale,
+                    tier: p.tier,
+                    verdict: v,
+                })
+                .collect(),
+            plan: self
+                .plan
+                .actions
+                .iter()
+                .map(|(p, a)| {
+                    let (action, value) = self.describe(view, settings, p, a);
+                    PlannedAction {
+                        rule: &p.id,
+                        selector: &a.selector,
+                        action,
+                        value,
+                    }
+                })
+                .collect(),
+            additions: ExplainedAdditions {
+                banner: additions.banner,
+                feedback: additions
+                    .prompts
+                    .iter()
+                    .map(|p| ExplainedPrompt {
+                        rule: &p.id,
+                        question: p.feedback.as_ref().map(|f| f.question.as_str()),
+                        comment: p.feedback.as_ref().is_some_and(|f| f.comment),
+                    })
+                    .collect(),
+                why_link: additions
+                    .why_link
+                    .then(|| crate::feedback::why_href(page.prefix, view.path)),
+            },
+            record: record.map(|r| crate::audit::Record::Decision(Box::new(r))),
+            html: None,
+            rewrite_error: None,
+        }
     }
 }
 
