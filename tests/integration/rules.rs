@@ -543,3 +543,118 @@ async fn each_demo_account_sees_its_page_through_the_demo_setup() {
     // Four account pages, and the German visitor's page (the DACH region rule is anonymous-tier).
     assert_eq!(decisions, 5, "one decision record per personalized page");
 }
+
+/// Issue 14: `concierge explain` and the proxy reach the same decision, plan and record for the same input —
+/// random visitors (address, consent signals, cookies, campaign) through the real proxy and the real binary.
+#[test]
+fn explain_and_the_proxy_decide_alike() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let origin = rt.block_on(Origin::start());
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "rules/accounts/acme.example.toml", ACME);
+    write(dir.path(), "rules/regions/dach.toml", REGION);
+    let log = dir.path().join("log");
+    let config_text = format!(
+        "[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\n\
+         [[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"DE\"\n\
+         [[geo.static]]\nnetwork = \"127.0.10.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n",
+        dir.path().join("rules").display(),
+        log.display(),
+        signing_key(&dir.path().join("keys")).display()
+    );
+    let config = dir.path().join("concierge.toml");
+    std::fs::write(&config, &config_text).unwrap();
+    let server = rt.block_on(proxy(&origin.url(), &config_text));
+    let addr = server.listeners[0];
+    let granted = signed_consent(&log, true, false, unix_now());
+    let strategy = (
+        prop_oneof![Just("127.0.10.5"), Just("127.0.0.7"), Just("127.0.10.9")],
+        any::<bool>(), // GPC
+        prop_oneof![
+            Just(String::new()),
+            Just("usprivacy=1YYN".to_string()),
+            Just("usprivacy=1YNN; city=M\u{fc}nchen".to_string()),
+            Just(granted.clone()),
+        ],
+        prop_oneof![Just(""), Just("?utm_campaign=spring"), Just("?x=1")],
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 12,
+        ..Config::default()
+    });
+    let compared = std::cell::Cell::new(0);
+    runner
+        .run(&strategy, |(from, gpc, cookie, query)| {
+            let url = format!("/landing{query}");
+            let mut headers: Vec<(&str, &str)> = vec![HTML];
+            if gpc {
+                headers.push(("sec-gpc", "1"));
+            }
+            let cookie = cookie.replace('\u{fc}', "u");
+            if !cookie.is_empty() {
+                headers.push(("cookie", &cookie));
+            }
+            let (resp, _) = rt.block_on(get_from(from, addr, &url, &headers));
+            let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+            let mut cmd = concierge();
+            cmd.args(["explain", "--config"])
+                .arg(&config)
+                .args(["--ip", from, "--url", &url, "--json"]);
+            if gpc {
+                cmd.args(["--header", "Sec-GPC: 1"]);
+            }
+            if !cookie.is_empty() {
+                cmd.args(["--header", &format!("Cookie: {cookie}")]);
+            }
+            let out = cmd.output().unwrap();
+            prop_assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let explained: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let same = |r: &serde_json::Value| {
+                let mut r = r.clone();
+                for volatile in ["seq", "prev", "time", "request_id", "client"] {
+                    r.as_object_mut().unwrap().remove(volatile);
+                }
+                r
+            };
+            // The proxy's record (a page that was not rewritten did not wait for it: allow its commit a moment).
+            let find = || {
+                audit_records(&log)
+                    .into_iter()
+                    .find(|r| r["type"] == "decision" && r["request_id"] == id.as_str())
+            };
+            let mut proxied = find();
+            for _ in 0..40 {
+                if proxied.is_some() || explained["record"].is_null() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                proxied = find();
+            }
+            if proxied.is_some() {
+                compared.set(compared.get() + 1);
+            }
+            match (&proxied, explained["record"].is_null()) {
+                (None, true) => {}
+                (Some(p), false) => prop_assert_eq!(same(p), same(&explained["record"])),
+                (p, _) => prop_assert!(
+                    false,
+                    "proxy recorded {:?}, explain {}",
+                    p,
+                    explained["record"]
+                ),
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        compared.get() > 3,
+        "cases with a record to compare: {}",
+        compared.get()
+    );
+}
