@@ -354,10 +354,12 @@ impl SourcesReloader {
         let before = self.watched();
         match crate::sources::Sources::load(&self.settings.firmographics, &self.settings.rules_dir)
         {
-            Ok(s) => {
+            Ok(mut s) => {
+                s.generation = self.current.load().generation + 1;
                 let accounts = s.firmographics.accounts().len();
                 tracing::info!(
                     reason,
+                    generation = s.generation,
                     personalizations = s.rules.personalizations.len(),
                     version = %s.rules.version,
                     accounts,

@@ -23,7 +23,6 @@ pub mod app;
 pub mod audit;
 pub mod classify;
 pub mod cli;
-pub mod cli_audit;
 pub mod client_ip;
 pub mod config;
 pub mod consent;

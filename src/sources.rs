@@ -13,6 +13,8 @@ use crate::rules::RuleSet;
 
 /// One generation of the sources.
 pub struct Sources {
+    /// 1 for the set loaded at start, +1 for every reload that went live (logged with it).
+    pub generation: u64,
     pub firmographics: Arc<Firmographics>,
     pub rules: Arc<RuleSet>,
 }
@@ -47,6 +49,7 @@ impl Sources {
         let firmographics = Firmographics::load(settings, rules_dir);
         match (rules, firmographics) {
             (Ok(r), Ok(f)) => Ok(Sources {
+                generation: 1,
                 firmographics: Arc::new(f),
                 rules: Arc::new(r),
             }),

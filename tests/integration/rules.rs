@@ -629,7 +629,7 @@ fn explain_and_the_proxy_decide_alike() {
                     .find(|r| r["type"] == "decision" && r["request_id"] == id.as_str())
             };
             let mut proxied = find();
-            for _ in 0..40 {
+            for _ in 0..100 {
                 if proxied.is_some() || explained["record"].is_null() {
                     break;
                 }

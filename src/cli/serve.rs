@@ -1,0 +1,208 @@
+//! `concierge serve`, `check` and `demo`: running the proxy, validating what it would load, the built-in demo.
+
+use std::process::ExitCode;
+
+use super::*;
+
+pub(super) fn serve(args: ServeArgs) -> ExitCode {
+    let settings = match args.load() {
+        Ok(s) => s,
+        Err(e) => {
+            print_config_errors(&e);
+            return ExitCode::from(2);
+        }
+    };
+    app::init_logging(&settings.log);
+    match app::run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "concierge stopped");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(super) fn check(args: ServeArgs) -> ExitCode {
+    let settings = match args.load() {
+        Ok(s) => s,
+        Err(e) => {
+            print_config_errors(&e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut problems: Vec<String> = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
+    for l in &settings.listeners {
+        let kind = if l.tls { "https" } else { "http" };
+        let h2 = if l.http2 {
+            "HTTP/1.1 + HTTP/2"
+        } else {
+            "HTTP/1.1"
+        };
+        let redirect = l
+            .redirect_to_https
+            .map(|p| format!(", redirects to https port {p}"))
+            .unwrap_or_default();
+        lines.push(format!("listener  {} ({kind}, {h2}{redirect})", l.address));
+    }
+    lines.push(format!(
+        "upstream  {} (Host: {:?})",
+        settings.upstream.url, settings.upstream.host_header
+    ));
+    let mut consent = settings.consent.clone();
+    if let Err(e) = consent.load_keys(&settings.audit.dir, false) {
+        problems.push(format!("consent.cookie_key: {e}"));
+    }
+    if settings.listeners.iter().any(|l| l.tls) {
+        match crate::tls::load_store(&settings.tls) {
+            Ok(store) => {
+                for c in &store.entries {
+                    lines.push(format!(
+                        "certificate {} for {}",
+                        c.cert.display(),
+                        c.names.join(", ")
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("tls: {e}")),
+        }
+    }
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => {
+            let result = rt.block_on(async {
+                crate::proxy::upstream::Upstream::new(&settings.upstream, &settings.timeouts)
+                    .map(|_| ())
+            });
+            if let Err(e) = result {
+                problems.push(e.to_string());
+            }
+        }
+        Err(e) => problems.push(format!("cannot start a runtime: {e}")),
+    }
+    match crate::rules::RuleSet::load(&settings.rules_dir) {
+        Ok(r) => {
+            lines.push(format!(
+                "rules     {} personalizations in {} (version {})",
+                r.personalizations.len(),
+                settings.rules_dir.display(),
+                r.version
+            ));
+            for c in &r.conflicts {
+                lines.push(format!(
+                    "conflict  `{}` ({}): {} wins over {}",
+                    c.selector, c.slot, c.winner, c.loser
+                ));
+            }
+        }
+        Err(errors) => problems.extend(errors.iter().map(|e| e.to_string())),
+    }
+    match crate::firmographics::Firmographics::load(&settings.firmographics, &settings.rules_dir) {
+        Ok(f) => {
+            lines.push(format!(
+                "accounts  {} in {}",
+                f.accounts().len(),
+                settings.rules_dir.join("accounts").display()
+            ));
+            let fs = &settings.firmographics;
+            for file in &fs.files {
+                lines.push(format!("vendor    {}", file.display()));
+            }
+            for db in &fs.company_dbs {
+                lines.push(format!(
+                    "mmdb      {} (organization: {})",
+                    db.path.display(),
+                    db.organization
+                ));
+            }
+            for (what, db) in [
+                ("geo", &fs.geo_db),
+                ("anonymous", &fs.anonymous_ip_db),
+                ("connection", &fs.connection_type_db),
+            ] {
+                if let Some(p) = db {
+                    lines.push(format!("{what:<9} {}", p.display()));
+                }
+            }
+        }
+        Err(errors) => problems.extend(errors.iter().map(|e| e.to_string())),
+    }
+    match settings.admin {
+        Some(a) => lines.push(format!("admin     {a} (/healthz, /readyz, /metrics)")),
+        None => lines.push("admin     off".into()),
+    }
+    if problems.is_empty() {
+        let source = settings
+            .source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or("flags only".into());
+        outln!("configuration OK ({source})");
+        for l in lines {
+            outln!("  {l}");
+        }
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        eprintln!("{} error(s)", problems.len());
+        ExitCode::FAILURE
+    }
+}
+
+pub(super) fn demo(args: DemoArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = rt.block_on(async move {
+        let origin = crate::demo::start_origin(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let overrides = Overrides {
+            listen: vec![args.listen.to_string()],
+            upstream: Some(format!("http://{origin}")),
+            rules: None,
+            log_format: args.log_format.map(Into::into),
+            admin: Some(args.admin.clone()),
+        };
+        let audit_dir = std::env::temp_dir().join(format!("concierge-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&audit_dir)?;
+        let key_path = audit_dir.join("demo-signing.key");
+        crate::audit::keys::create(&key_path)?;
+        let settings = Settings::from_toml(
+            &crate::demo::settings_toml(&audit_dir.join("log"), &key_path),
+            &overrides,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        app::init_logging(&settings.log);
+        let server = app::Server::start(settings).await.map_err(|e| {
+            anyhow::anyhow!("{e}\nhint: another program uses that port; pick others with --listen ADDR --admin ADDR|off")
+        })?;
+        let proxy_addr = server.listeners.first().copied().unwrap_or(args.listen);
+        outln!("{}", crate::demo::banner(proxy_addr, origin, server.admin));
+        outln!(
+            "Audit log (consent and decision records, feedback): {log}\n  check it: concierge audit verify {log} --public-key {pubkey}\n  feedback: concierge feedback report {log}\n",
+            log = audit_dir.join("log").display(),
+            pubkey = crate::audit::keys::public_path(&key_path).display()
+        );
+        app::wait_for_stop(&server).await?;
+        app::stop(server).await;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
