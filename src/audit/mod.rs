@@ -14,6 +14,7 @@ pub mod chain;
 pub mod gate;
 pub mod keys;
 pub mod query;
+pub mod settings;
 pub mod tally;
 pub mod verify;
 pub mod writer;
@@ -321,6 +322,7 @@ fn default_key(dir: &std::path::Path) -> Result<keys::SigningKey, AuditError> {
 }
 
 pub use gate::DURABLE_WAIT;
+pub use settings::AuditSettings;
 
 /// Where records go (`audit.sink`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
