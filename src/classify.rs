@@ -90,20 +90,20 @@ impl Classification {
     }
 
     /// The visitor the rules are planned for: this classification with the request's page, query, referrer host
-    /// and cookies. Shared by the proxy's plan phase, the why page and `concierge explain`.
+    /// and cookie names (read from the request by [`crate::pipeline::RequestView`]). Shared by the proxy's plan phase, the why page and `concierge explain`.
     pub fn visitor<'a>(
         &'a self,
         path: &'a str,
         query: Option<&'a str>,
         referrer_host: Option<&'a str>,
-        headers: &'a HeaderMap,
+        cookies: Vec<&'a str>,
         now: u64,
     ) -> crate::rules::Visitor<'a> {
         crate::rules::Visitor {
             path,
             query,
             referrer_host,
-            cookies: crate::rules::cookie_names(headers),
+            cookies,
             geo: &self.geo,
             company: match &self.company {
                 Lookup::Matched(m) => Some(m.company.as_ref()),

@@ -32,6 +32,23 @@ pub struct RequestView<'a> {
     pub now: u64,
 }
 
+impl<'a> RequestView<'a> {
+    /// The host of the request's `Referer`, for `when.referrer_host`.
+    pub fn referrer_host(&self) -> Option<String> {
+        self.headers
+            .get(http::header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<http::Uri>().ok())
+            .and_then(|u| u.host().map(str::to_string))
+    }
+
+    /// The names of the cookies the request carries (at most 64), for `when.cookie`. Read as bytes: a cookie
+    /// holding non-ASCII bytes hides none of the others.
+    pub fn cookie_names(&self) -> Vec<&'a str> {
+        crate::consent::cookies::names(self.headers, 64)
+    }
+}
+
 /// Classify a request: location, jurisdiction, consent Decision, and the company only when the Decision permits
 /// the firmographic tier.
 pub fn classify(view: &RequestView, sources: &Sources, settings: &Settings) -> Classification {
@@ -84,12 +101,12 @@ pub fn plan_page<'s>(
     sources: &'s Sources,
     settings: &Settings,
 ) -> PageDecision<'s> {
-    let referrer_host = crate::rules::referrer_host(view.headers);
+    let referrer_host = view.referrer_host();
     let visitor = classification.visitor(
         view.path,
         view.query,
         referrer_host.as_deref(),
-        view.headers,
+        view.cookie_names(),
         view.now,
     );
     let plan = sources.rules.plan(&visitor);
@@ -122,7 +139,7 @@ impl PageDecision<'_> {
             view.path,
             view.query,
             self.referrer_host.as_deref(),
-            view.headers,
+            view.cookie_names(),
             view.now,
         )
     }

@@ -1,6 +1,11 @@
-use super::*;
-use crate::consent::policy::{Jurisdiction, Regime};
 use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::template::Context;
+use super::*;
+use crate::consent::policy::{Decision, Jurisdiction, Regime};
+use crate::firmographics::company::Company;
+use crate::firmographics::Geo;
 
 fn write(dir: &Path, rel: &str, text: &str) {
     let p = dir.join(rel);
