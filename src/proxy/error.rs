@@ -82,7 +82,7 @@ impl Refusal {
             self.explanation(),
             request_id.to_str().unwrap_or("-"),
         );
-        let mut resp = super::own::html_page(page);
+        let mut resp = super::endpoints::html_page(page);
         *resp.status_mut() = status;
         let h = resp.headers_mut();
         if let Refusal::TooManyRequests(seconds) = self {

@@ -8,15 +8,12 @@
 //! from `client` straight to `upstream`. The record phase lives in [`body::Recorder`] and runs on every exit.
 
 pub mod body;
+pub mod endpoints;
 pub mod error;
-pub mod feedback;
 pub mod h2guard;
 pub mod headers;
-pub mod own;
-pub mod ratelimit;
 pub mod server;
 pub mod upstream;
-pub mod why;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -85,7 +82,7 @@ pub struct Proxy {
     /// The audit log (proof-of-consent and decision records).
     audit: Arc<crate::audit::Audit>,
     /// Posts to the proxy's own endpoints, per client.
-    posts: ratelimit::RateLimiter,
+    posts: endpoints::ratelimit::RateLimiter,
 }
 
 /// What the classify and plan phases decided for a page request, carried to the response head.
@@ -108,7 +105,7 @@ enum Step {
     /// Answer now (refusal, redirect).
     Respond(Response<ResponseBody>),
     /// One of the proxy's own endpoints.
-    Own(own::Route),
+    Own(endpoints::Route),
     /// On to classify and the origin.
     Forward,
 }
@@ -121,7 +118,7 @@ impl Proxy {
         audit: Arc<crate::audit::Audit>,
     ) -> Result<Arc<Proxy>, upstream::UpstreamSetupError> {
         let upstream = Upstream::new(&settings.upstream, &settings.timeouts)?;
-        let posts = ratelimit::RateLimiter::new(
+        let posts = endpoints::ratelimit::RateLimiter::new(
             settings.limits.visitor_posts_per_minute,
             settings.limits.visitor_posts_burst,
         );
@@ -168,7 +165,7 @@ impl Proxy {
         let path = access_log.then(|| req.uri().path().to_string());
         let mut resp = match self.accept_phase(&req, &ctx, &conn) {
             Step::Respond(early) => early,
-            Step::Own(route) => own::serve(&self, route, req, &ctx).await,
+            Step::Own(route) => endpoints::serve(&self, route, req, &ctx).await,
             Step::Forward => {
                 let sources = self.sources();
                 let considered = self.decide_phase(&req, &ctx, &sources);
@@ -309,7 +306,7 @@ impl Proxy {
             }
         }
         // The reserved prefix belongs to the proxy: nothing under it is ever forwarded to the origin.
-        match own::route(self, req.method(), req.uri().path()) {
+        match endpoints::route(self, req.method(), req.uri().path()) {
             Ok(Some(route)) => Step::Own(route),
             Ok(None) => Step::Forward,
             Err(refusal) => refuse(refusal),

@@ -8,11 +8,11 @@
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::body::ResponseBody;
-use super::own::{escape_html, html_page};
-use super::{Proxy, RequestContext};
+use super::page::{escape_html, html_page};
 use crate::classify::Lookup;
 use crate::consent::policy::{Regime, Tier};
+use crate::proxy::body::ResponseBody;
+use crate::proxy::{Proxy, RequestContext};
 use crate::rules::Verdict;
 
 /// The page a visitor asks about: `page` from the query, a path on this site, else `/`.

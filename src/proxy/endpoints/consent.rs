@@ -1,252 +1,18 @@
-//! The proxy's own endpoints, answered in the accept phase and never forwarded: the consent endpoint and
-//! choices page, the feedback endpoint, the "why am I seeing this" page, the widgets' assets under the reserved
-//! prefix, and `/.well-known/gpc.json` when enabled. Posts are rate limited per client (`limits.visitor_posts_*`).
+//! `POST {prefix}consent` (a visitor's choice, recorded before the cookie is set) and `GET {prefix}consent`
+//! (the choices page).
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::body::ResponseBody;
-use super::error::Refusal;
-use super::{Proxy, RequestContext};
+use super::form::{check_post, read_body, PostMessages};
+use super::page::{escape_html, html_page};
 use crate::audit::{Choices, ConsentRecord, Record};
-use crate::consent::choice::{self, ChoiceError, OriginError};
+use crate::consent::choice::{self, ChoiceError};
 use crate::consent::signals::{self, FirstParty};
-
-const CONSENT_JS: &[u8] = include_bytes!("../../assets/consent.js");
-const CONSENT_CSS: &[u8] = include_bytes!("../../assets/consent.css");
-const FEEDBACK_JS: &[u8] = include_bytes!("../../assets/feedback.js");
-const WIDGETS_CSS: &[u8] = include_bytes!("../../assets/widgets.css");
-pub const GPC_PATH: &str = "/.well-known/gpc.json";
-
-/// What a request to the proxy itself asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    ConsentPost,
-    ConsentPage,
-    FeedbackPost,
-    Why,
-    Asset {
-        body: &'static [u8],
-        content_type: &'static str,
-    },
-    GpcJson,
-}
-
-/// Which endpoint `path` names, if any: `Ok(None)` means "not ours, forward it"; `Err` answers now.
-pub fn route(proxy: &Proxy, method: &Method, path: &str) -> Result<Option<Route>, Refusal> {
-    let settings = proxy.settings();
-    if path == GPC_PATH && settings.consent.gpc_well_known {
-        return read_only(method, Route::GpcJson).map(Some);
-    }
-    let Some(rest) = path.strip_prefix(settings.proxy.reserved_prefix.as_str()) else {
-        return Ok(None);
-    };
-    match rest {
-        "consent" => match *method {
-            Method::POST => Ok(Some(Route::ConsentPost)),
-            Method::GET | Method::HEAD => Ok(Some(Route::ConsentPage)),
-            _ => Err(Refusal::MethodNotAllowed),
-        },
-        "feedback" => match *method {
-            Method::POST => Ok(Some(Route::FeedbackPost)),
-            _ => Err(Refusal::MethodNotAllowed),
-        },
-        "why" => read_only(method, Route::Why).map(Some),
-        "feedback.js" => read_only(
-            method,
-            Route::Asset {
-                body: FEEDBACK_JS,
-                content_type: "text/javascript; charset=utf-8",
-            },
-        )
-        .map(Some),
-        "widgets.css" => read_only(
-            method,
-            Route::Asset {
-                body: WIDGETS_CSS,
-                content_type: "text/css; charset=utf-8",
-            },
-        )
-        .map(Some),
-        "consent.js" => read_only(
-            method,
-            Route::Asset {
-                body: CONSENT_JS,
-                content_type: "text/javascript; charset=utf-8",
-            },
-        )
-        .map(Some),
-        "consent.css" => read_only(
-            method,
-            Route::Asset {
-                body: CONSENT_CSS,
-                content_type: "text/css; charset=utf-8",
-            },
-        )
-        .map(Some),
-        // Nothing under the reserved prefix is ever forwarded to the origin.
-        _ => Err(Refusal::NotFound),
-    }
-}
-
-fn read_only(method: &Method, r: Route) -> Result<Route, Refusal> {
-    if *method == Method::GET || *method == Method::HEAD {
-        Ok(r)
-    } else {
-        Err(Refusal::MethodNotAllowed)
-    }
-}
-
-/// Answer a request routed to the proxy itself.
-pub async fn serve(
-    proxy: &Proxy,
-    route: Route,
-    req: Request<Incoming>,
-    ctx: &RequestContext,
-) -> Response<ResponseBody> {
-    match route {
-        Route::Asset { body, content_type } => {
-            let mut resp = Response::new(ResponseBody::full(Bytes::from_static(body)));
-            let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            h.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            );
-            h.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            resp
-        }
-        Route::GpcJson => {
-            let consent = &proxy.settings().consent;
-            let body = match &consent.gpc_last_update {
-                Some(d) => format!("{{\"gpc\": true, \"lastUpdate\": \"{d}\"}}\n"),
-                None => "{\"gpc\": true}\n".to_string(),
-            };
-            let mut resp = Response::new(ResponseBody::full(body));
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            h.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=86400"),
-            );
-            resp
-        }
-        Route::ConsentPage => consent_page(proxy, &req, ctx),
-        Route::Why => super::why::page(proxy, &req, ctx).await,
-        Route::ConsentPost => {
-            let result = match rate_limit(proxy, ctx, "consent") {
-                Ok(()) => consent_post(proxy, req, ctx).await,
-                Err(refusal) => Err((refusal, "rate_limited")),
-            };
-            match result {
-                Ok(resp) => resp,
-                Err((refusal, result)) => {
-                    proxy.metrics().consent_record(result);
-                    refusal.response(&ctx.request_id)
-                }
-            }
-        }
-        Route::FeedbackPost => {
-            let result = match rate_limit(proxy, ctx, "feedback") {
-                Ok(()) => super::feedback::post(proxy, req, ctx).await,
-                Err(refusal) => Err((refusal, "unknown", "rate_limited")),
-            };
-            match result {
-                Ok((resp, event)) => {
-                    proxy.metrics().feedback_record(event, "recorded");
-                    resp
-                }
-                Err((refusal, event, result)) => {
-                    proxy.metrics().feedback_record(event, result);
-                    refusal.response(&ctx.request_id)
-                }
-            }
-        }
-    }
-}
-
-/// Take a token from the client's bucket, or refuse with 429.
-fn rate_limit(proxy: &Proxy, ctx: &RequestContext, endpoint: &'static str) -> Result<(), Refusal> {
-    proxy
-        .posts
-        .check(ctx.client.addr, std::time::Instant::now())
-        .map_err(|wait| {
-            proxy.metrics().rate_limited(endpoint);
-            Refusal::TooManyRequests(wait.as_secs_f64().ceil() as u64)
-        })
-}
-
-/// What a refused post is told, per endpoint.
-pub(super) struct PostMessages {
-    pub cross_site: &'static str,
-    pub no_origin: &'static str,
-    pub media_type: &'static str,
-}
-
-/// The checks every form post to the proxy passes before its body is read: sent from a page of this site, as
-/// `application/x-www-form-urlencoded`, not declaring more than `max_body` bytes.
-pub(super) fn check_post(
-    headers: &HeaderMap,
-    ctx: &RequestContext,
-    max_body: usize,
-    messages: &PostMessages,
-) -> Result<(), Refusal> {
-    let host = ctx
-        .host
-        .as_ref()
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    choice::check_same_origin(
-        headers.get(header::ORIGIN).map(HeaderValue::as_bytes),
-        headers.get("sec-fetch-site").map(HeaderValue::as_bytes),
-        ctx.scheme,
-        host,
-    )
-    .map_err(|e| {
-        Refusal::Forbidden(match e {
-            OriginError::CrossSite | OriginError::OtherOrigin => messages.cross_site,
-            OriginError::NoEvidence => messages.no_origin,
-        })
-    })?;
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !form_type {
-        return Err(Refusal::UnsupportedMediaType(messages.media_type));
-    }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max_body) {
-        return Err(Refusal::PayloadTooLarge);
-    }
-    Ok(())
-}
-
-/// Read a post's body: at most `max` bytes, within the client header timeout.
-pub(super) async fn read_body(proxy: &Proxy, body: Incoming, max: usize) -> Result<Bytes, Refusal> {
-    let read = Limited::new(body, max).collect();
-    match tokio::time::timeout(proxy.settings().timeouts.client_header, read).await {
-        Ok(Ok(b)) => Ok(b.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::PayloadTooLarge),
-        Ok(Err(_)) | Err(_) => Err(Refusal::BadRequest("The request body could not be read.")),
-    }
-}
+use crate::proxy::body::ResponseBody;
+use crate::proxy::error::Refusal;
+use crate::proxy::{Proxy, RequestContext};
 
 /// The visitor's current first-party choice (if readable) and whether GPC is on, from one read of the signals.
 fn current_choice(proxy: &Proxy, headers: &HeaderMap, secure: bool) -> (Option<FirstParty>, bool) {
@@ -264,7 +30,7 @@ type Failure = (Refusal, &'static str);
 
 /// `POST {prefix}consent`: check it comes from this site, read the bounded form, write the proof-of-consent
 /// record, and only then set the cookie.
-async fn consent_post(
+pub(super) async fn post(
     proxy: &Proxy,
     req: Request<Incoming>,
     ctx: &RequestContext,
@@ -390,28 +156,9 @@ async fn consent_post(
     Ok(resp)
 }
 
-/// Escape text for HTML text and quoted attribute values.
-/// One of the proxy's own HTML pages (choices, why, refusals): UTF-8, never stored.
-pub(super) fn html_page(body: String) -> Response<ResponseBody> {
-    let mut resp = Response::new(ResponseBody::full(body));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-pub(super) fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    crate::rules::template::escape_attr(s, &mut out);
-    out
-}
-
 /// `GET {prefix}consent`: the choices page (no script needed), reachable from the banner and from any page
 /// that links to it, so a visitor can change their choices later.
-fn consent_page(
+pub(super) fn page(
     proxy: &Proxy,
     req: &Request<Incoming>,
     ctx: &RequestContext,

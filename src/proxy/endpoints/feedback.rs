@@ -5,11 +5,11 @@
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::body::ResponseBody;
-use super::error::Refusal;
-use super::own::{check_post, read_body, PostMessages};
-use super::{Proxy, RequestContext};
+use super::form::{check_post, read_body, PostMessages};
 use crate::feedback::{self, Event, FeedbackRecord};
+use crate::proxy::body::ResponseBody;
+use crate::proxy::error::Refusal;
+use crate::proxy::{Proxy, RequestContext};
 
 /// A refusal, the event it concerned (metric label) and the result label.
 pub type Failure = (Refusal, &'static str, &'static str);

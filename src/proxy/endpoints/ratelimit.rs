@@ -107,6 +107,7 @@ impl RateLimiter {
     }
 
     /// Clients tracked now (for tests).
+    #[cfg(test)]
     pub fn clients(&self) -> usize {
         self.table
             .lock()
