@@ -13,6 +13,9 @@
 //! - Requests leave in origin-form (`/path?query`) with HTTP/1.1 framing chosen by hyper from the body, so no
 //!   client-supplied framing header reaches the origin.
 
+mod request_body;
+pub use request_body::{Ahead, RequestBody};
+
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
@@ -27,7 +30,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 
-use super::body::RequestBody;
 use crate::config::{Timeouts, UpstreamScheme, UpstreamSettings};
 use crate::metrics::UpstreamErrorKind;
 

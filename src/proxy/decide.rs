@@ -1,0 +1,87 @@
+//! The decide phase: for a page request, the runtime-free pipeline's decision (classify, plan, record) against
+//! the request's one generation of sources, and its metrics.
+
+use http::header;
+use http::{Method, Request};
+use hyper::body::Incoming;
+
+use super::{Proxy, RequestContext};
+use crate::sources::Sources;
+
+/// What the classify and plan phases decided for a page request, carried to the response head.
+pub(super) struct Considered {
+    /// The changes, when there are any.
+    pub(super) ops: Option<Vec<crate::rewrite::Op>>,
+    /// Ids of the rules that contribute changes.
+    pub(super) applied: Vec<String>,
+    /// Completed (outcome, rules) at the response head, when it is known whether the page is rewritten.
+    pub(super) record: crate::audit::DecisionRecord,
+}
+
+impl Proxy {
+    /// Classify and plan phases, for page requests (GET/HEAD asking for HTML), through the runtime-free
+    /// pipeline (`crate::pipeline`): location → jurisdiction, signals → Decision, the company lookup only with
+    /// the Decision's permit; then the rules that match and are permitted, rendered for this visitor (plus the
+    /// consent banner when the Decision asks for it), and the decision record to write. `None`: nothing was
+    /// considered (no change and nothing to record), so nothing to record.
+    pub(super) fn decide_phase(
+        &self,
+        req: &Request<Incoming>,
+        ctx: &RequestContext,
+        sources: &Sources,
+    ) -> Option<Considered> {
+        if !(ctx.method == Method::GET || ctx.method == Method::HEAD)
+            || !is_page_request(req.headers())
+        {
+            return None;
+        }
+        let view = crate::pipeline::RequestView {
+            path: req.uri().path(),
+            query: req.uri().query(),
+            headers: req.headers(),
+            client: ctx.client.addr,
+            secure: ctx.scheme == "https",
+            now: crate::classify::unix_now(),
+        };
+        let c = crate::pipeline::classify(&view, sources, &self.settings);
+        self.metrics.decision(
+            c.decision.jurisdiction.regime.name(),
+            c.highest_tier(),
+            c.decision.show_banner,
+        );
+        let lookup_ran = !matches!(c.company, crate::classify::Lookup::NotRun);
+        if lookup_ran {
+            self.metrics.company_lookup(c.company.label());
+        }
+        // Every page decision is counted for the signed per-interval `counts` records.
+        self.audit.tally.count(&c.decision, lookup_ran);
+        let record_refusals = self.audit.record_refusals;
+        if !crate::pipeline::worth_planning(&c, sources, record_refusals) {
+            return None;
+        }
+        let d = crate::pipeline::plan_page(c, &view, sources, &self.settings);
+        if !d.recorded(record_refusals) {
+            return None;
+        }
+        let record = d.record(
+            ctx.request_id.to_str().unwrap_or("-"),
+            self.audit.pseudonymizer.client(ctx.client.addr),
+            view.path,
+            "not_personalized",
+        );
+        Some(Considered {
+            applied: d.applied,
+            ops: (!d.ops.is_empty()).then_some(d.ops),
+            record,
+        })
+    }
+}
+
+/// A browser navigation or a request that accepts HTML: the only responses personalization can touch.
+fn is_page_request(h: &http::HeaderMap) -> bool {
+    h.get("sec-fetch-dest")
+        .is_some_and(|v| v.as_bytes() == b"document")
+        || h.get_all(header::ACCEPT)
+            .iter()
+            .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html"))
+}
