@@ -134,7 +134,7 @@ impl Server {
         if settings.listeners.iter().any(|l| l.tls) {
             let store = tls::load_store(&settings.tls)?;
             for c in &store.entries {
-                tracing::info!(cert = %c.cert.display(), names = ?c.names, "certificate loaded");
+                tracing::info!(cert = %c.cert.display(), key = %c.key.display(), names = ?c.names, "certificate loaded");
             }
             resolver = Some(SniResolver::new(store));
         }

@@ -1,27 +1,38 @@
 //! Concierge: a privacy-first consent and firmographic personalization reverse proxy.
 //!
-//! Module map (dependency direction points down; nothing imports `app` or `proxy`):
+//! Every module, one line each (dependency direction points down the table; nothing imports `cli`, `app` or
+//! `proxy`; `pipeline` and the domain modules below it know nothing of hyper or tokio, except that `audit`
+//! awaits durability with a tokio watch channel). ARCHITECTURE.md tells the story of one request through them.
 //!
-//! | module     | owns |
-//! |------------|------|
-//! | `cli`      | arguments, exit codes, human output |
-//! | `app`      | wiring: listeners, TLS reloader, admin endpoint, signals, graceful shutdown |
-//! | `demo`     | the built-in demo origin serving `examples/site/` |
-//! | `config`   | TOML read raw, then validated into `Settings` |
-//! | `consent`  | consent signals (TCF v2.2, GPP, USP, GPC, first-party cookie) and the tier Decision |
-//! | `client_ip`| trusted proxies, X-Forwarded-For / Forwarded, PROXY protocol parsing |
-//! | `host`     | what a valid host[:port] is |
-//! | `firmographics` | IP → company and location: prefix tables, sources |
-//! | `sources`  | one generation of company tables and rules, swapped together |
-//! | `tls`      | certificate loading, SNI selection, reload keeping the last good set |
-//! | `proxy`    | the per-request phases, header hygiene, upstream client, error responses |
-//! | `metrics`  | counters, histograms, Prometheus exposition |
-//! | `pipeline` | the per-request decision (classify → plan → changes → record), runtime-free, shared by proxy and CLI |
+//! | module          | owns |
+//! |-----------------|------|
+//! | `cli`           | arguments, exit codes, human output: serve, inspect (check/explain/lookup/consent), audit |
+//! | `app`           | wiring: listeners, TLS reloader, admin endpoint, source reloads, signals, graceful shutdown |
+//! | `demo`          | the built-in demo origin serving `examples/site/`, and the demo's settings |
+//! | `proxy`         | the hyper service: one file per phase, the proxy's own endpoints, the upstream client |
+//! | `metrics`       | counters, histograms, Prometheus exposition |
+//! | `tls`           | certificate loading, SNI selection, reload keeping the last good set |
+//! | `pipeline`      | the per-request decision (classify → plan → changes → record), runtime-free, shared by proxy and CLI |
+//! | `classify`      | location → jurisdiction, signals → Decision, the company lookup only with the Decision's permit |
+//! | `sources`       | one generation of company tables and rules, loaded, validated and swapped together |
+//! | `rules`         | rule files: schema, compile (validation), plan (matching, conflicts, verdicts), templates |
+//! | `rewrite`       | streaming HTML rewriting with lol_html, content codings, charsets |
+//! | `feedback`      | the feedback prompt, its widget markup, the answers and their report |
+//! | `audit`         | the tamper-evident log: records, hash chain, writer, checkpoints, the record gate, verify, queries |
+//! | `consent`       | consent signals (TCF v2.2, GPP, USP, GPC, first-party cookie) and the tier Decision |
+//! | `firmographics` | IP → company and location: prefix tables, account files, CSV, MMDB |
+//! | `client_ip`     | trusted proxies, X-Forwarded-For / Forwarded, PROXY protocol parsing |
+//! | `config`        | the TOML file read raw, then validated per section into `Settings` |
+//! | `host`          | what a valid host[:port] is |
+//! | `watch`         | noticing that files changed (polled fingerprints) |
+//!
+//! Modules the binary, the integration tests, the benchmarks and the fuzz targets need are `pub`; the rest are
+//! `pub(crate)`.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod audit;
-pub mod classify;
+pub(crate) mod classify;
 pub mod cli;
 pub mod client_ip;
 pub mod config;
@@ -29,12 +40,12 @@ pub mod consent;
 pub mod demo;
 pub mod feedback;
 pub mod firmographics;
-pub mod host;
-pub mod metrics;
-pub mod pipeline;
-pub mod proxy;
+pub(crate) mod host;
+pub(crate) mod metrics;
+pub(crate) mod pipeline;
+pub(crate) mod proxy;
 pub mod rewrite;
 pub mod rules;
-pub mod sources;
-pub mod tls;
-pub mod watch;
+pub(crate) mod sources;
+pub(crate) mod tls;
+pub(crate) mod watch;

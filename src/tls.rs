@@ -253,10 +253,6 @@ impl SniResolver {
             store: ArcSwap::from_pointee(store),
         })
     }
-
-    pub fn entries(&self) -> Vec<CertInfo> {
-        self.store.load().entries.clone()
-    }
 }
 
 /// A rustls server config using `resolver`, offering h2 (if `http2`) and http/1.1 by ALPN.

@@ -10,13 +10,13 @@
 //! Invariant: a producer acts on a record (sets the consent cookie, personalizes a page) only after the writer
 //! accepted it — no record, no effect.
 
-pub mod chain;
-pub mod gate;
+pub(crate) mod chain;
+pub(crate) mod gate;
 pub mod keys;
 pub mod query;
-pub mod settings;
-pub mod tally;
-pub mod verify;
+pub(crate) mod settings;
+pub(crate) mod tally;
+pub(crate) mod verify;
 pub mod writer;
 
 use std::net::IpAddr;

@@ -59,8 +59,9 @@ pub(super) fn check(args: ServeArgs) -> ExitCode {
             Ok(store) => {
                 for c in &store.entries {
                     lines.push(format!(
-                        "certificate {} for {}",
+                        "certificate {} (key {}) for {}",
                         c.cert.display(),
+                        c.key.display(),
                         c.names.join(", ")
                     ));
                 }

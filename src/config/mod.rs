@@ -90,7 +90,7 @@ pub struct RawConfig {
 }
 
 /// Defaults, chosen after nginx, Envoy and HAProxy (see the README's configuration reference for the reasoning).
-pub mod defaults {
+pub(crate) mod defaults {
     use std::time::Duration;
 
     pub const LISTEN: &str = "127.0.0.1:8080";

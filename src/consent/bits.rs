@@ -70,19 +70,16 @@ impl BitReader {
     pub fn bool(&mut self, field: &'static str) -> Result<bool, BitsError> {
         Ok(self.read(1, field)? == 1)
     }
-
-    /// Bits left in the segment.
-    pub fn remaining(&self) -> usize {
-        self.len_bits - self.pos
-    }
 }
 
 /// Writing bits, for tests' encoders (round trips).
+#[cfg(test)]
 #[derive(Default)]
 pub struct BitWriter {
     bits: Vec<bool>,
 }
 
+#[cfg(test)]
 impl BitWriter {
     pub fn write(&mut self, value: u64, n: usize) {
         for i in (0..n).rev() {

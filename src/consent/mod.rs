@@ -5,9 +5,9 @@
 //! - [`signals`]: what one request carries, read from headers, cookies and query parameters;
 //! - [`policy`]: jurisdiction regimes and the [`policy::Decision`].
 
-pub mod bits;
+pub(crate) mod bits;
 pub mod choice;
-pub mod cookies;
+pub(crate) mod cookies;
 pub mod first_party;
 pub mod gpp;
 pub mod policy;

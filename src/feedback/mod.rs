@@ -9,7 +9,7 @@
 //! for the answering request permits the company lookup), rule id, rule-set version, the event and, for
 //! answers, the answer and the visitor's comment — stored as data, never rendered as HTML.
 
-pub mod report;
+pub(crate) mod report;
 
 use serde::Serialize;
 

@@ -15,7 +15,7 @@
 
 pub mod company;
 pub mod mmdb;
-pub mod table;
+pub(crate) mod table;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

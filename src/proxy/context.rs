@@ -15,7 +15,6 @@ use crate::client_ip::{self, ClientIp};
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
-    pub local: SocketAddr,
     pub tls: bool,
     /// Answer every request with a redirect to HTTPS on this port.
     pub redirect_https: Option<u16>,

@@ -159,7 +159,6 @@ pub async fn serve_listener(
             };
             let info = ConnInfo {
                 peer,
-                local,
                 tls: config.tls.is_some(),
                 redirect_https: config.settings.redirect_to_https,
                 lifecycle,

@@ -13,7 +13,7 @@
 mod compile;
 mod plan;
 mod schema;
-pub mod template;
+pub(crate) mod template;
 
 pub use compile::{names_one_element, parse_file, watched_files};
 pub use plan::{render, Plan, Verdict, Visitor};
