@@ -21,6 +21,9 @@ use crate::sources::Sources;
 /// What the decision reads of a request.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestView<'a> {
+    pub method: &'a http::Method,
+    /// The request id records carry.
+    pub request_id: &'a str,
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
@@ -33,6 +36,19 @@ pub struct RequestView<'a> {
 }
 
 impl<'a> RequestView<'a> {
+    /// A page request, the only kind personalization touches: GET or HEAD, and a browser navigation or a request
+    /// that accepts HTML.
+    pub fn is_page(&self) -> bool {
+        let h = self.headers;
+        (*self.method == http::Method::GET || *self.method == http::Method::HEAD)
+            && (h
+                .get("sec-fetch-dest")
+                .is_some_and(|v| v.as_bytes() == b"document")
+                || h.get_all(http::header::ACCEPT)
+                    .iter()
+                    .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html")))
+    }
+
     /// The host of the request's `Referer`, for `when.referrer_host`.
     pub fn referrer_host(&self) -> Option<String> {
         self.headers
@@ -159,10 +175,11 @@ impl PageDecision<'_> {
         }
     }
 
-    /// The decision record for this page, with `outcome` as it turned out.
+    /// The decision record for this page (`page`: the path it is recorded under), with `outcome` as it turned
+    /// out.
     pub fn record(
         &self,
-        request_id: &str,
+        view: &RequestView,
         client: Option<String>,
         page: &str,
         outcome: &'static str,
@@ -173,7 +190,7 @@ impl PageDecision<'_> {
             Vec::new()
         };
         self.classification.decision_record(
-            request_id,
+            view.request_id,
             client,
             page,
             rules,
@@ -360,6 +377,8 @@ mod tests {
 
     fn view<'a>(headers: &'a HeaderMap, client: &str, path: &'a str) -> RequestView<'a> {
         RequestView {
+            method: &http::Method::GET,
+            request_id: "r",
             path,
             query: None,
             headers,
@@ -380,12 +399,12 @@ mod tests {
         assert_eq!(d.applied, ["acme.example/hero"]);
         assert_eq!(d.planned_outcome(), "personalized");
         assert!(d.recorded(false));
-        let r = d.record("r1", None, "/landing", "personalized");
+        let r = d.record(&v, None, "/landing", "personalized");
         assert_eq!(r.rules, ["acme.example/hero"]);
         assert_eq!(r.company.as_deref(), Some("acme.example"));
         // Not rewritten after all (say, a 404): the record names no rules.
         assert!(d
-            .record("r1", None, "/landing", "not_personalized")
+            .record(&v, None, "/landing", "not_personalized")
             .rules
             .is_empty());
     }
@@ -406,7 +425,7 @@ mod tests {
             "record_refusals records the withheld page"
         );
         assert_eq!(
-            d.record("r", None, "/", "not_personalized").lookup,
+            d.record(&v, None, "/", "not_personalized").lookup,
             "not_run"
         );
     }
@@ -421,9 +440,9 @@ mod tests {
                 let a = plan_page(classify(&v, &sources, &settings), &v, &sources, &settings);
                 let b = plan_page(classify(&v, &sources, &settings), &v, &sources, &settings);
                 let ra =
-                    serde_json::to_value(a.record("r", None, path, a.planned_outcome())).unwrap();
+                    serde_json::to_value(a.record(&v, None, path, a.planned_outcome())).unwrap();
                 let rb =
-                    serde_json::to_value(b.record("r", None, path, b.planned_outcome())).unwrap();
+                    serde_json::to_value(b.record(&v, None, path, b.planned_outcome())).unwrap();
                 let strip = |mut v: serde_json::Value| {
                     v.as_object_mut().unwrap().remove("time");
                     v

@@ -183,6 +183,8 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
         rules: std::sync::Arc::new(rules),
     };
     let view = crate::pipeline::RequestView {
+        method: &http::Method::GET,
+        request_id: "explain",
         path: uri.path(),
         query: uri.query(),
         headers: &headers,
@@ -211,7 +213,7 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
             settings.audit.client_key_rotation,
         )
         .client(ip);
-        decided.record("explain", client, uri.path(), decided.planned_outcome())
+        decided.record(&view, client, uri.path(), decided.planned_outcome())
     });
     let rewritten = html.map(|body| {
         let mut rw = crate::rewrite::Rewriter::new(ops, None, 64 * 1024 * 1024);

@@ -1,8 +1,7 @@
 //! The decide phase: for a page request, the runtime-free pipeline's decision (classify, plan, record) against
 //! the request's one generation of sources, and its metrics.
 
-use http::header;
-use http::{Method, Request};
+use http::Request;
 use hyper::body::Incoming;
 
 use super::{Proxy, RequestContext};
@@ -30,12 +29,9 @@ impl Proxy {
         ctx: &RequestContext,
         sources: &Sources,
     ) -> Option<Considered> {
-        if !(ctx.method == Method::GET || ctx.method == Method::HEAD)
-            || !is_page_request(req.headers())
-        {
-            return None;
-        }
         let view = crate::pipeline::RequestView {
+            method: &ctx.method,
+            request_id: ctx.request_id.to_str().unwrap_or("-"),
             path: req.uri().path(),
             query: req.uri().query(),
             headers: req.headers(),
@@ -43,6 +39,9 @@ impl Proxy {
             secure: ctx.scheme == "https",
             now: crate::classify::unix_now(),
         };
+        if !view.is_page() {
+            return None;
+        }
         let c = crate::pipeline::classify(&view, sources, &self.settings);
         self.metrics.decision(
             c.decision.jurisdiction.regime.name(),
@@ -64,7 +63,7 @@ impl Proxy {
             return None;
         }
         let record = d.record(
-            ctx.request_id.to_str().unwrap_or("-"),
+            &view,
             self.audit.pseudonymizer.client(ctx.client.addr),
             view.path,
             "not_personalized",
@@ -75,13 +74,4 @@ impl Proxy {
             record,
         })
     }
-}
-
-/// A browser navigation or a request that accepts HTML: the only responses personalization can touch.
-fn is_page_request(h: &http::HeaderMap) -> bool {
-    h.get("sec-fetch-dest")
-        .is_some_and(|v| v.as_bytes() == b"document")
-        || h.get_all(header::ACCEPT)
-            .iter()
-            .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html"))
 }

@@ -70,6 +70,8 @@ pub async fn post(
     }
     // The account, only where this request's consent decision permits the company lookup.
     let view = crate::pipeline::RequestView {
+        method: &parts.method,
+        request_id: ctx.request_id.to_str().unwrap_or("-"),
         path: &submission.page,
         query: None,
         headers: &parts.headers,

@@ -75,6 +75,8 @@ pub async fn page(
     let sources = proxy.sources();
     // The page the visitor asks about, decided exactly as a request for it would be.
     let view = crate::pipeline::RequestView {
+        method: req.method(),
+        request_id: ctx.request_id.to_str().unwrap_or("-"),
         path: &asked,
         query: None,
         headers: req.headers(),
@@ -93,7 +95,7 @@ pub async fn page(
     let mut company_shown = true;
     if !matches!(c.company, Lookup::NotRun) {
         let record = d.record(
-            ctx.request_id.to_str().unwrap_or("-"),
+            &view,
             proxy.audit.pseudonymizer.client(ctx.client.addr),
             &format!("{prefix}why"),
             "explained",
