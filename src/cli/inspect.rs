@@ -363,7 +363,7 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
 }
 
 pub(super) fn consent_decide(args: DecideArgs) -> ExitCode {
-    use crate::classify::{classify, Lookup};
+    use crate::classify::Lookup;
 
     let Ok(ip) = args.ip.parse::<std::net::IpAddr>() else {
         eprintln!("error: --ip `{}` is not an IP address", args.ip);
@@ -389,15 +389,24 @@ pub(super) fn consent_decide(args: DecideArgs) -> ExitCode {
         Ok(pair) => pair,
         Err(code) => return code,
     };
-    let c = classify(
-        &f,
-        &settings.consent,
-        ip,
-        &headers,
-        args.query.as_deref(),
-        args.https,
+    // Decided by the pipeline the proxy uses, over the company and location tables (no rules: this answers
+    // for the consent decision and the lookup, not for a page).
+    let sources = crate::sources::Sources {
+        generation: 1,
+        firmographics: std::sync::Arc::new(f),
+        rules: std::sync::Arc::default(),
+    };
+    let view = crate::pipeline::RequestView {
+        method: &http::Method::GET,
+        request_id: "consent-decide",
+        path: "/",
+        query: args.query.as_deref(),
+        headers: &headers,
+        client: ip,
+        secure: args.https,
         now,
-    );
+    };
+    let c = crate::pipeline::classify(&view, &sources, &settings);
     if args.json {
         let out = serde_json::json!({
             "ip": ip.to_string(),
