@@ -407,7 +407,9 @@ async fn a_broken_rule_file_on_reload_keeps_the_previous_rules_serving() {
 async fn a_reload_is_all_or_nothing() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "accounts/acme.example.toml", ACME);
+    // Acme starts on the lower half of its /24 (all of it in California in this proxy's geo table).
+    let acme = ACME.replace("\"127.0.10.0/24\"", "\"127.0.10.0/25\"");
+    write(dir.path(), "accounts/acme.example.toml", &acme);
     let server = rules_proxy(&origin, dir.path()).await;
     let addr = server.listeners[0];
     let metrics = server.metrics.clone();
@@ -418,13 +420,14 @@ async fn a_reload_is_all_or_nothing() {
         )
         .unwrap_or(0.0)
     };
-    // New text and a bad network in the same edit.
+    // New text, a new (valid) network and a bad network in the same edit.
     write(
         dir.path(),
         "accounts/acme.example.toml",
-        &ACME
-            .replace("Software for", "Now for")
-            .replace("\"127.0.10.0/24\"", "\"127.0.10.0/24\", \"10.0.0.0/33\""),
+        &acme.replace("Software for", "Now for").replace(
+            "\"127.0.10.0/25\"",
+            "\"127.0.10.0/25\", \"127.0.10.128/25\", \"10.0.0.0/33\"",
+        ),
     );
     let c = count.clone();
     eventually("the refused reload is counted", || {
@@ -444,14 +447,23 @@ async fn a_reload_is_all_or_nothing() {
         "the old set serves: {body}"
     );
     assert!(!body.contains("Now for"), "no half of the new set is live");
+    let (_, body) = get_from("127.0.10.200", addr, "/landing", &[HTML]).await;
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        !body.contains("for Acme"),
+        "the new network is not live either: {body}"
+    );
     // The same broken files are not retried (nor logged) every watch interval.
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert_eq!(count("rules", "failure"), 1.0, "refused once per change");
-    // Fixed: the whole new set goes live.
+    // Fixed: the whole new set goes live, the new network with it.
     write(
         dir.path(),
         "accounts/acme.example.toml",
-        &ACME.replace("Software for", "Now for"),
+        &acme.replace("Software for", "Now for").replace(
+            "\"127.0.10.0/25\"",
+            "\"127.0.10.0/25\", \"127.0.10.128/25\"",
+        ),
     );
     let c = count.clone();
     eventually("the good reload is counted", || {
@@ -460,6 +472,8 @@ async fn a_reload_is_all_or_nothing() {
     .await;
     assert_eq!(count("firmographics", "success"), 1.0);
     let (_, body) = get_from("127.0.10.5", addr, "/landing", &[HTML]).await;
+    assert!(String::from_utf8_lossy(&body).contains("Now for Acme"));
+    let (_, body) = get_from("127.0.10.200", addr, "/landing", &[HTML]).await;
     assert!(String::from_utf8_lossy(&body).contains("Now for Acme"));
 }
 
