@@ -39,6 +39,7 @@ fn record(i: u64) -> Record {
         rules: vec!["acme.example/hero".into()],
         rules_version: "c1a4f00d".into(),
         outcome: "personalized",
+        experiments: Vec::new(),
     }))
 }
 

@@ -51,7 +51,14 @@ pub struct Classification {
 }
 
 impl Classification {
-    /// The highest tier the Decision permits (for metrics and summaries).
+    /// The matched company's domain: the unit key of account experiments, the `company` of records.
+    pub fn account(&self) -> Option<&str> {
+        match &self.company {
+            Lookup::Matched(m) => m.company.domain.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The decision record for this classification (the audit log's `decision` type). `applied`: ids of the
     /// rules whose changes go into the page; `outcome` as in [`crate::audit::DecisionRecord::outcome`].
     pub fn decision_record(
@@ -79,18 +86,16 @@ impl Classification {
                 Lookup::Matched(_) => "matched",
                 Lookup::NoCompany(_) => "no_company",
             },
-            company: match &self.company {
-                Lookup::Matched(m) => m.company.domain.clone(),
-                _ => None,
-            },
+            company: self.account().map(str::to_string),
             rules: applied,
             rules_version: rules_version.to_string(),
             outcome,
+            experiments: Vec::new(),
         }
     }
 
     /// The visitor the rules are planned for: this classification with the request's page, query, referrer host
-    /// and cookie names (read from the request by [`crate::pipeline::RequestView`]). Shared by the proxy's plan phase, the why page and `concierge explain`.
+    /// and cookie names (read from the request by [`crate::pipeline::RequestView`]).
     pub fn visitor<'a>(
         &'a self,
         path: &'a str,

@@ -17,6 +17,7 @@
 //! | `sources`       | one generation of company tables and rules, loaded, validated and swapped together |
 //! | `rules`         | rule files: schema, compile (validation), plan (matching, conflicts, verdicts), templates |
 //! | `rewrite`       | streaming HTML rewriting with lol_html, content codings, charsets |
+//! | `experiments`   | experiment files, assignment by account, control groups, exposure/conversion records, the report and its statistics |
 //! | `feedback`      | the feedback prompt, its widget markup, the answers and their report |
 //! | `audit`         | the tamper-evident log: records, hash chain, writer, checkpoints, the record gate, verify, queries |
 //! | `consent`       | consent signals (TCF v2.2, GPP, USP, GPC, first-party cookie) and the tier Decision |
@@ -24,6 +25,7 @@
 //! | `client_ip`     | trusted proxies, X-Forwarded-For / Forwarded, PROXY protocol parsing |
 //! | `config`        | the TOML file read raw, then validated per section into `Settings` |
 //! | `host`          | what a valid host[:port] is |
+//! | `hint`          | "did you mean": the closest name by edit distance |
 //! | `watch`         | noticing that files changed (polled fingerprints) |
 //!
 //! Modules the binary, the integration tests, the benchmarks and the fuzz targets need are `pub`; the rest are
@@ -38,8 +40,10 @@ pub mod client_ip;
 pub mod config;
 pub mod consent;
 pub mod demo;
+pub mod experiments;
 pub mod feedback;
 pub mod firmographics;
+pub(crate) mod hint;
 pub(crate) mod host;
 pub(crate) mod metrics;
 pub(crate) mod pipeline;

@@ -114,6 +114,19 @@ pub struct Metrics {
     decision_records: Family<ResultLabel, Counter>,
     feedback_records: Family<FeedbackLabel, Counter>,
     rate_limited: Family<EndpointLabel, Counter>,
+    experiment_records: Family<ExperimentRecordLabel, Counter>,
+    conversions_unrecorded: Family<ReasonLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExperimentRecordLabel {
+    record: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -224,6 +237,18 @@ impl Metrics {
             "Decision records for page requests, by result (accepted, or refused_* — then the page went out unpersonalized)",
             decision_records.clone(),
         );
+        let experiment_records = Family::<ExperimentRecordLabel, Counter>::default();
+        registry.register(
+            "experiment_records",
+            "Experiment records by record type (exposure, conversion) and result (accepted, or refused_*)",
+            experiment_records.clone(),
+        );
+        let conversions_unrecorded = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "experiment_conversions_unrecorded",
+            "Requests that met a goal but were not recorded as conversions, by reason (no_basis: the Decision did not permit the lookup; no_account; bot; excluded_network)",
+            conversions_unrecorded.clone(),
+        );
         let feedback_records = Family::<FeedbackLabel, Counter>::default();
         registry.register(
             "feedback_records",
@@ -267,6 +292,8 @@ impl Metrics {
             decision_records,
             feedback_records,
             rate_limited,
+            experiment_records,
+            conversions_unrecorded,
         })
     }
 
@@ -349,6 +376,21 @@ impl Metrics {
     pub fn decision_record(&self, result: &'static str) {
         self.decision_records
             .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub fn experiment_record(&self, kind: &'static str, result: &'static str) {
+        self.experiment_records
+            .get_or_create(&ExperimentRecordLabel {
+                record: kind,
+                result,
+            })
+            .inc();
+    }
+
+    pub fn conversion_unrecorded(&self, reason: &'static str) {
+        self.conversions_unrecorded
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 

@@ -58,6 +58,16 @@ impl<'a> RequestView<'a> {
             .and_then(|u| u.host().map(str::to_string))
     }
 
+    /// Why this request takes no part in experiments (`bot`, `excluded_network`), if it does not.
+    pub fn experiment_exclusion(&self, settings: &Settings) -> Option<&'static str> {
+        settings.experiments.excluded(
+            self.client,
+            self.headers
+                .get(http::header::USER_AGENT)
+                .map(http::HeaderValue::as_bytes),
+        )
+    }
+
     /// The names of the cookies the request carries (at most 64), for `when.cookie`. Read as bytes: a cookie
     /// holding non-ASCII bytes hides none of the others.
     pub fn cookie_names(&self) -> Vec<&'a str> {
@@ -88,6 +98,8 @@ pub struct PageDecision<'s> {
     pub ops: Vec<crate::rewrite::Op>,
     /// Ids of the rules whose changes go into the page.
     pub applied: Vec<String>,
+    /// The experiments this page takes part in (arms, governed rules), already applied to `plan`.
+    pub experiments: crate::experiments::Applied,
     /// The `Referer` host the rules saw.
     referrer_host: Option<String>,
 }
@@ -98,6 +110,67 @@ pub fn worth_planning(c: &Classification, sources: &Sources, record_refusals: bo
     !sources.rules.personalizations.is_empty()
         || c.decision.show_banner
         || recordable(c, record_refusals)
+}
+
+/// Why a request that meets a goal is not recorded as a conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoConversion {
+    /// A bot or an excluded network: never counted.
+    Excluded(&'static str),
+    /// The Decision did not permit the firmographic tier: no lookup, so no account to attribute it to.
+    NoBasis,
+    /// The lookup found no company with a domain.
+    NoAccount,
+}
+
+impl NoConversion {
+    pub fn label(self) -> &'static str {
+        match self {
+            NoConversion::Excluded(why) => why,
+            NoConversion::NoBasis => "no_basis",
+            NoConversion::NoAccount => "no_account",
+        }
+    }
+}
+
+/// The conversion records of a request that meets one or more goals (`sources.experiments.any_goal` said so):
+/// one per (experiment, goal), attributed to the account the permitted lookup found.
+pub fn conversions(
+    c: &Classification,
+    view: &RequestView,
+    sources: &Sources,
+    settings: &Settings,
+) -> Result<Vec<crate::experiments::records::ConversionRecord>, NoConversion> {
+    if let Some(why) = view.experiment_exclusion(settings) {
+        return Err(NoConversion::Excluded(why));
+    }
+    if matches!(c.company, Lookup::NotRun) {
+        return Err(NoConversion::NoBasis);
+    }
+    let account = c.account().ok_or(NoConversion::NoAccount)?;
+    Ok(sources
+        .experiments
+        .conversions(
+            view.method,
+            view.path,
+            account,
+            &settings.experiments,
+            view.now,
+        )
+        .into_iter()
+        .map(
+            |(experiment, goal, arm)| crate::experiments::records::ConversionRecord {
+                time: crate::audit::writer::now_rfc3339(),
+                request_id: view.request_id.to_string(),
+                experiment: experiment.to_string(),
+                goal: goal.to_string(),
+                arm,
+                account: account.to_string(),
+                page: view.path.to_string(),
+                method: view.method.as_str().to_string(),
+            },
+        )
+        .collect())
 }
 
 /// A decision record is due whatever the page: a lookup ran, or (`audit.record_refusals`) the Decision withheld
@@ -125,7 +198,19 @@ pub fn plan_page<'s>(
         view.cookie_names(),
         view.now,
     );
-    let plan = sources.rules.plan(&visitor);
+    let mut plan = sources.rules.plan(&visitor);
+    let experiments =
+        if sources.experiments.is_empty() && settings.experiments.global_holdout <= 0.0 {
+            crate::experiments::Applied::default()
+        } else {
+            sources.experiments.apply(
+                &mut plan,
+                classification.account(),
+                view.experiment_exclusion(settings),
+                &settings.experiments,
+                view.now,
+            )
+        };
     let page = page(settings, &classification);
     let ops = crate::rewrite::render_plan(&plan, &visitor, &page);
     let applied = plan.applied().into_iter().map(str::to_string).collect();
@@ -135,6 +220,7 @@ pub fn plan_page<'s>(
         plan,
         ops,
         applied,
+        experiments,
         referrer_host,
     }
 }
@@ -189,14 +275,50 @@ impl PageDecision<'_> {
         } else {
             Vec::new()
         };
-        self.classification.decision_record(
+        let mut r = self.classification.decision_record(
             view.request_id,
             client,
             page,
             rules,
             self.plan.rules_version,
             outcome,
-        )
+        );
+        r.experiments = self
+            .experiments
+            .assignments
+            .iter()
+            .map(|a| crate::audit::ExperimentArm {
+                experiment: a.experiment.clone(),
+                arm: a.arm,
+            })
+            .collect();
+        r
+    }
+
+    /// The exposure records of this page: one per experiment it takes part in, control and treatment alike
+    /// (written once the page turns out to be one the rules could change: a 200 HTML page).
+    pub fn exposures(
+        &self,
+        view: &RequestView,
+    ) -> Vec<crate::experiments::records::ExposureRecord> {
+        let Some(account) = self.classification.account() else {
+            return Vec::new();
+        };
+        self.experiments
+            .assignments
+            .iter()
+            .map(|a| crate::experiments::records::ExposureRecord {
+                time: crate::audit::writer::now_rfc3339(),
+                request_id: view.request_id.to_string(),
+                experiment: a.experiment.clone(),
+                arm: a.arm,
+                account: account.to_string(),
+                page: view.path.to_string(),
+                rules: a.rules.clone(),
+                rules_version: self.plan.rules_version.to_string(),
+                control: a.control,
+            })
+            .collect()
     }
 }
 
@@ -213,6 +335,8 @@ pub struct Explanation<'a> {
     pub candidates: Vec<Candidate<'a>>,
     pub plan: Vec<PlannedAction<'a>>,
     pub additions: ExplainedAdditions<'a>,
+    /// The experiments this page takes part in: each one's arm and why.
+    pub experiments: &'a crate::experiments::Applied,
     pub record: Option<crate::audit::Record>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
@@ -340,6 +464,7 @@ impl<'s> PageDecision<'s> {
                     .why_link
                     .then(|| crate::feedback::why_href(page.prefix, view.path)),
             },
+            experiments: &self.experiments,
             record: record.map(|r| crate::audit::Record::Decision(Box::new(r))),
             html: None,
             rewrite_error: None,

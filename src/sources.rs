@@ -1,4 +1,5 @@
-//! What a request is decided against: the company and location tables and the rule set, loaded together,
+//! What a request is decided against: the company and location tables, the rule set and the experiments over it,
+//! loaded together,
 //! validated together and swapped together.
 //!
 //! Invariant: the rules and the account identities they hold come from one generation of the files. A reload
@@ -8,6 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::experiments::ExperimentSet;
 use crate::firmographics::{Firmographics, FirmographicsSettings};
 use crate::rules::RuleSet;
 
@@ -17,12 +19,15 @@ pub struct Sources {
     pub generation: u64,
     pub firmographics: Arc<Firmographics>,
     pub rules: Arc<RuleSet>,
+    /// The experiments over those rules.
+    pub experiments: Arc<ExperimentSet>,
 }
 
 /// Why a generation was refused: the errors of each source that failed (the other may have loaded fine — it is
 /// refused with the set).
 #[derive(Debug, Default)]
 pub struct SourceErrors {
+    /// Rule and experiment files.
     pub rules: Vec<String>,
     pub firmographics: Vec<String>,
 }
@@ -40,29 +45,44 @@ impl std::fmt::Display for SourceErrors {
 }
 
 impl Sources {
-    /// Load both sources from their files; `Err` with every error of both when either fails.
+    /// Load every source from its files; `Err` with every error of every source when any fails. Experiments
+    /// are checked against the rules of the same generation.
     pub fn load(
         settings: &FirmographicsSettings,
         rules_dir: &std::path::Path,
     ) -> Result<Sources, SourceErrors> {
         let rules = RuleSet::load(rules_dir);
         let firmographics = Firmographics::load(settings, rules_dir);
-        match (rules, firmographics) {
-            (Ok(r), Ok(f)) => Ok(Sources {
+        let experiments = match &rules {
+            Ok(r) => crate::experiments::load(rules_dir, r),
+            // Without a valid rule set the experiments cannot be checked; their errors wait for it.
+            Err(_) => Ok(ExperimentSet::default()),
+        };
+        match (rules, firmographics, experiments) {
+            (Ok(r), Ok(f), Ok(e)) => Ok(Sources {
                 generation: 1,
                 firmographics: Arc::new(f),
                 rules: Arc::new(r),
+                experiments: Arc::new(e),
             }),
-            (r, f) => Err(SourceErrors {
-                rules: r
+            (r, f, e) => {
+                let mut rules: Vec<String> = r
                     .err()
                     .map(|e| e.iter().map(ToString::to_string).collect())
-                    .unwrap_or_default(),
-                firmographics: f
-                    .err()
-                    .map(|e| e.iter().map(ToString::to_string).collect())
-                    .unwrap_or_default(),
-            }),
+                    .unwrap_or_default();
+                rules.extend(
+                    e.err()
+                        .map(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())
+                        .unwrap_or_default(),
+                );
+                Err(SourceErrors {
+                    rules,
+                    firmographics: f
+                        .err()
+                        .map(|e| e.iter().map(ToString::to_string).collect())
+                        .unwrap_or_default(),
+                })
+            }
         }
     }
 }
@@ -71,5 +91,6 @@ impl Sources {
 pub fn watched(settings: &FirmographicsSettings, rules_dir: &std::path::Path) -> Vec<PathBuf> {
     let mut files = settings.watched_files(rules_dir);
     files.extend(crate::rules::watched_files(rules_dir));
+    files.extend(crate::experiments::watched_files(rules_dir));
     files
 }

@@ -1,4 +1,4 @@
-//! One gate for every record: decisions, consent choices, feedback, counts — and the experiment records to come.
+//! One gate for every record: decisions, consent choices, feedback, counts, experiment exposures and conversions.
 //!
 //! A producer hands the gate a record and says whether it will act on it only once it is on disk; the gate
 //! serializes it (into a reused per-thread buffer), hands the bytes to the stream's [`Sink`], and counts what
@@ -81,6 +81,10 @@ impl Sink for DiscardSink {
 pub enum Kind {
     /// A page's decision record: counted in `concierge_decision_records_total`.
     Decision,
+    /// An experiment's exposure record: counted in `concierge_experiment_records_total{record="exposure"}`.
+    Exposure,
+    /// An experiment's conversion record: counted in `concierge_experiment_records_total{record="conversion"}`.
+    Conversion,
     /// Consent, feedback, counts: counted by their endpoints.
     Other,
 }
@@ -110,8 +114,11 @@ impl Gate {
     }
 
     fn count(&self, kind: Kind, result: &'static str) {
-        if let (Kind::Decision, Some(m)) = (kind, &self.metrics) {
-            m.decision_record(result);
+        match (kind, &self.metrics) {
+            (Kind::Decision, Some(m)) => m.decision_record(result),
+            (Kind::Exposure, Some(m)) => m.experiment_record("exposure", result),
+            (Kind::Conversion, Some(m)) => m.experiment_record("conversion", result),
+            _ => {}
         }
     }
 

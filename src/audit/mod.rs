@@ -95,6 +95,17 @@ pub struct DecisionRecord {
     /// `not_personalized`, or `explained` (the "why am I seeing this" page, which shows the lookup's result to
     /// the visitor; `page` is then that page's path).
     pub outcome: &'static str,
+    /// The experiments this page took part in and the visitor's arm in each (`control`: the governed rules were
+    /// held out on purpose).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub experiments: Vec<ExperimentArm>,
+}
+
+/// One experiment's arm, as a decision record names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExperimentArm {
+    pub experiment: String,
+    pub arm: crate::experiments::Arm,
 }
 
 /// The consent signals a request carried, in summary.
@@ -283,6 +294,7 @@ pub enum AuditError {
 /// Stream names.
 pub const AUDIT_STREAM: &str = "audit";
 pub const FEEDBACK_STREAM: &str = "feedback";
+pub const EXPERIMENTS_STREAM: &str = crate::experiments::records::STREAM;
 
 /// The running audit log: its writers and the client pseudonymizer.
 pub struct Audit {
@@ -290,6 +302,8 @@ pub struct Audit {
     pub records: gate::Gate,
     /// The `feedback` stream's gate.
     pub feedback: gate::Gate,
+    /// The `experiments` stream's gate (exposure and conversion records).
+    pub experiments: gate::Gate,
     pub wait_durable: bool,
     pub pseudonymizer: Pseudonymizer,
     /// Page decisions of the current interval, written as a `counts` record every checkpoint interval.
@@ -338,7 +352,12 @@ impl Audit {
         settings: &crate::config::AuditSettings,
         metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> Result<Arc<Audit>, AuditError> {
-        let (records, feedback): (Arc<dyn gate::Sink>, Arc<dyn gate::Sink>) = match settings.sink {
+        type Sinks = (
+            Arc<dyn gate::Sink>,
+            Arc<dyn gate::Sink>,
+            Arc<dyn gate::Sink>,
+        );
+        let (records, feedback, experiments): Sinks = match settings.sink {
             SinkKind::File => {
                 let key = Arc::new(match &settings.signing_key {
                     Some(path) => keys::SigningKey::load(path)?,
@@ -353,19 +372,29 @@ impl Audit {
                 )?;
                 let (feedback, _) = writer::Writer::open(
                     &settings.dir,
-                    key,
+                    key.clone(),
                     settings.writer_options(FEEDBACK_STREAM),
                 )?;
-                (Arc::new(records), Arc::new(feedback))
+                let (experiments, _) = writer::Writer::open(
+                    &settings.dir,
+                    key,
+                    settings.writer_options(EXPERIMENTS_STREAM),
+                )?;
+                (Arc::new(records), Arc::new(feedback), Arc::new(experiments))
             }
             SinkKind::DiscardForBenchmarks => {
                 tracing::error!("audit.sink = \"discard-for-benchmarks\": NO RECORD IS KEPT — personalization without an audit log; for benchmarks only");
-                (Arc::new(gate::DiscardSink), Arc::new(gate::DiscardSink))
+                (
+                    Arc::new(gate::DiscardSink),
+                    Arc::new(gate::DiscardSink),
+                    Arc::new(gate::DiscardSink),
+                )
             }
         };
         Ok(Arc::new(Audit {
             records: gate::Gate::new(records, metrics.clone()),
-            feedback: gate::Gate::new(feedback, metrics),
+            feedback: gate::Gate::new(feedback, metrics.clone()),
+            experiments: gate::Gate::new(experiments, metrics),
             wait_durable: settings.wait_durable,
             pseudonymizer: Pseudonymizer::new(settings.client, settings.client_key_rotation),
             tally: tally::Tally::default(),
@@ -394,6 +423,7 @@ impl Audit {
         self.write_counts();
         self.records.flush();
         self.feedback.flush();
+        self.experiments.flush();
     }
 }
 

@@ -230,12 +230,12 @@ fn report(a: ReportArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn usage(msg: impl std::fmt::Display) -> ExitCode {
+pub(super) fn usage(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::from(2)
 }
 
-fn settings(config: &Option<PathBuf>) -> Result<Option<Settings>, String> {
+pub(super) fn settings(config: &Option<PathBuf>) -> Result<Option<Settings>, String> {
     match config {
         None => Ok(None),
         Some(path) => Settings::load(Some(path.as_path()), &Overrides::default())
@@ -244,7 +244,7 @@ fn settings(config: &Option<PathBuf>) -> Result<Option<Settings>, String> {
     }
 }
 
-fn audit_dir(source: &Source, settings: &Option<Settings>) -> PathBuf {
+pub(super) fn audit_dir(source: &Source, settings: &Option<Settings>) -> PathBuf {
     source.dir.clone().unwrap_or_else(|| {
         settings
             .as_ref()
@@ -253,7 +253,7 @@ fn audit_dir(source: &Source, settings: &Option<Settings>) -> PathBuf {
 }
 
 /// `--since`/`--until`: a date or an RFC 3339 time, as the canonical string records carry.
-fn time(t: &Option<String>, name: &str) -> Result<Option<String>, String> {
+pub(super) fn time(t: &Option<String>, name: &str) -> Result<Option<String>, String> {
     match t {
         None => Ok(None),
         Some(text) => query::parse_time(text).map(Some).ok_or_else(|| {

@@ -175,12 +175,23 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let experiments = match crate::experiments::load(&settings.rules_dir, &rules) {
+        Ok(e) => e,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{} error(s) in the experiment files", errors.len());
+            return ExitCode::FAILURE;
+        }
+    };
     // The page decided exactly as the proxy decides it: one generation of sources, the same pipeline. An
     // https:// URL is read as the proxy reads an HTTPS request (the `__Host-` consent cookie).
     let sources = crate::sources::Sources {
         generation: 1,
         firmographics: std::sync::Arc::new(f),
         rules: std::sync::Arc::new(rules),
+        experiments: std::sync::Arc::new(experiments),
     };
     let view = crate::pipeline::RequestView {
         method: &http::Method::GET,
@@ -228,6 +239,7 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
             Verdict::NotPermitted(w) => ("not permitted", w.clone()),
             Verdict::NotMatched(w) => ("not matched", w.clone()),
             Verdict::Overridden(w) => ("overridden", w.clone()),
+            Verdict::HeldOut(w) => ("held out", w.clone()),
         }
     };
     if args.json {
@@ -291,6 +303,20 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
             } else {
                 why
             }
+        ));
+    }
+    for a in &decided.experiments.assignments {
+        text.push(format!(
+            "experiment {}: {} arm — {}",
+            a.experiment,
+            a.arm.name(),
+            a.why
+        ));
+    }
+    if let Some(why) = decided.experiments.excluded {
+        text.push(format!(
+            "experiment not taking part ({}): governed rules apply as written, nothing is recorded",
+            why.replace('_', " ")
         ));
     }
     text.push("plan".into());
@@ -395,6 +421,7 @@ pub(super) fn consent_decide(args: DecideArgs) -> ExitCode {
         generation: 1,
         firmographics: std::sync::Arc::new(f),
         rules: std::sync::Arc::default(),
+        experiments: std::sync::Arc::default(),
     };
     let view = crate::pipeline::RequestView {
         method: &http::Method::GET,

@@ -29,6 +29,7 @@ macro_rules! outln {
 }
 
 mod audit;
+mod experiments;
 mod inspect;
 mod serve;
 
@@ -69,6 +70,9 @@ pub enum Command {
     /// Visitors' answers to feedback prompts, per rule.
     #[command(subcommand)]
     Feedback(audit::FeedbackCommand),
+    /// Experiments: control groups, exposures, conversions and lift, per account.
+    #[command(subcommand)]
+    Experiments(experiments::ExperimentsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -252,6 +256,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Explain(args) => inspect::explain(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Feedback(cmd) => audit::run_feedback(cmd),
+        Command::Experiments(cmd) => experiments::run(cmd),
     }
 }
 

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 mod audit;
 mod consent;
+mod experiments;
 mod limits;
 mod listen;
 mod network;
@@ -29,6 +30,7 @@ mod upstream;
 
 pub use crate::audit::AuditSettings;
 pub use consent::RawConsent;
+pub use experiments::RawExperiments;
 pub use limits::{Limits, RawLimits, RawTimeouts, Timeouts};
 pub use listen::{ListenerSettings, RawCertificate, RawListener, RawTls, TlsSettings, TlsVersion};
 pub use network::{
@@ -87,6 +89,7 @@ pub struct RawConfig {
     pub geo: Option<RawGeo>,
     pub consent: Option<consent::RawConsent>,
     pub audit: Option<audit::RawAudit>,
+    pub experiments: Option<experiments::RawExperiments>,
 }
 
 /// Defaults, chosen after nginx, Envoy and HAProxy (see the README's configuration reference for the reasoning).
@@ -151,6 +154,7 @@ pub struct Settings {
     pub firmographics: crate::firmographics::FirmographicsSettings,
     pub consent: crate::consent::ConsentSettings,
     pub audit: AuditSettings,
+    pub experiments: crate::experiments::ExperimentSettings,
     /// The file these settings came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -201,7 +205,7 @@ impl Settings {
 pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
     toml::from_str::<RawConfig>(text).map_err(|e| {
         let mut message = e.to_string().trim_end().to_string();
-        if let Some(hint) = unknown_key_hint(e.message()) {
+        if let Some(hint) = crate::hint::unknown_key(e.message()) {
             message.push_str(&format!("\nhint: did you mean `{hint}`?"));
         }
         ConfigError {
@@ -209,33 +213,6 @@ pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
             message,
         }
     })
-}
-
-/// From serde's "unknown field `x`, expected one of `a`, `b`" pick the expected name closest to `x`.
-fn unknown_key_hint(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    let (given, rest) = rest.split_once('`')?;
-    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-    expected
-        .into_iter()
-        .map(|cand| (edit_distance(given, cand), cand))
-        .filter(|(d, cand)| *d <= 2.max(cand.len() / 3))
-        .min()
-        .map(|(_, c)| c.to_string())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Accumulates errors while validating.
@@ -341,6 +318,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
         base,
         Duration::from_secs(consent.policy.max_age_seconds),
     );
+    let experiments = experiments::validate_experiments(&mut c, raw.experiments);
 
     if c.errors.is_empty() {
         if let Some(upstream) = upstream {
@@ -359,6 +337,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
                 firmographics,
                 consent,
                 audit,
+                experiments,
                 source: None,
             });
         }

@@ -243,6 +243,7 @@ fn consent_policy_keys() {
 
 #[test]
 fn edit_distance_works() {
+    use crate::hint::edit_distance;
     assert_eq!(edit_distance("kitten", "sitting"), 3);
     assert_eq!(edit_distance("", "abc"), 3);
     assert_eq!(edit_distance("same", "same"), 0);

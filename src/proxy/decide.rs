@@ -1,5 +1,6 @@
 //! The decide phase: for a page request, the runtime-free pipeline's decision (classify, plan, record) against
-//! the request's one generation of sources, and its metrics.
+//! the request's one generation of sources, and its metrics; for a request that meets an experiment's goal, its
+//! conversion records.
 
 use http::Request;
 use hyper::body::Incoming;
@@ -15,6 +16,8 @@ pub(super) struct Considered {
     pub(super) applied: Vec<String>,
     /// Completed (outcome, rules) at the response head, when it is known whether the page is rewritten.
     pub(super) record: crate::audit::DecisionRecord,
+    /// The experiments' exposures, written at the response head if the page is one the rules could change.
+    pub(super) exposures: Vec<crate::experiments::records::ExposureRecord>,
 }
 
 impl Proxy {
@@ -39,10 +42,21 @@ impl Proxy {
             secure: ctx.scheme == "https",
             now: crate::classify::unix_now(),
         };
-        if !view.is_page() {
+        let page = view.is_page();
+        let goal = !sources.experiments.is_empty()
+            && sources
+                .experiments
+                .any_goal(view.method, view.path, view.now);
+        if !page && !goal {
             return None;
         }
         let c = crate::pipeline::classify(&view, sources, &self.settings);
+        if goal {
+            self.conversions(&c, &view, sources);
+        }
+        if !page {
+            return None;
+        }
         self.metrics.decision(
             c.decision.jurisdiction.regime.name(),
             c.highest_tier(),
@@ -68,10 +82,37 @@ impl Proxy {
             view.path,
             "not_personalized",
         );
+        let exposures = d.exposures(&view);
         Some(Considered {
             applied: d.applied,
             ops: (!d.ops.is_empty()).then_some(d.ops),
             record,
+            exposures,
         })
+    }
+
+    /// A request that meets an experiment's goal: its conversion records, through the gate (nothing waits on
+    /// them: the request goes on to the origin either way). Not recorded — counted — without a basis.
+    fn conversions(
+        &self,
+        c: &crate::classify::Classification,
+        view: &crate::pipeline::RequestView,
+        sources: &Sources,
+    ) {
+        match crate::pipeline::conversions(c, view, sources, &self.settings) {
+            Ok(records) => {
+                for r in records {
+                    let record = crate::experiments::records::Record::Conversion(r);
+                    if let Ok(t) = self.audit.experiments.submit(
+                        crate::audit::gate::Kind::Conversion,
+                        &record,
+                        false,
+                    ) {
+                        t.accepted();
+                    }
+                }
+            }
+            Err(why) => self.metrics.conversion_unrecorded(why.label()),
+        }
     }
 }

@@ -33,9 +33,9 @@ impl Proxy {
             client_upgrade,
             client_coding,
         } = forwarded;
-        let (ops, record) = match considered {
-            Some(c) => (c.ops, Some((c.record, c.applied))),
-            None => (None, None),
+        let (ops, record, exposures) = match considered {
+            Some(c) => (c.ops, Some((c.record, c.applied)), c.exposures),
+            None => (None, None, Vec::new()),
         };
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
@@ -63,6 +63,26 @@ impl Proxy {
         let lease = (!switching).then_some(lease);
         let mut rewrite = None;
         let rewritable = ops.as_ref().map(|_| self.rewritable(&parts));
+        if !exposures.is_empty() {
+            // Treated and control alike: an exposure wherever the page is one the rules could change (a 200
+            // HTML page we can read), whether or not its arm changes it.
+            let changeable = match &rewritable {
+                Some(r) => r.is_ok(),
+                None => self.rewritable(&parts).is_ok(),
+            };
+            if changeable {
+                for e in exposures {
+                    let record = crate::experiments::records::Record::Exposure(e);
+                    if let Ok(t) = self.audit.experiments.submit(
+                        crate::audit::gate::Kind::Exposure,
+                        &record,
+                        false,
+                    ) {
+                        t.accepted();
+                    }
+                }
+            }
+        }
         // No audit record, no personalization — also across a crash. The record of what is about to happen is
         // queued now; with `audit.wait = "durable"` (the default) the head goes out at once but no personalized
         // byte leaves before the group commit holding the record is on disk (the body waits on `gate`); with

@@ -63,6 +63,9 @@ pub enum Verdict {
     NotMatched(String),
     /// Matched, but every action lost a conflict to a rule with higher precedence.
     Overridden(String),
+    /// Matched and permitted, but the visitor's account is in an experiment's control group (or the global
+    /// holdout): the origin's page, for comparison.
+    HeldOut(String),
 }
 
 /// The plan for one response: the actions to apply, and the verdict on every candidate.

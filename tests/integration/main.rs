@@ -8,6 +8,7 @@
 //! - `tls`: HTTP/2 over TLS by ALPN, SNI selection, certificate reload (SIGHUP path and file watch, good and bad).
 //! - `consent`: the consent endpoint, banner assets, gpc.json, and "no permitted tier, no lookup".
 //! - `feedback`: the feedback widget and endpoint (abuse, rate limit), `concierge feedback report`, the why page.
+//! - `experiments`: account-randomized experiments through the proxy, and the report recovering a known effect.
 //! - `lifecycle`: graceful shutdown with requests in flight, the drain deadline, `concierge check`, signals.
 //! - `browser`: what a visitor does in headless Chromium (Debian's, driven by Playwright for Python; the scripts
 //!   are in `tests/browser/`, installed by `scripts/setup-browser`).
@@ -16,6 +17,7 @@ mod audit;
 mod browser;
 mod client_ip;
 mod consent;
+mod experiments;
 mod failures;
 mod feedback;
 mod forwarding;

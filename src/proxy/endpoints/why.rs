@@ -181,14 +181,26 @@ pub async fn page(
             .map(|i| format!("<li>{i}</li>"))
             .collect::<String>()
     };
+    // Held out on purpose: say so plainly (the visitor's organization is in a comparison group).
+    let held_out = plan
+        .verdicts
+        .iter()
+        .any(|(_, v)| matches!(v, Verdict::HeldOut(_)));
+    let comparison = if held_out && company_shown {
+        "<p>You are seeing the standard page as part of a comparison: some organizations see the tailored \
+         version and some the standard one, so that we can tell whether tailoring helps. Which group an \
+         organization is in is decided by a fixed calculation on its name, not by anything about you.</p>"
+    } else {
+        ""
+    };
     let shown = if applied.is_empty() {
         format!(
-            "<p>Nothing on <code>{}</code> is tailored for you right now.</p>",
+            "<p>Nothing on <code>{}</code> is tailored for you right now.</p>{comparison}",
             e(&asked)
         )
     } else {
         format!(
-            "<p>On <code>{}</code> we show:</p><ul>{}</ul>",
+            "<p>On <code>{}</code> we show:</p><ul>{}</ul>{comparison}",
             e(&asked),
             applied.concat()
         )

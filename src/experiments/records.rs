@@ -1,0 +1,51 @@
+//! What the `experiments` stream holds: an exposure per (page, experiment) where a governed rule would have
+//! applied — treated and control alike —, and a conversion per (request, experiment, goal) that meets a goal.
+//! Hash-chained and checkpointed like every stream; no IP, no visitor identifier: the unit is the account.
+
+use serde::{Deserialize, Serialize};
+
+use super::Arm;
+
+/// Stream name.
+pub const STREAM: &str = "experiments";
+
+/// A unit saw (treatment) or was held out from (control) a governed rule on a page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExposureRecord {
+    pub time: String,
+    pub request_id: String,
+    pub experiment: String,
+    pub arm: Arm,
+    /// The account's domain (the unit).
+    pub account: String,
+    /// Path only.
+    pub page: String,
+    /// The governed rules that matched.
+    pub rules: Vec<String>,
+    pub rules_version: String,
+    /// The control share the assignment used.
+    pub control: f64,
+}
+
+/// A request met an experiment's goal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversionRecord {
+    pub time: String,
+    pub request_id: String,
+    pub experiment: String,
+    pub goal: String,
+    /// The account's arm in the experiment (a pure function of the account; the report counts the conversion
+    /// only if the account was exposed before it).
+    pub arm: Arm,
+    pub account: String,
+    pub page: String,
+    pub method: String,
+}
+
+/// One line of the stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    Exposure(ExposureRecord),
+    Conversion(ConversionRecord),
+}

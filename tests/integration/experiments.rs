@@ -1,0 +1,295 @@
+//! Experiments end to end through the real proxy: a few hundred loopback accounts (one source address each),
+//! traffic with a known effect, and `concierge experiments report` (the real binary) recovering it; the same
+//! arms after a restart and on a second instance; no conversion without a basis; bots not counted.
+
+use std::path::Path;
+
+use crate::support::*;
+
+const HTML: (&str, &str) = ("accept", "text/html,application/xhtml+xml");
+const ACCOUNTS: usize = 300;
+
+/// Account `i`'s source address: 127.1.x.5 then 127.2.x.5.
+fn address(i: usize) -> String {
+    format!("127.{}.{}.5", 1 + i / 200, i % 200)
+}
+
+fn domain(i: usize) -> String {
+    format!("account-{i}.example")
+}
+
+fn write_rules(dir: &Path) {
+    let accounts = dir.join("accounts");
+    std::fs::create_dir_all(&accounts).unwrap();
+    for i in 0..ACCOUNTS {
+        let net = format!("127.{}.{}.0/24", 1 + i / 200, i % 200);
+        std::fs::write(
+            accounts.join(format!("{}.toml", domain(i))),
+            format!(
+                "[account]\ndomain = \"{d}\"\nname = \"Account {i}\"\nnetworks = [\"{net}\"]\n\n\
+                 [[personalization]]\nid = \"hero\"\ntier = \"firmographic\"\npaths = [\"/landing\"]\n\
+                 [[personalization.action]]\nselect = \"h1.hero\"\nset_text = \"Made for {{{{ company.name }}}}\"\n",
+                d = domain(i)
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(dir.join("experiments")).unwrap();
+    std::fs::write(
+        dir.join("experiments/hero.toml"),
+        "[experiment]\nid = \"hero-test\"\nrules = [\"*/hero\"]\ncontrol = 0.5\n\n\
+         [[experiment.goal]]\nid = \"demo-request\"\npath = \"/demo-request*\"\nmethod = \"POST\"\n",
+    )
+    .unwrap();
+}
+
+const GEO: &str =
+    "[[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"US\"\nsubdivision = \"CA\"\n";
+
+async fn experiment_proxy(origin: &Origin, dir: &Path, exclude: &str) -> concierge::app::Server {
+    proxy(
+        &origin.url(),
+        &format!(
+            "[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\n\
+             [experiments]\nexclude_networks = [{exclude}]\n{GEO}",
+            dir.join("rules").display(),
+            dir.join("log").display(),
+            signing_key(&dir.join("keys")).display()
+        ),
+    )
+    .await
+}
+
+/// Visit the landing page as account `i`; whether it came back personalized (the treatment arm).
+async fn visit(addr: std::net::SocketAddr, i: usize, extra: &[(&str, &str)]) -> bool {
+    let mut headers = vec![HTML];
+    headers.extend_from_slice(extra);
+    let (resp, body) = get_from(&address(i), addr, "/landing", &headers).await;
+    assert_eq!(resp.status(), 200);
+    String::from_utf8_lossy(&body).contains(&format!("Made for Account {i}<"))
+}
+
+async fn convert(addr: std::net::SocketAddr, i: usize, extra: &[(&str, &str)]) {
+    let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+    headers.extend_from_slice(extra);
+    let req = request("POST", "/demo-request", &headers, full("name=Jo"));
+    let _ = send_from(&address(i), addr, req).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_recovers_a_known_effect_from_account_randomized_traffic() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(&dir.path().join("rules"));
+    let server = experiment_proxy(&origin, dir.path(), "").await;
+    let addr = server.listeners[0];
+
+    // Control accounts convert with probability 0.2, treated ones with 0.4: a true lift of +100%.
+    let mut rng = fastrand::Rng::with_seed(2027);
+    let mut arms = Vec::new();
+    for i in 0..ACCOUNTS {
+        let treated = visit(addr, i, &[]).await;
+        assert_eq!(
+            treated,
+            visit(addr, i, &[]).await,
+            "the same arm on every page"
+        );
+        arms.push(treated);
+        if rng.f64() < if treated { 0.4 } else { 0.2 } {
+            convert(addr, i, &[]).await;
+        }
+    }
+    let treated = arms.iter().filter(|t| **t).count();
+    assert!(
+        (110..190).contains(&treated),
+        "about half the accounts are treated: {treated}"
+    );
+    // Traffic that takes no part: a bot and the office network convert, but are not counted; a visitor whose
+    // Decision does not permit the lookup (GPC) is not attributed.
+    convert(
+        addr,
+        0,
+        &[("user-agent", "Mozilla/5.0 (compatible; Googlebot/2.1)")],
+    )
+    .await;
+    convert(addr, 1, &[("sec-gpc", "1")]).await;
+    let metrics = server.metrics.clone();
+    eventually("the unattributed conversions are counted", || {
+        let text = metrics.encode();
+        metric_value(
+            &text,
+            "concierge_experiment_conversions_unrecorded_total{reason=\"no_basis\"}",
+        ) == Some(1.0)
+            && metric_value(
+                &text,
+                "concierge_experiment_conversions_unrecorded_total{reason=\"bot\"}",
+            ) == Some(1.0)
+    })
+    .await;
+
+    // A restart and a second instance assign the same accounts to the same arms.
+    concierge::app::stop(server).await;
+    let again = experiment_proxy(&origin, dir.path(), "").await;
+    let second_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(second_dir.path().join("rules")).unwrap();
+    write_rules(&second_dir.path().join("rules"));
+    let second = experiment_proxy(&origin, second_dir.path(), "").await;
+    for i in (0..ACCOUNTS).step_by(37) {
+        assert_eq!(
+            visit(again.listeners[0], i, &[]).await,
+            arms[i],
+            "account {i} after a restart"
+        );
+        assert_eq!(
+            visit(second.listeners[0], i, &[]).await,
+            arms[i],
+            "account {i} on another instance"
+        );
+    }
+    concierge::app::stop(again).await;
+    concierge::app::stop(second).await;
+
+    let out = concierge()
+        .args(["experiments", "report"])
+        .arg(dir.path().join("log"))
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &report["experiments"][0];
+    assert_eq!(e["id"], "hero-test");
+    let arm = |name: &str| {
+        e["arms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["arm"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(arm("treatment")["accounts"], treated as u64);
+    assert_eq!(arm("control")["accounts"], (ACCOUNTS - treated) as u64);
+    let exposures = arm("treatment")["exposures"].as_u64().unwrap()
+        + arm("control")["exposures"].as_u64().unwrap();
+    // Two visits per account, then 9 accounts visited once more on the restarted instance.
+    assert_eq!(exposures, 2 * ACCOUNTS as u64 + 9);
+    assert_eq!(e["srm"]["flagged"], false);
+    let g = &e["goals"]["demo-request"];
+    assert_eq!(g["enough_data"], true, "{g}");
+    let (low, high) = (
+        g["ci_low"].as_f64().unwrap(),
+        g["ci_high"].as_f64().unwrap(),
+    );
+    assert!(
+        low <= 1.0 && 1.0 <= high,
+        "the 95% interval {low:.2}..{high:.2} covers the true lift of +100%: {g}"
+    );
+    assert!(low > 0.0, "and excludes no effect: {g}");
+    let converted = arm("control")["goals"]["demo-request"]["accounts_converted"]
+        .as_u64()
+        .unwrap()
+        + arm("treatment")["goals"]["demo-request"]["accounts_converted"]
+            .as_u64()
+            .unwrap();
+    let recorded = stream_records(&dir.path().join("log"), "experiments")
+        .iter()
+        .filter(|r| r["type"] == "conversion")
+        .count();
+    assert_eq!(
+        converted as usize, recorded,
+        "one conversion per converting account, no bot, no GPC visitor"
+    );
+
+    // The stream is part of the tamper-evident log.
+    let verify = concierge()
+        .args(["audit", "verify"])
+        .arg(dir.path().join("log"))
+        .arg("--public-key")
+        .arg(concierge::audit::keys::public_path(&signing_key(
+            &dir.path().join("keys"),
+        )))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+
+    // The HTML report is one self-contained page.
+    let html = concierge()
+        .args(["experiments", "report"])
+        .arg(dir.path().join("log"))
+        .args(["--format", "html"])
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&html.stdout);
+    assert!(page.contains("<svg") && page.contains("hero-test"));
+    assert!(!page.contains("<script") && !page.contains("http://") && !page.contains("https://"));
+}
+
+#[tokio::test]
+async fn a_control_account_sees_the_origin_page_and_the_why_page_says_so() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_rules(&dir.path().join("rules"));
+    // The office network holds account 299.
+    let server = experiment_proxy(&origin, dir.path(), "\"127.2.99.0/24\"").await;
+    let addr = server.listeners[0];
+    let mut control = None;
+    for i in 0..40 {
+        if !visit(addr, i, &[]).await {
+            control = Some(i);
+            break;
+        }
+    }
+    let i = control.expect("a control account among the first 40");
+    let (_, body) = get_from(&address(i), addr, "/_concierge/why?page=/landing", &[]).await;
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("standard page as part of a comparison"),
+        "{body}"
+    );
+    // explain names the arm.
+    let config = dir.path().join("explain.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[rules]\ndir = \"{}\"\n{GEO}",
+            dir.path().join("rules").display()
+        ),
+    )
+    .unwrap();
+    let out = concierge()
+        .arg("explain")
+        .arg("--config")
+        .arg(&config)
+        .args(["--ip", &address(i), "--url", "/landing"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("experiment hero-test: control arm"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Internal traffic sees the rules as written and is not recorded.
+    let log = dir.path().join("log");
+    let exposures = || {
+        stream_records(&log, "experiments")
+            .iter()
+            .filter(|r| r["account"] == "account-299.example")
+            .count()
+    };
+    assert!(
+        visit(addr, 299, &[]).await,
+        "the office sees the personalized page"
+    );
+    concierge::app::stop(server).await;
+    assert_eq!(exposures(), 0, "and is not counted");
+}
