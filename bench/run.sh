@@ -46,6 +46,8 @@
 #   AUDIT_FSYNC=      audit.fsync for the concierge targets (default: the config default, "batch"; e.g. 100ms)
 #   AUDIT_WAIT=       audit.wait for the concierge targets (default: the config default, "durable"; or "accepted")
 #   AUDIT_COMMIT_WINDOW=  audit.commit_window for the concierge targets (default: the config default, 2ms)
+#   EXPERIMENT=1      the personalization targets also run an experiment governing their rule (Acme treated):
+#                     every page writes an exposure record besides its decision record
 #   AUDIT_SINK=       audit.sink for the concierge targets: "discard-for-benchmarks" measures the proxy without
 #                     its records (the decision is made, the record built, nothing serialized or written)
 set -euo pipefail
@@ -543,6 +545,14 @@ select = '$4'
 set_text = "{{ company.name }} news"
 EOF
 }
+if [ -n "${EXPERIMENT:-}" ]; then
+  # Every page an exposure: an experiment governing the rule, holding out almost no account (Acme is treated).
+  for variant in tags ids; do
+    mkdir -p "$TMP/rules-$variant/experiments"
+    printf '%s\n' '[experiment]' 'id = "bench"' 'rules = ["acme.example/bench"]' 'control = 0.0001' '' \
+      '[[experiment.goal]]' 'id = "never"' 'path = "/never"' >"$TMP/rules-$variant/experiments/bench.toml"
+  done
+fi
 rules_file 'h1' 'nav a[href="/docs"]' 'nav' 'nav a[href="/blog"]' >"$TMP/rules-tags/accounts/acme.example.toml"
 rules_file '#hero' '#cta' '#top-nav' '#nav-blog' >"$TMP/rules-ids/accounts/acme.example.toml"
 

@@ -33,6 +33,9 @@ pub struct RequestView<'a> {
     pub secure: bool,
     /// Unix seconds.
     pub now: u64,
+    /// The visitor id of `unit = "visitor"` experiments (from our cookie, [`RequestView::visitor_cookie`], or
+    /// minted by the proxy for this response); used only where the Decision permits the personal tier.
+    pub visitor_id: Option<&'a str>,
 }
 
 impl<'a> RequestView<'a> {
@@ -56,6 +59,14 @@ impl<'a> RequestView<'a> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<http::Uri>().ok())
             .and_then(|u| u.host().map(str::to_string))
+    }
+
+    /// The visitor id our cookie carries, if it is one we could have minted.
+    pub fn visitor_cookie(&self) -> Option<&'a str> {
+        let name = crate::experiments::visitor_cookie_name(self.secure);
+        crate::consent::cookies::get(self.headers, name)
+            .and_then(Result::ok)
+            .filter(|v| crate::experiments::valid_visitor_id(v))
     }
 
     /// Why this request takes no part in experiments (`bot`, `excluded_network`), if it does not.
@@ -144,33 +155,51 @@ pub fn conversions(
     if let Some(why) = view.experiment_exclusion(settings) {
         return Err(NoConversion::Excluded(why));
     }
-    if matches!(c.company, Lookup::NotRun) {
+    let visitor = visitor_key(c, view);
+    if matches!(c.company, Lookup::NotRun) && visitor.is_none() {
         return Err(NoConversion::NoBasis);
     }
-    let account = c.account().ok_or(NoConversion::NoAccount)?;
-    Ok(sources
-        .experiments
-        .conversions(
-            view.method,
-            view.path,
-            account,
-            &settings.experiments,
-            view.now,
-        )
+    let account = c.account();
+    if account.is_none() && visitor.is_none() {
+        return Err(NoConversion::NoAccount);
+    }
+    let found = sources.experiments.conversions(
+        view.method,
+        view.path,
+        account,
+        visitor,
+        &settings.experiments,
+        view.now,
+    );
+    if found.is_empty() {
+        // Only goals of experiments whose unit key this request lacks.
+        return Err(if account.is_none() {
+            NoConversion::NoAccount
+        } else {
+            NoConversion::NoBasis
+        });
+    }
+    Ok(found
         .into_iter()
-        .map(
-            |(experiment, goal, arm)| crate::experiments::records::ConversionRecord {
-                time: crate::audit::writer::now_rfc3339(),
-                request_id: view.request_id.to_string(),
-                experiment: experiment.to_string(),
-                goal: goal.to_string(),
-                arm,
-                account: account.to_string(),
-                page: view.path.to_string(),
-                method: view.method.as_str().to_string(),
-            },
-        )
+        .map(|conv| crate::experiments::records::ConversionRecord {
+            time: crate::audit::writer::now_rfc3339(),
+            request_id: view.request_id.to_string(),
+            experiment: conv.experiment.to_string(),
+            goal: conv.goal.to_string(),
+            arm: conv.arm,
+            unit: conv.unit,
+            account: account.map(str::to_string),
+            visitor: (conv.unit == crate::experiments::Unit::Visitor).then(|| conv.key.clone()),
+            page: view.path.to_string(),
+            method: view.method.as_str().to_string(),
+        })
         .collect())
+}
+
+/// The visitor id, where the Decision permits the personal tier (else none is used).
+fn visitor_key<'a>(c: &Classification, view: &RequestView<'a>) -> Option<&'a str> {
+    view.visitor_id
+        .filter(|_| c.decision.permits(crate::consent::policy::Tier::Personal))
 }
 
 /// A decision record is due whatever the page: a lookup ran, or (`audit.record_refusals`) the Decision withheld
@@ -206,6 +235,7 @@ pub fn plan_page<'s>(
             sources.experiments.apply(
                 &mut plan,
                 classification.account(),
+                visitor_key(&classification, view),
                 view.experiment_exclusion(settings),
                 &settings.experiments,
                 view.now,
@@ -296,14 +326,16 @@ impl PageDecision<'_> {
     }
 
     /// The exposure records of this page: one per experiment it takes part in, control and treatment alike
-    /// (written once the page turns out to be one the rules could change: a 200 HTML page).
+    /// (written once the page turns out to be one the rules could change: a 200 HTML page; none for HEAD).
     pub fn exposures(
         &self,
         view: &RequestView,
     ) -> Vec<crate::experiments::records::ExposureRecord> {
-        let Some(account) = self.classification.account() else {
+        // A HEAD request shows nobody anything.
+        if *view.method == http::Method::HEAD {
             return Vec::new();
-        };
+        }
+        let account = self.classification.account();
         self.experiments
             .assignments
             .iter()
@@ -312,7 +344,9 @@ impl PageDecision<'_> {
                 request_id: view.request_id.to_string(),
                 experiment: a.experiment.clone(),
                 arm: a.arm,
-                account: account.to_string(),
+                unit: a.unit,
+                account: account.map(str::to_string),
+                visitor: (a.unit == crate::experiments::Unit::Visitor).then(|| a.key.clone()),
                 page: view.path.to_string(),
                 rules: a.rules.clone(),
                 rules_version: self.plan.rules_version.to_string(),
@@ -510,6 +544,7 @@ mod tests {
             client: client.parse().unwrap(),
             secure: false,
             now: 1_790_000_000,
+            visitor_id: None,
         }
     }
 

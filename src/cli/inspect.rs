@@ -193,7 +193,7 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
         rules: std::sync::Arc::new(rules),
         experiments: std::sync::Arc::new(experiments),
     };
-    let view = crate::pipeline::RequestView {
+    let mut view = crate::pipeline::RequestView {
         method: &http::Method::GET,
         request_id: "explain",
         path: uri.path(),
@@ -202,7 +202,9 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
         client: ip,
         secure: args.url.starts_with("https://"),
         now: crate::classify::unix_now(),
+        visitor_id: None,
     };
+    view.visitor_id = view.visitor_cookie();
     let decided = crate::pipeline::plan_page(
         crate::pipeline::classify(&view, &sources, &settings),
         &view,
@@ -432,6 +434,7 @@ pub(super) fn consent_decide(args: DecideArgs) -> ExitCode {
         client: ip,
         secure: args.https,
         now,
+        visitor_id: None,
     };
     let c = crate::pipeline::classify(&view, &sources, &settings);
     if args.json {

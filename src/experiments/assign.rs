@@ -33,3 +33,23 @@ pub fn arm(bucket: f64, control: f64) -> Arm {
         Arm::Treatment
     }
 }
+
+/// A fresh visitor id (128 random bits as 32 hex digits), for `unit = "visitor"` experiments; `None` if the OS
+/// random source fails (the visitor then takes no part).
+pub fn new_visitor_id() -> Option<String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The `Set-Cookie` value that keeps `id` (host-only and `Secure` over HTTPS), or, with `None`, expires the cookie
+/// (the visitor no longer permits the personal tier: no identifier is kept).
+pub fn visitor_set_cookie(id: Option<&str>, secure: bool, max_age: u64) -> String {
+    let name = super::visitor_cookie_name(secure);
+    let tail = if secure { "; Secure" } else { "" };
+    match id {
+        Some(id) => format!("{name}={id}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{tail}"),
+        None => format!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{tail}"),
+    }
+}

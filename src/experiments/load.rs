@@ -172,13 +172,7 @@ pub fn parse(file: &Path, text: &str, rules: &RuleSet) -> Result<Experiment, Vec
 
     let unit = match exp.unit.as_ref().map(|u| (u, u.get_ref().as_str())) {
         None | Some((_, "account")) => Unit::Account,
-        Some((u, "visitor")) => {
-            errs.at(
-                u,
-                "unit = \"visitor\" is not supported yet: experiments are randomized by account (the company's domain)",
-            );
-            Unit::Account
-        }
+        Some((_, "visitor")) => Unit::Visitor,
         Some((u, other)) => {
             let hint = crate::hint::closest(other, ["account", "visitor"])
                 .map(|h| format!("; did you mean `{h}`?"))
@@ -254,7 +248,16 @@ pub fn parse(file: &Path, text: &str, rules: &RuleSet) -> Result<Experiment, Vec
                     errs.at(pat, format!("`{text}` names no rule{hint}"));
                 }
                 for p in matched {
-                    if p.tier == Tier::Anonymous {
+                    if unit == Unit::Visitor && p.tier != Tier::Personal {
+                        errs.at(
+                            pat,
+                            format!(
+                                "rule {} is of the {} tier: unit = \"visitor\" keys arms by a cookie set only where the visitor permits the personal tier, so it governs personal rules only",
+                                p.id,
+                                p.tier.name()
+                            ),
+                        );
+                    } else if p.tier == Tier::Anonymous {
                         errs.at(
                             pat,
                             format!(

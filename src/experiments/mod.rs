@@ -48,11 +48,33 @@ impl Arm {
 }
 
 /// What is randomized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     /// The visitor's company (its domain is the assignment key).
     Account,
+    /// One browser, by a random id in a first-party cookie set only where the Decision permits the personal
+    /// tier (so only for rules of that tier).
+    Visitor,
+}
+
+/// The visitor-id cookie of `unit = "visitor"` experiments (`__Host-` prefixed over HTTPS).
+pub const VISITOR_COOKIE: &str = "concierge_vid";
+
+/// The visitor-id cookie's name for a request over HTTPS (`secure`) or not.
+pub fn visitor_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-concierge_vid"
+    } else {
+        VISITOR_COOKIE
+    }
+}
+
+/// A visitor id as this proxy mints them: 32 lowercase hex digits.
+pub fn valid_visitor_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A request that counts as a success.
@@ -182,6 +204,9 @@ const GLOBAL_HOLDOUT_SALT: &str = "concierge/global-holdout";
 pub struct Assignment {
     pub experiment: String,
     pub arm: Arm,
+    pub unit: Unit,
+    /// The unit's key (the account's domain, or the visitor id).
+    pub key: String,
     /// The share held out when it was assigned (recorded, so the report checks the split it was run with).
     pub control: f64,
     /// The governed rules that matched this visitor (and so would have applied).
@@ -204,6 +229,14 @@ impl ExperimentSet {
         self.experiments.is_empty()
     }
 
+    /// Whether a running experiment is randomized by visitor (the proxy then keeps a visitor id where the
+    /// Decision permits the personal tier).
+    pub fn needs_visitor(&self, now: u64) -> bool {
+        self.experiments
+            .iter()
+            .any(|e| e.unit == Unit::Visitor && e.running(now))
+    }
+
     /// Whether any running experiment has a goal `method path` meets (cheap; checked on every request when
     /// experiments are configured).
     pub fn any_goal(&self, method: &http::Method, path: &str, now: u64) -> bool {
@@ -213,12 +246,14 @@ impl ExperimentSet {
     }
 
     /// Apply the running experiments (and the global holdout) to `plan`, made for a visitor from `account`
-    /// (`None`: no company known). Control units lose the governed rules' actions (their verdict says why);
+    /// (`None`: no company known) with visitor id `visitor` (`None`: none, or the Decision does not permit the
+    /// personal tier). Control units lose the governed rules' actions (their verdict says why);
     /// held-out accounts lose every rule's. `excluded`: why the request takes no part (bot, internal network).
     pub fn apply(
         &self,
         plan: &mut Plan<'_>,
         account: Option<&str>,
+        visitor: Option<&str>,
         excluded: Option<&'static str>,
         settings: &ExperimentSettings,
         now: u64,
@@ -239,20 +274,30 @@ impl ExperimentSet {
                 continue;
             }
             // A governed rule is firmographic or personal (checked at load), so a company is known here; a
-            // company without a domain has no unit key and takes no part.
-            let Some(key) = account else { continue };
+            // company without a domain (or a visitor without an id) has no unit key and takes no part.
+            let key = match e.unit {
+                Unit::Account => account,
+                Unit::Visitor => visitor,
+            };
+            let Some(key) = key else { continue };
+            let who = match e.unit {
+                Unit::Account => key.to_string(),
+                Unit::Visitor => "this browser".to_string(),
+            };
             let bucket = assign::bucket(&e.salt, key);
             let arm = assign::arm(bucket, e.control);
             let why = match arm {
                 Arm::Control => format!(
-                    "{key} is in the control group of experiment {} ({:.0}% of accounts, by a hash of the account): the standard page, for comparison",
-                    e.id,
-                    e.control * 100.0
+                    "{who} is in the control group of experiment {id} ({share:.0}% of {unit}s, by a hash of the {unit}): the standard page, for comparison",
+                    id = e.id,
+                    share = e.control * 100.0,
+                    unit = e.unit.name(),
                 ),
                 Arm::Treatment => format!(
-                    "{key} is in the treatment group of experiment {} ({:.0}% of accounts)",
-                    e.id,
-                    (1.0 - e.control) * 100.0
+                    "{who} is in the treatment group of experiment {id} ({share:.0}% of {unit}s)",
+                    id = e.id,
+                    share = (1.0 - e.control) * 100.0,
+                    unit = e.unit.name(),
                 ),
             };
             if arm == Arm::Control {
@@ -263,6 +308,8 @@ impl ExperimentSet {
             out.assignments.push(Assignment {
                 experiment: e.id.clone(),
                 arm,
+                unit: e.unit,
+                key: key.to_string(),
                 control: e.control,
                 rules,
                 why,
@@ -289,6 +336,8 @@ impl ExperimentSet {
                 out.assignments.push(Assignment {
                     experiment: GLOBAL_HOLDOUT.into(),
                     arm,
+                    unit: Unit::Account,
+                    key: key.to_string(),
                     control: settings.global_holdout,
                     rules: applied.clone(),
                     why,
@@ -309,39 +358,68 @@ impl ExperimentSet {
         out
     }
 
-    /// The goals `method path` meets, per running experiment, for a visitor from `account`: (experiment,
-    /// goal id, arm).
+    /// The goals `method path` meets, per running experiment whose unit key is known (`account`: the permitted
+    /// lookup's company domain; `visitor`: the visitor id where the personal tier is permitted).
     pub fn conversions<'a>(
         &'a self,
         method: &http::Method,
         path: &str,
-        account: &str,
+        account: Option<&str>,
+        visitor: Option<&str>,
         settings: &ExperimentSettings,
         now: u64,
-    ) -> Vec<(&'a str, &'a str, Arm)> {
+    ) -> Vec<Conversion<'a>> {
         let mut out = Vec::new();
         for e in self.experiments.iter().filter(|e| e.running(now)) {
+            let key = match e.unit {
+                Unit::Account => account,
+                Unit::Visitor => visitor,
+            };
+            let Some(key) = key else { continue };
             for g in e.goals.iter().filter(|g| g.matches(method, path)) {
-                out.push((
-                    e.id.as_str(),
-                    g.id.as_str(),
-                    assign::arm(assign::bucket(&e.salt, account), e.control),
-                ));
-                if settings.global_holdout > 0.0 {
-                    out.push((
-                        GLOBAL_HOLDOUT,
-                        g.id.as_str(),
-                        assign::arm(
+                out.push(Conversion {
+                    experiment: &e.id,
+                    goal: &g.id,
+                    arm: assign::arm(assign::bucket(&e.salt, key), e.control),
+                    unit: e.unit,
+                    key: key.to_string(),
+                });
+                if let (Some(account), true) = (account, settings.global_holdout > 0.0) {
+                    out.push(Conversion {
+                        experiment: GLOBAL_HOLDOUT,
+                        goal: &g.id,
+                        arm: assign::arm(
                             assign::bucket(GLOBAL_HOLDOUT_SALT, account),
                             settings.global_holdout,
                         ),
-                    ));
+                        unit: Unit::Account,
+                        key: account.to_string(),
+                    });
                 }
             }
         }
-        out.sort();
-        out.dedup();
+        out.sort_by(|a, b| (a.experiment, a.goal).cmp(&(b.experiment, b.goal)));
+        out.dedup_by(|a, b| a.experiment == b.experiment && a.goal == b.goal);
         out
+    }
+}
+
+/// A goal met, for one experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversion<'a> {
+    pub experiment: &'a str,
+    pub goal: &'a str,
+    pub arm: Arm,
+    pub unit: Unit,
+    pub key: String,
+}
+
+impl Unit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Account => "account",
+            Unit::Visitor => "visitor",
+        }
     }
 }
 

@@ -1,10 +1,11 @@
 //! What the `experiments` stream holds: an exposure per (page, experiment) where a governed rule would have
 //! applied — treated and control alike —, and a conversion per (request, experiment, goal) that meets a goal.
-//! Hash-chained and checkpointed like every stream; no IP, no visitor identifier: the unit is the account.
+//! Hash-chained and checkpointed like every stream; no IP. The unit is the account, or — for `unit = "visitor"`
+//! experiments, where the visitor permitted the personal tier — a random visitor id from our own cookie.
 
 use serde::{Deserialize, Serialize};
 
-use super::Arm;
+use super::{Arm, Unit};
 
 /// Stream name.
 pub const STREAM: &str = "experiments";
@@ -16,8 +17,13 @@ pub struct ExposureRecord {
     pub request_id: String,
     pub experiment: String,
     pub arm: Arm,
-    /// The account's domain (the unit).
-    pub account: String,
+    pub unit: Unit,
+    /// The account's domain (the unit of `unit = "account"`; with `visitor`, the company when known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The visitor id (the unit of `unit = "visitor"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visitor: Option<String>,
     /// Path only.
     pub page: String,
     /// The governed rules that matched.
@@ -34,10 +40,14 @@ pub struct ConversionRecord {
     pub request_id: String,
     pub experiment: String,
     pub goal: String,
-    /// The account's arm in the experiment (a pure function of the account; the report counts the conversion
-    /// only if the account was exposed before it).
+    /// The unit's arm in the experiment (a pure function of the unit key; the report counts the conversion only
+    /// if the unit was exposed before it).
     pub arm: Arm,
-    pub account: String,
+    pub unit: Unit,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visitor: Option<String>,
     pub page: String,
     pub method: String,
 }

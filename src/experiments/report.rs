@@ -62,6 +62,8 @@ struct Line<'a> {
     #[serde(default, borrow)]
     account: std::borrow::Cow<'a, str>,
     #[serde(default, borrow)]
+    visitor: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
     goal: std::borrow::Cow<'a, str>,
     #[serde(default)]
     control: Option<f64>,
@@ -78,6 +80,8 @@ struct Account {
 
 #[derive(Debug, Default)]
 struct Agg {
+    /// Randomized by visitor (`unit = "visitor"`): "accounts" below are visitors.
+    by_visitor: bool,
     control_share: Option<f64>,
     shares_seen: BTreeSet<String>,
     accounts: HashMap<String, Account>,
@@ -143,10 +147,23 @@ impl Builder {
             self.skipped += 1;
             return;
         };
+        // The unit: the visitor of a `unit = "visitor"` experiment, else the account.
+        let unit_key = if l.visitor.is_empty() {
+            &l.account
+        } else {
+            &l.visitor
+        };
+        if unit_key.is_empty() {
+            self.skipped += 1;
+            return;
+        }
         let agg = self
             .experiments
             .entry(l.experiment.to_string())
             .or_default();
+        if !l.visitor.is_empty() {
+            agg.by_visitor = true;
+        }
         let day = l.time.get(..10).unwrap_or("").to_string();
         match l.kind {
             "exposure" => {
@@ -156,7 +173,7 @@ impl Builder {
                         agg.shares_seen.insert(format!("{c}"));
                     }
                 }
-                let a = agg.accounts.entry(l.account.to_string()).or_default();
+                let a = agg.accounts.entry(unit_key.to_string()).or_default();
                 match a.arm {
                     None => {
                         a.arm = Some(arm);
@@ -171,7 +188,7 @@ impl Builder {
             "conversion" => {
                 agg.conversions.push((
                     l.time.to_string(),
-                    l.account.to_string(),
+                    unit_key.to_string(),
                     l.goal.to_string(),
                     arm,
                 ));
@@ -281,6 +298,8 @@ pub struct Day {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ExperimentResult {
     pub id: String,
+    /// `account`, or `visitor` (then `accounts` count visitors).
+    pub unit: super::Unit,
     pub arms: Vec<ArmResult>,
     pub srm: Srm,
     pub goals: BTreeMap<String, GoalResult>,
@@ -467,6 +486,11 @@ fn result(id: String, agg: Agg, floors: Floors) -> ExperimentResult {
     }
     ExperimentResult {
         id,
+        unit: if agg.by_visitor {
+            super::Unit::Visitor
+        } else {
+            super::Unit::Account
+        },
         arms,
         srm,
         goals: goal_results,

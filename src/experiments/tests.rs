@@ -480,7 +480,14 @@ fn the_control_arm_gets_the_origin_page_for_governed_rules_and_both_arms_are_exp
     for domain in ["acme.example", "globex.example"] {
         let mut plan = plan_for(&rules, domain);
         assert_eq!(plan.applied().len(), 1, "{domain}: its home-hero applies");
-        let applied = set.apply(&mut plan, Some(domain), None, &settings, 1_800_000_000);
+        let applied = set.apply(
+            &mut plan,
+            Some(domain),
+            None,
+            None,
+            &settings,
+            1_800_000_000,
+        );
         assert_eq!(applied.assignments.len(), 1);
         let a = &applied.assignments[0];
         assert_eq!(a.arm, arm_of(domain));
@@ -504,6 +511,7 @@ fn the_control_arm_gets_the_origin_page_for_governed_rules_and_both_arms_are_exp
     let applied = set.apply(
         &mut plan,
         Some("acme.example"),
+        None,
         Some("bot"),
         &settings,
         1_800_000_000,
@@ -532,6 +540,7 @@ fn outside_its_window_an_experiment_changes_nothing() {
         &mut plan,
         Some(&control),
         None,
+        None,
         &ExperimentSettings::default(),
         before,
     );
@@ -551,7 +560,7 @@ fn the_global_holdout_takes_every_rule_from_its_accounts() {
     for i in 0..200 {
         let d = format!("a{i}.example");
         let mut plan = plan_for(&rules, "globex.example");
-        let applied = set.apply(&mut plan, Some(&d), None, &settings, 1_800_000_000);
+        let applied = set.apply(&mut plan, Some(&d), None, None, &settings, 1_800_000_000);
         let h = applied
             .assignments
             .iter()

@@ -15,9 +15,24 @@ pub(super) struct Considered {
     /// Ids of the rules that contribute changes.
     pub(super) applied: Vec<String>,
     /// Completed (outcome, rules) at the response head, when it is known whether the page is rewritten.
-    pub(super) record: crate::audit::DecisionRecord,
+    pub(super) record: Option<crate::audit::DecisionRecord>,
     /// The experiments' exposures, written at the response head if the page is one the rules could change.
     pub(super) exposures: Vec<crate::experiments::records::ExposureRecord>,
+    /// A visitor-id cookie to set (minted for this visitor) or expire (the personal tier is no longer permitted).
+    pub(super) set_cookie: Option<http::HeaderValue>,
+}
+
+impl Considered {
+    /// Nothing to change or record, only the visitor-id cookie to set or expire.
+    fn cookie_only(set_cookie: http::HeaderValue) -> Considered {
+        Considered {
+            ops: None,
+            applied: Vec::new(),
+            record: None,
+            exposures: Vec::new(),
+            set_cookie: Some(set_cookie),
+        }
+    }
 }
 
 impl Proxy {
@@ -32,7 +47,8 @@ impl Proxy {
         ctx: &RequestContext,
         sources: &Sources,
     ) -> Option<Considered> {
-        let view = crate::pipeline::RequestView {
+        let mut minted: Option<String> = None;
+        let mut view = crate::pipeline::RequestView {
             method: &ctx.method,
             request_id: ctx.request_id.to_str().unwrap_or("-"),
             path: req.uri().path(),
@@ -41,6 +57,7 @@ impl Proxy {
             client: ctx.client.addr,
             secure: ctx.scheme == "https",
             now: crate::classify::unix_now(),
+            visitor_id: None,
         };
         let page = view.is_page();
         let goal = !sources.experiments.is_empty()
@@ -50,6 +67,10 @@ impl Proxy {
         if !page && !goal {
             return None;
         }
+        let needs_visitor = sources.experiments.needs_visitor(view.now);
+        if needs_visitor {
+            view.visitor_id = view.visitor_cookie();
+        }
         let c = crate::pipeline::classify(&view, sources, &self.settings);
         if goal {
             self.conversions(&c, &view, sources);
@@ -57,6 +78,35 @@ impl Proxy {
         if !page {
             return None;
         }
+        // `unit = "visitor"` experiments: an id only where the Decision permits the personal tier; a kept id
+        // whose visitor no longer permits it is expired.
+        let mut set_cookie = None;
+        if needs_visitor {
+            use crate::consent::policy::Tier;
+            let max_age = self.settings.consent.policy.max_age_seconds;
+            let secure = view.secure;
+            match (
+                view.visitor_id.is_some(),
+                c.decision.permits(Tier::Personal),
+            ) {
+                (false, true) => {
+                    minted = crate::experiments::assign::new_visitor_id();
+                    set_cookie = minted.as_deref().map(|id| {
+                        crate::experiments::assign::visitor_set_cookie(Some(id), secure, max_age)
+                    });
+                }
+                (true, false) => {
+                    set_cookie = Some(crate::experiments::assign::visitor_set_cookie(
+                        None, secure, max_age,
+                    ));
+                }
+                _ => {}
+            }
+            if minted.is_some() {
+                view.visitor_id = minted.as_deref();
+            }
+        }
+        let set_cookie = set_cookie.and_then(|v| http::HeaderValue::from_str(&v).ok());
         self.metrics.decision(
             c.decision.jurisdiction.regime.name(),
             c.highest_tier(),
@@ -70,11 +120,11 @@ impl Proxy {
         self.audit.tally.count(&c.decision, lookup_ran);
         let record_refusals = self.audit.record_refusals;
         if !crate::pipeline::worth_planning(&c, sources, record_refusals) {
-            return None;
+            return set_cookie.map(Considered::cookie_only);
         }
         let d = crate::pipeline::plan_page(c, &view, sources, &self.settings);
         if !d.recorded(record_refusals) {
-            return None;
+            return set_cookie.map(Considered::cookie_only);
         }
         let record = d.record(
             &view,
@@ -86,8 +136,9 @@ impl Proxy {
         Some(Considered {
             applied: d.applied,
             ops: (!d.ops.is_empty()).then_some(d.ops),
-            record,
+            record: Some(record),
             exposures,
+            set_cookie,
         })
     }
 

@@ -33,9 +33,14 @@ impl Proxy {
             client_upgrade,
             client_coding,
         } = forwarded;
-        let (ops, record, exposures) = match considered {
-            Some(c) => (c.ops, Some((c.record, c.applied)), c.exposures),
-            None => (None, None, Vec::new()),
+        let (ops, record, exposures, set_cookie) = match considered {
+            Some(c) => (
+                c.ops,
+                c.record.map(|r| (r, c.applied)),
+                c.exposures,
+                c.set_cookie,
+            ),
+            None => (None, None, Vec::new(), None),
         };
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
@@ -59,6 +64,15 @@ impl Proxy {
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, switching);
         self.via.append(&mut parts.headers, parts.version);
+        if let Some(v) = set_cookie {
+            // The visitor-id cookie of a `unit = "visitor"` experiment: a response that sets an identifier is
+            // never storable by a shared cache.
+            parts.headers.append(header::SET_COOKIE, v);
+            parts.headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-store"),
+            );
+        }
         // An upgraded connection belongs to the tunnel now; it never goes back to the pool.
         let lease = (!switching).then_some(lease);
         let mut rewrite = None;

@@ -118,3 +118,47 @@ async fn an_answer_is_recorded_when_given_even_if_the_prompt_is_then_closed() {
     assert_eq!(records[4]["comment"], "Not for <b>us</b>");
     assert!(records.iter().all(|r| r["account"] == "acme.example"));
 }
+
+/// A marketer opens the HTML experiments report: one self-contained page (no request leaves the file, no
+/// script), its tables and SVG charts drawn, readable on a phone, printable.
+#[test]
+fn the_html_experiments_report_is_self_contained_and_drawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/experiments_records.py"))
+        .arg(dir.path())
+        .arg("20000")
+        .status()
+        .expect("python3 runs");
+    assert!(gen.success());
+    let file = dir.path().join("report.html");
+    let out = concierge()
+        .args(["experiments", "report"])
+        .arg(dir.path())
+        .args(["--format", "html", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = browser("experiment_report.py", &[file.to_str().unwrap()]);
+    assert_eq!(
+        seen["experiments"],
+        serde_json::json!(["Experiment q1-hero", "Experiment q1-pricing"]),
+        "{seen}"
+    );
+    // Per experiment: a lift chart for its goal and two cumulative charts.
+    assert_eq!(seen["charts"], 6, "{seen}");
+    assert!(
+        seen["lift_line"]
+            .as_str()
+            .is_some_and(|l| l.contains("95% interval")),
+        "{seen}"
+    );
+    assert_eq!(seen["overflow_on_phone"], false, "{seen}");
+    assert!(seen["pdf_bytes"].as_u64().unwrap() > 10_000, "{seen}");
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+}

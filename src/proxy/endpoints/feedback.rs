@@ -69,7 +69,7 @@ pub async fn post(
         }
     }
     // The account, only where this request's consent decision permits the company lookup.
-    let view = crate::pipeline::RequestView {
+    let mut view = crate::pipeline::RequestView {
         method: &parts.method,
         request_id: ctx.request_id.to_str().unwrap_or("-"),
         path: &submission.page,
@@ -78,7 +78,9 @@ pub async fn post(
         client: ctx.client.addr,
         secure: ctx.scheme == "https",
         now: crate::classify::unix_now(),
+        visitor_id: None,
     };
+    view.visitor_id = view.visitor_cookie();
     let c = crate::pipeline::classify(&view, &sources, proxy.settings());
     let account = match c.company {
         crate::classify::Lookup::Matched(m) => m.company.domain.clone(),

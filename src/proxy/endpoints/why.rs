@@ -74,7 +74,7 @@ pub async fn page(
     let asked = asked_page(req.uri().query());
     let sources = proxy.sources();
     // The page the visitor asks about, decided exactly as a request for it would be.
-    let view = crate::pipeline::RequestView {
+    let mut view = crate::pipeline::RequestView {
         method: req.method(),
         request_id: ctx.request_id.to_str().unwrap_or("-"),
         path: &asked,
@@ -83,7 +83,9 @@ pub async fn page(
         client: ctx.client.addr,
         secure: ctx.scheme == "https",
         now: crate::classify::unix_now(),
+        visitor_id: None,
     };
+    view.visitor_id = view.visitor_cookie();
     let d = crate::pipeline::plan_page(
         crate::pipeline::classify(&view, &sources, settings),
         &view,
