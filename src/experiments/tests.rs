@@ -598,3 +598,14 @@ fn bots_and_internal_networks_are_recognised() {
     );
     assert_eq!(s.excluded(ip("198.51.100.1"), None), None);
 }
+
+#[test]
+fn a_visitor_experiment_governs_personal_rules_only() {
+    let (dir, rules) =
+        fixture(&EXPERIMENT.replace("control = 0.5", "control = 0.5\nunit = \"visitor\""));
+    let all = format!(
+        "{:?}",
+        load(dir.path(), &rules).expect_err("firmographic rules")
+    );
+    assert!(all.contains("governs personal rules only"), "{all}");
+}

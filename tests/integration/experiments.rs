@@ -293,3 +293,122 @@ async fn a_control_account_sees_the_origin_page_and_the_why_page_says_so() {
     concierge::app::stop(server).await;
     assert_eq!(exposures(), 0, "and is not counted");
 }
+
+const PERSONAL: &str = r#"
+[account]
+domain = "acme.example"
+name = "Acme"
+networks = ["127.0.0.1/32"]
+
+[[personalization]]
+id = "welcome-back"
+tier = "personal"
+paths = ["/landing"]
+[[personalization.action]]
+select = "h1.hero"
+set_text = "Welcome back"
+"#;
+
+/// `unit = "visitor"`: an id only for a visitor who permits the personal tier, the same arm for that id on
+/// every page, the id expired once the permission is gone.
+#[tokio::test]
+async fn a_visitor_experiment_keys_arms_by_a_cookie_set_only_with_personal_consent() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let experiments = dir.path().join("rules/experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    std::fs::write(
+        experiments.join("welcome.toml"),
+        "[experiment]\nid = \"welcome\"\nrules = [\"acme.example/welcome-back\"]\ncontrol = 0.5\nunit = \"visitor\"\n\n\
+         [[experiment.goal]]\nid = \"signup\"\npath = \"/signup\"\nmethod = \"POST\"\n",
+    )
+    .unwrap();
+    let server = audited_proxy(&origin, dir.path(), PERSONAL, "").await;
+    let addr = server.listeners[0];
+    let log = dir.path().join("log");
+    let consent = signed_consent(&log, true, true, unix_now());
+    let firmographic_only = signed_consent(&log, true, false, unix_now());
+
+    // Without the personal tier: no id, no exposure.
+    let (resp, _) = get_from(
+        "127.0.0.1",
+        addr,
+        "/landing",
+        &[HTML, ("cookie", &firmographic_only)],
+    )
+    .await;
+    assert!(
+        resp.headers().get("set-cookie").is_none(),
+        "{:?}",
+        resp.headers()
+    );
+
+    // With it: an id is set (host-only attributes, HttpOnly), the response is not storable by a shared cache.
+    let (resp, first) =
+        get_from("127.0.0.1", addr, "/landing", &[HTML, ("cookie", &consent)]).await;
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.starts_with("concierge_vid=") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    assert_eq!(resp.headers()["cache-control"], "private, no-store");
+    let id = set["concierge_vid=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(id.len(), 32);
+    let treated = String::from_utf8_lossy(&first).contains("Welcome back");
+    let cookies = format!("{consent}; concierge_vid={id}");
+    for _ in 0..3 {
+        let (resp, body) =
+            get_from("127.0.0.1", addr, "/landing", &[HTML, ("cookie", &cookies)]).await;
+        assert!(
+            resp.headers().get("set-cookie").is_none(),
+            "kept, not set again"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&body).contains("Welcome back"),
+            treated,
+            "the same arm"
+        );
+    }
+    // A conversion of this visitor.
+    let req = request(
+        "POST",
+        "/signup",
+        &[
+            ("cookie", &cookies),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        full("x=1"),
+    );
+    let _ = send_from("127.0.0.1", addr, req).await;
+
+    // Permission withdrawn (firmographic only now): the id is expired.
+    let stale = format!("{firmographic_only}; concierge_vid={id}");
+    let (resp, _) = get_from("127.0.0.1", addr, "/landing", &[HTML, ("cookie", &stale)]).await;
+    let set = resp.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        set.starts_with("concierge_vid=;") && set.contains("Max-Age=0"),
+        "{set}"
+    );
+    concierge::app::stop(server).await;
+
+    let records = stream_records(&log, "experiments");
+    let exposures: Vec<_> = records.iter().filter(|r| r["type"] == "exposure").collect();
+    assert_eq!(exposures.len(), 4, "{records:?}");
+    let arm = if treated { "treatment" } else { "control" };
+    for e in &exposures {
+        assert_eq!(e["unit"], "visitor");
+        assert_eq!(e["visitor"], id.as_str());
+        assert_eq!(e["arm"], arm);
+    }
+    let conversions: Vec<_> = records
+        .iter()
+        .filter(|r| r["type"] == "conversion")
+        .collect();
+    assert_eq!(conversions.len(), 1, "{records:?}");
+    assert_eq!(conversions[0]["visitor"], id.as_str());
+    assert_eq!(conversions[0]["arm"], arm);
+}
