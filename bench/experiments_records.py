@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Write N synthetic experiment records (exposures and conversions, two experiments, 2,000 accounts, 60 days)
-as one segment of an `experiments` stream, for timing `concierge experiments report` (BENCHMARKS.md).
+as one segment of an `audit` stream, for timing `concierge experiments report` (BENCHMARKS.md).
 The lines have the chain's shape (seq, prev) but not its hashes: the report does not verify, `audit verify`
 would refuse them.
 
@@ -10,7 +10,7 @@ import os
 import random
 import sys
 
-out_dir = os.path.join(sys.argv[1], "experiments")
+out_dir = os.path.join(sys.argv[1], "audit")
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
 os.makedirs(out_dir, exist_ok=True)
 rng = random.Random(1)

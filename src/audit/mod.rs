@@ -294,16 +294,13 @@ pub enum AuditError {
 /// Stream names.
 pub const AUDIT_STREAM: &str = "audit";
 pub const FEEDBACK_STREAM: &str = "feedback";
-pub const EXPERIMENTS_STREAM: &str = crate::experiments::records::STREAM;
 
 /// The running audit log: its writers and the client pseudonymizer.
 pub struct Audit {
-    /// The `audit` stream's gate (decision, consent and counts records).
+    /// The `audit` stream's gate (decision, consent, counts, exposure and conversion records).
     pub records: gate::Gate,
     /// The `feedback` stream's gate.
     pub feedback: gate::Gate,
-    /// The `experiments` stream's gate (exposure and conversion records).
-    pub experiments: gate::Gate,
     pub wait_durable: bool,
     pub pseudonymizer: Pseudonymizer,
     /// Page decisions of the current interval, written as a `counts` record every checkpoint interval.
@@ -352,12 +349,7 @@ impl Audit {
         settings: &crate::config::AuditSettings,
         metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> Result<Arc<Audit>, AuditError> {
-        type Sinks = (
-            Arc<dyn gate::Sink>,
-            Arc<dyn gate::Sink>,
-            Arc<dyn gate::Sink>,
-        );
-        let (records, feedback, experiments): Sinks = match settings.sink {
+        let (records, feedback): (Arc<dyn gate::Sink>, Arc<dyn gate::Sink>) = match settings.sink {
             SinkKind::File => {
                 let key = Arc::new(match &settings.signing_key {
                     Some(path) => keys::SigningKey::load(path)?,
@@ -372,29 +364,19 @@ impl Audit {
                 )?;
                 let (feedback, _) = writer::Writer::open(
                     &settings.dir,
-                    key.clone(),
+                    key,
                     settings.writer_options(FEEDBACK_STREAM),
                 )?;
-                let (experiments, _) = writer::Writer::open(
-                    &settings.dir,
-                    key,
-                    settings.writer_options(EXPERIMENTS_STREAM),
-                )?;
-                (Arc::new(records), Arc::new(feedback), Arc::new(experiments))
+                (Arc::new(records), Arc::new(feedback))
             }
             SinkKind::DiscardForBenchmarks => {
                 tracing::error!("audit.sink = \"discard-for-benchmarks\": NO RECORD IS KEPT — personalization without an audit log; for benchmarks only");
-                (
-                    Arc::new(gate::DiscardSink),
-                    Arc::new(gate::DiscardSink),
-                    Arc::new(gate::DiscardSink),
-                )
+                (Arc::new(gate::DiscardSink), Arc::new(gate::DiscardSink))
             }
         };
         Ok(Arc::new(Audit {
             records: gate::Gate::new(records, metrics.clone()),
-            feedback: gate::Gate::new(feedback, metrics.clone()),
-            experiments: gate::Gate::new(experiments, metrics),
+            feedback: gate::Gate::new(feedback, metrics),
             wait_durable: settings.wait_durable,
             pseudonymizer: Pseudonymizer::new(settings.client, settings.client_key_rotation),
             tally: tally::Tally::default(),
@@ -423,7 +405,6 @@ impl Audit {
         self.write_counts();
         self.records.flush();
         self.feedback.flush();
-        self.experiments.flush();
     }
 }
 

@@ -20,14 +20,14 @@ pub struct Filter {
     /// Decision records whose outcome (`personalized`, `not_personalized`) or highest permitted tier
     /// (`anonymous`, `firmographic`, `personal`) is this.
     pub decision: Option<String>,
-    /// Record type (`consent`, `decision`, `counts`).
+    /// Record type (`consent`, `decision`, `counts`, `exposure`, `conversion`).
     pub kind: Option<String>,
     /// Records that carry this consent id: its proof-of-consent records and the decisions that relied on it.
     pub consent: Option<String>,
 }
 
 /// Values `--type` takes.
-pub const RECORD_TYPES: &[&str] = &["consent", "decision", "counts"];
+pub const RECORD_TYPES: &[&str] = &["consent", "decision", "counts", "exposure", "conversion"];
 /// Values `--decision` takes: an outcome or the highest permitted tier.
 pub const DECISIONS: &[&str] = &[
     "personalized",

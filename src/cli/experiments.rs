@@ -1,4 +1,5 @@
-//! `concierge experiments report`: the experiments' results from the `experiments` stream of the audit log.
+//! `concierge experiments report`: the experiments' results from the exposure and conversion records of the
+//! audit log.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -85,7 +86,7 @@ fn report(a: ExperimentsReportArgs) -> ExitCode {
         until,
         experiment: a.experiment.clone(),
     });
-    let dir = root.join(crate::audit::EXPERIMENTS_STREAM);
+    let dir = root.join(crate::audit::AUDIT_STREAM);
     if dir.is_dir() {
         if let Err(e) = builder.read_stream(&dir) {
             eprintln!("error: {}: {e}", dir.display());

@@ -1,14 +1,12 @@
-//! What the `experiments` stream holds: an exposure per (page, experiment) where a governed rule would have
-//! applied — treated and control alike —, and a conversion per (request, experiment, goal) that meets a goal.
-//! Hash-chained and checkpointed like every stream; no IP. The unit is the account, or — for `unit = "visitor"`
+//! The experiment records of the `audit` stream: an exposure per (page, experiment) where a governed rule would
+//! have applied — treated and control alike —, and a conversion per (request, experiment, goal) that meets a
+//! goal. In the same hash chain as the page's decision record (and in the same group commit: an exposure costs
+//! no write or fsync of its own); no IP. The unit is the account, or — for `unit = "visitor"`
 //! experiments, where the visitor permitted the personal tier — a random visitor id from our own cookie.
 
 use serde::{Deserialize, Serialize};
 
 use super::{Arm, Unit};
-
-/// Stream name.
-pub const STREAM: &str = "experiments";
 
 /// A unit saw (treatment) or was held out from (control) a governed rule on a page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
 //! `concierge experiments report`: per experiment and arm — accounts, exposures, conversions per goal —, the
-//! sample-ratio-mismatch check, and per goal the lift with its interval, from the `experiments` stream.
+//! sample-ratio-mismatch check, and per goal the lift with its interval, from the exposure and conversion records
+//! of the `audit` stream.
 //!
 //! The unit of analysis is the account, as it is the unit of randomization: each account counts once per arm,
 //! with its own conversion indicator (did it convert after its first exposure?) and counts. Tests used:
@@ -126,6 +127,9 @@ impl Builder {
             self.skipped += 1;
             return;
         };
+        if l.kind != "exposure" && l.kind != "conversion" {
+            return; // decision, consent and counts records share the stream
+        }
         if self.filter.since.as_deref().is_some_and(|s| *l.time < *s)
             || self.filter.until.as_deref().is_some_and(|u| *l.time >= *u)
         {

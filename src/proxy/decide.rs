@@ -154,7 +154,7 @@ impl Proxy {
             Ok(records) => {
                 for r in records {
                     let record = crate::experiments::records::Record::Conversion(r);
-                    if let Ok(t) = self.audit.experiments.submit(
+                    if let Ok(t) = self.audit.records.submit(
                         crate::audit::gate::Kind::Conversion,
                         &record,
                         false,

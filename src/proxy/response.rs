@@ -87,7 +87,7 @@ impl Proxy {
             if changeable {
                 for e in exposures {
                     let record = crate::experiments::records::Record::Exposure(e);
-                    if let Ok(t) = self.audit.experiments.submit(
+                    if let Ok(t) = self.audit.records.submit(
                         crate::audit::gate::Kind::Exposure,
                         &record,
                         false,

@@ -196,7 +196,7 @@ async fn the_report_recovers_a_known_effect_from_account_randomized_traffic() {
         + arm("treatment")["goals"]["demo-request"]["accounts_converted"]
             .as_u64()
             .unwrap();
-    let recorded = stream_records(&dir.path().join("log"), "experiments")
+    let recorded = audit_records(&dir.path().join("log"))
         .iter()
         .filter(|r| r["type"] == "conversion")
         .count();
@@ -281,7 +281,7 @@ async fn a_control_account_sees_the_origin_page_and_the_why_page_says_so() {
     // Internal traffic sees the rules as written and is not recorded.
     let log = dir.path().join("log");
     let exposures = || {
-        stream_records(&log, "experiments")
+        audit_records(&log)
             .iter()
             .filter(|r| r["account"] == "account-299.example")
             .count()
@@ -395,7 +395,7 @@ async fn a_visitor_experiment_keys_arms_by_a_cookie_set_only_with_personal_conse
     );
     concierge::app::stop(server).await;
 
-    let records = stream_records(&log, "experiments");
+    let records = audit_records(&log);
     let exposures: Vec<_> = records.iter().filter(|r| r["type"] == "exposure").collect();
     assert_eq!(exposures.len(), 4, "{records:?}");
     let arm = if treated { "treatment" } else { "control" };
