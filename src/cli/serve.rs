@@ -209,7 +209,7 @@ pub(super) fn demo(args: DemoArgs) -> ExitCode {
         let proxy_addr = server.listeners.first().copied().unwrap_or(args.listen);
         outln!("{}", crate::demo::banner(proxy_addr, origin, server.admin));
         outln!(
-            "Audit log (consent and decision records, feedback, experiments): {log}\n  check it: concierge audit verify {log} --public-key {pubkey}\n  feedback: concierge feedback report {log}\n  experiment (rules/experiments/logistics-subheadline.toml): Globex (127.0.20.x) is a logistics account;\n    curl -s --interface 127.0.20.5 http://{proxy}/ -H 'Accept: text/html' -o /dev/null   # an exposure\n    curl -s --interface 127.0.20.5 http://{proxy}/demo-request -d name=Jo -o /dev/null   # a conversion\n    concierge experiments report {log}\n",
+            "Audit log (consent, decision and experiment records, feedback): {log}\n  check it: concierge audit verify {log} --public-key {pubkey}\n  feedback: concierge feedback report {log}\n  experiment (rules/experiments/logistics-subheadline.toml): Globex (127.0.20.x) is a logistics account;\n    curl -s --interface 127.0.20.5 http://{proxy}/ -H 'Accept: text/html' -o /dev/null   # an exposure\n    curl -s --interface 127.0.20.5 http://{proxy}/demo-request -d name=Jo -o /dev/null   # a conversion\n    concierge experiments report {log}\n",
             proxy = proxy_addr,
             log = audit_dir.join("log").display(),
             pubkey = crate::audit::keys::public_path(&key_path).display()
