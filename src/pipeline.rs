@@ -370,7 +370,7 @@ pub struct Explanation<'a> {
     pub plan: Vec<PlannedAction<'a>>,
     pub additions: ExplainedAdditions<'a>,
     /// The experiments this page takes part in: each one's arm and why.
-    pub experiments: &'a crate::experiments::Applied,
+    pub experiments: crate::experiments::AppliedExplained,
     pub record: Option<crate::audit::Record>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
@@ -498,7 +498,7 @@ impl<'s> PageDecision<'s> {
                     .why_link
                     .then(|| crate::feedback::why_href(page.prefix, view.path)),
             },
-            experiments: &self.experiments,
+            experiments: self.experiments.explained(),
             record: record.map(|r| crate::audit::Record::Decision(Box::new(r))),
             html: None,
             rewrite_error: None,

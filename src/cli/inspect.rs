@@ -312,7 +312,7 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
             "experiment {}: {} arm — {}",
             a.experiment,
             a.arm.name(),
-            a.why
+            a.why()
         ));
     }
     if let Some(why) = decided.experiments.excluded {

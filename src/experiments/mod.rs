@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::rules::{PathPattern, Plan, Verdict};
 
-pub use load::{load, watched_files, MAX_EXPERIMENT_BYTES};
+pub use load::{load, parse as parse_file, watched_files, MAX_EXPERIMENT_BYTES};
 
 /// Which side of the comparison a unit is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -48,10 +48,11 @@ impl Arm {
 }
 
 /// What is randomized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     /// The visitor's company (its domain is the assignment key).
+    #[default]
     Account,
     /// One browser, by a random id in a first-party cookie set only where the Decision permits the personal
     /// tier (so only for rules of that tier).
@@ -211,17 +212,72 @@ pub struct Assignment {
     pub control: f64,
     /// The governed rules that matched this visitor (and so would have applied).
     pub rules: Vec<String>,
-    /// In plain words.
-    pub why: String,
+}
+
+impl Assignment {
+    /// In plain words (built on demand: `explain` and the verdicts of held-out rules need it, a page does not).
+    pub fn why(&self) -> String {
+        let who = match self.unit {
+            Unit::Account => self.key.as_str(),
+            Unit::Visitor => "this browser",
+        };
+        let unit = self.unit.name();
+        match (self.experiment.as_str(), self.arm) {
+            (GLOBAL_HOLDOUT, Arm::Control) => format!(
+                "{who} is in the global holdout ({:.0}% of accounts never get personalization, to measure its overall effect)",
+                self.control * 100.0
+            ),
+            (GLOBAL_HOLDOUT, Arm::Treatment) => format!("{who} is not in the global holdout"),
+            (id, Arm::Control) => format!(
+                "{who} is in the control group of experiment {id} ({:.0}% of {unit}s, by a hash of the {unit}): the standard page, for comparison",
+                self.control * 100.0
+            ),
+            (id, Arm::Treatment) => format!(
+                "{who} is in the treatment group of experiment {id} ({:.0}% of {unit}s)",
+                (1.0 - self.control) * 100.0
+            ),
+        }
+    }
 }
 
 /// What the experiments did to one page's plan.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Applied {
     pub assignments: Vec<Assignment>,
     /// Why the visitor takes no part (`bot`, `excluded_network`), when a governed rule matched.
+    pub excluded: Option<&'static str>,
+}
+
+/// An assignment as `explain --json` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Explained {
+    #[serde(flatten)]
+    pub assignment: Assignment,
+    pub why: String,
+}
+
+/// `Applied` as `explain --json` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AppliedExplained {
+    pub assignments: Vec<Explained>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub excluded: Option<&'static str>,
+}
+
+impl Applied {
+    pub fn explained(&self) -> AppliedExplained {
+        AppliedExplained {
+            assignments: self
+                .assignments
+                .iter()
+                .map(|a| Explained {
+                    assignment: a.clone(),
+                    why: a.why(),
+                })
+                .collect(),
+            excluded: self.excluded,
+        }
+    }
 }
 
 impl ExperimentSet {
@@ -249,9 +305,9 @@ impl ExperimentSet {
     /// (`None`: no company known) with visitor id `visitor` (`None`: none, or the Decision does not permit the
     /// personal tier). Control units lose the governed rules' actions (their verdict says why);
     /// held-out accounts lose every rule's. `excluded`: why the request takes no part (bot, internal network).
-    pub fn apply(
+    pub fn apply<'r>(
         &self,
-        plan: &mut Plan<'_>,
+        plan: &mut Plan<'r>,
         account: Option<&str>,
         visitor: Option<&str>,
         excluded: Option<&'static str>,
@@ -259,13 +315,23 @@ impl ExperimentSet {
         now: u64,
     ) -> Applied {
         let mut out = Applied::default();
-        let applied: Vec<String> = plan.applied().into_iter().map(str::to_string).collect();
+        let applied: Vec<&'r str> = plan
+            .verdicts
+            .iter()
+            .filter(|(_, v)| *v == Verdict::Applied)
+            .map(|(p, _)| p.id.as_str())
+            .collect();
         if applied.is_empty() {
             return out;
         }
-        let mut held_out: Vec<(String, String)> = Vec::new();
+        // Rules held out, with the index of the assignment that says why.
+        let mut held_out: Vec<(&'r str, usize)> = Vec::new();
         for e in self.experiments.iter().filter(|e| e.running(now)) {
-            let rules: Vec<String> = applied.iter().filter(|r| e.governs(r)).cloned().collect();
+            let rules: Vec<String> = applied
+                .iter()
+                .filter(|r| e.governs(r))
+                .map(|r| r.to_string())
+                .collect();
             if rules.is_empty() {
                 continue;
             }
@@ -280,30 +346,10 @@ impl ExperimentSet {
                 Unit::Visitor => visitor,
             };
             let Some(key) = key else { continue };
-            let who = match e.unit {
-                Unit::Account => key.to_string(),
-                Unit::Visitor => "this browser".to_string(),
-            };
-            let bucket = assign::bucket(&e.salt, key);
-            let arm = assign::arm(bucket, e.control);
-            let why = match arm {
-                Arm::Control => format!(
-                    "{who} is in the control group of experiment {id} ({share:.0}% of {unit}s, by a hash of the {unit}): the standard page, for comparison",
-                    id = e.id,
-                    share = e.control * 100.0,
-                    unit = e.unit.name(),
-                ),
-                Arm::Treatment => format!(
-                    "{who} is in the treatment group of experiment {id} ({share:.0}% of {unit}s)",
-                    id = e.id,
-                    share = (1.0 - e.control) * 100.0,
-                    unit = e.unit.name(),
-                ),
-            };
+            let arm = assign::arm(assign::bucket(&e.salt, key), e.control);
             if arm == Arm::Control {
-                for r in &rules {
-                    held_out.push((r.clone(), why.clone()));
-                }
+                let i = out.assignments.len();
+                held_out.extend(applied.iter().filter(|r| e.governs(r)).map(|r| (*r, i)));
             }
             out.assignments.push(Assignment {
                 experiment: e.id.clone(),
@@ -312,7 +358,6 @@ impl ExperimentSet {
                 key: key.to_string(),
                 control: e.control,
                 rules,
-                why,
             });
         }
         if settings.global_holdout > 0.0 && excluded.is_none() {
@@ -321,17 +366,9 @@ impl ExperimentSet {
                     assign::bucket(GLOBAL_HOLDOUT_SALT, key),
                     settings.global_holdout,
                 );
-                let why = match arm {
-                    Arm::Control => format!(
-                        "{key} is in the global holdout ({:.0}% of accounts never get personalization, to measure its overall effect)",
-                        settings.global_holdout * 100.0
-                    ),
-                    Arm::Treatment => format!("{key} is not in the global holdout"),
-                };
                 if arm == Arm::Control {
-                    for r in &applied {
-                        held_out.push((r.clone(), why.clone()));
-                    }
+                    let i = out.assignments.len();
+                    held_out.extend(applied.iter().map(|r| (*r, i)));
                 }
                 out.assignments.push(Assignment {
                     experiment: GLOBAL_HOLDOUT.into(),
@@ -339,8 +376,7 @@ impl ExperimentSet {
                     unit: Unit::Account,
                     key: key.to_string(),
                     control: settings.global_holdout,
-                    rules: applied.clone(),
-                    why,
+                    rules: applied.iter().map(|r| r.to_string()).collect(),
                 });
             }
         }
@@ -348,9 +384,9 @@ impl ExperimentSet {
             plan.actions
                 .retain(|(p, _)| !held_out.iter().any(|(r, _)| *r == p.id));
             for (p, v) in &mut plan.verdicts {
-                if let Some((_, why)) = held_out.iter().find(|(r, _)| *r == p.id) {
+                if let Some((_, i)) = held_out.iter().find(|(r, _)| *r == p.id) {
                     if *v == Verdict::Applied {
-                        *v = Verdict::HeldOut(why.clone());
+                        *v = Verdict::HeldOut(out.assignments[*i].why());
                     }
                 }
             }
@@ -415,6 +451,10 @@ pub struct Conversion<'a> {
 }
 
 impl Unit {
+    pub fn is_account(&self) -> bool {
+        *self == Unit::Account
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Unit::Account => "account",

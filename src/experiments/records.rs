@@ -15,6 +15,8 @@ pub struct ExposureRecord {
     pub request_id: String,
     pub experiment: String,
     pub arm: Arm,
+    /// Left out for `account` (the default), to keep the most common record short.
+    #[serde(default, skip_serializing_if = "Unit::is_account")]
     pub unit: Unit,
     /// The account's domain (the unit of `unit = "account"`; with `visitor`, the company when known).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,6 +43,7 @@ pub struct ConversionRecord {
     /// The unit's arm in the experiment (a pure function of the unit key; the report counts the conversion only
     /// if the unit was exposed before it).
     pub arm: Arm,
+    #[serde(default, skip_serializing_if = "Unit::is_account")]
     pub unit: Unit,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,

@@ -609,3 +609,44 @@ fn a_visitor_experiment_governs_personal_rules_only() {
     );
     assert!(all.contains("governs personal rules only"), "{all}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+    /// Any text: an experiment or errors that each name the file; never a panic.
+    #[test]
+    fn any_text_loads_or_fails_with_named_errors(text in "(\\[experiment\\]\n|\\[\\[experiment\\.goal\\]\\]\n|id = \"[a-z-]{0,8}\"\n|control = -?[0-9]\\.[0-9]{1,3}\n|rules = \\[\"[*a-z./-]{0,24}\"\\]\n|path = \"/?[a-z*-]{0,10}\"\n|method = \"[A-Z]{0,6}\"\n|unit = \"[a-z]{0,8}\"\n|start = \"[0-9-]{0,12}\"\n|[a-z]{1,6} = [0-9]\n|\u{0}|\\]|=)*") {
+        let (_dir, rules) = fixture(EXPERIMENT);
+        let file = Path::new("rules/experiments/p.toml");
+        match parse_file(file, &text, &rules) {
+            Ok(e) => {
+                prop_assert!(e.control > 0.0 && e.control < 1.0);
+                prop_assert!(!e.goals.is_empty() && !e.rules.is_empty());
+            }
+            Err(errors) => {
+                prop_assert!(!errors.is_empty());
+                for err in errors {
+                    prop_assert_eq!(err.file.as_path(), file);
+                }
+            }
+        }
+    }
+
+    /// A well-formed file loads with exactly what it says.
+    #[test]
+    fn a_well_formed_file_loads_as_written(
+        id in "[a-z][a-z0-9-]{0,20}",
+        control in 0.001f64..0.999,
+        goal in "[a-z][a-z-]{0,12}",
+        method in proptest::sample::select(vec!["GET", "POST", "put"]),
+    ) {
+        let (_dir, rules) = fixture(EXPERIMENT);
+        let text = format!(
+            "[experiment]\nid = \"{id}\"\nrules = [\"*/home-hero\"]\ncontrol = {control}\n\n[[experiment.goal]]\nid = \"{goal}\"\npath = \"/{goal}*\"\nmethod = \"{method}\"\n"
+        );
+        let e = parse_file(Path::new("x.toml"), &text, &rules).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        prop_assert_eq!(&e.id, &id);
+        prop_assert_eq!(&e.salt, &id);
+        prop_assert_eq!(e.control, control);
+        prop_assert_eq!(e.goals[0].method.as_ref().map(|m| m.as_str().to_string()), Some(method.to_uppercase()));
+    }
+}
