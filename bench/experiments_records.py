@@ -4,7 +4,10 @@ as one segment of an `audit` stream, for timing `concierge experiments report` (
 The lines have the chain's shape (seq, prev) but not its hashes: the report does not verify, `audit verify`
 would refuse them.
 
-    python3 bench/experiments_records.py DIR [N]   # then: concierge experiments report DIR
+    python3 bench/experiments_records.py DIR [N] [--with-decisions]   # then: concierge experiments report DIR
+
+With --with-decisions every experiment record is followed by a decision record of realistic size, as in a real
+audit stream (the report skips them).
 """
 import os
 import random
@@ -12,6 +15,12 @@ import sys
 
 out_dir = os.path.join(sys.argv[1], "audit")
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
+with_decisions = "--with-decisions" in sys.argv
+DECISION = ('{{"seq":{seq},"prev":"x","type":"decision","time":"{t}","request_id":"d{seq}","client":"h:5f0e3a9d21c4b7e8",'
+            '"page":"/","jurisdiction":{{"regime":"opt-out","region":"US-CA"}},"signals":{{"gpc":false,"dnt":false}},'
+            '"permitted":["anonymous","firmographic"],"reasons":["opt-out region, no objection"],"banner":false,'
+            '"lookup":"matched","company":"{acct}","rules":["{acct}/home-hero"],"rules_version":"c8217e0b36eb73e6",'
+            '"outcome":"personalized","experiments":[{{"experiment":"{exp}","arm":"{arm}"}}]}}\n')
 os.makedirs(out_dir, exist_ok=True)
 rng = random.Random(1)
 accounts = [f"account-{i}.example" for i in range(2000)]
@@ -23,6 +32,8 @@ with open(os.path.join(out_dir, "00000000000000000000.jsonl"), "w") as f:
         day = 1 + seq * 59 // n
         t = f"2027-01-{day:02d}T10:00:00.000Z" if day <= 31 else f"2027-02-{day - 31:02d}T10:00:00.000Z"
         arm = arms[(exp, acct)]
+        if with_decisions:
+            f.write(DECISION.format(seq=seq, t=t, acct=acct, exp=exp, arm=arm))
         if rng.random() < 0.05:
             f.write(f'{{"seq":{seq},"prev":"x","type":"conversion","time":"{t}","request_id":"r{seq}","experiment":"{exp}","goal":"demo-request","arm":"{arm}","account":"{acct}","page":"/demo-request","method":"POST"}}\n')
         else:
