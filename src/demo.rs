@@ -168,7 +168,7 @@ pub async fn start_origin(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 /// The demo's settings beyond the command-line flags: where records go, and fixed locations for loopback
 /// addresses so every jurisdiction can be tried from one machine — 127.0.0.1 (your browser) is in Germany
 /// (opt-in: the banner asks), the demo accounts' ranges 127.0.10–30.x are in California (opt-out: personalized
-/// unless withdrawn, e.g. with `Sec-GPC: 1`).
+/// unless withdrawn, e.g. with `Sec-GPC: 1`); and curl is not a bot here, so the experiment counts it.
 pub fn settings_toml(audit_dir: &std::path::Path, signing_key: &std::path::Path) -> String {
     format!(
         "[audit]\ndir = {dir:?}\nsigning_key = {key:?}\n\n\
@@ -176,9 +176,17 @@ pub fn settings_toml(audit_dir: &std::path::Path, signing_key: &std::path::Path)
          [[geo.static]]\nnetwork = \"127.0.10.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\n\
          [[geo.static]]\nnetwork = \"127.0.20.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\n\
          [[geo.static]]\nnetwork = \"127.0.30.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\n\
-         [consent]\ngpc_well_known = true\n",
+         [consent]\ngpc_well_known = true\n\n\
+         [experiments]\nbots = [{bots}]\n",
         dir = audit_dir.display().to_string(),
-        key = signing_key.display().to_string()
+        key = signing_key.display().to_string(),
+        // The demo is tried with curl, which production counts as a bot.
+        bots = crate::experiments::DEFAULT_BOTS
+            .iter()
+            .filter(|b| **b != "curl/")
+            .map(|b| format!("{b:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
