@@ -219,7 +219,9 @@ impl Server {
         let mut admin = None;
         let admin_task = admin_listener.map(|listener| {
             admin = listener.local_addr().ok();
-            tracing::info!(address = ?admin, "admin listening");
+            if let Some(a) = admin {
+                tracing::info!(address = %a, "admin listening");
+            }
             tokio::spawn(serve_admin(listener, metrics.clone(), ready.clone()))
         });
         tracing::info!(upstream = %settings.upstream.url, "concierge started");
@@ -462,8 +464,11 @@ pub fn init_logging(log: &LogSettings) {
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .or_else(|| tracing_subscriber::EnvFilter::try_new(&log.level).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal; a log file or journald gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match log.format {
         LogFormat::Human => builder.try_init(),

@@ -208,7 +208,7 @@ pub fn banner(proxy: SocketAddr, origin: SocketAddr, admin: Option<SocketAddr>) 
          curl -si http://{proxy}/ | head -n 15          # the home page, with x-request-id\n  \
          curl -s  http://{proxy}/echo                   # what the origin receives: Via, X-Forwarded-*, Forwarded\n  \
          curl -s  http://{proxy}/_concierge/ -o /dev/null -w '%{{http_code}}\\n'   # the reserved prefix never reaches the origin\n  \
-         open     http://{proxy}/_concierge/consent       # the privacy-choices page (127.0.0.1 is in Germany here)\n  \
+         in your browser: http://{proxy}/_concierge/consent   # the privacy-choices page (127.0.0.1 is in Germany here)\n  \
          curl -s --interface 127.0.10.5 http://{proxy}/ -H 'Accept: text/html' | grep -E 'concierge-feedback|concierge-why'   # Acme's feedback prompt and why link\n  \
          curl -s --interface 127.0.10.5 'http://{proxy}/_concierge/why?page=/'   # \"Why am I seeing this?\" for Acme\n  \
          curl -si http://{proxy}/_concierge/consent -H 'Origin: http://{proxy}' \\\n           \

@@ -138,6 +138,10 @@ pub const CSV_COLUMNS: &[&str] = &[
     "personal",
     "gpc",
     "reasons",
+    "banner_version",
+    "experiment",
+    "arm",
+    "goal",
 ];
 
 /// One record as CSV fields (lists joined with `;`).
@@ -178,7 +182,11 @@ pub fn csv_row(v: &Value) -> Vec<String> {
         s(&v["permitted"]),
         s(&v["banner"]),
         s(&v["lookup"]),
-        s(&v["company"]),
+        if v["company"].is_null() {
+            s(&v["account"])
+        } else {
+            s(&v["company"])
+        },
         s(&v["rules"]),
         s(&v["rules_version"]),
         s(&v["outcome"]),
@@ -187,6 +195,10 @@ pub fn csv_row(v: &Value) -> Vec<String> {
         choice("personal"),
         gpc,
         s(&v["reasons"]),
+        s(&v["banner_version"]),
+        s(&v["experiment"]),
+        s(&v["arm"]),
+        s(&v["goal"]),
     ]
 }
 

@@ -24,8 +24,20 @@ pub(super) fn serve(args: ServeArgs) -> ExitCode {
 }
 
 pub(super) fn check(args: ServeArgs) -> ExitCode {
-    let settings = match args.load() {
-        Ok(s) => s,
+    // A marketer checking a rules folder has no origin: without upstream.url everything else is still checked.
+    let (settings, no_upstream) = match args.load() {
+        Ok(s) => (s, false),
+        Err(e) if args.upstream.is_none() && e.0.iter().all(|e| e.key == "upstream.url") => {
+            let mut overrides = args.overrides();
+            overrides.upstream = Some("http://127.0.0.1:9".into());
+            match Settings::load(args.config.as_deref(), &overrides) {
+                Ok(s) => (s, true),
+                Err(e) => {
+                    print_config_errors(&e);
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         Err(e) => {
             print_config_errors(&e);
             return ExitCode::FAILURE;
@@ -46,10 +58,17 @@ pub(super) fn check(args: ServeArgs) -> ExitCode {
             .unwrap_or_default();
         lines.push(format!("listener  {} ({kind}, {h2}{redirect})", l.address));
     }
-    lines.push(format!(
-        "upstream  {} (Host: {:?})",
-        settings.upstream.url, settings.upstream.host_header
-    ));
+    if no_upstream {
+        lines.push(
+            "upstream  not configured (serve needs upstream.url or --upstream; everything else is checked)"
+                .into(),
+        );
+    } else {
+        lines.push(format!(
+            "upstream  {} (Host: {})",
+            settings.upstream.url, settings.upstream.host_header
+        ));
+    }
     let mut consent = settings.consent.clone();
     if let Err(e) = consent.load_keys(&settings.audit.dir, false) {
         problems.push(format!("consent.cookie_key: {e}"));
@@ -73,6 +92,7 @@ pub(super) fn check(args: ServeArgs) -> ExitCode {
         .enable_all()
         .build()
     {
+        Ok(_) if no_upstream => {}
         Ok(rt) => {
             let result = rt.block_on(async {
                 crate::proxy::upstream::Upstream::new(&settings.upstream, &settings.timeouts)
@@ -203,9 +223,14 @@ pub(super) fn demo(args: DemoArgs) -> ExitCode {
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         app::init_logging(&settings.log);
-        let server = app::Server::start(settings).await.map_err(|e| {
-            anyhow::anyhow!("{e}\nhint: another program uses that port; pick others with --listen ADDR --admin ADDR|off")
-        })?;
+        let server = match app::Server::start(settings).await {
+            Ok(s) => s,
+            Err(e) => {
+                // Nothing of a demo that did not start stays behind (its keys included).
+                let _ = std::fs::remove_dir_all(&audit_dir);
+                return Err(anyhow::anyhow!("{e}\nhint: another program uses that port; pick others with --listen ADDR --admin ADDR|off"));
+            }
+        };
         let proxy_addr = server.listeners.first().copied().unwrap_or(args.listen);
         outln!("{}", crate::demo::banner(proxy_addr, origin, server.admin));
         outln!(

@@ -33,6 +33,19 @@ pub enum HostHeader {
     Custom(http::HeaderValue),
 }
 
+impl std::fmt::Display for HostHeader {
+    /// As the configuration writes it: `preserve`, `upstream`, or `custom "value"`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostHeader::Preserve => f.write_str("preserve"),
+            HostHeader::Upstream => f.write_str("upstream"),
+            HostHeader::Custom(v) => {
+                write!(f, "custom {:?}", String::from_utf8_lossy(v.as_bytes()))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     pub scheme: UpstreamScheme,

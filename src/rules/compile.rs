@@ -561,31 +561,43 @@ impl RuleSet {
             p.order = i;
         }
         ps.sort_by(precedence);
-        // Number the (selector, slot) pairs; the first rule (in precedence order) to use one wins it, and
-        // every later rule using it is a statically possible conflict.
-        let mut ids: HashMap<(String, String), (usize, String)> = HashMap::new();
+        // Number the (selector, slot) pairs. A rule using a slot an earlier rule (in precedence order) uses
+        // conflicts with it only if both can match one visitor: two account rules of different accounts never
+        // do (a visitor is from one company).
+        let mut ids: HashMap<(String, String), usize> = HashMap::new();
+        // Per slot: the rules using it so far, with their account.
+        let mut users: Vec<Vec<(String, Option<String>)>> = Vec::new();
         let mut conflicts = Vec::new();
         for p in &mut ps {
             for a in &mut p.actions {
                 let key = a.slot_key();
                 let next = ids.len();
-                let (id, winner) = ids
-                    .entry(key.clone())
-                    .or_insert_with(|| (next, p.id.clone()));
-                a.slot = *id;
-                if *winner != p.id {
-                    conflicts.push(Conflict {
-                        selector: key.0,
-                        slot: key.1,
-                        winner: winner.clone(),
-                        loser: p.id.clone(),
+                let id = *ids.entry(key.clone()).or_insert(next);
+                if id == users.len() {
+                    users.push(Vec::new());
+                }
+                a.slot = id;
+                let earlier = &users[id];
+                let already = earlier.iter().any(|(r, _)| *r == p.id);
+                if !already {
+                    let winner = earlier.iter().find(|(_, account)| {
+                        !matches!((account, &p.account), (Some(x), Some(y)) if x != y)
                     });
+                    if let Some((winner, _)) = winner {
+                        conflicts.push(Conflict {
+                            selector: key.0,
+                            slot: key.1,
+                            winner: winner.clone(),
+                            loser: p.id.clone(),
+                        });
+                    }
+                    users[id].push((p.id.clone(), p.account.clone()));
                 }
             }
         }
         RuleSet {
             personalizations: ps,
-            slots: ids.len(),
+            slots: users.len(),
             conflicts,
             version: "unversioned".into(),
         }

@@ -391,3 +391,30 @@ fn the_shipped_rules_load() {
     assert!(rules.conflicts.is_empty(), "{:?}", rules.conflicts);
     assert_eq!(rules.version.len(), 16);
 }
+
+/// Issue 16, item 5: two accounts' rules on the same selector can never meet one visitor, so they are no
+/// conflict; an account rule and a segment rule can, so they are.
+#[test]
+fn only_conflicts_that_can_happen_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "accounts/acme.example.toml", ACME);
+    write(
+        dir.path(),
+        "accounts/globex.example.toml",
+        &ACME
+            .replace("acme.example", "globex.example")
+            .replace("127.0.10.0/24", "127.0.11.0/24")
+            .replace("\"Acme\"", "\"Globex\""),
+    );
+    let rules = RuleSet::load(dir.path()).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(rules.conflicts.is_empty(), "{:?}", rules.conflicts);
+    write(dir.path(), "segments/manufacturing.toml", SEGMENT);
+    let rules = RuleSet::load(dir.path()).unwrap_or_else(|e| panic!("{e:?}"));
+    let c: Vec<(&str, &str)> = rules
+        .conflicts
+        .iter()
+        .filter(|c| c.selector == "h1")
+        .map(|c| (c.winner.as_str(), c.loser.as_str()))
+        .collect();
+    assert_eq!(c, [("acme.example/hero", "manufacturing/manufacturing")]);
+}

@@ -1,3 +1,4 @@
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -106,6 +107,35 @@ fn check_accepts_a_good_config_and_lists_what_it_loaded() {
     assert!(
         stdout.contains("www.example.test"),
         "certs/ resolved next to the config file: {stdout}"
+    );
+}
+
+/// Issue 16, item 6: a marketer validating a rules folder has no origin.
+#[test]
+fn check_validates_a_rules_folder_without_an_upstream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let out = concierge()
+        .current_dir(dir.path())
+        .args(["check", "--rules"])
+        .arg(&rules)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("upstream  not configured"), "{stdout}");
+    assert!(
+        stdout.contains("experiment logistics-subheadline"),
+        "{stdout}"
+    );
+    // The demo's accounts use the same selectors on different accounts: no false conflict between them.
+    assert!(
+        !stdout.contains("acme.example/home-hero wins over globex"),
+        "{stdout}"
     );
 }
 
