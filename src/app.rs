@@ -103,9 +103,18 @@ impl Server {
             })?;
         tracing::info!(
             personalizations = loaded.rules.personalizations.len(),
+            experiments = loaded.experiments.experiments.len(),
             version = %loaded.rules.version,
+            dir = %settings.rules_dir.display(),
             "rules loaded"
         );
+        if loaded.rules.personalizations.is_empty() {
+            tracing::warn!(
+                dir = %settings.rules_dir.display(),
+                exists = settings.rules_dir.is_dir(),
+                "no rule files found: nothing will be personalized (set rules.dir or --rules to the folder with accounts/, segments/, regions/)"
+            );
+        }
         let sources = Arc::new(SourcesReloader {
             settings: settings.clone(),
             current: Arc::new(ArcSwap::from_pointee(loaded)),

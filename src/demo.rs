@@ -165,6 +165,110 @@ pub async fn start_origin(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     Ok(local)
 }
 
+/// The demo's rules, embedded like its site (the repository's `rules/` folder), written out at start unless
+/// `concierge demo --rules DIR` names a folder of the marketer's own.
+pub const RULES: &[(&str, &[u8])] = &[
+    (
+        "accounts/acme.example.toml",
+        include_bytes!("../rules/accounts/acme.example.toml"),
+    ),
+    (
+        "accounts/globex.example.toml",
+        include_bytes!("../rules/accounts/globex.example.toml"),
+    ),
+    (
+        "accounts/initech.example.toml",
+        include_bytes!("../rules/accounts/initech.example.toml"),
+    ),
+    (
+        "regions/dach.toml",
+        include_bytes!("../rules/regions/dach.toml"),
+    ),
+    (
+        "segments/logistics.toml",
+        include_bytes!("../rules/segments/logistics.toml"),
+    ),
+    (
+        "experiments/logistics-subheadline.toml",
+        include_bytes!("../rules/experiments/logistics-subheadline.toml"),
+    ),
+];
+
+/// Write the embedded rules under `dir`.
+pub fn write_rules(dir: &std::path::Path) -> std::io::Result<()> {
+    for (rel, bytes) in RULES {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, bytes)?;
+    }
+    Ok(())
+}
+
+/// The demo's personas: a browser on 127.0.0.1 cannot take another address, so each persona gets a demo-only
+/// port that forwards to the proxy from the persona's address.
+pub const PERSONAS: &[(&str, &str)] = &[
+    ("Acme (manufacturing, California)", "127.0.10.5"),
+    ("Globex (logistics, California)", "127.0.20.5"),
+    ("Initech (software, California)", "127.0.30.5"),
+    ("no company, Germany (the banner asks)", "127.0.0.1"),
+];
+
+/// Start one persona port: every connection to it is spliced to `proxy` from source address `from`. Demo
+/// only — nothing outside `concierge demo` can pick its client address.
+pub async fn start_persona(
+    from: std::net::IpAddr,
+    proxy: SocketAddr,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let socket = match from {
+                    std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                    std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+                };
+                let Ok(socket) = socket else { return };
+                if socket.bind(SocketAddr::new(from, 0)).is_err() {
+                    return;
+                }
+                if let Ok(mut upstream) = socket.connect(proxy).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    Ok(local)
+}
+
+/// The demo's whole effective configuration as a file, so `explain`, `lookup` and `consent decide` reproduce
+/// exactly what the browser sees (`--config` it).
+pub fn effective_toml(
+    proxy: SocketAddr,
+    origin: SocketAddr,
+    admin: Option<SocketAddr>,
+    rules_dir: &std::path::Path,
+    audit_dir: &std::path::Path,
+    signing_key: &std::path::Path,
+) -> String {
+    format!(
+        "# The configuration `concierge demo` is running with (written at start; for explain, lookup, consent decide).\n\
+         [[listener]]\naddress = \"{proxy}\"\n\n[upstream]\nurl = \"http://{origin}\"\n\n[admin]\n{admin}\n\n\
+         [rules]\ndir = {rules:?}\n\n{rest}",
+        admin = match admin {
+            Some(a) => format!("address = \"{a}\""),
+            None => "enabled = false".into(),
+        },
+        rules = rules_dir.display().to_string(),
+        rest = settings_toml(audit_dir, signing_key)
+    )
+}
+
 /// The demo's settings beyond the command-line flags: where records go, and fixed locations for loopback
 /// addresses so every jurisdiction can be tried from one machine — 127.0.0.1 (your browser) is in Germany
 /// (opt-in: the banner asks), the demo accounts' ranges 127.0.10–30.x are in California (opt-out: personalized
@@ -177,6 +281,7 @@ pub fn settings_toml(audit_dir: &std::path::Path, signing_key: &std::path::Path)
          [[geo.static]]\nnetwork = \"127.0.20.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\n\
          [[geo.static]]\nnetwork = \"127.0.30.0/24\"\ncountry = \"US\"\nsubdivision = \"CA\"\n\n\
          [consent]\ngpc_well_known = true\n\n\
+         [firmographics]\nwatch_interval = \"1s\"\n\n\
          [experiments]\nbots = [{bots}]\n",
         dir = audit_dir.display().to_string(),
         key = signing_key.display().to_string(),
@@ -219,6 +324,5 @@ pub fn banner(proxy: SocketAddr, origin: SocketAddr, admin: Option<SocketAddr>) 
             "  curl -s  http://{a}/metrics | grep concierge_http_requests\n"
         ));
     }
-    s.push_str("\nPress Ctrl-C to stop.\n");
     s
 }

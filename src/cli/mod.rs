@@ -237,6 +237,9 @@ pub struct DemoArgs {
     pub admin: String,
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormatArg>,
+    /// Run the demo on this rules folder (yours, reloaded as you edit it) instead of the built-in demo rules.
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
 }
 
 /// Run the parsed command line.

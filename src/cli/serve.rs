@@ -206,15 +206,30 @@ pub(super) fn demo(args: DemoArgs) -> ExitCode {
     };
     let result: anyhow::Result<()> = rt.block_on(async move {
         let origin = crate::demo::start_origin(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let audit_dir = std::env::temp_dir().join(format!("concierge-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&audit_dir)?;
+        // The built-in rules, written out so they can be read and edited; or the marketer's own folder.
+        let rules_dir = match &args.rules {
+            Some(dir) => {
+                if !dir.is_dir() {
+                    let _ = std::fs::remove_dir_all(&audit_dir);
+                    anyhow::bail!("--rules {}: no such folder", dir.display());
+                }
+                std::fs::canonicalize(dir)?
+            }
+            None => {
+                let dir = audit_dir.join("rules");
+                crate::demo::write_rules(&dir)?;
+                dir
+            }
+        };
         let overrides = Overrides {
             listen: vec![args.listen.to_string()],
             upstream: Some(format!("http://{origin}")),
-            rules: None,
+            rules: Some(rules_dir.clone()),
             log_format: args.log_format.map(Into::into),
             admin: Some(args.admin.clone()),
         };
-        let audit_dir = std::env::temp_dir().join(format!("concierge-demo-{}", std::process::id()));
-        std::fs::create_dir_all(&audit_dir)?;
         let key_path = audit_dir.join("demo-signing.key");
         crate::audit::keys::create(&key_path)?;
         let settings = Settings::from_toml(
@@ -232,13 +247,43 @@ pub(super) fn demo(args: DemoArgs) -> ExitCode {
             }
         };
         let proxy_addr = server.listeners.first().copied().unwrap_or(args.listen);
+        let config_path = audit_dir.join("concierge.toml");
+        std::fs::write(
+            &config_path,
+            crate::demo::effective_toml(
+                proxy_addr,
+                origin,
+                server.admin,
+                &rules_dir,
+                &audit_dir.join("log"),
+                &key_path,
+            ),
+        )?;
         outln!("{}", crate::demo::banner(proxy_addr, origin, server.admin));
+        let mut personas = String::from("Visit as a persona (demo-only ports; the proxy sees the persona's address):\n");
+        for (name, ip) in crate::demo::PERSONAS {
+            let from: std::net::IpAddr = ip.parse()?;
+            let port = crate::demo::start_persona(from, proxy_addr).await?;
+            personas.push_str(&format!("  http://{port}/   {name}, as {ip}\n"));
+        }
+        outln!("{personas}");
+        let config = config_path.display();
+        outln!(
+            "Rules: {rules} ({how})\nEffective configuration: {config}\n  concierge explain --config {config} --ip 127.0.10.5 --url /   # what Acme's browser gets, rule by rule\n  concierge lookup --config {config} 127.0.10.5 127.0.20.5 127.0.0.1\n  concierge consent decide --config {config} --ip 127.0.0.1   # Germany: the banner asks\n",
+            rules = rules_dir.display(),
+            how = if args.rules.is_some() {
+                "yours; edits are live within a second"
+            } else {
+                "the built-in demo rules, written out; run `concierge demo --rules DIR` on your own"
+            },
+        );
         outln!(
             "Audit log (consent, decision and experiment records, feedback): {log}\n  check it: concierge audit verify {log} --public-key {pubkey}\n  feedback: concierge feedback report {log}\n  experiment (rules/experiments/logistics-subheadline.toml): Globex (127.0.20.x) is a logistics account;\n    curl -s --interface 127.0.20.5 http://{proxy}/ -H 'Accept: text/html' -o /dev/null   # an exposure\n    curl -s --interface 127.0.20.5 http://{proxy}/demo-request -d name=Jo -o /dev/null   # a conversion\n    concierge experiments report {log}\n",
             proxy = proxy_addr,
             log = audit_dir.join("log").display(),
             pubkey = crate::audit::keys::public_path(&key_path).display()
         );
+        outln!("Press Ctrl-C to stop.");
         app::wait_for_stop(&server).await?;
         app::stop(server).await;
         Ok(())
