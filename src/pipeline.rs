@@ -376,6 +376,9 @@ pub struct Explanation<'a> {
     pub html: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rewrite_error: Option<Option<String>>,
+    /// With `--html`: planned changes whose selector matches nothing on that page.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One rule and its verdict.
@@ -502,6 +505,7 @@ impl<'s> PageDecision<'s> {
             record: record.map(|r| crate::audit::Record::Decision(Box::new(r))),
             html: None,
             rewrite_error: None,
+            warnings: Vec::new(),
         }
     }
 }

@@ -161,10 +161,64 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
         },
         None => None,
     };
-    let (settings, f) = match load_sources(args.config.as_deref(), args.rules.clone()) {
+    let (mut settings, f) = match load_sources(args.config.as_deref(), args.rules.clone()) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
+    // `--consent accept|reject`: our consent cookie as the banner would set it, signed with the configured
+    // key (or, without one, a key made for this run only).
+    let mut headers = headers;
+    if args.consent != super::ConsentChoice::None {
+        use crate::consent::first_party::{CookieKey, CookieKeys, FirstParty, Integrity};
+        let accept = args.consent == super::ConsentChoice::Accept;
+        let cookie = FirstParty {
+            consent_id: "00000000000000000000000000000000".into(),
+            banner_version: settings.consent.banner_version.clone(),
+            time: crate::classify::unix_now(),
+            firmographic: accept,
+            personal: accept,
+            integrity: Integrity::Signed,
+        };
+        let name = if args.url.starts_with("https://") {
+            settings.consent.names.host_only_cookie()
+        } else {
+            settings.consent.names.first_party_cookie.clone()
+        };
+        let encoded = match &settings.consent.keys.current {
+            Some(key) => cookie.encode(key),
+            None => match CookieKey::generate() {
+                Ok((_, key)) => {
+                    let encoded = cookie.encode(&key);
+                    settings.consent.keys = std::sync::Arc::new(CookieKeys {
+                        current: Some(key),
+                        previous: Vec::new(),
+                    });
+                    encoded
+                }
+                Err(e) => {
+                    eprintln!("error: --consent: cannot make a cookie key: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        let value = format!("{name}={encoded}");
+        let joined = match headers
+            .get(http::header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(existing) => format!("{existing}; {value}"),
+            None => value,
+        };
+        match http::HeaderValue::from_str(&joined) {
+            Ok(v) => {
+                headers.insert(http::header::COOKIE, v);
+            }
+            Err(_) => {
+                eprintln!("error: --consent: the cookies do not form a valid header");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let rules = match crate::rules::RuleSet::load(&settings.rules_dir) {
         Ok(r) => r,
         Err(errors) => {
@@ -228,6 +282,7 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
         .client(ip);
         decided.record(&view, client, uri.path(), decided.planned_outcome())
     });
+    let html_input = html.clone();
     let rewritten = html.map(|body| {
         let mut rw = crate::rewrite::Rewriter::new(ops, None, 64 * 1024 * 1024);
         let (head, e1) = rw.write(&body);
@@ -244,12 +299,31 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
             Verdict::HeldOut(w) => ("held out", w.clone()),
         }
     };
+    // With --html: every planned change whose selector finds nothing on that page.
+    let mut warnings = Vec::new();
+    if let Some(page_html) = &html_input {
+        let selectors: Vec<&str> = plan
+            .actions
+            .iter()
+            .map(|(_, a)| a.selector.as_str())
+            .collect();
+        let counts = crate::rewrite::count_matches(page_html, &selectors);
+        for ((p, a), n) in plan.actions.iter().zip(counts) {
+            if n == Some(0) {
+                warnings.push(format!(
+                    "`{}` ({}) matches nothing on this page: the change would not be made",
+                    a.selector, p.id
+                ));
+            }
+        }
+    }
     if args.json {
         let mut out = decided.explain(&view, &settings, ip, &args.url, record.clone());
         if let Some((html, error)) = &rewritten {
             out.html = Some(String::from_utf8_lossy(html).into_owned());
             out.rewrite_error = Some(error.clone());
         }
+        out.warnings = warnings;
         return match serde_json::to_string_pretty(&out) {
             Ok(t) => {
                 outln!("{t}");
@@ -362,6 +436,9 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
                 .unwrap_or_default()
         )),
         None => text.push("record     none (no lookup ran and nothing to change)".into()),
+    }
+    for w in &warnings {
+        text.push(format!("warning    {w}"));
     }
     match rewritten {
         Some((html, error)) => {

@@ -98,9 +98,20 @@ pub struct ExplainArgs {
     /// An HTML file to rewrite as the origin's page; the result goes to standard output.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// The visitor's choice in our banner: accept (both tiers), reject (neither), none (no choice made).
+    #[arg(long, value_enum, default_value = "none")]
+    pub consent: ConsentChoice,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A banner choice for `explain --consent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConsentChoice {
+    Accept,
+    Reject,
+    None,
 }
 
 #[derive(Debug, Subcommand)]

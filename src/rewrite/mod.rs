@@ -299,6 +299,47 @@ pub struct Rewriter {
     finished_early: bool,
 }
 
+/// How many elements of `html` each selector matches (a selector that does not parse counts as `None`); for
+/// `concierge explain --html`, to warn about changes that would find nothing on the page.
+pub fn count_matches(html: &[u8], selectors: &[&str]) -> Vec<Option<usize>> {
+    let counts: Vec<Option<Arc<AtomicUsize>>> = selectors
+        .iter()
+        .map(|s| {
+            s.parse::<Selector>()
+                .ok()
+                .map(|_| Arc::new(AtomicUsize::new(0)))
+        })
+        .collect();
+    let parsed: Vec<Option<Selector>> = selectors.iter().map(|s| s.parse().ok()).collect();
+    let mut settings = Settings::new_send()
+        .with_strict(false)
+        .with_adjust_charset_on_meta_tag(true)
+        .with_memory_settings(
+            MemorySettings::new()
+                .with_max_allowed_memory_usage(64 * 1024 * 1024)
+                .with_graceful_bail_out_on_memory_limit_exceeded(true),
+        );
+    for (selector, count) in parsed.iter().zip(&counts) {
+        if let (Some(selector), Some(count)) = (selector, count) {
+            let count = count.clone();
+            let handlers = ElementContentHandlers::default().element(
+                move |_: &mut lol_html::send::Element| {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                },
+            );
+            settings = settings.append_element_content_handler((Cow::Borrowed(selector), handlers));
+        }
+    }
+    let mut rw = HtmlRewriter::new(settings, |_: &[u8]| {});
+    let _ = rw.write(html);
+    let _ = rw.end();
+    counts
+        .iter()
+        .map(|c| c.as_ref().map(|c| c.load(Ordering::Relaxed)))
+        .collect()
+}
+
 impl Rewriter {
     /// `encoding`: the document's charset when known and ASCII-compatible (else UTF-8 with `<meta>` sniffing).
     pub fn new(

@@ -709,3 +709,69 @@ async fn the_demo_runs_on_a_marketers_rules_folder_with_hot_reload() {
         "{lines:#?}"
     );
 }
+
+/// Issue 16, item 7: `explain --consent accept|reject` instead of a hand-built cookie, and with `--html` a
+/// warning for every change whose selector finds nothing on the page.
+#[test]
+fn explain_takes_a_banner_choice_and_warns_about_selectors_that_match_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("concierge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[rules]\ndir = {:?}\n{}",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("rules")
+                .display()
+                .to_string(),
+            concierge::demo::settings_toml(&dir.path().join("log"), &dir.path().join("none.key"))
+        ),
+    )
+    .unwrap();
+    let explain = |extra: &[&str]| {
+        let out = concierge()
+            .args(["explain", "--config"])
+            .arg(&config)
+            .args(extra)
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    // Germany (opt-in): accept permits the firmographic tier, reject and no choice do not.
+    let accepted = explain(&["--ip", "127.0.0.1", "--url", "/", "--consent", "accept"]);
+    assert!(
+        accepted.contains("permitted anonymous, firmographic, personal"),
+        "{accepted}"
+    );
+    let rejected = explain(&["--ip", "127.0.0.1", "--url", "/", "--consent", "reject"]);
+    assert!(!rejected.contains("firmographic, personal"), "{rejected}");
+    // A page without Acme's hero: the warning names the selector.
+    let page = dir.path().join("page.html");
+    std::fs::write(
+        &page,
+        "<html><body><h1>Other page</h1><a id=\"cta-primary\" href=\"/x\">x</a></body></html>",
+    )
+    .unwrap();
+    let out = explain(&[
+        "--ip",
+        "127.0.10.5",
+        "--url",
+        "/",
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains(
+            "warning    `#hero-headline` (acme.example/home-hero) matches nothing on this page"
+        ),
+        "{out}"
+    );
+    assert!(
+        !out.contains("`#cta-primary` (acme.example/home-hero) matches nothing"),
+        "{out}"
+    );
+}
