@@ -76,6 +76,9 @@ pub enum MatchSource {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CompanyMatch {
+    /// Serialized flat: the company's fields beside `source` and `network` (`company.name`, not
+    /// `company.company.name`).
+    #[serde(flatten)]
     pub company: Arc<Company>,
     pub source: MatchSource,
     /// The network the source stores the match under.

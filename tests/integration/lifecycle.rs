@@ -317,7 +317,7 @@ fn lookup_explains_company_and_location() {
         .output()
         .expect("run");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(json[0]["company"]["company"]["name"], "Lariat Software");
+    assert_eq!(json[0]["company"]["name"], "Lariat Software");
     assert_eq!(json[0]["company"]["source"]["kind"], "mmdb");
     assert_eq!(json[0]["geo"]["country"], "US");
     assert_eq!(json[0]["geo"]["subdivision"], "WA");
@@ -428,7 +428,7 @@ fn consent_decide_cli_uses_the_configured_geo_policy_and_accounts() {
         serde_json::json!(["anonymous", "firmographic", "personal"])
     );
     assert_eq!(v["company"]["status"], "matched");
-    assert_eq!(v["company"]["company"]["domain"], "acme.example");
+    assert_eq!(v["company"]["domain"], "acme.example");
     let v = decide(&["--ip", "192.0.2.5", "--header", "Sec-GPC: 1"]);
     assert_eq!(v["decision"]["permitted"], serde_json::json!(["anonymous"]));
     assert_eq!(v["company"]["status"], "not_run");
@@ -516,7 +516,7 @@ fn explain_shows_decision_candidates_plan_and_the_rewritten_page() {
         serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
     };
     let v = run("127.0.10.5", &[]);
-    assert_eq!(v["company"]["company"]["domain"], "acme.example");
+    assert_eq!(v["company"]["domain"], "acme.example");
     let verdict = |v: &serde_json::Value, id: &str| {
         v["candidates"]
             .as_array()
