@@ -629,6 +629,23 @@ pub(super) fn consent_decode(string: &str, json: bool) -> ExitCode {
     }
 }
 
+/// What a GPP US section's 0/1/2 field value means (IAB GPP US National and state sections).
+fn gpp_meaning(field: &str, value: Option<u64>) -> Option<&'static str> {
+    let v = value?;
+    let words = if field.ends_with("OptOut") {
+        ["not applicable", "opted out", "did not opt out"]
+    } else if field.ends_with("Notice") {
+        ["not applicable", "notice given", "no notice given"]
+    } else if field.ends_with("Consents") || field.ends_with("Consent") {
+        ["not applicable", "no consent", "consent"]
+    } else if field.starts_with("Mspa") {
+        ["not applicable", "yes", "no"]
+    } else {
+        return None;
+    };
+    words.get(usize::try_from(v).ok()?).copied()
+}
+
 /// Indented `key: value` lines for a decoded signal; id sets on one line.
 fn print_value(v: &serde_json::Value, depth: usize) {
     let pad = "  ".repeat(depth);
@@ -652,6 +669,10 @@ fn print_value(v: &serde_json::Value, depth: usize) {
                 }
                 serde_json::Value::String(s) => outln!("{pad}{k}: {s}"),
                 serde_json::Value::Null => outln!("{pad}{k}: (not decoded)"),
+                serde_json::Value::Number(n) => match gpp_meaning(k, n.as_u64()) {
+                    Some(words) => outln!("{pad}{k}: {n} ({words})"),
+                    None => outln!("{pad}{k}: {n}"),
+                },
                 other => outln!("{pad}{k}: {other}"),
             }
         }

@@ -23,7 +23,7 @@ pub enum TcfError {
     Empty,
     #[error("TC string longer than {MAX_LEN} characters")]
     TooLong,
-    #[error("not a TCF v2 string (version {0})")]
+    #[error("not a TCF v2 string (a TC string starts with C; GPP strings start with D, US Privacy strings look like 1YNN)")]
     Version(u64),
     #[error(transparent)]
     Bits(#[from] BitsError),

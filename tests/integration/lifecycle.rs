@@ -775,3 +775,28 @@ fn explain_takes_a_banner_choice_and_warns_about_selectors_that_match_nothing() 
         "{out}"
     );
 }
+
+/// Issue 16, item 8: `consent decode` says what GPP values mean, and what a string that is not a TC string is.
+#[test]
+fn consent_decode_explains_gpp_values_and_names_what_it_did_not_recognise() {
+    let out = concierge()
+        .args(["consent", "decode", "DBABLA~BVQqAAAAAgA.QA"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SaleOptOut: 2 (did not opt out)"), "{text}");
+    assert!(
+        text.contains("SaleOptOutNotice: 1 (notice given)"),
+        "{text}"
+    );
+    let out = concierge()
+        .args(["consent", "decode", "hello"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("not a TCF v2 string") && !err.contains("version"),
+        "{err}"
+    );
+}
