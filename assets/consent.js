@@ -1,6 +1,6 @@
 // Concierge consent banner. Served by the proxy under its reserved prefix; no dependencies, no inline script
-// or style (works under a Content-Security-Policy of 'self'). Every choice has equal prominence, and the banner
-// works without this script too: it is a plain <form> that posts to the same endpoint.
+// or style (works under a Content-Security-Policy of 'self'). Every choice has equal prominence. Without this
+// script, the page's <noscript> link leads to the choices page: plain forms that post to the same endpoint.
 (function () {
   "use strict";
   var script = document.currentScript;

@@ -51,6 +51,15 @@ pub fn banner_markup(prefix: &str) -> String {
     )
 }
 
+/// What a visitor without JavaScript gets instead of the banner: a link to the choices page, first in `<body>`.
+pub fn noscript_markup(prefix: &str) -> String {
+    let mut p = String::new();
+    crate::rules::template::escape_attr(prefix, &mut p);
+    format!(
+        "<noscript><p class=\"concierge-noscript\"><a href=\"{p}consent\">Privacy choices: decide what this site may use about you</a></p></noscript>"
+    )
+}
+
 /// The `<head>` selector the banner goes into, parsed once.
 static HEAD: std::sync::LazyLock<Option<Arc<Selector>>> =
     std::sync::LazyLock::new(|| "head".parse().ok().map(Arc::new));
@@ -202,6 +211,10 @@ pub fn render_plan(plan: &Plan, visitor: &Visitor, page: &Page) -> Vec<Op> {
     // Prompts and the assets go right after `<body>` (the prompt is positioned by its stylesheet), so they
     // never keep the parser from stopping early; the why link goes at the end of the page.
     let mut start = String::new();
+    if add.banner {
+        // Without JavaScript there is no banner: a plain link to the choices page (forms, no script) instead.
+        start.push_str(&noscript_markup(page.prefix));
+    }
     for rule in &add.prompts {
         if let Some(f) = &rule.feedback {
             start.push_str(&crate::feedback::widget_markup(

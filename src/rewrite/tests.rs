@@ -212,8 +212,12 @@ fn memory_limit_bails_out_and_passes_the_rest_through() {
     assert!(r.bailed());
     let out = String::from_utf8(out).unwrap();
     assert!(
-        out.starts_with("<html><body><h1 class=\"abm\">Welcome, Acme</h1>"),
-        "rewritten up to the limit"
+        out.starts_with(&format!(
+            "<html><body>{}<h1 class=\"abm\">Welcome, Acme</h1>",
+            noscript_markup("/_concierge/")
+        )),
+        "rewritten up to the limit: {}",
+        &out[..200]
     );
     assert!(
         out.ends_with("\">tail</div><p class=\"lead\">end</p></body></html>"),
@@ -417,4 +421,55 @@ proptest! {
         let (bytewise, _) = rewrite_flagged(id_ops(), ID_PAGE.as_bytes(), &[1]);
         prop_assert_eq!(reference, bytewise);
     }
+}
+
+/// Issue 16, item 12: without JavaScript there is no banner, so a page that gets it also gets a plain link to
+/// the choices page first in `<body>`.
+#[test]
+fn a_page_with_the_banner_carries_a_noscript_link_to_the_choices_page() {
+    let rules = crate::rules::RuleSet::default();
+    let plan = crate::rules::Plan {
+        rules_version: &rules.version,
+        ..Default::default()
+    };
+    let decision = crate::consent::policy::Decision {
+        jurisdiction: crate::consent::policy::Jurisdiction {
+            regime: crate::consent::policy::Regime::OptIn,
+            region: "DE".into(),
+        },
+        permitted: [crate::consent::policy::Tier::Anonymous]
+            .into_iter()
+            .collect(),
+        reasons: vec![],
+        show_banner: true,
+        consent_id: None,
+        basis: "test",
+    };
+    let geo = crate::firmographics::Geo::default();
+    let v = crate::rules::Visitor {
+        path: "/",
+        query: None,
+        referrer_host: None,
+        cookies: vec![],
+        geo: &geo,
+        company: None,
+        decision: &decision,
+        now: 1_790_000_000,
+    };
+    let page = Page {
+        prefix: "/_concierge/",
+        banner: true,
+        why_link: false,
+    };
+    let ops = render_plan(&plan, &v, &page);
+    let mut rw = Rewriter::new(ops, None, 1 << 20);
+    let (a, _) = rw.write(b"<html><head></head><body><h1>x</h1></body></html>");
+    let (b, _) = rw.end();
+    let out = String::from_utf8_lossy(&[a, b].concat()).into_owned();
+    assert!(
+        out.contains(
+            "<body><noscript><p class=\"concierge-noscript\"><a href=\"/_concierge/consent\">"
+        ),
+        "{out}"
+    );
 }
