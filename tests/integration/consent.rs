@@ -628,3 +628,32 @@ async fn decisions_name_the_consent_they_relied_on() {
     assert_eq!(lines[1]["type"], "decision");
     assert!(lines.iter().all(|l| l["consent_id"] == id.as_str()));
 }
+
+/// Issue 16, item 13: the choices page describes the state that applies where the visitor is — in an opt-out
+/// region, that content may be tailored unless they object (and the boxes show it), not "only if you agree".
+#[tokio::test]
+async fn the_choices_page_tells_the_truth_in_opt_out_regions() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let account =
+        "[account]\ndomain = \"acme.example\"\nname = \"Acme\"\nnetworks = [\"127.0.10.0/24\"]\n";
+    let server = audited_proxy(&origin, dir.path(), account, "").await;
+    let addr = server.listeners[0];
+    let (_, body) = get_from("127.0.10.5", addr, "/_concierge/consent", &[]).await;
+    let california = String::from_utf8_lossy(&body);
+    assert!(california.contains("unless you object"), "{california}");
+    assert!(california.contains("You have not objected"), "{california}");
+    assert!(
+        california
+            .contains("name=\"firmographic\" value=\"on\" aria-describedby=\"cc-f-text\" checked"),
+        "{california}"
+    );
+    let (_, body) = get_from("127.0.0.1", addr, "/_concierge/consent", &[]).await;
+    let germany = String::from_utf8_lossy(&body);
+    assert!(germany.contains("only happens if you agree"), "{germany}");
+    assert!(germany.contains("You have not made a choice"), "{germany}");
+    assert!(
+        !germany.contains("aria-describedby=\"cc-f-text\" checked"),
+        "{germany}"
+    );
+}

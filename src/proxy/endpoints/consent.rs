@@ -169,6 +169,22 @@ pub(super) fn page(
         .and_then(choice::return_param)
         .unwrap_or_else(|| "/".to_string());
     let (previous, gpc) = current_choice(proxy, req.headers(), ctx.scheme == "https");
+    // What applies to this visitor now, decided as for a page: the page tells the truth about it.
+    let view = crate::pipeline::RequestView {
+        method: req.method(),
+        request_id: ctx.request_id.to_str().unwrap_or("-"),
+        path: "/",
+        query: None,
+        headers: req.headers(),
+        client: ctx.client.addr,
+        secure: ctx.scheme == "https",
+        now: crate::classify::unix_now(),
+        visitor_id: None,
+    };
+    let decision = crate::pipeline::classify(&view, &proxy.sources(), settings).decision;
+    let opt_out = decision.jurisdiction.regime == crate::consent::policy::Regime::OptOut
+        && decision.jurisdiction.region != "unknown";
+    let region = escape_html(&decision.jurisdiction.region);
     let checked = |b: bool| if b { " checked" } else { "" };
     let status = match &previous {
         Some(p) => format!(
@@ -178,7 +194,21 @@ pub(super) fn page(
             if p.personal { "allowed" } else { "not allowed" },
             escape_html(&p.consent_id)
         ),
+        None if opt_out && decision.permits(crate::consent::policy::Tier::Firmographic) => {
+            "You have not objected, so content may be tailored for your organization. You can object below."
+                .to_string()
+        }
         None => "You have not made a choice on this site yet.".to_string(),
+    };
+    let intro = if opt_out {
+        format!(
+            "Your connection appears to come from <strong>{region}</strong>. There, this site may tailor what it \
+             shows to your organization unless you object; you can object, or change your mind, here at any time."
+        )
+    } else {
+        "This site can tailor what it shows. Some of that uses no personal data at all; the rest only happens if \
+         you agree, and you can change your mind here at any time."
+            .to_string()
     };
     let gpc_note = if gpc {
         "<p class=\"cc-status\">Your browser sends a Global Privacy Control signal. We honour it: whatever you choose \
@@ -191,8 +221,7 @@ pub(super) fn page(
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>Your privacy choices</title><link rel=\"stylesheet\" href=\"{prefix}consent.css\"></head>\n\
          <body><main class=\"cc-page\"><h1>Your privacy choices</h1>\
-         <p>This site can tailor what it shows. Some of that uses no personal data at all; the rest only happens if \
-         you agree, and you can change your mind here at any time.</p>\
+         <p>{intro}</p>\
          <p class=\"cc-status\">{status}</p>{gpc_note}\
          <form method=\"post\" action=\"{prefix}consent\">\
          <input type=\"hidden\" name=\"return\" value=\"{ret}\">\
@@ -217,8 +246,15 @@ pub(super) fn page(
         prefix = escape_html(prefix),
         ret = escape_html(&return_to),
         why = escape_html(&crate::feedback::encode_component(choice::page_of(&return_to))),
-        f = checked(previous.as_ref().is_some_and(|p| p.firmographic)),
-        p = checked(previous.as_ref().is_some_and(|p| p.personal)),
+        // The boxes show what applies now: the visitor's choice, else what the Decision permits.
+        f = checked(previous.as_ref().map_or(
+            decision.permits(crate::consent::policy::Tier::Firmographic),
+            |p| p.firmographic
+        )),
+        p = checked(previous.as_ref().map_or(
+            decision.permits(crate::consent::policy::Tier::Personal),
+            |p| p.personal
+        )),
     );
     html_page(page)
 }
