@@ -167,6 +167,28 @@ pub fn read_text(path: &Path, max: u64) -> Result<String, (Option<(usize, usize)
 }
 
 /// 1-based line and column of a byte offset.
+/// Why `text` is not an IP network, in plain words (it failed to parse as one).
+pub fn why_not_a_network(text: &str) -> String {
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let Ok(ip) = addr.trim().parse::<std::net::IpAddr>() else {
+        return format!("`{text}` is not a network: `{addr}` is not an IP address");
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    match prefix.map(|p| p.trim().parse::<u32>()) {
+        Some(Err(_)) => format!(
+            "`{text}` is not a network: the prefix after `/` must be a number from 0 to {max}"
+        ),
+        Some(Ok(p)) if p > max => format!(
+            "`{text}` is not a network: the prefix /{p} is longer than {max}, the most an IPv{} network has",
+            if ip.is_ipv4() { 4 } else { 6 }
+        ),
+        _ => format!("`{text}` is not a network"),
+    }
+}
+
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -227,8 +249,8 @@ pub fn parse_account(file: &Path, text: &str) -> Result<Option<Account>, SourceE
                     file,
                     at(n.span()),
                     format!(
-                        "`{}` is not a network; write e.g. \"203.0.113.0/24\" or \"2001:db8::/48\"",
-                        n.get_ref()
+                        "{}; write e.g. \"203.0.113.0/24\" or \"2001:db8::/48\"",
+                        why_not_a_network(n.get_ref())
                     ),
                 ))
             }
@@ -427,9 +449,7 @@ fn vendor_row(
     };
     let err = |m: String| SourceError::new(path, Some((line, 1)), m);
     let networks: Vec<IpNetwork> = if let Some(n) = get(&["network", "cidr", "range"]) {
-        let net: IpNetwork = n
-            .parse()
-            .map_err(|_| err(format!("`{n}` is not a network")))?;
+        let net: IpNetwork = n.parse().map_err(|_| err(why_not_a_network(&n)))?;
         vec![IpNetwork::new(net.network(), net.prefix()).map_err(|e| err(e.to_string()))?]
     } else {
         let (Some(a), Some(b)) = (get(&["start_ip", "start"]), get(&["end_ip", "end"])) else {
@@ -525,6 +545,14 @@ pub fn range_to_networks(first: IpAddr, last: IpAddr) -> Option<Vec<IpNetwork>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_network_says_why() {
+        assert!(why_not_a_network("10.0.0.0/33").contains("the prefix /33 is longer than 32"));
+        assert!(why_not_a_network("2001:db8::/129").contains("longer than 128"));
+        assert!(why_not_a_network("10.0.0.300/24").contains("`10.0.0.300` is not an IP address"));
+        assert!(why_not_a_network("10.0.0.0/x").contains("must be a number from 0 to 32"));
+    }
 
     #[test]
     fn organisation_names_normalise() {

@@ -52,12 +52,11 @@ pub fn parse_file(
     rules_dir: &Path,
 ) -> Result<Vec<Personalization>, Vec<SourceError>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
-        vec![err(
-            file,
-            text,
-            e.span(),
-            e.message().trim_end().to_string(),
-        )]
+        let mut msg = e.message().trim_end().to_string();
+        if let Some(hint) = crate::hint::unknown_key(e.message()) {
+            msg.push_str(&format!("; did you mean `{hint}`?"));
+        }
+        vec![err(file, text, e.span(), msg)]
     })?;
     let stem = file
         .file_stem()

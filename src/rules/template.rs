@@ -65,7 +65,7 @@ pub struct Template {
 pub enum TemplateError {
     #[error("`{{{{` without a closing `}}}}`")]
     Unclosed,
-    #[error("unknown variable `{0}`; known: {1}")]
+    #[error("unknown variable `{0}`{hint}; known: {1}", hint = crate::hint::closest(.0, VARIABLES.iter().map(|(n, _)| *n)).map(|h| format!(" (did you mean `{h}`?)")).unwrap_or_default())]
     Unknown(String, String),
 }
 
