@@ -481,7 +481,33 @@ fn compile_action(
     let kind = match kinds.len() {
         1 => kinds.pop().expect("one"),
         0 => return Err(err(file, text, at(span), "an action needs one of set_text, set_html, set_attribute, append_attribute, before, after, prepend, append, remove, add_class, inject")),
-        _ => return Err(err(file, text, at(span), "an action does exactly one thing; split it into several [[personalization.action]] tables")),
+        _ => {
+            let present: Vec<&str> = [
+                ("set_text", a.set_text.is_some()),
+                ("set_html", a.set_html.is_some()),
+                ("set_attribute", a.set_attribute.is_some()),
+                ("append_attribute", a.append_attribute.is_some()),
+                ("before", a.before.is_some()),
+                ("after", a.after.is_some()),
+                ("prepend", a.prepend.is_some()),
+                ("append", a.append.is_some()),
+                ("remove", a.remove.is_some()),
+                ("add_class", a.add_class.is_some()),
+                ("inject", a.inject.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(k, on)| on.then_some(k))
+            .collect();
+            return Err(err(
+                file,
+                text,
+                at(span),
+                format!(
+                    "an action does exactly one thing, this one has {}; split it into several [[personalization.action]] tables",
+                    present.join(" and ")
+                ),
+            ));
+        }
     };
     let (selector, sel_span) = match (&a.select, &kind) {
         (Some(s), _) => (s.get_ref().trim().to_string(), s.span()),

@@ -275,6 +275,7 @@ fn errors_name_file_line_column_and_what_is_wrong() {
         // Issue 16, item 4: "did you mean" for variables and keys.
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"firmographic\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"Hi {{ compnay.name }}\"\n", "unknown variable `compnay.name` (did you mean `company.name`?)"),
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\npriorty = 3\n", "did you mean `priority`?"),
+        ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"a\"\nadd_class = \"b\"\n", "this one has set_text and add_class"),
         // Regression (issue 13, item 10): errors in an action's values point at the key's line, not at the
         // [[personalization.action]] header.
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"a\"\nset_attribute = { name = \"href\", value = \"javascript:alert(1)\" }\n", "a.toml:6:42: `javascript:alert(1)` is not a safe URL"),
