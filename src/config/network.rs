@@ -198,25 +198,32 @@ pub(super) fn validate_geo_static(
             );
             continue;
         };
-        let country = match e.country.map(|s| s.to_ascii_uppercase()) {
-            Some(cc) if is_code(&cc, 2) => cc,
+        // Codes are compared in upper case; errors echo the value as written.
+        let country = match e.country.as_deref().map(|s| (s, s.to_ascii_uppercase())) {
+            Some((_, cc)) if is_code(&cc, 2) => cc,
             other => {
                 c.fail(
                     format!("{key}.country"),
                     match other {
-                        Some(cc) => format!("`{cc}` is not an ISO 3166-1 alpha-2 country code"),
+                        Some((written, _)) => format!(
+                            "`{written}` is not an ISO 3166-1 alpha-2 country code; write e.g. \"DE\""
+                        ),
                         None => "missing; write e.g. \"DE\"".into(),
                     },
                 );
                 continue;
             }
         };
-        let subdivision = match e.subdivision.map(|s| s.to_ascii_uppercase()) {
-            Some(sub) if (1..=3).contains(&sub.len()) && is_code(&sub, sub.len()) => Some(sub),
-            Some(sub) => {
+        let subdivision = match e
+            .subdivision
+            .as_deref()
+            .map(|s| (s, s.to_ascii_uppercase()))
+        {
+            Some((_, sub)) if (1..=3).contains(&sub.len()) && is_code(&sub, sub.len()) => Some(sub),
+            Some((written, _)) => {
                 c.fail(
                     format!("{key}.subdivision"),
-                    format!("`{sub}` is not a subdivision code; write e.g. \"CA\""),
+                    format!("`{written}` is not a subdivision code; write e.g. \"CA\""),
                 );
                 continue;
             }

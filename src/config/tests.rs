@@ -248,3 +248,16 @@ fn edit_distance_works() {
     assert_eq!(edit_distance("", "abc"), 3);
     assert_eq!(edit_distance("same", "same"), 0);
 }
+
+#[test]
+fn geo_static_errors_echo_values_as_written() {
+    let e = errs(
+        "[upstream]\nurl = \"http://127.0.0.1:3000\"\n[[geo.static]]\nnetwork = \"10.0.0.0/8\"\ncountry = \"Germany\"\n",
+    );
+    assert!(
+        e.iter().any(|e| e
+            .message
+            .contains("`Germany` is not an ISO 3166-1 alpha-2 country code")),
+        "{e:?}"
+    );
+}
