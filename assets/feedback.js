@@ -93,6 +93,9 @@
       store.setItem(key, "done");
       box.replaceChildren(status);
       status.textContent = message;
+      // Keep keyboard focus in the prompt (it would drop to <body> with the removed form).
+      status.setAttribute("tabindex", "-1");
+      status.focus();
       window.setTimeout(function () { container.setAttribute("hidden", ""); }, 4000);
     }
 
@@ -103,6 +106,13 @@
       container.setAttribute("hidden", "");
       // Closing after answering loses nothing: the answer was recorded when it was given.
       if (answered === null) send(prompt, { event: "dismiss" });
+    });
+    // Escape closes the prompt, as the close button does.
+    container.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && !container.hasAttribute("hidden")) {
+        event.preventDefault();
+        close.click();
+      }
     });
 
     function failed(button) {

@@ -162,3 +162,26 @@ fn the_html_experiments_report_is_self_contained_and_drawn() {
     assert!(seen["pdf_bytes"].as_u64().unwrap() > 10_000, "{seen}");
     assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
 }
+
+/// Issue 16, item 14 (in part): Escape closes the prompt; after answering and after sending, the keyboard focus
+/// stays in the prompt instead of dropping to `<body>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prompt_works_with_the_keyboard() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = audited_proxy(
+        &origin,
+        dir.path(),
+        ACME,
+        "[[geo.static]]\nnetwork = \"127.0.0.1/32\"\ncountry = \"US\"\nsubdivision = \"CA\"\n",
+    )
+    .await;
+    let url = format!("http://{}/landing", server.listeners[0]);
+    let seen = tokio::task::spawn_blocking(move || browser("feedback_keys.py", &[&url]))
+        .await
+        .unwrap();
+    assert_eq!(seen["dismiss_status"], 204, "{seen}");
+    assert_eq!(seen["escape_hidden"], true, "{seen}");
+    assert_eq!(seen["focus_after_answer"], "cf-comment", "{seen}");
+    assert_eq!(seen["focus_after_send"], "cf-status", "{seen}");
+}
