@@ -31,23 +31,10 @@ pub(super) fn validate_experiments(
             );
         }
     }
-    for (i, text) in raw.exclude_networks.unwrap_or_default().iter().enumerate() {
-        match text.parse::<ipnetwork::IpNetwork>() {
-            Ok(n) if n.network() != n.ip() => c.fail(
-                format!("experiments.exclude_networks[{i}]"),
-                format!(
-                    "`{text}` has host bits set; did you mean `{}/{}`?",
-                    n.network(),
-                    n.prefix()
-                ),
-            ),
-            Ok(n) => s.exclude_networks.push(n),
-            Err(_) => c.fail(
-                format!("experiments.exclude_networks[{i}]"),
-                format!("`{text}` is not an IP address or CIDR; write e.g. \"10.0.0.0/8\""),
-            ),
-        }
-    }
+    s.exclude_networks = c.networks(
+        "experiments.exclude_networks",
+        &raw.exclude_networks.unwrap_or_default(),
+    );
     if let Some(bots) = raw.bots {
         for (i, b) in bots.iter().enumerate() {
             if b.trim().is_empty() {

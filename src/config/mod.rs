@@ -271,6 +271,25 @@ impl Check {
         }
     }
 
+    /// A list of networks (`10.0.0.0/8`, `2001:db8::/32`); one with host bits set is almost always a typo.
+    fn networks(&mut self, key: &str, list: &[String]) -> Vec<ipnetwork::IpNetwork> {
+        let mut out = Vec::new();
+        for (i, text) in list.iter().enumerate() {
+            match text.parse::<ipnetwork::IpNetwork>() {
+                Ok(n) if n.network() != n.ip() => self.fail(
+                    format!("{key}[{i}]"),
+                    format!("`{text}` has host bits set; did you mean `{}/{}`?", n.network(), n.prefix()),
+                ),
+                Ok(n) => out.push(n),
+                Err(_) => self.fail(
+                    format!("{key}[{i}]"),
+                    format!("`{text}` is not an IP address or CIDR; write e.g. \"10.0.0.0/8\" or \"2001:db8::/32\""),
+                ),
+            }
+        }
+        out
+    }
+
     fn range(
         &mut self,
         key: &str,

@@ -66,21 +66,10 @@ pub(super) fn validate_client_ip(
     listeners: &[ListenerSettings],
 ) -> ClientIpSettings {
     let rc = raw.unwrap_or_default();
-    let mut nets = Vec::new();
-    for (i, text) in rc.trusted_proxies.unwrap_or_default().iter().enumerate() {
-        match text.parse::<ipnetwork::IpNetwork>() {
-            // A network with host bits set (10.0.0.1/8) is almost always a typo for something else.
-            Ok(n) if n.network() != n.ip() => c.fail(
-                format!("client_ip.trusted_proxies[{i}]"),
-                format!("`{text}` has host bits set; did you mean `{}/{}`?", n.network(), n.prefix()),
-            ),
-            Ok(n) => nets.push(n),
-            Err(_) => c.fail(
-                format!("client_ip.trusted_proxies[{i}]"),
-                format!("`{text}` is not an IP address or CIDR; write e.g. \"10.0.0.0/8\" or \"2001:db8::/32\""),
-            ),
-        }
-    }
+    let nets = c.networks(
+        "client_ip.trusted_proxies",
+        &rc.trusted_proxies.unwrap_or_default(),
+    );
     let header = match rc.header.as_deref() {
         None | Some("x-forwarded-for") => crate::client_ip::ForwardingHeader::XForwardedFor,
         Some("forwarded") => crate::client_ip::ForwardingHeader::Forwarded,

@@ -50,13 +50,9 @@ const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
 
 /// `YYYY-MM-DD` (start of that UTC day) as Unix seconds.
 fn day(s: &str) -> Option<u64> {
-    if s.len() != 10 {
-        return None;
-    }
-    let t = humantime::parse_rfc3339_weak(&format!("{s} 00:00:00")).ok()?;
-    t.duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs())
+    (s.len() == 10)
+        .then(|| crate::rules::compile::parse_date(s))
+        .flatten()
 }
 
 fn valid_id(s: &str) -> bool {

@@ -359,7 +359,7 @@ fn per_exposure(conv: [&[f64]; 2], exp: [&[f64]; 2]) -> Comparison {
     out
 }
 
-fn result(id: String, agg: Agg, floors: Floors) -> ExperimentResult {
+fn result(id: String, mut agg: Agg, floors: Floors) -> ExperimentResult {
     let control_share = agg.control_share.unwrap_or(0.5);
     let mut notes = Vec::new();
     if agg.shares_seen.len() > 1 {
@@ -378,7 +378,7 @@ fn result(id: String, agg: Agg, floors: Floors) -> ExperimentResult {
     // Per account: conversions per goal after the first exposure.
     let mut conv: HashMap<(&str, &str), u64> = HashMap::new();
     let mut unattributed = 0;
-    let mut daily = agg.daily.clone();
+    let mut daily = std::mem::take(&mut agg.daily);
     for (time, account, goal, _) in &agg.conversions {
         match agg.accounts.get(account) {
             Some(a) if a.arm.is_some() && *time >= a.first_exposure => {

@@ -519,7 +519,6 @@ fn the_control_arm_gets_the_origin_page_for_governed_rules_and_both_arms_are_exp
     assert!(applied.assignments.is_empty());
     assert_eq!(applied.excluded, Some("bot"));
     assert_eq!(plan.actions.len(), 1);
-    let _ = accounts_in_arms(e);
 }
 
 #[test]

@@ -24,7 +24,7 @@ fn err(
 }
 
 /// `YYYY-MM-DD` (start of day, UTC) as Unix seconds.
-fn parse_date(s: &str) -> Option<u64> {
+pub(crate) fn parse_date(s: &str) -> Option<u64> {
     let t = humantime::parse_rfc3339_weak(&format!("{s} 00:00:00")).ok()?;
     t.duration_since(std::time::UNIX_EPOCH)
         .ok()

@@ -10,7 +10,7 @@
 //! Invariants: a rule set is complete and valid or not loaded at all; a rule needing a tier the Decision does
 //! not permit never applies; the plan never depends on anything but its inputs.
 
-mod compile;
+pub(crate) mod compile;
 mod plan;
 mod schema;
 pub(crate) mod template;
