@@ -121,6 +121,7 @@ fn bench(c: &mut Criterion) {
                     "{name}/{selectors}/{}",
                     if gzip { "gzip" } else { "identity" }
                 );
+                let catalog = concierge::consent::texts::Catalog::default();
                 g.bench_function(label, |b| {
                     b.iter(|| {
                         let plan = rules.plan(&visitor);
@@ -131,6 +132,8 @@ fn bench(c: &mut Criterion) {
                                 prefix: "/_concierge/",
                                 banner: false,
                                 why_link: false,
+                                texts: catalog.by_tag("en"),
+                                texts_version: catalog.version(),
                             },
                         );
                         let mut rw = Rewriter::new(ops, None, 1 << 20);

@@ -26,6 +26,7 @@
 //! | `config`        | the TOML file read raw, then validated per section into `Settings` |
 //! | `host`          | what a valid host[:port] is |
 //! | `hint`          | "did you mean": the closest name by edit distance |
+//! | `places`        | region codes in words ("California, United States"), from ISO's names |
 //! | `watch`         | noticing that files changed (polled fingerprints) |
 //!
 //! Modules the binary, the integration tests, the benchmarks and the fuzz targets need are `pub`; the rest are
@@ -47,6 +48,7 @@ pub(crate) mod hint;
 pub(crate) mod host;
 pub(crate) mod metrics;
 pub(crate) mod pipeline;
+pub(crate) mod places;
 pub(crate) mod proxy;
 pub mod rewrite;
 pub mod rules;

@@ -52,6 +52,13 @@ impl<'a> RequestView<'a> {
                     .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html")))
     }
 
+    /// The request's `Accept-Language`, which picks the banner's language.
+    pub fn accept_language(&self) -> Option<&'a [u8]> {
+        self.headers
+            .get(http::header::ACCEPT_LANGUAGE)
+            .map(|v| v.as_bytes())
+    }
+
     /// The host of the request's `Referer`, for `when.referrer_host`.
     pub fn referrer_host(&self) -> Option<String> {
         self.headers
@@ -241,7 +248,7 @@ pub fn plan_page<'s>(
                 view.now,
             )
         };
-    let page = page(settings, &classification);
+    let page = page(settings, &classification, view.accept_language());
     let ops = crate::rewrite::render_plan(&plan, &visitor, &page);
     let applied = plan.applied().into_iter().map(str::to_string).collect();
     drop(visitor);
@@ -256,11 +263,19 @@ pub fn plan_page<'s>(
 }
 
 /// What the proxy adds to a page of its own accord, for this visitor.
-pub fn page<'a>(settings: &'a Settings, c: &Classification) -> crate::rewrite::Page<'a> {
+/// `accept_language`: the request's `Accept-Language`, which picks the banner's language.
+pub fn page<'a>(
+    settings: &'a Settings,
+    c: &Classification,
+    accept_language: Option<&[u8]>,
+) -> crate::rewrite::Page<'a> {
+    let texts = &settings.consent.texts;
     crate::rewrite::Page {
         prefix: &settings.proxy.reserved_prefix,
         banner: c.decision.show_banner,
         why_link: settings.proxy.why_link,
+        texts: texts.negotiate(accept_language),
+        texts_version: texts.version(),
     }
 }
 
@@ -427,7 +442,7 @@ impl<'s> PageDecision<'s> {
     ) -> (String, String) {
         use crate::rewrite::OpKind;
         let visitor = self.visitor(view);
-        let page = page(settings, &self.classification);
+        let page = page(settings, &self.classification, view.accept_language());
         match crate::rewrite::render_action(rule, action, &visitor, &page, self.plan.rules_version)
         {
             Some(OpKind::SetContent(v, html)) => {
@@ -451,7 +466,7 @@ impl<'s> PageDecision<'s> {
         url: &str,
         record: Option<crate::audit::DecisionRecord>,
     ) -> Explanation<'d> {
-        let page = page(settings, &self.classification);
+        let page = page(settings, &self.classification, view.accept_language());
         let additions = crate::rewrite::Additions::of(&self.plan, &page);
         Explanation {
             ip: ip.to_string(),

@@ -51,6 +51,10 @@ pub struct ConsentRecord {
     /// A GPC signal was present when the choice was made (it still withdraws consent whatever the choice).
     pub gpc: bool,
     pub request_id: String,
+    /// The language of the banner or choices page the choice was made on (one of `consent.texts`'s); absent in
+    /// records written before Concierge had languages, and when the form did not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 /// What the `audit` stream holds.

@@ -142,6 +142,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "experiment",
     "arm",
     "goal",
+    "language",
 ];
 
 /// One record as CSV fields (lists joined with `;`).
@@ -199,6 +200,7 @@ pub fn csv_row(v: &Value) -> Vec<String> {
         s(&v["experiment"]),
         s(&v["arm"]),
         s(&v["goal"]),
+        s(&v["language"]),
     ]
 }
 

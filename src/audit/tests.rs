@@ -21,6 +21,7 @@ pub fn record(id: &str) -> Record {
         },
         gpc: false,
         request_id: "r1".into(),
+        language: Some("en".into()),
     })
 }
 

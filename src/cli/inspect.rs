@@ -266,7 +266,7 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
         &settings,
     );
     let (c, plan) = (&decided.classification, &decided.plan);
-    let page = crate::pipeline::page(&settings, c);
+    let page = crate::pipeline::page(&settings, c, view.accept_language());
     let ops = decided.ops.clone();
     let additions = crate::rewrite::Additions::of(plan, &page);
     let describe = |p: &crate::rules::Personalization, a: &crate::rules::Action| {

@@ -28,6 +28,10 @@ pub struct RawConsent {
     pub gpc_last_update: Option<String>,
     pub cookie_key: Option<PathBuf>,
     pub cookie_previous_keys: Option<Vec<PathBuf>>,
+    pub policy_url: Option<String>,
+    pub default_language: Option<String>,
+    pub texts:
+        Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>>,
 }
 
 /// 13 months (the CNIL's and most consent managers' limit), as days.
@@ -219,6 +223,15 @@ pub(super) fn validate_consent(
             s.banner_version = v;
         }
     }
+    let (catalog, problems) = crate::consent::texts::configure(
+        &raw.texts.unwrap_or_default(),
+        raw.default_language.as_deref(),
+        raw.policy_url.as_deref(),
+    );
+    for (key, message) in problems {
+        c.fail(key, message);
+    }
+    s.texts = std::sync::Arc::new(catalog);
     s.gpc_well_known = raw.gpc_well_known.unwrap_or(false);
     if let Some(d) = raw.gpc_last_update {
         let b = d.as_bytes();

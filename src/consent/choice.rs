@@ -16,6 +16,9 @@ pub struct Choice {
     pub personal: bool,
     /// A same-site path to go back to (validated; `/` when absent or unusable).
     pub return_to: String,
+    /// The language of the texts the visitor chose on (`lang`), if it looks like a language tag; whether it is
+    /// one of the configured languages is the caller's to check.
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +93,7 @@ pub fn parse_form(body: &[u8]) -> Result<Choice, ChoiceError> {
     let mut action = None;
     let (mut firmographic, mut personal) = (false, false);
     let mut return_to = String::from("/");
+    let mut language = None;
     for pair in text.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v).ok_or(ChoiceError::Malformed)?;
@@ -109,6 +113,12 @@ pub fn parse_form(body: &[u8]) -> Result<Choice, ChoiceError> {
                     return_to = p.to_string();
                 }
             }
+            "lang"
+                if (2..=35).contains(&v.len())
+                    && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+            {
+                language = Some(v.to_ascii_lowercase());
+            }
             _ => {}
         }
     }
@@ -123,6 +133,7 @@ pub fn parse_form(body: &[u8]) -> Result<Choice, ChoiceError> {
         firmographic,
         personal,
         return_to,
+        language,
     })
 }
 

@@ -3,7 +3,8 @@
 //!
 //! - [`tcf`], [`gpp`], [`usp`]: decoders (own code, bounded, never panicking, fuzzed);
 //! - [`signals`]: what one request carries, read from headers, cookies and query parameters;
-//! - [`policy`]: jurisdiction regimes and the [`policy::Decision`].
+//! - [`policy`]: jurisdiction regimes and the [`policy::Decision`];
+//! - [`texts`]: the banner's and choices page's words per language, chosen by `Accept-Language`.
 
 pub(crate) mod bits;
 pub mod choice;
@@ -13,6 +14,7 @@ pub mod gpp;
 pub mod policy;
 pub mod signals;
 pub mod tcf;
+pub mod texts;
 pub mod usp;
 
 /// Everything the consent engine is configured with (`[consent]` in the config file).
@@ -31,6 +33,8 @@ pub struct ConsentSettings {
     pub key_files: first_party::CookieKeyFiles,
     /// The keys themselves, loaded at start ([`ConsentSettings::load_keys`]); none: no cookie verifies.
     pub keys: std::sync::Arc<first_party::CookieKeys>,
+    /// The banner's and choices page's texts per language, and the privacy policy link.
+    pub texts: std::sync::Arc<texts::Catalog>,
 }
 
 impl ConsentSettings {
@@ -60,6 +64,7 @@ impl Default for ConsentSettings {
             gpc_last_update: None,
             key_files: Default::default(),
             keys: Default::default(),
+            texts: Default::default(),
         }
     }
 }

@@ -42,21 +42,37 @@ pub enum OpKind {
     AddClass(String),
 }
 
-/// The markup that loads the consent banner (same-origin assets, no inline script).
-pub fn banner_markup(prefix: &str) -> String {
-    let mut p = String::new();
-    crate::rules::template::escape_attr(prefix, &mut p);
+/// The markup that loads the consent banner in the visitor's language (same-origin assets, no inline script).
+/// The stylesheet is only preloaded: the banner draws itself in a shadow root of its own, which links it, so the
+/// host page's styles never reach it and its styles never reach the page.
+pub fn banner_markup(page: &Page) -> String {
+    let mut css = String::new();
+    crate::rules::template::escape_attr(&format!("{}consent.css", page.prefix), &mut css);
+    let mut js = String::new();
+    crate::rules::template::escape_attr(
+        &format!(
+            "{}consent.js?v={}&lang={}",
+            page.prefix, page.texts_version, page.texts.lang
+        ),
+        &mut js,
+    );
     format!(
-        "<link rel=\"stylesheet\" href=\"{p}consent.css\"><script src=\"{p}consent.js\" defer></script>"
+        "<link rel=\"preload\" as=\"style\" href=\"{css}\"><script src=\"{js}\" defer></script>"
     )
 }
 
 /// What a visitor without JavaScript gets instead of the banner: a link to the choices page, first in `<body>`.
-pub fn noscript_markup(prefix: &str) -> String {
+pub fn noscript_markup(page: &Page) -> String {
     let mut p = String::new();
-    crate::rules::template::escape_attr(prefix, &mut p);
+    crate::rules::template::escape_attr(page.prefix, &mut p);
+    let mut text = String::new();
+    crate::rules::template::escape_attr(
+        page.texts.get(crate::consent::texts::Key::Noscript),
+        &mut text,
+    );
     format!(
-        "<noscript><p class=\"concierge-noscript\"><a href=\"{p}consent\">Privacy choices: decide what this site may use about you</a></p></noscript>"
+        "<noscript><p class=\"concierge-noscript\" lang=\"{lang}\"><a href=\"{p}consent\">{text}</a></p></noscript>",
+        lang = page.texts.lang
     )
 }
 
@@ -77,6 +93,10 @@ pub struct Page<'a> {
     pub banner: bool,
     /// Every personalized page carries the "why am I seeing this" link (`proxy.why_link`).
     pub why_link: bool,
+    /// The banner's texts, in the visitor's language.
+    pub texts: &'a crate::consent::texts::Texts,
+    /// The texts' fingerprint, in the banner script's URL.
+    pub texts_version: &'a str,
 }
 
 /// One action of rule `rule` rendered for `visitor`: every template value escaped for where it lands. `None`:
@@ -115,7 +135,7 @@ pub fn render_action(
             if !page.banner {
                 return None;
             }
-            OpKind::Insert(Position::Append, banner_markup(page.prefix), true)
+            OpKind::Insert(Position::Append, banner_markup(page), true)
         }
         ActionKind::Inject(Asset::Feedback) => OpKind::Insert(
             Position::Append,
@@ -204,7 +224,7 @@ pub fn render_plan(plan: &Plan, visitor: &Visitor, page: &Page) -> Vec<Op> {
     if let (true, Some(head)) = (add.banner, HEAD.as_ref()) {
         ops.push(Op {
             selector: head.clone(),
-            kind: OpKind::Insert(Position::Append, banner_markup(page.prefix), true),
+            kind: OpKind::Insert(Position::Append, banner_markup(page), true),
             once: true,
         });
     }
@@ -213,7 +233,7 @@ pub fn render_plan(plan: &Plan, visitor: &Visitor, page: &Page) -> Vec<Op> {
     let mut start = String::new();
     if add.banner {
         // Without JavaScript there is no banner: a plain link to the choices page (forms, no script) instead.
-        start.push_str(&noscript_markup(page.prefix));
+        start.push_str(&noscript_markup(page));
     }
     for rule in &add.prompts {
         if let Some(f) = &rule.feedback {

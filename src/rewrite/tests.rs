@@ -92,15 +92,7 @@ fn ops(company_name: &str) -> Vec<Op> {
         now: 0,
     };
     let plan = rules.plan(&v);
-    render_plan(
-        &plan,
-        &v,
-        &crate::rewrite::Page {
-            prefix: "/_concierge/",
-            banner: true,
-            why_link: false,
-        },
-    )
+    render_plan(&plan, &v, &test_page("/_concierge/"))
 }
 
 fn rewrite_chunks(ops: Vec<Op>, input: &[u8], sizes: &[usize]) -> Vec<u8> {
@@ -153,7 +145,7 @@ fn applies_every_action_and_escapes_values() {
         "{out}"
     );
     assert!(
-        out.contains("<script src=\"/_concierge/consent.js\" defer></script></head>"),
+        out.contains("&amp;lang=en\" defer></script></head>"),
         "banner in head: {out}"
     );
     assert!(out.contains("日本語のテキスト"));
@@ -214,7 +206,7 @@ fn memory_limit_bails_out_and_passes_the_rest_through() {
     assert!(
         out.starts_with(&format!(
             "<html><body>{}<h1 class=\"abm\">Welcome, Acme</h1>",
-            noscript_markup("/_concierge/")
+            noscript_markup(&test_page("/_concierge/"))
         )),
         "rewritten up to the limit: {}",
         &out[..200]
@@ -302,7 +294,7 @@ fn id_ops() -> Vec<Op> {
         op("#logo", OpKind::SetAttribute("alt".into(), "Acme".into())),
         op(
             "head",
-            OpKind::Insert(Position::Append, banner_markup("/_c/"), true),
+            OpKind::Insert(Position::Append, banner_markup(&test_page("/_c/")), true),
         ),
     ]
 }
@@ -387,7 +379,7 @@ fn once_only_ops_apply_to_the_first_match_and_parsing_stops_when_all_are_done() 
         out.contains("<img id=\"logo\" src=\"/l.svg\" alt=\"Acme\">"),
         "{out}"
     );
-    assert!(out.contains("consent.js\" defer></script></head>"), "{out}");
+    assert!(out.contains("lang=en\" defer></script></head>"), "{out}");
     // Each kind alone completes too (end-tag ops included), so parsing stops for any mix.
     for o in id_ops() {
         let what = format!("{:?}", o.kind);
@@ -456,11 +448,7 @@ fn a_page_with_the_banner_carries_a_noscript_link_to_the_choices_page() {
         decision: &decision,
         now: 1_790_000_000,
     };
-    let page = Page {
-        prefix: "/_concierge/",
-        banner: true,
-        why_link: false,
-    };
+    let page = test_page("/_concierge/");
     let ops = render_plan(&plan, &v, &page);
     let mut rw = Rewriter::new(ops, None, 1 << 20);
     let (a, _) = rw.write(b"<html><head></head><body><h1>x</h1></body></html>");
@@ -468,8 +456,22 @@ fn a_page_with_the_banner_carries_a_noscript_link_to_the_choices_page() {
     let out = String::from_utf8_lossy(&[a, b].concat()).into_owned();
     assert!(
         out.contains(
-            "<body><noscript><p class=\"concierge-noscript\"><a href=\"/_concierge/consent\">"
+            "<body><noscript><p class=\"concierge-noscript\" lang=\"en\"><a href=\"/_concierge/consent\">"
         ),
         "{out}"
     );
+}
+
+static CATALOG: std::sync::LazyLock<crate::consent::texts::Catalog> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A page with the banner, in English, under `prefix`.
+fn test_page(prefix: &'static str) -> crate::rewrite::Page<'static> {
+    crate::rewrite::Page {
+        prefix,
+        banner: true,
+        why_link: false,
+        texts: CATALOG.by_tag("en"),
+        texts_version: CATALOG.version(),
+    }
 }

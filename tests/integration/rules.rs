@@ -134,9 +134,14 @@ async fn an_account_visitor_gets_their_page_and_consent_gates_it() {
         "{body}"
     );
     assert!(body.contains("<h1 class=\"hero\">Software for every team</h1>"));
-    assert!(body.contains(
-        "<link rel=\"stylesheet\" href=\"/_concierge/consent.css\"><script src=\"/_concierge/consent.js\" defer></script></head>"
-    ));
+    assert!(
+        body.contains("<link rel=\"preload\" as=\"style\" href=\"/_concierge/consent.css\"><script src=\"/_concierge/consent.js?v="),
+        "{body}"
+    );
+    assert!(
+        body.contains("&amp;lang=en\" defer></script></head>"),
+        "{body}"
+    );
 
     // Not a page: untouched even though a rule and the banner apply to the visitor.
     let (_, body) = get(addr, "/logo.svg", &[HTML]).await;

@@ -10,6 +10,7 @@ use super::page::{escape_html, html_page};
 use crate::audit::{Choices, ConsentRecord, Record};
 use crate::consent::choice::{self, ChoiceError};
 use crate::consent::signals::{self, FirstParty};
+use crate::consent::texts::Key;
 use crate::proxy::body::ResponseBody;
 use crate::proxy::error::Refusal;
 use crate::proxy::{Proxy, RequestContext};
@@ -94,6 +95,7 @@ pub(super) async fn post(
             .jurisdiction(geo.country.as_deref(), geo.subdivision.as_deref()),
         gpc,
         request_id: ctx.request_id.to_str().unwrap_or("-").to_string(),
+        language: chosen.language.filter(|l| consent.texts.knows(l)),
     });
     // No record, no cookie: the choice takes effect only once it is durably recorded.
     if let Err(e) = proxy
@@ -184,65 +186,103 @@ pub(super) fn page(
     let decision = crate::pipeline::classify(&view, &proxy.sources(), settings).decision;
     let opt_out = decision.jurisdiction.regime == crate::consent::policy::Regime::OptOut
         && decision.jurisdiction.region != "unknown";
-    let region = escape_html(&decision.jurisdiction.region);
+    let t = settings.consent.texts.negotiate(
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .map(|v| v.as_bytes()),
+    );
+    let text = |k: Key| escape_html(t.get(k));
+    let strong = |s: &str| format!("<strong>{}</strong>", escape_html(s));
     let checked = |b: bool| if b { " checked" } else { "" };
     let status = match &previous {
-        Some(p) => format!(
-            "Your current choices: your organization — <strong>{}</strong>; you personally — <strong>{}</strong> \
-             (consent id <code>{}</code>).",
-            if p.firmographic { "allowed" } else { "not allowed" },
-            if p.personal { "allowed" } else { "not allowed" },
-            escape_html(&p.consent_id)
-        ),
-        None if opt_out && decision.permits(crate::consent::policy::Tier::Firmographic) => {
-            "You have not objected, so content may be tailored for your organization. You can object below."
-                .to_string()
+        Some(p) => {
+            let said = |b: bool| strong(t.get(if b { Key::Allowed } else { Key::NotAllowed }));
+            t.html(
+                Key::PageCurrent,
+                &[
+                    ("firmographic", &said(p.firmographic)),
+                    ("personal", &said(p.personal)),
+                    (
+                        "consent_id",
+                        &format!("<code>{}</code>", escape_html(&p.consent_id)),
+                    ),
+                ],
+            )
         }
-        None => "You have not made a choice on this site yet.".to_string(),
+        None if opt_out && decision.permits(crate::consent::policy::Tier::Firmographic) => {
+            text(Key::PageNotObjected)
+        }
+        None => text(Key::PageNoChoice),
     };
     let intro = if opt_out {
-        format!(
-            "Your connection appears to come from <strong>{region}</strong>. There, this site may tailor what it \
-             shows to your organization unless you object; you can object, or change your mind, here at any time."
+        t.html(
+            Key::PageIntroOptOut,
+            &[(
+                "region",
+                &strong(&crate::places::region_in_words(
+                    &decision.jurisdiction.region,
+                )),
+            )],
         )
     } else {
-        "This site can tailor what it shows. Some of that uses no personal data at all; the rest only happens if \
-         you agree, and you can change your mind here at any time."
-            .to_string()
+        text(Key::PageIntro)
     };
     let gpc_note = if gpc {
-        "<p class=\"cc-status\">Your browser sends a Global Privacy Control signal. We honour it: whatever you choose \
-         here, we do not look up your organization or remember you while it is on.</p>"
+        format!("<p class=\"cc-status\">{}</p>", text(Key::PageGpc))
     } else {
-        ""
+        String::new()
     };
+    let policy = settings
+        .consent
+        .texts
+        .policy_url()
+        .map(|u| {
+            format!(
+                " · <a href=\"{}\">{}</a>",
+                escape_html(u),
+                text(Key::Policy)
+            )
+        })
+        .unwrap_or_default();
     let page = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>Your privacy choices</title><link rel=\"stylesheet\" href=\"{prefix}consent.css\"></head>\n\
-         <body><main class=\"cc-page\"><h1>Your privacy choices</h1>\
+         <title>{title}</title><link rel=\"stylesheet\" href=\"{prefix}consent.css\"></head>\n\
+         <body><main class=\"cc-page\"><h1>{title}</h1>\
          <p>{intro}</p>\
          <p class=\"cc-status\">{status}</p>{gpc_note}\
          <form method=\"post\" action=\"{prefix}consent\">\
          <input type=\"hidden\" name=\"return\" value=\"{ret}\">\
-         <fieldset class=\"cc-details\"><legend>Choose what we may use</legend>\
-         <p class=\"cc-tier-text\">Always on: the page you are on, the campaign link you followed and your country. \
-         None of this identifies you.</p>\
+         <input type=\"hidden\" name=\"lang\" value=\"{lang}\">\
+         <fieldset class=\"cc-details\"><legend>{legend}</legend>\
+         <p class=\"cc-tier-text\">{always_on}</p>\
          <div class=\"cc-tier\"><input type=\"checkbox\" id=\"cc-f\" name=\"firmographic\" value=\"on\" aria-describedby=\"cc-f-text\"{f}>\
-         <label for=\"cc-f\">Your organization</label>\
-         <p id=\"cc-f-text\" class=\"cc-tier-text\">We may look up which company your network belongs to, to show content \
-         for your industry or company.</p></div>\
+         <label for=\"cc-f\">{firmographic}</label>\
+         <p id=\"cc-f-text\" class=\"cc-tier-text\">{firmographic_text}</p></div>\
          <div class=\"cc-tier\"><input type=\"checkbox\" id=\"cc-p\" name=\"personal\" value=\"on\" aria-describedby=\"cc-p-text\"{p}>\
-         <label for=\"cc-p\">You personally</label>\
-         <p id=\"cc-p-text\" class=\"cc-tier-text\">We may remember you across visits to tailor what you see.</p></div>\
+         <label for=\"cc-p\">{personal}</label>\
+         <p id=\"cc-p-text\" class=\"cc-tier-text\">{personal_text}</p></div>\
          </fieldset>\
          <div class=\"cc-actions\">\
-         <button type=\"submit\" name=\"choice\" value=\"accept\" class=\"cc-button\">Accept all</button>\
-         <button type=\"submit\" name=\"choice\" value=\"reject\" class=\"cc-button\">Reject all</button>\
-         <button type=\"submit\" name=\"choice\" value=\"custom\" class=\"cc-button\">Save my choices</button>\
+         <button type=\"submit\" name=\"choice\" value=\"accept\" class=\"cc-button\">{accept}</button>\
+         <button type=\"submit\" name=\"choice\" value=\"reject\" class=\"cc-button\">{reject}</button>\
+         <button type=\"submit\" name=\"choice\" value=\"custom\" class=\"cc-button\">{save}</button>\
          </div></form>\
-         <p><a href=\"{prefix}why?page={why}\">Why am I seeing this?</a> · <a href=\"{ret}\">Back to the site</a></p>\
+         <p><a href=\"{prefix}why?page={why}\">{why_text}</a>{policy} · <a href=\"{ret}\">{back}</a></p>\
          </main></body></html>\n",
+        lang = escape_html(&t.lang),
+        title = text(Key::Title),
+        legend = text(Key::Legend),
+        always_on = text(Key::AlwaysOn),
+        firmographic = text(Key::Firmographic),
+        firmographic_text = text(Key::FirmographicText),
+        personal = text(Key::Personal),
+        personal_text = text(Key::PersonalText),
+        accept = text(Key::Accept),
+        reject = text(Key::Reject),
+        save = text(Key::Save),
+        why_text = text(Key::Why),
+        back = text(Key::Back),
         prefix = escape_html(prefix),
         ret = escape_html(&return_to),
         why = escape_html(&crate::feedback::encode_component(choice::page_of(&return_to))),

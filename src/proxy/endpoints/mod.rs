@@ -20,7 +20,6 @@ use crate::proxy::body::ResponseBody;
 use crate::proxy::error::Refusal;
 use crate::proxy::{Proxy, RequestContext};
 
-const CONSENT_JS: &[u8] = include_bytes!("../../../assets/consent.js");
 const CONSENT_CSS: &[u8] = include_bytes!("../../../assets/consent.css");
 const FEEDBACK_JS: &[u8] = include_bytes!("../../../assets/feedback.js");
 const WIDGETS_CSS: &[u8] = include_bytes!("../../../assets/widgets.css");
@@ -33,6 +32,8 @@ pub enum Route {
     ConsentPage,
     FeedbackPost,
     Why,
+    /// The banner script, with the texts of the language its query names.
+    ConsentScript,
     Asset {
         body: &'static [u8],
         content_type: &'static str,
@@ -76,14 +77,7 @@ pub fn route(proxy: &Proxy, method: &Method, path: &str) -> Result<Option<Route>
             },
         )
         .map(Some),
-        "consent.js" => read_only(
-            method,
-            Route::Asset {
-                body: CONSENT_JS,
-                content_type: "text/javascript; charset=utf-8",
-            },
-        )
-        .map(Some),
+        "consent.js" => read_only(method, Route::ConsentScript).map(Some),
         "consent.css" => read_only(
             method,
             Route::Asset {
@@ -113,6 +107,33 @@ pub async fn serve(
     ctx: &RequestContext,
 ) -> Response<ResponseBody> {
     match route {
+        Route::ConsentScript => {
+            let texts = &proxy.settings().consent.texts;
+            let query = req.uri().query();
+            let lang = crate::consent::signals::query_param(query, "lang").unwrap_or_default();
+            // The URL the page names carries the texts' fingerprint: that one may be cached for a day.
+            let current = crate::consent::signals::query_param(query, "v")
+                .is_some_and(|v| v == texts.version());
+            let mut resp = Response::new(ResponseBody::full(texts.script(lang)));
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            );
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(if current {
+                    "public, max-age=86400"
+                } else {
+                    "public, max-age=300"
+                }),
+            );
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            resp
+        }
         Route::Asset { body, content_type } => {
             let mut resp = Response::new(ResponseBody::full(Bytes::from_static(body)));
             let h = resp.headers_mut();
