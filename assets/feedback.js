@@ -2,12 +2,29 @@
 // or style (works under a Content-Security-Policy of 'self'). The proxy places one inert container per prompt
 // (<div data-concierge-feedback hidden> with the rule, rule-set version, page and question as data attributes);
 // this script shows the first one the visitor has not yet answered or dismissed, once per visitor, page and rule.
-// What the visitor types is only ever set as text, never as HTML.
+// What the visitor types is only ever set as text, never as HTML. The prompt draws itself in a shadow root of
+// its container, with its own stylesheet (feedback.css): the page's styles cannot reach it, nor its the page.
 (function () {
   "use strict";
   var script = document.currentScript;
   if (!script || !window.fetch || !window.URLSearchParams) return;
   var endpoint = new URL("feedback", script.src).pathname;
+  var stylesheet = new URL("feedback.css", script.src).pathname;
+  var FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]):not([type=hidden]), select:not([disabled]), " +
+    "textarea:not([disabled]), [tabindex]:not([tabindex='-1'])";
+
+  // The page's next Tab stop after `host`: where the keyboard goes once the prompt is closed.
+  function nextStop(host) {
+    var all = document.querySelectorAll(FOCUSABLE);
+    for (var i = 0; i < all.length; i++) {
+      var n = all[i];
+      if (n === host || host.contains(n)) continue;
+      if (!(host.compareDocumentPosition(n) & Node.DOCUMENT_POSITION_FOLLOWING)) continue;
+      if (n.getClientRects().length === 0) continue;
+      return n;
+    }
+    return null;
+  }
   var MAX_COMMENT = 500;
 
   function storage() {
@@ -81,8 +98,18 @@
       status
     ]);
     container.textContent = "";
-    container.appendChild(box);
+    var root = container.attachShadow ? container.attachShadow({ mode: "open" }) : container;
+    var link = el("link", { rel: "stylesheet", href: stylesheet });
+    box.setAttribute("hidden", "");
+    var reveal = function () { box.removeAttribute("hidden"); };
+    link.addEventListener("load", reveal);
+    link.addEventListener("error", reveal);
+    root.appendChild(link);
+    root.appendChild(box);
     container.removeAttribute("hidden");
+    function hasFocus() {
+      return document.activeElement === container || container.contains(document.activeElement);
+    }
 
     if (state !== "shown") {
       store.setItem(key, "shown");
@@ -96,14 +123,21 @@
       // Keep keyboard focus in the prompt (it would drop to <body> with the removed form).
       status.setAttribute("tabindex", "-1");
       status.focus();
-      window.setTimeout(function () { container.setAttribute("hidden", ""); }, 4000);
+      window.setTimeout(function () {
+        var next = hasFocus() ? nextStop(container) : null;
+        container.setAttribute("hidden", "");
+        if (next) next.focus();
+      }, 4000);
     }
 
     var answered = null; // the answer given, once it is recorded
 
     close.addEventListener("click", function () {
       store.setItem(key, "done");
+      // The keyboard goes on to the page's next Tab stop instead of falling back to <body>.
+      var next = hasFocus() ? nextStop(container) : null;
       container.setAttribute("hidden", "");
+      if (next) next.focus();
       // Closing after answering loses nothing: the answer was recorded when it was given.
       if (answered === null) send(prompt, { event: "dismiss" });
     });

@@ -57,7 +57,9 @@ pub fn assets_markup(prefix: &str, script: bool) -> String {
     escape_attr(prefix, &mut p);
     let mut s = format!("<link rel=\"stylesheet\" href=\"{p}widgets.css\">");
     if script {
-        s.push_str(&format!("<script src=\"{p}feedback.js\" defer></script>"));
+        s.push_str(&format!(
+            "<link rel=\"preload\" as=\"style\" href=\"{p}feedback.css\"><script src=\"{p}feedback.js\" defer></script>"
+        ));
     }
     s
 }

@@ -164,7 +164,7 @@ fn widget_markup_escapes_every_value() {
     );
     assert_eq!(
         assets_markup("/_c/", true),
-        "<link rel=\"stylesheet\" href=\"/_c/widgets.css\"><script src=\"/_c/feedback.js\" defer></script>"
+        "<link rel=\"stylesheet\" href=\"/_c/widgets.css\"><link rel=\"preload\" as=\"style\" href=\"/_c/feedback.css\"><script src=\"/_c/feedback.js\" defer></script>"
     );
 }
 

@@ -61,17 +61,25 @@ pub fn banner_markup(page: &Page) -> String {
     )
 }
 
-/// What a visitor without JavaScript gets instead of the banner: a link to the choices page, first in `<body>`.
-pub fn noscript_markup(page: &Page) -> String {
+/// What a visitor without JavaScript gets instead of the banner: a link to the choices page (which returns to
+/// `path`), first in `<body>`.
+pub fn noscript_markup(page: &Page, path: &str) -> String {
     let mut p = String::new();
-    crate::rules::template::escape_attr(page.prefix, &mut p);
+    crate::rules::template::escape_attr(
+        &format!(
+            "{}consent?return={}",
+            page.prefix,
+            crate::feedback::encode_component(crate::consent::choice::page_of(path))
+        ),
+        &mut p,
+    );
     let mut text = String::new();
     crate::rules::template::escape_attr(
         page.texts.get(crate::consent::texts::Key::Noscript),
         &mut text,
     );
     format!(
-        "<noscript><p class=\"concierge-noscript\" lang=\"{lang}\"><a href=\"{p}consent\">{text}</a></p></noscript>",
+        "<noscript><p class=\"concierge-noscript\" lang=\"{lang}\"><a href=\"{p}\">{text}</a></p></noscript>",
         lang = page.texts.lang
     )
 }
@@ -233,7 +241,7 @@ pub fn render_plan(plan: &Plan, visitor: &Visitor, page: &Page) -> Vec<Op> {
     let mut start = String::new();
     if add.banner {
         // Without JavaScript there is no banner: a plain link to the choices page (forms, no script) instead.
-        start.push_str(&noscript_markup(page));
+        start.push_str(&noscript_markup(page, visitor.path));
     }
     for rule in &add.prompts {
         if let Some(f) = &rule.feedback {

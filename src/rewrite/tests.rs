@@ -206,7 +206,7 @@ fn memory_limit_bails_out_and_passes_the_rest_through() {
     assert!(
         out.starts_with(&format!(
             "<html><body>{}<h1 class=\"abm\">Welcome, Acme</h1>",
-            noscript_markup(&test_page("/_concierge/"))
+            noscript_markup(&test_page("/_concierge/"), "/")
         )),
         "rewritten up to the limit: {}",
         &out[..200]
@@ -456,7 +456,7 @@ fn a_page_with_the_banner_carries_a_noscript_link_to_the_choices_page() {
     let out = String::from_utf8_lossy(&[a, b].concat()).into_owned();
     assert!(
         out.contains(
-            "<body><noscript><p class=\"concierge-noscript\" lang=\"en\"><a href=\"/_concierge/consent\">"
+            "<body><noscript><p class=\"concierge-noscript\" lang=\"en\"><a href=\"/_concierge/consent?return=/\">"
         ),
         "{out}"
     );

@@ -2,25 +2,25 @@
 
 Usage: feedback_keys.py URL
 
-  1. a visitor focuses "Yes" and presses Escape: the prompt closes (a dismissal is sent);
+  1. a visitor focuses "Yes" and presses Escape: the prompt closes (a dismissal is sent) and the focus goes on
+     to the page's next link;
   2. another answers "Yes" with Enter: the comment field gets the focus; Enter on "Send" with no comment thanks
      them and the focus stays in the prompt.
 Prints one JSON line of what it saw; exit 1 with the reason when the prompt does not behave.
 """
 
-import json
 import sys
 
 from playwright.sync_api import sync_playwright
 
-ARGS = ["--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"]
+from common import ACTIVE, emit, launch
 
 
 def main():
     url = sys.argv[1]
     seen = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = launch(p)
         context = browser.new_context()
         page = context.new_page()
         page.goto(url)
@@ -31,6 +31,7 @@ def main():
             page.keyboard.press("Escape")
         seen["dismiss_status"] = dismissed.value.status
         seen["escape_hidden"] = page.is_hidden("[data-concierge-feedback]")
+        seen["focus_after_escape"] = (page.evaluate(ACTIVE) or {}).get("text")
         context.close()
 
         context = browser.new_context()
@@ -42,14 +43,14 @@ def main():
                                   and "event=answer" in (r.request.post_data or ""), timeout=10_000):
             page.keyboard.press("Enter")
         page.wait_for_selector("textarea.cf-comment", timeout=5_000)
-        seen["focus_after_answer"] = page.evaluate("document.activeElement.className")
+        seen["focus_after_answer"] = page.evaluate(ACTIVE)["cls"]
         page.focus(".cf-form button[type=submit]")
         page.keyboard.press("Enter")
         page.wait_for_selector(".cf-status:has-text('Thank you')", timeout=5_000)
-        seen["focus_after_send"] = page.evaluate("document.activeElement.className")
+        seen["focus_after_send"] = page.evaluate(ACTIVE)["cls"]
         context.close()
         browser.close()
-    print(json.dumps(seen))
+    emit(seen)
 
 
 if __name__ == "__main__":

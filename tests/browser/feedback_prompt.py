@@ -9,23 +9,15 @@ The proxy's records are checked by the Rust test that runs this script; the scri
 and prints one JSON line of it. Exit 1 with the reason when the page does not behave.
 """
 
-import json
 import sys
 
 from playwright.sync_api import sync_playwright
 
-ARGS = [
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from common import axe, emit, launch, screenshot
 
 
-def visitor(browser, url, errors):
-    context = browser.new_context()
+def visitor(browser, url, errors, **options):
+    context = browser.new_context(**options)
     page = context.new_page()
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -42,21 +34,26 @@ def main():
     seen = {}
     errors = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = launch(p)
         # 1. Yes, then close.
-        context, page = visitor(browser, url, errors)
+        context, page = visitor(browser, url, errors, viewport={"width": 1280, "height": 720})
         seen["question"] = page.text_content(".cf-question")
+        seen["axe"] = axe(page)
+        screenshot(page, "prompt.png")
         with page.expect_response(lambda r: r.url.endswith("/feedback") and r.request.method == "POST"
                                   and "event=answer" in (r.request.post_data or ""), timeout=10_000) as answered:
             page.click("button[data-answer=yes]")
         seen["answer_status"] = answered.value.status
         page.wait_for_selector("textarea.cf-comment", timeout=5_000)
+        seen["axe_comment"] = axe(page)
+        screenshot(page, "prompt-comment.png")
         page.click(".cf-close")
         page.wait_for_timeout(500)  # a dismissal, if the page sent one, has left by now
         seen["closed_hidden"] = page.is_hidden("[data-concierge-feedback]")
         context.close()
         # 2. No, with a comment.
-        context, page = visitor(browser, url, errors)
+        context, page = visitor(browser, url, errors, color_scheme="dark")
+        screenshot(page, "prompt-dark.png")
         page.click("button[data-answer=no]")
         page.wait_for_selector("textarea.cf-comment", timeout=5_000)
         page.fill("textarea.cf-comment", "Not for <b>us</b>")
@@ -68,7 +65,7 @@ def main():
         context.close()
         browser.close()
     seen["errors"] = errors
-    print(json.dumps(seen))
+    emit(seen)
     if errors:
         sys.exit(f"script errors on the page: {errors}")
 

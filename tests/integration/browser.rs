@@ -85,6 +85,9 @@ async fn an_answer_is_recorded_when_given_even_if_the_prompt_is_then_closed() {
     assert_eq!(seen["answer_status"], 204);
     assert_eq!(seen["comment_status"], 204);
     assert_eq!(seen["closed_hidden"], true);
+    // The prompt, open and with its comment field, has nothing serious or critical for axe-core.
+    assert_eq!(seen["axe"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["axe_comment"], serde_json::json!([]), "{seen}");
 
     let log = dir.path().join("log");
     let mut records = Vec::new();
@@ -182,6 +185,165 @@ async fn the_prompt_works_with_the_keyboard() {
         .unwrap();
     assert_eq!(seen["dismiss_status"], 204, "{seen}");
     assert_eq!(seen["escape_hidden"], true, "{seen}");
+    assert_eq!(seen["focus_after_escape"], "Book a demo", "{seen}");
     assert_eq!(seen["focus_after_answer"], "cf-comment", "{seen}");
     assert_eq!(seen["focus_after_send"], "cf-status", "{seen}");
+}
+
+/// Issue 16 (items 9–14): the banner and the choices page, as visitors meet them on a dark site with hostile
+/// styles and a strict CSP — accept, reject with the keyboard, choose, 375 px portrait and landscape, dark
+/// scheme, German, no JavaScript — with axe-core finding nothing serious or critical in any state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_banner_and_the_choices_page_work_for_every_visitor() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // 127.0.0.1 is in Germany (opt-in): the banner asks.
+    let server = audited_proxy(
+        &origin,
+        dir.path(),
+        ACME,
+        "[consent]\npolicy_url = \"/privacy\"\n",
+    )
+    .await;
+    let base = format!("http://{}", server.listeners[0]);
+    let seen = tokio::task::spawn_blocking(move || browser("banner.py", &[&base]))
+        .await
+        .unwrap();
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+
+    // The site's styles do not reach the banner: its title is readable, its buttons are its own.
+    let look = &seen["look"];
+    assert_eq!(look["title"], "Your privacy choices", "{seen}");
+    assert_eq!(look["first_in_body"], "concierge-consent", "{seen}");
+    assert_eq!(look["button_background"], "rgb(26, 26, 26)", "{seen}");
+    assert_eq!(look["button_font_size"], "16px", "{seen}");
+    assert_eq!(
+        look["buttons"],
+        serde_json::json!(["Accept all", "Reject all", "Choose"]),
+        "{seen}"
+    );
+    assert_eq!(
+        look["links"],
+        serde_json::json!([
+            "More about your choices",
+            "Privacy policy",
+            "Why am I seeing this?"
+        ]),
+        "{seen}"
+    );
+    assert!(
+        seen["title_contrast"]["ratio"].as_f64().unwrap() >= 4.5,
+        "{seen}"
+    );
+    assert_eq!(seen["accept_banner_after"], 0, "{seen}");
+    assert!(
+        seen["accept_cookies"]
+            .to_string()
+            .contains("concierge_consent"),
+        "{seen}"
+    );
+
+    // Keyboard: the banner is the first Tab stop; after Reject the focus goes on to the page's first link.
+    assert_eq!(
+        s(&seen["first_tab"]["text"]),
+        "More about your choices",
+        "{seen}"
+    );
+    assert_eq!(s(&seen["reject_reached"]["text"]), "Reject all", "{seen}");
+    assert_eq!(seen["reject_status"], 200, "{seen}");
+    assert_eq!(seen["focus_after_reject"]["id"], "home", "{seen}");
+    assert_eq!(seen["announced"], "Your choice is saved.", "{seen}");
+    assert_eq!(seen["reject_banner_after_reload"], 0, "{seen}");
+
+    // Choose: the details open with the focus on the first box; the saved choice is what the page shows.
+    assert_eq!(seen["choose_focus"]["id"], "cc-firmographic", "{seen}");
+    assert_eq!(seen["choose_expanded"], "true", "{seen}");
+    let status = s(&seen["choose_status"]);
+    assert!(
+        status.contains("your organization — allowed; you personally — not allowed"),
+        "{status}"
+    );
+
+    // Small screens: the banner fits the window, scrolls inside, and its last button can be reached.
+    for name in ["portrait", "landscape"] {
+        let g = &seen[name];
+        assert!(g["top"].as_f64().unwrap() >= 0.0, "{name}: {g}");
+        assert!(
+            g["bottom"].as_f64().unwrap() <= g["height"].as_f64().unwrap(),
+            "{name}: {g}"
+        );
+        assert_eq!(g["overflow_x"], false, "{name}: {g}");
+        assert_eq!(g["target"]["visible"], true, "{name}: {g}");
+    }
+    assert_eq!(seen["landscape"]["scrolls"], true, "{seen}");
+
+    // Dark scheme: a dark banner whose title and text read well.
+    assert_eq!(
+        seen["dark_look"]["banner_background"], "rgb(31, 31, 31)",
+        "{seen}"
+    );
+    assert!(
+        seen["dark_title_contrast"]["ratio"].as_f64().unwrap() >= 4.5,
+        "{seen}"
+    );
+    assert!(
+        seen["dark_text_contrast"]["ratio"].as_f64().unwrap() >= 4.5,
+        "{seen}"
+    );
+    assert!(
+        seen["choices_dark_contrast"]["ratio"].as_f64().unwrap() >= 4.5,
+        "{seen}"
+    );
+
+    // German, by Accept-Language.
+    assert_eq!(
+        seen["german_look"]["title"], "Ihre Datenschutz-Einstellungen",
+        "{seen}"
+    );
+    assert_eq!(seen["german_look"]["lang"], "de", "{seen}");
+    assert_eq!(
+        seen["german_look"]["buttons"],
+        serde_json::json!(["Alle akzeptieren", "Alle ablehnen", "Auswählen"]),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["german_choices_title"], "Ihre Datenschutz-Einstellungen",
+        "{seen}"
+    );
+    assert_eq!(seen["german_choices_lang"], "de", "{seen}");
+
+    // No JavaScript: the noscript link, the choices page's plain form, back where the visitor was.
+    assert_eq!(
+        seen["nojs_link"], "Privacy choices: decide what this site may use about you",
+        "{seen}"
+    );
+    assert_eq!(seen["nojs_link_visible"], true, "{seen}");
+    assert_eq!(seen["nojs_banner"], 0, "{seen}");
+    assert_eq!(seen["nojs_choices_title"], "Your privacy choices", "{seen}");
+    assert!(s(&seen["nojs_back_at"]).ends_with("/site"), "{seen}");
+    assert!(
+        seen["nojs_cookies"]
+            .to_string()
+            .contains("concierge_consent"),
+        "{seen}"
+    );
+    assert_eq!(seen["nojs_link_after"], 0, "{seen}");
+
+    // Nothing blocked by the CSP, no script error, nothing serious for axe in any state.
+    assert_eq!(seen["csp_violations"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    for (state, found) in seen["axe"].as_object().unwrap() {
+        assert_eq!(found, &serde_json::json!([]), "axe, {state}: {found}");
+    }
+    assert_eq!(seen["axe"].as_object().unwrap().len(), 8, "{seen}");
+
+    // The consent records name the language the visitor chose in.
+    let records = audit_records(&dir.path().join("log"));
+    let consent: Vec<_> = records.iter().filter(|r| r["type"] == "consent").collect();
+    assert_eq!(
+        consent.len(),
+        4,
+        "accept, reject, choose, no-JS reject: {consent:?}"
+    );
+    assert!(consent.iter().all(|r| r["language"] == "en"), "{consent:?}");
 }

@@ -297,6 +297,19 @@ async fn origin_handle(
                 .expect("response"))
         }
         "/big" => Ok(Response::new(full(vec![b'x'; 1024 * 1024]))),
+        "/site" | "/site.css" => {
+            // A site that does its worst to the widgets: dark, global styles with !important, a strict CSP.
+            let (ct, body) = if path == "/site" {
+                ("text/html; charset=utf-8", SITE)
+            } else {
+                ("text/css", SITE_CSS)
+            };
+            Ok(Response::builder()
+                .header("content-type", ct)
+                .header("content-security-policy", "default-src 'self'")
+                .body(full(body))
+                .expect("response"))
+        }
         "/landing" => {
             let (parts, _) = req.into_parts();
             seen.lock()
@@ -385,9 +398,30 @@ async fn origin_handle(
 }
 
 /// The page `/landing` serves.
-pub const PAGE: &str = "<!doctype html><html><head><title>Example</title></head><body>\
+pub const PAGE: &str = "<!doctype html><html lang=\"en\"><head><title>Example</title></head><body>\
 <h1 class=\"hero\">Software for every team</h1><p class=\"lead\">Generic lead.</p>\
 <a class=\"cta\" href=\"/demo\">Book a demo</a></body></html>";
+
+/// `/site`: an accessible dark-scheme page whose styles try to reach into the widgets (served with
+/// `Content-Security-Policy: default-src 'self'`).
+pub const SITE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Dark site</title>\
+<link rel=\"stylesheet\" href=\"/site.css\"></head><body>\
+<header><nav aria-label=\"Main\"><a id=\"home\" href=\"/site\">Home</a> <a href=\"/site#pricing\">Pricing</a></nav></header>\
+<main><h1 class=\"hero\">Software for every team</h1><h2>Why teams choose us</h2>\
+<p class=\"lead\">Generic lead.</p><p><a class=\"cta\" href=\"/site#demo\">Book a demo</a></p>\
+<p id=\"pricing\">Plans for every size.</p></main>\
+<footer><p>Example Inc.</p></footer></body></html>";
+
+const SITE_CSS: &str = "html { background: #0d1117; color-scheme: dark; }\
+body { display: flex; flex-direction: column; gap: 3rem; margin: 0 auto; max-width: 50rem; padding: 1rem; \
+  color: #e6edf3; font: 18px/1.6 Georgia, serif; }\
+a { color: #7ee787; }\
+h2 { color: #e6edf3 !important; font-size: 3rem !important; }\
+section h2, [role=region] h2, body > div h2 { color: #111 !important; }\
+button, input, textarea { background: hotpink !important; color: #000 !important; font-size: 30px !important; }\
+p { margin: 4rem 0 !important; letter-spacing: 0.3em; text-transform: uppercase; }\
+div, section, fieldset { border: 5px dashed red !important; padding: 3rem !important; }";
 
 /// A body fed from a channel: each message is one data frame.
 pub struct ChannelBody(pub mpsc::Receiver<Bytes>);

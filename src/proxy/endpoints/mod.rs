@@ -23,6 +23,7 @@ use crate::proxy::{Proxy, RequestContext};
 const CONSENT_CSS: &[u8] = include_bytes!("../../../assets/consent.css");
 const FEEDBACK_JS: &[u8] = include_bytes!("../../../assets/feedback.js");
 const WIDGETS_CSS: &[u8] = include_bytes!("../../../assets/widgets.css");
+const FEEDBACK_CSS: &[u8] = include_bytes!("../../../assets/feedback.css");
 pub const GPC_PATH: &str = "/.well-known/gpc.json";
 
 /// What a request to the proxy itself asks for.
@@ -66,6 +67,14 @@ pub fn route(proxy: &Proxy, method: &Method, path: &str) -> Result<Option<Route>
             Route::Asset {
                 body: FEEDBACK_JS,
                 content_type: "text/javascript; charset=utf-8",
+            },
+        )
+        .map(Some),
+        "feedback.css" => read_only(
+            method,
+            Route::Asset {
+                body: FEEDBACK_CSS,
+                content_type: "text/css; charset=utf-8",
             },
         )
         .map(Some),
