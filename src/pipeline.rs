@@ -453,6 +453,9 @@ impl<'s> PageDecision<'s> {
             Some(OpKind::Insert(pos, v, _)) => (format!("insert {pos:?}").to_lowercase(), v),
             Some(OpKind::Remove) => ("remove".into(), String::new()),
             Some(OpKind::AddClass(class)) => ("add class".into(), class),
+            Some(OpKind::WhyNear(v, _) | OpKind::WhyFallback(v, _)) => {
+                ("insert why link".into(), v)
+            }
             None => ("inject (not for this response)".into(), String::new()),
         }
     }

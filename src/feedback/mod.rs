@@ -73,6 +73,16 @@ pub fn why_link_markup(prefix: &str, page: &str) -> String {
     )
 }
 
+/// The "Why am I seeing this?" link for `page`, placed right after changed content: phrasing content (a
+/// `<span>`, shown as a line of its own), so it is valid wherever the changed element sits.
+pub fn why_link_near_markup(prefix: &str, page: &str) -> String {
+    let mut href = String::new();
+    escape_attr(&why_href(prefix, page), &mut href);
+    format!(
+        "<span class=\"concierge-why concierge-why-near\"><a href=\"{href}\" rel=\"nofollow\">Why am I seeing this?</a></span>"
+    )
+}
+
 /// `{prefix}why?page=<page, percent-encoded>` (unescaped; escape it for where it lands).
 pub fn why_href(prefix: &str, page: &str) -> String {
     format!("{prefix}why?page={}", encode_component(page_of(page)))

@@ -40,6 +40,40 @@ pub enum OpKind {
     Insert(Position, String, bool),
     Remove,
     AddClass(String),
+    /// The "why" link right after the first element a rule changed; sets the flag once placed.
+    WhyNear(String, Arc<AtomicBool>),
+    /// The "why" link before `</body>`, unless its `WhyNear` was placed.
+    WhyFallback(String, Arc<AtomicBool>),
+}
+
+/// Elements the "why" link never follows: they live in `<head>`, or are the document's frame.
+const NOT_NEAR: &[&str] = &[
+    "html", "head", "body", "title", "meta", "link", "script", "style", "base", "noscript",
+    "template",
+];
+
+/// Whether the "why" link may follow what `action` changes: a visible change (text, markup, an attribute, a
+/// class) to an element that is not in `<head>` (judged by the selector's last element name).
+fn near_candidate(action: &crate::rules::Action) -> bool {
+    let visible = matches!(
+        action.kind,
+        ActionKind::SetContent(_)
+            | ActionKind::Insert(..)
+            | ActionKind::SetAttribute { .. }
+            | ActionKind::AppendAttribute { .. }
+            | ActionKind::AddClass(_)
+    );
+    let last = action
+        .selector
+        .rsplit(|c: char| c.is_whitespace() || c == '>' || c == '+' || c == '~' || c == ',')
+        .find(|s| !s.is_empty())
+        .unwrap_or("");
+    let tag: String = last
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    visible && !action.selector.contains(',') && !NOT_NEAR.contains(&tag.as_str())
 }
 
 /// The markup that loads the consent banner in the visitor's language (same-origin assets, no inline script).
@@ -265,12 +299,25 @@ pub fn render_plan(plan: &Plan, visitor: &Visitor, page: &Page) -> Vec<Op> {
             });
         }
         if add.why_link {
+            // Near the content it explains: right after the first element a rule changed, else (no such
+            // change, or its element is not on the page) at the end of the page.
+            let near = plan.actions.iter().find(|(_, a)| near_candidate(a));
+            let placed = Arc::new(AtomicBool::new(false));
+            if let Some((_, action)) = near {
+                ops.push(Op {
+                    selector: action.parsed.clone(),
+                    kind: OpKind::WhyNear(
+                        crate::feedback::why_link_near_markup(page.prefix, visitor.path),
+                        placed.clone(),
+                    ),
+                    once: true,
+                });
+            }
             ops.push(Op {
                 selector: body.clone(),
-                kind: OpKind::Insert(
-                    Position::Append,
+                kind: OpKind::WhyFallback(
                     crate::feedback::why_link_markup(page.prefix, visitor.path),
-                    true,
+                    placed,
                 ),
                 once: true,
             });
@@ -307,6 +354,8 @@ impl OpKind {
             OpKind::SetContent(..)
                 | OpKind::Remove
                 | OpKind::Insert(Position::Append | Position::After, ..)
+                | OpKind::WhyNear(..)
+                | OpKind::WhyFallback(..)
         )
     }
 }
@@ -437,6 +486,24 @@ impl Rewriter {
                             Position::Append => el.append(s, ct(*html)),
                         },
                         OpKind::Remove => el.remove(),
+                        OpKind::WhyNear(s, placed) => {
+                            let tag = el.tag_name();
+                            if !NOT_NEAR.contains(&tag.as_str()) && !el.removed() {
+                                el.after(s, ct(true));
+                                placed.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        OpKind::WhyFallback(s, placed) => {
+                            if let Some(handlers) = el.end_tag_handlers() {
+                                let (s, placed) = (s.clone(), placed.clone());
+                                handlers.push(Box::new(move |end| {
+                                    if !placed.load(Ordering::Relaxed) {
+                                        end.before(&s, ct(true));
+                                    }
+                                    Ok(())
+                                }));
+                            }
+                        }
                         OpKind::AddClass(c) => {
                             let current = el.get_attribute("class").unwrap_or_default();
                             if !current.split_ascii_whitespace().any(|x| x == c) {

@@ -475,3 +475,41 @@ fn test_page(prefix: &'static str) -> crate::rewrite::Page<'static> {
         texts_version: CATALOG.version(),
     }
 }
+
+/// Issue 16, item 15: the "why" link follows the changed content; without it on the page, it ends the page.
+#[test]
+fn the_why_link_sits_next_to_the_change_or_else_ends_the_page() {
+    let run = |near: &str, html: &str| {
+        let placed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let once = |selector: &str, kind| Op {
+            once: true,
+            ..op(selector, kind)
+        };
+        let ops = vec![
+            once(
+                near,
+                OpKind::WhyNear("<span>why</span>".into(), placed.clone()),
+            ),
+            once("body", OpKind::WhyFallback("<p>why</p>".into(), placed)),
+        ];
+        let mut rw = Rewriter::new(ops, None, 1 << 20);
+        let (a, _) = rw.write(html.as_bytes());
+        let (b, _) = rw.end();
+        String::from_utf8([a, b].concat()).unwrap()
+    };
+    let page =
+        "<html><head><title>t</title></head><body><h1 class=\"hero\">Hi</h1><p>x</p></body></html>";
+    assert_eq!(
+        run("h1.hero", page),
+        "<html><head><title>t</title></head><body><h1 class=\"hero\">Hi</h1><span>why</span><p>x</p></body></html>"
+    );
+    assert_eq!(
+        run("h2.missing", page),
+        "<html><head><title>t</title></head><body><h1 class=\"hero\">Hi</h1><p>x</p><p>why</p></body></html>"
+    );
+    // An element of <head> is never followed by the link (a selector that names no tag can still reach one).
+    assert_eq!(
+        run("*", page),
+        "<html><head><title>t</title></head><body><h1 class=\"hero\">Hi</h1><p>x</p><p>why</p></body></html>"
+    );
+}

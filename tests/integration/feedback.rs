@@ -111,18 +111,16 @@ async fn prompts_ride_on_personalized_pages_and_answers_become_feedback_records(
     assert!(html.contains(
         "<p class=\"lead\">Acme's lead<div class=\"concierge-feedback\" data-concierge-feedback=\"\" data-rule=\"acme.example/lead\""
     ), "{html}");
+    // The why link right after the first changed element (issue 16, item 15), once.
     assert!(html.contains(
-        "<p class=\"concierge-why\"><a href=\"/_concierge/why?page=/landing\" rel=\"nofollow\">Why am I seeing this?</a></p>"
-    ));
+        "</h1><span class=\"concierge-why concierge-why-near\"><a href=\"/_concierge/why?page=/landing\" rel=\"nofollow\">Why am I seeing this?</a></span>"
+    ), "{html}");
+    assert_eq!(html.matches("Why am I seeing this?").count(), 1, "{html}");
     assert!(
         html.contains(
             "<body><div class=\"concierge-feedback\" data-concierge-feedback=\"\" data-rule=\"acme.example/hero\""
         ),
         "the prompt right after <body>, so it never holds up an early stop: {html}"
-    );
-    assert!(
-        html.ends_with("Why am I seeing this?</a></p></body></html>"),
-        "{html}"
     );
     assert_eq!(html.matches("/_concierge/feedback.js").count(), 1, "{html}");
     assert_eq!(html.matches("/_concierge/widgets.css").count(), 1);
@@ -515,8 +513,13 @@ async fn the_why_page_says_in_plain_words_what_was_used() {
         page.contains("Your network belongs to <strong>Acme &amp; Sons</strong> (acme.example)"),
         "{page}"
     );
-    assert!(page.contains("<strong>US-CA</strong>"));
+    // Where, in words; what was changed, element by element (issue 16, item 15).
+    assert!(
+        page.contains("<strong>California, United States</strong>"),
+        "{page}"
+    );
     assert!(page.contains("acme.example/hero") && page.contains("acme.example/lead"));
+    assert!(page.contains("the text of <code>h1.hero</code>"), "{page}");
     assert!(page.contains("for your organization"));
     assert!(page.contains("href=\"/_concierge/consent?return=/landing\""));
     // With GPC: no lookup, said so, and the signal named.
@@ -532,7 +535,7 @@ async fn the_why_page_says_in_plain_words_what_was_used() {
     assert!(page.contains("Nothing on <code>/landing</code> is tailored"));
     // Germany without a choice.
     let page = why("127.0.0.9", "/_concierge/why?page=%2Flanding", &[]).await;
-    assert!(page.contains("<strong>DE</strong>"), "{page}");
+    assert!(page.contains("<strong>Germany</strong>"), "{page}");
     assert!(page.contains("You have not made a choice on this site yet"));
     // A hostile page parameter never reaches the page.
     let page = why(

@@ -64,6 +64,32 @@ fn tier_words(t: Tier) -> &'static str {
     }
 }
 
+/// What one action changes, in words a visitor can follow (the element named by its selector).
+fn change_words(action: &crate::rules::Action) -> Option<String> {
+    use crate::rules::{ActionKind, Content, Position};
+    let what = format!("<code>{}</code>", escape_html(&action.selector));
+    Some(match &action.kind {
+        ActionKind::SetContent(Content::Text(_)) => format!("the text of {what}"),
+        ActionKind::SetContent(Content::Html(_)) => format!("the content of {what}"),
+        ActionKind::SetAttribute { name, .. } | ActionKind::AppendAttribute { name, .. } => {
+            if name == "href" {
+                format!("where {what} links to")
+            } else {
+                format!("the <code>{}</code> of {what}", escape_html(name))
+            }
+        }
+        ActionKind::Insert(pos, _) => match pos {
+            Position::Before => format!("something added before {what}"),
+            Position::After => format!("something added after {what}"),
+            Position::Prepend => format!("something added at the start of {what}"),
+            Position::Append => format!("something added at the end of {what}"),
+        },
+        ActionKind::Remove => format!("{what} left out"),
+        ActionKind::AddClass(_) => format!("the look of {what}"),
+        ActionKind::Inject(_) => return None,
+    })
+}
+
 pub async fn page(
     proxy: &Proxy,
     req: &Request<Incoming>,
@@ -124,12 +150,12 @@ pub async fn page(
         (Regime::OptIn, r) => format!(
             "Your connection appears to come from <strong>{}</strong>. There, we use information about you or your \
              organization only if you agree.",
-            e(r)
+            e(&crate::places::region_in_words(r))
         ),
         (Regime::OptOut, r) => format!(
             "Your connection appears to come from <strong>{}</strong>. There, we may tailor the site to your \
              organization unless you object.",
-            e(r)
+            e(&crate::places::region_in_words(r))
         ),
     });
     used.push(match (&c.company, company_shown) {
@@ -170,8 +196,20 @@ pub async fn page(
         .iter()
         .filter(|(_, v)| *v == Verdict::Applied)
         .map(|(p, _)| {
+            // What the rule changed: its actions on this page, in words.
+            let changes: Vec<String> = plan
+                .actions
+                .iter()
+                .filter(|(r, _)| r.id == p.id)
+                .filter_map(|(_, a)| change_words(a))
+                .collect();
+            let changes = if changes.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", changes.join("; "))
+            };
             format!(
-                "<li>Content {} <small>(rule <code>{}</code>)</small></li>",
+                "<li>Content {}{changes} <small>(rule <code>{}</code>)</small></li>",
                 tier_words(p.tier),
                 e(&p.id)
             )
