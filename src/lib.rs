@@ -26,6 +26,7 @@
 //! | `config`        | the TOML file read raw, then validated per section into `Settings` |
 //! | `host`          | what a valid host[:port] is |
 //! | `hint`          | "did you mean": the closest name by edit distance |
+//! | `tomlfile`      | reading hand-written TOML: every type error and unknown key in one pass, in plain words |
 //! | `places`        | region codes in words ("California, United States"), from ISO's names |
 //! | `watch`         | noticing that files changed (polled fingerprints) |
 //!
@@ -54,4 +55,5 @@ pub mod rewrite;
 pub mod rules;
 pub(crate) mod sources;
 pub(crate) mod tls;
+pub(crate) mod tomlfile;
 pub(crate) mod watch;

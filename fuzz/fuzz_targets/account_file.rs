@@ -6,7 +6,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Err(e) = parse_account(std::path::Path::new("fuzz.toml"), text) {
-        assert!(e.to_string().starts_with("fuzz.toml"));
+    if let Err(errors) = parse_account(std::path::Path::new("fuzz.toml"), text) {
+        assert!(!errors.is_empty());
+        for e in errors {
+            assert!(e.to_string().starts_with("fuzz.toml"));
+        }
     }
 });

@@ -180,11 +180,19 @@ impl Settings {
                         message: format!("cannot read the config file: {e}"),
                     }])
                 })?;
-                let raw = parse(&text).map_err(|mut e| {
-                    e.key = p.display().to_string();
-                    ConfigErrors(vec![e])
-                })?;
+                let (raw, errors) = parse(&text, &p.display().to_string());
                 let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
+                let Some(raw) = raw else {
+                    return Err(ConfigErrors(errors));
+                };
+                if !errors.is_empty() {
+                    // Every problem at once: what could be read is validated too.
+                    let mut all = errors;
+                    if let Err(ConfigErrors(more)) = validate(raw, &base, overrides) {
+                        all.extend(more);
+                    }
+                    return Err(ConfigErrors(all));
+                }
                 (raw, base)
             }
             None => (RawConfig::default(), PathBuf::new()),
@@ -196,23 +204,42 @@ impl Settings {
 
     /// Validate a config given as text (paths relative to the current directory).
     pub fn from_toml(text: &str, overrides: &Overrides) -> Result<Settings, ConfigErrors> {
-        let raw = parse(text).map_err(|e| ConfigErrors(vec![e]))?;
-        validate(raw, Path::new(""), overrides)
+        let (raw, mut errors) = parse(text, "config");
+        let Some(raw) = raw else {
+            return Err(ConfigErrors(errors));
+        };
+        match validate(raw, Path::new(""), overrides) {
+            Ok(s) if errors.is_empty() => Ok(s),
+            Ok(_) => Err(ConfigErrors(errors)),
+            Err(ConfigErrors(more)) => {
+                errors.extend(more);
+                Err(ConfigErrors(errors))
+            }
+        }
     }
 }
 
-/// Parse TOML into the raw shape; an unknown key gets a "did you mean" hint.
-pub fn parse(text: &str) -> Result<RawConfig, ConfigError> {
-    toml::from_str::<RawConfig>(text).map_err(|e| {
-        let mut message = e.to_string().trim_end().to_string();
-        if let Some(hint) = crate::hint::unknown_key(e.message()) {
-            message.push_str(&format!("\nhint: did you mean `{hint}`?"));
-        }
-        ConfigError {
-            key: "config".into(),
-            message,
-        }
-    })
+/// Parse TOML into the raw shape, with every wrong-typed value and unknown key (with a "did you mean") at
+/// once, each named `<origin>:<line>:<column>`; the shape is `Some` when what remains could be read.
+pub fn parse(text: &str, origin: &str) -> (Option<RawConfig>, Vec<ConfigError>) {
+    let (raw, problems) = crate::tomlfile::read::<RawConfig>(text);
+    let errors = problems
+        .into_iter()
+        .map(|p| {
+            let key = match p.span {
+                Some(s) => {
+                    let (l, c) = crate::firmographics::company::line_col(text, s.start);
+                    format!("{origin}:{l}:{c}")
+                }
+                None => origin.to_string(),
+            };
+            ConfigError {
+                key,
+                message: p.message,
+            }
+        })
+        .collect();
+    (raw, errors)
 }
 
 /// Accumulates errors while validating.

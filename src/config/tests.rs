@@ -34,7 +34,7 @@ fn unknown_key_names_key_and_hints() {
         "{}",
         e[0].message
     );
-    assert!(e[0].message.contains("line 3"), "{}", e[0].message);
+    assert_eq!(e[0].key, "config:3:1", "{}", e[0]);
 }
 
 #[test]

@@ -96,21 +96,18 @@ fn suggest(text: &str, rules: &RuleSet) -> Option<String> {
 
 /// Parse and validate one experiment file against `rules`.
 pub fn parse(file: &Path, text: &str, rules: &RuleSet) -> Result<Experiment, Vec<SourceError>> {
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let mut msg = e.message().trim_end().to_string();
-        if let Some(hint) = crate::hint::unknown_key(e.message()) {
-            msg.push_str(&format!("; did you mean `{hint}`?"));
-        }
-        vec![SourceError::new(
-            file,
-            e.span().map(|s| line_col(text, s.start)),
-            msg,
-        )]
-    })?;
+    let (raw, read_errors) = crate::tomlfile::read::<RawFile>(text);
+    let read_errors: Vec<SourceError> = read_errors
+        .into_iter()
+        .map(|p| SourceError::new(file, p.span.map(|s| line_col(text, s.start)), p.message))
+        .collect();
+    let Some(raw) = raw else {
+        return Err(read_errors);
+    };
     let mut errs = Errors {
         file,
         text,
-        list: Vec::new(),
+        list: read_errors,
     };
     let Some(exp) = raw.experiment else {
         errs.file("an experiment file needs an [experiment] table");

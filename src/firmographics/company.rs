@@ -196,14 +196,23 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Parse the `[account]` identity of one rule file (`None` for rule files without one, e.g. segments).
-pub fn parse_account(file: &Path, text: &str) -> Result<Option<Account>, SourceError> {
-    let raw: RawAccountFile = toml::from_str(text).map_err(|e| {
-        let loc = e.span().map(|s| line_col(text, s.start));
-        SourceError::new(file, loc, e.message().to_string())
-    })?;
+/// Parse the `[account]` identity of one rule file (`None` for rule files without one, e.g. segments); every
+/// problem of the file at once.
+pub fn parse_account(file: &Path, text: &str) -> Result<Option<Account>, Vec<SourceError>> {
+    let (raw, read_errors) = crate::tomlfile::read::<RawAccountFile>(text);
+    let mut errors: Vec<SourceError> = read_errors
+        .into_iter()
+        .map(|p| SourceError::new(file, p.span.map(|s| line_col(text, s.start)), p.message))
+        .collect();
+    let Some(raw) = raw else {
+        return Err(errors);
+    };
     let Some(account) = raw.account else {
-        return Ok(None);
+        return if errors.is_empty() {
+            Ok(None)
+        } else {
+            Err(errors)
+        };
     };
     let account = account.into_inner();
     let at = |span: std::ops::Range<usize>| Some(line_col(text, span.start));
@@ -216,7 +225,7 @@ pub fn parse_account(file: &Path, text: &str) -> Result<Option<Account>, SourceE
         && !domain.starts_with(['.', '-'])
         && !domain.ends_with(['.', '-']);
     if !domain_ok {
-        return Err(SourceError::new(
+        errors.push(SourceError::new(
             file,
             at(account.domain.span()),
             format!(
@@ -226,34 +235,30 @@ pub fn parse_account(file: &Path, text: &str) -> Result<Option<Account>, SourceE
         ));
     }
     if account.name.trim().is_empty() {
-        return Err(SourceError::new(file, None, "account.name is empty"));
+        errors.push(SourceError::new(file, None, "account.name is empty"));
     }
     let mut networks = Vec::new();
     for n in &account.networks {
         match n.get_ref().parse::<IpNetwork>() {
             Ok(net) if net.network() == net.ip() => networks.push(net),
-            Ok(net) => {
-                return Err(SourceError::new(
-                    file,
-                    at(n.span()),
-                    format!(
-                        "network `{}` has host bits set; did you mean `{}/{}`?",
-                        n.get_ref(),
-                        net.network(),
-                        net.prefix()
-                    ),
-                ))
-            }
-            Err(_) => {
-                return Err(SourceError::new(
-                    file,
-                    at(n.span()),
-                    format!(
-                        "{}; write e.g. \"203.0.113.0/24\" or \"2001:db8::/48\"",
-                        why_not_a_network(n.get_ref())
-                    ),
-                ))
-            }
+            Ok(net) => errors.push(SourceError::new(
+                file,
+                at(n.span()),
+                format!(
+                    "network `{}` has host bits set; did you mean `{}/{}`?",
+                    n.get_ref(),
+                    net.network(),
+                    net.prefix()
+                ),
+            )),
+            Err(_) => errors.push(SourceError::new(
+                file,
+                at(n.span()),
+                format!(
+                    "{}; write e.g. \"203.0.113.0/24\" or \"2001:db8::/48\"",
+                    why_not_a_network(n.get_ref())
+                ),
+            )),
         }
     }
     let country = match account.country {
@@ -263,17 +268,22 @@ pub fn parse_account(file: &Path, text: &str) -> Result<Option<Account>, SourceE
             Some(c.get_ref().to_ascii_uppercase())
         }
         Some(c) => {
-            return Err(SourceError::new(
+            errors.push(SourceError::new(
                 file,
                 at(c.span()),
                 format!(
                     "country `{}` is not an ISO 3166-1 alpha-2 code like \"US\"",
                     c.get_ref()
                 ),
-            ))
+            ));
+            None
         }
         None => None,
     };
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.location);
+        return Err(errors);
+    }
     Ok(Some(Account {
         file: file.to_path_buf(),
         company: Arc::new(Company {
@@ -334,7 +344,7 @@ pub fn load_accounts(rules_dir: &Path) -> Result<Vec<Account>, Vec<SourceError>>
                 accounts.push(a);
             }
             Ok(None) => {}
-            Err(e) => errors.push(e),
+            Err(e) => errors.extend(e),
         }
     }
     if errors.is_empty() {
@@ -580,7 +590,9 @@ mod tests {
         assert!(a.company.account);
 
         let bad = "[account]\ndomain = \"acme.example\"\nname = \"Acme\"\nnetworks = [\"203.0.113.7/24\"]\n";
-        let e = parse_account(Path::new("acme.toml"), bad).unwrap_err();
+        let e = parse_account(Path::new("acme.toml"), bad)
+            .unwrap_err()
+            .remove(0);
         assert_eq!(e.location, Some((4, 13)), "{e}");
         assert!(
             e.to_string().contains("did you mean `203.0.113.0/24`"),
@@ -589,8 +601,14 @@ mod tests {
         assert!(e.to_string().starts_with("acme.toml:4:13:"), "{e}");
 
         let typo = "[account]\ndomain = \"acme.example\"\nname = \"Acme\"\nnetwork = []\n";
-        let e = parse_account(Path::new("acme.toml"), typo).unwrap_err();
-        assert!(e.message.contains("unknown field `network`"), "{e}");
+        let e = parse_account(Path::new("acme.toml"), typo)
+            .unwrap_err()
+            .remove(0);
+        assert!(
+            e.message
+                .contains("`network` is not a key here; did you mean `networks`?"),
+            "{e}"
+        );
         assert_eq!(e.location.map(|l| l.0), Some(4), "{e}");
 
         assert!(
@@ -602,8 +620,14 @@ mod tests {
             Path::new("a.toml"),
             "[account]\ndomain = \"nodot\"\nname = \"A\"\n",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .remove(0);
         assert_eq!(e.location, Some((2, 10)));
+        // Every problem of the file in one pass.
+        let many = "[account]\ndomain = \"nodot\"\nname = \"A\"\nnetworks = [\"10.0.0.0/33\", \"10.1.0.1/16\"]\ncountry = \"USA\"\nemployees = 50\n";
+        let e = parse_account(Path::new("a.toml"), many).unwrap_err();
+        let lines: Vec<usize> = e.iter().map(|e| e.location.unwrap().0).collect();
+        assert_eq!(lines, [2, 4, 4, 5, 6], "{e:?}");
     }
 
     #[test]

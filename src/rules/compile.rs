@@ -51,13 +51,18 @@ pub fn parse_file(
     scale: Scale,
     rules_dir: &Path,
 ) -> Result<Vec<Personalization>, Vec<SourceError>> {
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let mut msg = e.message().trim_end().to_string();
-        if let Some(hint) = crate::hint::unknown_key(e.message()) {
-            msg.push_str(&format!("; did you mean `{hint}`?"));
-        }
-        vec![err(file, text, e.span(), msg)]
-    })?;
+    // Every wrong-typed value and unknown key at once; what could be read is checked too.
+    let (raw, read_errors) = crate::tomlfile::read::<RawFile>(text);
+    // Where a key was unreadable: a check that would only repeat it (a missing key it was) stays quiet there.
+    let unreadable: Vec<std::ops::Range<usize>> =
+        read_errors.iter().filter_map(|p| p.span.clone()).collect();
+    let read_errors: Vec<SourceError> = read_errors
+        .into_iter()
+        .map(|p| err(file, text, p.span, p.message))
+        .collect();
+    let Some(raw) = raw else {
+        return Err(read_errors);
+    };
     let stem = file
         .file_stem()
         .map(|s| s.to_string_lossy().trim_end_matches(".toml").to_string())
@@ -80,12 +85,15 @@ pub fn parse_file(
     if raw.account.is_some() && scale != Scale::Account {
         return Err(vec![err(file, text, None, "[account] belongs in rules/accounts/; segment, region and default files have no identity")]);
     }
-    let mut errors = Vec::new();
+    let mut errors = read_errors;
     let mut out = Vec::new();
     let mut ids = HashMap::new();
     for raw_p in raw.personalization {
         let p_span = raw_p.span();
         let p = raw_p.into_inner();
+        // Every problem of a personalization is reported, not only its first: a bad id or tier marks it
+        // failed and the checks go on.
+        let errors_before = errors.len();
         let id_text = p.id.get_ref().trim().to_string();
         let id_ok = !id_text.is_empty()
             && id_text.len() <= 64
@@ -99,9 +107,7 @@ pub fn parse_file(
                 Some(p.id.span()),
                 format!("id `{id_text}` must be 1–64 letters, digits, `-`, `_` or `.`"),
             ));
-            continue;
-        }
-        if let Some(prev) = ids.insert(id_text.clone(), p.id.span()) {
+        } else if let Some(prev) = ids.insert(id_text.clone(), p.id.span()) {
             let (l, _) = line_col(text, prev.start);
             errors.push(err(
                 file,
@@ -109,23 +115,31 @@ pub fn parse_file(
                 Some(p.id.span()),
                 format!("id `{id_text}` is already used on line {l}"),
             ));
-            continue;
         }
-        let Some(tier) = parse_tier(p.tier.get_ref()) else {
-            errors.push(err(
-                file,
-                text,
-                Some(p.tier.span()),
-                format!(
-                    "tier `{}` is not one of anonymous, firmographic, personal",
-                    p.tier.get_ref()
-                ),
-            ));
-            continue;
+        // An unknown tier is reported; the rest is checked as if it were the widest (no follow-on errors).
+        let tier = match parse_tier(p.tier.get_ref()) {
+            Some(t) => t,
+            None => {
+                let hint = crate::hint::closest(
+                    p.tier.get_ref().trim(),
+                    ["anonymous", "firmographic", "personal"],
+                )
+                .map(|h| format!("; did you mean `{h}`?"))
+                .unwrap_or_default();
+                errors.push(err(
+                    file,
+                    text,
+                    Some(p.tier.span()),
+                    format!(
+                        "tier `{}` is not one of anonymous, firmographic, personal{hint}",
+                        p.tier.get_ref()
+                    ),
+                ));
+                Tier::Personal
+            }
         };
         if scale == Scale::Account && tier == Tier::Anonymous {
             errors.push(err(file, text, Some(p.tier.span()), "an account rule uses the visitor's company, so its tier is firmographic (or personal), not anonymous"));
-            continue;
         }
         let mut paths = Vec::new();
         for path in &p.paths {
@@ -265,7 +279,7 @@ pub fn parse_file(
             ));
         }
         for a in p.action {
-            match compile_action(file, text, a, rules_dir) {
+            match compile_action(file, text, a, rules_dir, &unreadable) {
                 Ok(action) => {
                     if matches!(action.kind, ActionKind::Inject(Asset::Feedback))
                         && feedback.is_none()
@@ -294,8 +308,11 @@ pub fn parse_file(
                     }
                     actions.push(action);
                 }
-                Err(e) => errors.push(e),
+                Err(e) => errors.extend(e),
             }
+        }
+        if errors.len() > errors_before {
+            continue;
         }
         out.push(Personalization {
             id: format!("{stem}/{id_text}"),
@@ -315,6 +332,8 @@ pub fn parse_file(
     if errors.is_empty() {
         Ok(out)
     } else {
+        // In the order of the file, as someone fixing it reads it.
+        errors.sort_by_key(|e| e.location);
         Err(errors)
     }
 }
@@ -324,9 +343,26 @@ fn compile_action(
     text: &str,
     raw: toml::Spanned<RawAction>,
     rules_dir: &Path,
-) -> Result<Action, SourceError> {
+    unreadable: &[std::ops::Range<usize>],
+) -> Result<Action, Vec<SourceError>> {
     let span = raw.span();
+    // A key of this action could not be read: "needs one of" or "needs select" would only repeat that.
+    // The action's extent: its header to the next table header (serde's span may cover the header only).
+    let header_end = text[span.start.min(text.len())..]
+        .find('\n')
+        .map_or(text.len(), |i| span.start + i);
+    let extent_end = text[header_end..]
+        .match_indices('\n')
+        .map(|(i, _)| header_end + i + 1)
+        .find(|&i| text[i..].trim_start().starts_with('['))
+        .unwrap_or(text.len())
+        .max(span.end);
+    let touched = unreadable
+        .iter()
+        .any(|r| span.start <= r.start && r.start < extent_end);
     let a = raw.into_inner();
+    // Every problem of the action is collected: its keys' values and its selector are checked apart.
+    let mut errs: Vec<SourceError> = Vec::new();
     let at = |s: std::ops::Range<usize>| Some(s);
     let template = |t: &toml::Spanned<String>| {
         Template::parse(t.get_ref()).map_err(|e| err(file, text, at(t.span()), e.to_string()))
@@ -419,20 +455,75 @@ fn compile_action(
             }
             Ok((name, value, url))
         };
+    // The keys that say what the action does, with where each is written (`remove` has no span of its own).
+    let s = |x: &Option<toml::Spanned<String>>| x.as_ref().map(|v| Some(v.span()));
+    let doing: Vec<(&str, Option<std::ops::Range<usize>>)> = [
+        ("set_text", s(&a.set_text)),
+        ("set_html", s(&a.set_html)),
+        (
+            "set_attribute",
+            a.set_attribute.as_ref().map(|v| Some(v.span())),
+        ),
+        (
+            "append_attribute",
+            a.append_attribute.as_ref().map(|v| Some(v.span())),
+        ),
+        ("before", a.before.as_ref().map(|v| Some(v.span()))),
+        ("after", a.after.as_ref().map(|v| Some(v.span()))),
+        ("prepend", a.prepend.as_ref().map(|v| Some(v.span()))),
+        ("append", a.append.as_ref().map(|v| Some(v.span()))),
+        ("remove", a.remove.map(|_| None)),
+        ("add_class", s(&a.add_class)),
+        ("inject", s(&a.inject)),
+    ]
+    .into_iter()
+    .filter_map(|(k, on)| on.map(|span| (k, span)))
+    .collect();
+    let present: Vec<&str> = doing.iter().map(|(k, _)| *k).collect();
+    // "Two things" points at the second key: the one to move into an action of its own.
+    let second = doing
+        .iter()
+        .skip(1)
+        .find_map(|(_, span)| span.clone())
+        .unwrap_or_else(|| span.clone());
+    match present.len() {
+        0 if touched => {}
+        0 => errs.push(err(file, text, at(span.clone()), "an action needs one of set_text, set_html, set_attribute, append_attribute, before, after, prepend, append, remove, add_class, inject")),
+        1 => {}
+        _ => errs.push(err(
+            file,
+            text,
+            at(second),
+            format!(
+                "an action does exactly one thing, this one has {}; split it into several [[personalization.action]] tables",
+                present.join(" and ")
+            ),
+        )),
+    }
     let mut kinds = Vec::new();
+    let mut keep = |r: Result<ActionKind, SourceError>| match r {
+        Ok(k) => kinds.push(k),
+        Err(e) => errs.push(e),
+    };
     if let Some(t) = &a.set_text {
-        kinds.push(ActionKind::SetContent(Content::Text(template(t)?)));
+        keep(template(t).map(|t| ActionKind::SetContent(Content::Text(t))));
     }
     if let Some(h) = &a.set_html {
-        kinds.push(ActionKind::SetContent(Content::Html(snippet(h)?)));
+        keep(snippet(h).map(|t| ActionKind::SetContent(Content::Html(t))));
     }
     if let Some(attr) = &a.set_attribute {
-        let (name, value, url) = attribute(attr)?;
-        kinds.push(ActionKind::SetAttribute { name, value, url });
+        keep(
+            attribute(attr).map(|(name, value, url)| ActionKind::SetAttribute { name, value, url }),
+        );
     }
     if let Some(attr) = &a.append_attribute {
-        let (name, value, url) = attribute(attr)?;
-        kinds.push(ActionKind::AppendAttribute { name, value, url });
+        keep(
+            attribute(attr).map(|(name, value, url)| ActionKind::AppendAttribute {
+                name,
+                value,
+                url,
+            }),
+        );
     }
     for (pos, ins) in [
         (Position::Before, &a.before),
@@ -441,11 +532,11 @@ fn compile_action(
         (Position::Append, &a.append),
     ] {
         if let Some(i) = ins {
-            kinds.push(ActionKind::Insert(pos, insert(i)?));
+            keep(insert(i).map(|c| ActionKind::Insert(pos, c)));
         }
     }
     if a.remove == Some(true) {
-        kinds.push(ActionKind::Remove);
+        keep(Ok(ActionKind::Remove));
     }
     if let Some(class) = &a.add_class {
         let c = class.get_ref().trim();
@@ -453,82 +544,71 @@ fn compile_action(
             || c.chars()
                 .any(|ch| ch.is_whitespace() || ch == '"' || ch == '<')
         {
-            return Err(err(
+            keep(Err(err(
                 file,
                 text,
                 at(class.span()),
                 format!("add_class `{c}` must be one class name"),
-            ));
+            )));
+        } else {
+            keep(Ok(ActionKind::AddClass(c.to_string())));
         }
-        kinds.push(ActionKind::AddClass(c.to_string()));
     }
     if let Some(i) = &a.inject {
-        let asset = match i.get_ref().as_str() {
-            "consent-banner" => Asset::ConsentBanner,
-            "feedback" => Asset::Feedback,
-            "why-link" => Asset::WhyLink,
+        keep(match i.get_ref().as_str() {
+            "consent-banner" => Ok(ActionKind::Inject(Asset::ConsentBanner)),
+            "feedback" => Ok(ActionKind::Inject(Asset::Feedback)),
+            "why-link" => Ok(ActionKind::Inject(Asset::WhyLink)),
             other => {
-                return Err(err(
+                let hint = crate::hint::closest(other, ["consent-banner", "feedback", "why-link"])
+                    .map(|h| format!("; did you mean `{h}`?"))
+                    .unwrap_or_default();
+                Err(err(
                     file,
                     text,
                     at(i.span()),
-                    format!("inject `{other}` is not one of consent-banner, feedback, why-link"),
+                    format!(
+                        "inject `{other}` is not one of consent-banner, feedback, why-link{hint}"
+                    ),
                 ))
             }
-        };
-        kinds.push(ActionKind::Inject(asset));
+        });
     }
-    let kind = match kinds.len() {
-        1 => kinds.pop().expect("one"),
-        0 => return Err(err(file, text, at(span), "an action needs one of set_text, set_html, set_attribute, append_attribute, before, after, prepend, append, remove, add_class, inject")),
-        _ => {
-            let present: Vec<&str> = [
-                ("set_text", a.set_text.is_some()),
-                ("set_html", a.set_html.is_some()),
-                ("set_attribute", a.set_attribute.is_some()),
-                ("append_attribute", a.append_attribute.is_some()),
-                ("before", a.before.is_some()),
-                ("after", a.after.is_some()),
-                ("prepend", a.prepend.is_some()),
-                ("append", a.append.is_some()),
-                ("remove", a.remove.is_some()),
-                ("add_class", a.add_class.is_some()),
-                ("inject", a.inject.is_some()),
-            ]
-            .into_iter()
-            .filter_map(|(k, on)| on.then_some(k))
-            .collect();
-            return Err(err(
-                file,
-                text,
-                at(span),
-                format!(
-                    "an action does exactly one thing, this one has {}; split it into several [[personalization.action]] tables",
-                    present.join(" and ")
-                ),
-            ));
+    let is_inject = a.inject.is_some() && present.len() == 1;
+    let selector = match &a.select {
+        Some(s) => {
+            let selector = s.get_ref().trim().to_string();
+            match selector.parse::<lol_html::Selector>() {
+                Ok(parsed) => Some((selector, parsed)),
+                Err(e) => {
+                    errs.push(err(
+                        file,
+                        text,
+                        at(s.span()),
+                        format!("selector `{selector}`: {e}"),
+                    ));
+                    None
+                }
+            }
         }
-    };
-    let (selector, sel_span) = match (&a.select, &kind) {
-        (Some(s), _) => (s.get_ref().trim().to_string(), s.span()),
-        (None, ActionKind::Inject(_)) => ("body".to_string(), span.clone()),
-        (None, _) => {
-            return Err(err(
+        None if is_inject => "body".parse().ok().map(|p| ("body".to_string(), p)),
+        None if touched => None,
+        None => {
+            errs.push(err(
                 file,
                 text,
                 at(span),
                 "the action needs select = \"css selector\"",
-            ))
+            ));
+            None
         }
     };
-    let parsed = selector.parse::<lol_html::Selector>().map_err(|e| {
-        err(
-            file,
-            text,
-            at(sel_span),
-            format!("selector `{selector}`: {e}"),
-        )
-    })?;
+    if !errs.is_empty() || kinds.len() != 1 {
+        return Err(errs);
+    }
+    let (Some((selector, parsed)), Some(kind)) = (selector, kinds.pop()) else {
+        return Err(errs);
+    };
     Ok(Action {
         names_one: names_one_element(&selector),
         selector,

@@ -288,7 +288,7 @@ fn errors_name_file_line_column_and_what_is_wrong() {
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"a\"\nremove = true\n", "exactly one thing"),
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1\"\nset_html = \"../secret\"\n", "inside the rules folder"),
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\nwhen.industry = [\"Retail\"]\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"a\"\n", "tier must be firmographic"),
-        ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\nwhen.colour = \"red\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"a\"\n", "a.toml:4:6: unknown field `colour`"),
+        ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\nwhen.colour = \"red\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"a\"\n", "a.toml:4:6: `colour` is not a key here (known keys: industry,"),
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n", "already used on line 2"),
         ("accounts/a.toml", "[account]\ndomain = \"a.example\"\nname = \"A\"\n[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"a\"\n", "its tier is firmographic"),
         ("segments/a.toml", "[[personalization]]\nid = \"x\"\ntier = \"anonymous\"\nwhen.from = \"tomorrow\"\n[[personalization.action]]\nselect = \"h1\"\nset_text = \"a\"\n", "not a date"),
@@ -421,4 +421,43 @@ fn only_conflicts_that_can_happen_are_reported() {
         .map(|c| (c.winner.as_str(), c.loser.as_str()))
         .collect();
     assert_eq!(c, [("acme.example/hero", "manufacturing/manufacturing")]);
+}
+
+/// Issue 16, item 4: a file with a mistake of every kind reports them all in one pass, in the file's order,
+/// at the offending key's line, in plain words — not one per round of `check`.
+#[test]
+fn every_error_of_a_file_comes_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "segments/a.toml",
+        "[[personalization]]\nid = \"hero\"\ntier = \"anonymus\"\npriority = \"high\"\npaths = [\"pricing\"]\n\
+         [[personalization.action]]\nselect = \"h1..x\"\nset_text = \"Hi {{ utm.campain }}\"\n\
+         [[personalization.action]]\nselect = \"p\"\nset_text = \"a\"\nremove = true\nadd_class = \"b\"\n\
+         [[personalization.action]]\nselect = \"h2\"\nremov = true\n",
+    );
+    let errors = RuleSet::load(dir.path()).expect_err("errors");
+    let said: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let s = e.to_string();
+            s[s.find("a.toml:").unwrap()..].to_string()
+        })
+        .collect();
+    let expect = [
+        "a.toml:3:8: tier `anonymus` is not one of anonymous, firmographic, personal; did you mean `anonymous`?",
+        "a.toml:4:12: `priority` must be a whole number (e.g. 10), not the text \"high\"",
+        "a.toml:5:10: path `pricing` must start with `/`",
+        "a.toml:7:10: selector `h1..x`",
+        "a.toml:8:12: unknown variable `utm.campain` (did you mean `utm.campaign`?)",
+        "a.toml:13:13: an action does exactly one thing, this one has set_text and remove and add_class",
+        "a.toml:16:1: `remov` is not a key here; did you mean `remove`?",
+    ];
+    assert!(said.len() >= expect.len(), "{said:#?}");
+    for (got, want) in said.iter().zip(expect) {
+        assert!(
+            got.starts_with(want),
+            "expected `{want}`, got `{got}`\nall: {said:#?}"
+        );
+    }
 }
