@@ -2,9 +2,10 @@
 // or style (works under a Content-Security-Policy of 'self'). The proxy places one inert container per prompt
 // (<div data-concierge-feedback hidden> with the rule, rule-set version, page and question as data attributes);
 // this script shows the first one the visitor has not yet answered or dismissed, once per visitor, page and rule.
-// What the visitor types is only ever set as text, never as HTML. The prompt draws itself in a shadow root of
+// What the visitor types is only ever set as text, never as HTML. The prompt's own words come in the
+// visitor's language: the proxy fills them in at the end, as for the banner. The prompt draws itself in a shadow root of
 // its container, with its own stylesheet (feedback.css): the page's styles cannot reach it, nor its the page.
-(function () {
+(function (T) {
   "use strict";
   var script = document.currentScript;
   if (!script || !window.fetch || !window.URLSearchParams) return;
@@ -87,9 +88,9 @@
   function show(container, prompt, store, key, state) {
     var id = "concierge-feedback-" + Math.random().toString(36).slice(2);
     var status = el("p", { "class": "cf-status", role: "status", "aria-live": "polite" });
-    var close = el("button", { type: "button", "class": "cf-close", "aria-label": "Dismiss this question" }, ["\u00d7"]);
-    var yes = el("button", { type: "button", "class": "cf-button", "data-answer": "yes" }, ["Yes"]);
-    var no = el("button", { type: "button", "class": "cf-button", "data-answer": "no" }, ["No"]);
+    var close = el("button", { type: "button", "class": "cf-close", "aria-label": T.feedback_dismiss }, ["\u00d7"]);
+    var yes = el("button", { type: "button", "class": "cf-button", "data-answer": "yes" }, [T.feedback_yes]);
+    var no = el("button", { type: "button", "class": "cf-button", "data-answer": "no" }, [T.feedback_no]);
     var answers = el("div", { "class": "cf-answers", role: "group", "aria-labelledby": id }, [yes, no]);
     var box = el("section", { "class": "cf-box", role: "region", "aria-labelledby": id }, [
       close,
@@ -151,26 +152,26 @@
 
     function failed(button) {
       if (button) button.disabled = false;
-      status.textContent = "Your answer could not be sent. Please try again later.";
+      status.textContent = T.feedback_failed;
     }
 
     // The optional comment, sent as its own event after the answer.
     function askComment(value) {
       var fieldId = id + "-comment";
       var text = el("textarea", { id: fieldId, "class": "cf-comment", maxlength: String(MAX_COMMENT), rows: "3" });
-      var submit = el("button", { type: "submit", "class": "cf-button" }, ["Send"]);
+      var submit = el("button", { type: "submit", "class": "cf-button" }, [T.feedback_send]);
       var form = el("form", { "class": "cf-form" }, [
-        el("label", { "for": fieldId }, ["Thank you. Anything you would like to add? (optional)"]),
+        el("label", { "for": fieldId }, [T.feedback_comment]),
         text,
         submit
       ]);
       form.addEventListener("submit", function (event) {
         event.preventDefault();
         var comment = text.value.trim().slice(0, MAX_COMMENT);
-        if (!comment) return finish("Thank you for your feedback.");
+        if (!comment) return finish(T.feedback_thanks);
         submit.disabled = true;
         send(prompt, { event: "comment", answer: value, comment: comment }).then(function (ok) {
-          if (ok) finish("Thank you for your feedback."); else failed(submit);
+          if (ok) finish(T.feedback_thanks); else failed(submit);
         });
       });
       answers.replaceWith(form);
@@ -189,7 +190,7 @@
           }
           answered = value;
           store.setItem(key, "done");
-          if (prompt.comment) askComment(value); else finish("Thank you for your feedback.");
+          if (prompt.comment) askComment(value); else finish(T.feedback_thanks);
         });
       });
     });
@@ -200,4 +201,4 @@
   } else {
     start();
   }
-})();
+})(__CONCIERGE_TEXTS__);

@@ -260,11 +260,18 @@ impl Check {
         match humantime::parse_duration(text) {
             Ok(d) => d,
             Err(e) => {
+                // humantime's own words ("expected number at 0") are parser jargon: say what is wrong.
+                let why = match e {
+                    humantime::DurationError::UnknownUnit { unit, .. } => {
+                        format!("`{unit}` is not a unit of time (ms, s, m, h, days, weeks)")
+                    }
+                    humantime::DurationError::NumberOverflow => "it is too long".to_string(),
+                    humantime::DurationError::Empty => "it is empty".to_string(),
+                    _ => "a duration is a number followed by a unit".to_string(),
+                };
                 self.fail(
                     key,
-                    format!(
-                        "`{text}` is not a duration ({e}); write e.g. \"500ms\", \"10s\", \"2m\""
-                    ),
+                    format!("`{text}` is not a duration: {why}; write e.g. \"500ms\", \"10s\", \"2m\", \"30days\""),
                 );
                 default
             }

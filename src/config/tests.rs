@@ -52,6 +52,17 @@ fn all_errors_are_collected_with_keys() {
             "log.format"
         ]
     );
+    // Plain words, not the duration parser's ("expected number at 0").
+    assert_eq!(
+        e[2].message,
+        "`ten` is not a duration: a duration is a number followed by a unit; write e.g. \"500ms\", \"10s\", \"2m\", \"30days\""
+    );
+    let e = errs("[upstream]\nurl = \"http://a:1\"\n[consent]\nmax_age = \"13 months\"\n[timeouts]\nclient_header = \"10 secs\"\nupstream_connect = \"5 lightyears\"\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].message.contains("`lightyears` is not a unit of time"),
+        "{e:?}"
+    );
 }
 
 #[test]

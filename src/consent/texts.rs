@@ -1,4 +1,5 @@
-//! The words of the consent banner, its `<noscript>` link and the choices page, per language.
+//! The words of the consent banner, its `<noscript>` link, the choices page and the feedback prompt's own
+//! controls (the question is the rule's), per language.
 //!
 //! English and German ship as defaults; `[consent.texts.<language>]` overrides any of their texts or adds a
 //! language (which must then give every text). Each visitor gets the language their `Accept-Language` prefers
@@ -36,6 +37,13 @@ pub(crate) enum Key {
     NotAllowed,
     PageGpc,
     Back,
+    FeedbackYes,
+    FeedbackNo,
+    FeedbackDismiss,
+    FeedbackComment,
+    FeedbackSend,
+    FeedbackThanks,
+    FeedbackFailed,
 }
 
 /// The configuration names of the texts, in `Key` order.
@@ -66,9 +74,27 @@ pub(crate) const KEYS: &[&str] = &[
     "not_allowed",
     "page_gpc",
     "back",
+    "feedback_yes",
+    "feedback_no",
+    "feedback_dismiss",
+    "feedback_comment",
+    "feedback_send",
+    "feedback_thanks",
+    "feedback_failed",
 ];
 
-const N: usize = 26;
+const N: usize = 33;
+
+/// The texts the feedback prompt's script shows.
+const FEEDBACK_KEYS: [Key; 7] = [
+    Key::FeedbackYes,
+    Key::FeedbackNo,
+    Key::FeedbackDismiss,
+    Key::FeedbackComment,
+    Key::FeedbackSend,
+    Key::FeedbackThanks,
+    Key::FeedbackFailed,
+];
 
 /// The texts the banner script shows (the rest are the `<noscript>` link's and the choices page's).
 const SCRIPT_KEYS: [Key; 16] = [
@@ -130,6 +156,13 @@ const EN: [&str; N] = [
     "Your browser sends a Global Privacy Control signal. We honour it: whatever you choose here, we do not look \
      up your organization or remember you while it is on.",
     "Back to the site",
+    "Yes",
+    "No",
+    "Dismiss this question",
+    "Thank you. Anything you would like to add? (optional)",
+    "Send",
+    "Thank you for your feedback.",
+    "Your answer could not be sent. Please try again later.",
 ];
 
 const DE: [&str; N] = [
@@ -167,6 +200,13 @@ const DE: [&str; N] = [
     "Ihr Browser sendet ein Global-Privacy-Control-Signal. Wir respektieren es: Was Sie hier auch wählen, solange \
      es aktiv ist, schlagen wir Ihre Organisation nicht nach und merken uns nichts über Sie.",
     "Zurück zur Website",
+    "Ja",
+    "Nein",
+    "Diese Frage schließen",
+    "Danke. Möchten Sie noch etwas ergänzen? (optional)",
+    "Senden",
+    "Danke für Ihre Rückmeldung.",
+    "Ihre Antwort konnte nicht gesendet werden. Bitte versuchen Sie es später noch einmal.",
 ];
 
 /// The longest text an operator may configure, in characters.
@@ -214,16 +254,16 @@ impl Texts {
         out
     }
 
-    /// The texts the banner script needs, as one JSON object (`lang`, `policy_url` and the banner's keys).
-    fn script_json(&self, policy_url: Option<&str>) -> String {
+    /// The texts a script needs, as one JSON object (`lang`, `policy_url` and `keys`).
+    fn script_json(&self, policy_url: Option<&str>, keys: &[Key]) -> String {
         let mut map = serde_json::Map::new();
         map.insert("lang".into(), self.lang.clone().into());
         map.insert(
             "policy_url".into(),
             policy_url.map_or(serde_json::Value::Null, |u| u.to_string().into()),
         );
-        for k in SCRIPT_KEYS {
-            map.insert(KEYS[k as usize].to_string(), self.get(k).into());
+        for k in keys {
+            map.insert(KEYS[*k as usize].to_string(), self.get(*k).into());
         }
         serde_json::Value::Object(map).to_string()
     }
@@ -236,6 +276,7 @@ pub struct Catalog {
     default: usize,
     policy_url: Option<String>,
     scripts: Vec<bytes::Bytes>,
+    feedback_scripts: Vec<bytes::Bytes>,
     version: String,
 }
 
@@ -249,24 +290,32 @@ impl Default for Catalog {
     }
 }
 
-/// The banner script, with `__CONCIERGE_TEXTS__` where a language's texts go.
+/// The banner's and the prompt's scripts, with `__CONCIERGE_TEXTS__` where a language's texts go.
 const CONSENT_JS: &str = include_str!("../../assets/consent.js");
+const FEEDBACK_JS: &str = include_str!("../../assets/feedback.js");
 const MARKER: &str = "__CONCIERGE_TEXTS__";
 
 impl Catalog {
     fn build(languages: Vec<Texts>, default: usize, policy_url: Option<String>) -> Catalog {
-        let scripts: Vec<bytes::Bytes> = languages
-            .iter()
-            .map(|t| {
-                CONSENT_JS
-                    .replacen(MARKER, &t.script_json(policy_url.as_deref()), 1)
-                    .into()
-            })
-            .collect();
+        let fill = |js: &str, keys: &[Key]| -> Vec<bytes::Bytes> {
+            languages
+                .iter()
+                .map(|t| {
+                    js.replacen(MARKER, &t.script_json(policy_url.as_deref(), keys), 1)
+                        .into()
+                })
+                .collect()
+        };
+        let scripts = fill(CONSENT_JS, &SCRIPT_KEYS);
+        let feedback_scripts = fill(FEEDBACK_JS, &FEEDBACK_KEYS);
         // A short fingerprint of every script, in their URLs: a change of wording is never served from a
         // browser's cache.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in scripts.iter().flat_map(|s| s.iter()) {
+        for b in scripts
+            .iter()
+            .chain(&feedback_scripts)
+            .flat_map(|s| s.iter())
+        {
             h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
         Catalog {
@@ -274,6 +323,7 @@ impl Catalog {
             default,
             policy_url,
             scripts,
+            feedback_scripts,
             version: format!("{:08x}", h as u32),
         }
     }
@@ -305,6 +355,11 @@ impl Catalog {
     /// The banner script for `lang` (the default language's for an unknown one).
     pub fn script(&self, lang: &str) -> bytes::Bytes {
         self.scripts[self.index(lang).unwrap_or(self.default)].clone()
+    }
+
+    /// The feedback prompt's script for `lang` (the default language's for an unknown one).
+    pub fn feedback_script(&self, lang: &str) -> bytes::Bytes {
+        self.feedback_scripts[self.index(lang).unwrap_or(self.default)].clone()
     }
 
     /// The fingerprint of the scripts, put in their URLs.
@@ -632,6 +687,9 @@ mod tests {
         assert_eq!(KEYS.len(), N);
         assert_eq!(KEYS[Key::Back as usize], "back");
         assert_eq!(CONSENT_JS.matches(MARKER).count(), 1);
+        assert_eq!(FEEDBACK_JS.matches(MARKER).count(), 1);
+        let fb = String::from_utf8(c.feedback_script("de").to_vec()).unwrap();
+        assert!(fb.contains("\"feedback_yes\":\"Ja\""), "{fb}");
         let de = String::from_utf8(c.script("de").to_vec()).unwrap();
         assert!(de.contains("\"reject\":\"Alle ablehnen\""), "{de}");
         assert!(!de.contains(MARKER));

@@ -51,35 +51,40 @@ pub fn widget_markup(
     s
 }
 
-/// The widgets' stylesheet, and the feedback script when a prompt is on the page (same-origin, no inline code).
-pub fn assets_markup(prefix: &str, script: bool) -> String {
+/// The widgets' stylesheet, and the feedback script when a prompt is on the page (same-origin, no inline code),
+/// with the prompt's words in `lang` (`version`: the texts' fingerprint).
+pub fn assets_markup(prefix: &str, script: Option<(&str, &str)>) -> String {
     let mut p = String::new();
     escape_attr(prefix, &mut p);
     let mut s = format!("<link rel=\"stylesheet\" href=\"{p}widgets.css\">");
-    if script {
+    if let Some((lang, version)) = script {
+        let mut q = String::new();
+        escape_attr(&format!("?v={version}&lang={lang}"), &mut q);
         s.push_str(&format!(
-            "<link rel=\"preload\" as=\"style\" href=\"{p}feedback.css\"><script src=\"{p}feedback.js\" defer></script>"
+            "<link rel=\"preload\" as=\"style\" href=\"{p}feedback.css\"><script src=\"{p}feedback.js{q}\" defer></script>"
         ));
     }
     s
 }
 
-/// The "Why am I seeing this?" link for `page`.
-pub fn why_link_markup(prefix: &str, page: &str) -> String {
+/// The "Why am I seeing this?" link for `page`, its words `label` (the visitor's language's).
+pub fn why_link_markup(prefix: &str, page: &str, label: &str) -> String {
     let mut href = String::new();
     escape_attr(&why_href(prefix, page), &mut href);
-    format!(
-        "<p class=\"concierge-why\"><a href=\"{href}\" rel=\"nofollow\">Why am I seeing this?</a></p>"
-    )
+    let mut text = String::new();
+    escape_attr(label, &mut text);
+    format!("<p class=\"concierge-why\"><a href=\"{href}\" rel=\"nofollow\">{text}</a></p>")
 }
 
 /// The "Why am I seeing this?" link for `page`, placed right after changed content: phrasing content (a
 /// `<span>`, shown as a line of its own), so it is valid wherever the changed element sits.
-pub fn why_link_near_markup(prefix: &str, page: &str) -> String {
+pub fn why_link_near_markup(prefix: &str, page: &str, label: &str) -> String {
     let mut href = String::new();
     escape_attr(&why_href(prefix, page), &mut href);
+    let mut text = String::new();
+    escape_attr(label, &mut text);
     format!(
-        "<span class=\"concierge-why concierge-why-near\"><a href=\"{href}\" rel=\"nofollow\">Why am I seeing this?</a></span>"
+        "<span class=\"concierge-why concierge-why-near\"><a href=\"{href}\" rel=\"nofollow\">{text}</a></span>"
     )
 }
 

@@ -159,12 +159,12 @@ fn widget_markup_escapes_every_value() {
          &lt;b&gt;to&lt;/b&gt; you &amp; yours?\" data-comment=\"1\" hidden></div>"
     );
     assert_eq!(
-        why_link_markup("/_c/", "/a b\"<&?q=1"),
+        why_link_markup("/_c/", "/a b\"<&?q=1", "Why am I seeing this?"),
         "<p class=\"concierge-why\"><a href=\"/_c/why?page=/a%20b%22%3C%26\" rel=\"nofollow\">Why am I seeing this?</a></p>"
     );
     assert_eq!(
-        assets_markup("/_c/", true),
-        "<link rel=\"stylesheet\" href=\"/_c/widgets.css\"><link rel=\"preload\" as=\"style\" href=\"/_c/feedback.css\"><script src=\"/_c/feedback.js\" defer></script>"
+        assets_markup("/_c/", Some(("de", "0123abcd"))),
+        "<link rel=\"stylesheet\" href=\"/_c/widgets.css\"><link rel=\"preload\" as=\"style\" href=\"/_c/feedback.css\"><script src=\"/_c/feedback.js?v=0123abcd&amp;lang=de\" defer></script>"
     );
 }
 

@@ -191,7 +191,11 @@ pub fn render_action(
         ),
         ActionKind::Inject(Asset::WhyLink) => OpKind::Insert(
             Position::Append,
-            crate::feedback::why_link_markup(page.prefix, visitor.path),
+            crate::feedback::why_link_markup(
+                page.prefix,
+                visitor.path,
+                page.texts.get(crate::consent::texts::Key::Why),
+            ),
             true,
         ),
     })
@@ -288,7 +292,11 @@ pub fn render_plan(plan: &Plan, visitor: &Visitor, page: &Page) -> Vec<Op> {
         }
     }
     if add.assets {
-        start.push_str(&crate::feedback::assets_markup(page.prefix, add.script));
+        start.push_str(&crate::feedback::assets_markup(
+            page.prefix,
+            add.script
+                .then_some((page.texts.lang.as_str(), page.texts_version)),
+        ));
     }
     if let Some(body) = BODY.as_ref() {
         if !start.is_empty() {
@@ -307,7 +315,11 @@ pub fn render_plan(plan: &Plan, visitor: &Visitor, page: &Page) -> Vec<Op> {
                 ops.push(Op {
                     selector: action.parsed.clone(),
                     kind: OpKind::WhyNear(
-                        crate::feedback::why_link_near_markup(page.prefix, visitor.path),
+                        crate::feedback::why_link_near_markup(
+                            page.prefix,
+                            visitor.path,
+                            page.texts.get(crate::consent::texts::Key::Why),
+                        ),
                         placed.clone(),
                     ),
                     once: true,
@@ -316,7 +328,11 @@ pub fn render_plan(plan: &Plan, visitor: &Visitor, page: &Page) -> Vec<Op> {
             ops.push(Op {
                 selector: body.clone(),
                 kind: OpKind::WhyFallback(
-                    crate::feedback::why_link_markup(page.prefix, visitor.path),
+                    crate::feedback::why_link_markup(
+                        page.prefix,
+                        visitor.path,
+                        page.texts.get(crate::consent::texts::Key::Why),
+                    ),
                     placed,
                 ),
                 once: true,

@@ -5,7 +5,8 @@ Usage: feedback_keys.py URL
   1. a visitor focuses "Yes" and presses Escape: the prompt closes (a dismissal is sent) and the focus goes on
      to the page's next link;
   2. another answers "Yes" with Enter: the comment field gets the focus; Enter on "Send" with no comment thanks
-     them and the focus stays in the prompt.
+     them and the focus stays in the prompt;
+  3. a German browser gets the prompt's buttons in German.
 Prints one JSON line of what it saw; exit 1 with the reason when the prompt does not behave.
 """
 
@@ -48,6 +49,15 @@ def main():
         page.keyboard.press("Enter")
         page.wait_for_selector(".cf-status:has-text('Thank you')", timeout=5_000)
         seen["focus_after_send"] = page.evaluate(ACTIVE)["cls"]
+        context.close()
+
+        # 3. A German browser: the prompt's own words are German (the question is the rule's).
+        context = browser.new_context(locale="de-DE")
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector(".cf-box", timeout=10_000)
+        seen["german"] = [page.text_content("button[data-answer=yes]"), page.text_content("button[data-answer=no]"),
+                          page.get_attribute(".cf-close", "aria-label")]
         context.close()
         browser.close()
     emit(seen)

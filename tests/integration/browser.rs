@@ -188,6 +188,11 @@ async fn the_prompt_works_with_the_keyboard() {
     assert_eq!(seen["focus_after_escape"], "Book a demo", "{seen}");
     assert_eq!(seen["focus_after_answer"], "cf-comment", "{seen}");
     assert_eq!(seen["focus_after_send"], "cf-status", "{seen}");
+    assert_eq!(
+        seen["german"],
+        serde_json::json!(["Ja", "Nein", "Diese Frage schließen"]),
+        "{seen}"
+    );
 }
 
 /// Issue 16 (items 9–14): the banner and the choices page, as visitors meet them on a dark site with hostile

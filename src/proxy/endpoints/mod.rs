@@ -21,7 +21,6 @@ use crate::proxy::error::Refusal;
 use crate::proxy::{Proxy, RequestContext};
 
 const CONSENT_CSS: &[u8] = include_bytes!("../../../assets/consent.css");
-const FEEDBACK_JS: &[u8] = include_bytes!("../../../assets/feedback.js");
 const WIDGETS_CSS: &[u8] = include_bytes!("../../../assets/widgets.css");
 const FEEDBACK_CSS: &[u8] = include_bytes!("../../../assets/feedback.css");
 pub const GPC_PATH: &str = "/.well-known/gpc.json";
@@ -35,6 +34,8 @@ pub enum Route {
     Why,
     /// The banner script, with the texts of the language its query names.
     ConsentScript,
+    /// The feedback prompt's script, likewise.
+    FeedbackScript,
     Asset {
         body: &'static [u8],
         content_type: &'static str,
@@ -62,14 +63,7 @@ pub fn route(proxy: &Proxy, method: &Method, path: &str) -> Result<Option<Route>
             _ => Err(Refusal::MethodNotAllowed),
         },
         "why" => read_only(method, Route::Why).map(Some),
-        "feedback.js" => read_only(
-            method,
-            Route::Asset {
-                body: FEEDBACK_JS,
-                content_type: "text/javascript; charset=utf-8",
-            },
-        )
-        .map(Some),
+        "feedback.js" => read_only(method, Route::FeedbackScript).map(Some),
         "feedback.css" => read_only(
             method,
             Route::Asset {
@@ -116,14 +110,19 @@ pub async fn serve(
     ctx: &RequestContext,
 ) -> Response<ResponseBody> {
     match route {
-        Route::ConsentScript => {
+        Route::ConsentScript | Route::FeedbackScript => {
             let texts = &proxy.settings().consent.texts;
             let query = req.uri().query();
             let lang = crate::consent::signals::query_param(query, "lang").unwrap_or_default();
             // The URL the page names carries the texts' fingerprint: that one may be cached for a day.
             let current = crate::consent::signals::query_param(query, "v")
                 .is_some_and(|v| v == texts.version());
-            let mut resp = Response::new(ResponseBody::full(texts.script(lang)));
+            let body = if route == Route::ConsentScript {
+                texts.script(lang)
+            } else {
+                texts.feedback_script(lang)
+            };
+            let mut resp = Response::new(ResponseBody::full(body));
             let h = resp.headers_mut();
             h.insert(
                 header::CONTENT_TYPE,
