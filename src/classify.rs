@@ -20,15 +20,25 @@ use crate::firmographics::{CompanyMatch, Firmographics, Geo, NoCompany};
 pub enum Lookup {
     /// The Decision does not permit the firmographic tier: the lookup did not run.
     NotRun,
+    /// Nothing on this page could use the company — no rule of the firmographic or personal tier can change
+    /// it and no experiment counts it as a goal — so the lookup did not run (data minimization: no lookup, no
+    /// record of one).
+    NotNeeded,
     Matched(CompanyMatch),
     NoCompany(NoCompany),
 }
 
 impl Lookup {
+    /// Whether the lookup ran (and is to be recorded).
+    pub fn ran(&self) -> bool {
+        matches!(self, Lookup::Matched(_) | Lookup::NoCompany(_))
+    }
+
     /// A short label for metrics.
     pub fn label(&self) -> &'static str {
         match self {
             Lookup::NotRun => "not_run",
+            Lookup::NotNeeded => "not_needed",
             Lookup::Matched(_) => "match",
             Lookup::NoCompany(n) => match n {
                 NoCompany::NoMatch => "no_match",
@@ -83,6 +93,7 @@ impl Classification {
             banner: self.decision.show_banner,
             lookup: match &self.company {
                 Lookup::NotRun => "not_run",
+                Lookup::NotNeeded => "not_needed",
                 Lookup::Matched(_) => "matched",
                 Lookup::NoCompany(_) => "no_company",
             },
@@ -129,7 +140,9 @@ impl Classification {
 }
 
 /// Classify a request from `client` carrying `headers` and `query`, at `now` (Unix seconds); `secure`: the
-/// visitor reached the site over HTTPS (our consent cookie is then only believed under its `__Host-` name).
+/// visitor reached the site over HTTPS (our consent cookie is then only believed under its `__Host-` name);
+/// `needed`: something on the page could use the company (else it is not looked up, even where permitted).
+#[allow(clippy::too_many_arguments)]
 pub fn classify(
     firmographics: &Firmographics,
     consent: &ConsentSettings,
@@ -138,6 +151,7 @@ pub fn classify(
     query: Option<&str>,
     secure: bool,
     now: u64,
+    needed: bool,
 ) -> Classification {
     let geo = firmographics.geo(client);
     let jurisdiction = consent
@@ -146,6 +160,7 @@ pub fn classify(
     let signals = signals::read(headers, query, &consent.names, &consent.keys, secure);
     let decision = consent.policy.decide(jurisdiction, &signals, now);
     let company = match decision.lookup_permit() {
+        Some(_) if !needed => Lookup::NotNeeded,
         Some(permit) => match firmographics.company(client, permit) {
             Ok(m) => Lookup::Matched(m),
             Err(n) => Lookup::NoCompany(n),
@@ -221,19 +236,19 @@ mod tests {
         gpc.insert("sec-gpc", HeaderValue::from_static("1"));
 
         // Opt-in, no signal: banner, no lookup.
-        let c = classify(&f, &consent, de, &none, None, false, now);
+        let c = classify(&f, &consent, de, &none, None, false, now, true);
         assert!(matches!(c.company, Lookup::NotRun));
         assert!(c.decision.show_banner);
         assert_eq!(c.decision.jurisdiction.region, "DE");
         // Opt-out, no signal: permitted, lookup runs and finds the account.
-        let c = classify(&f, &consent, ca, &none, None, false, now);
+        let c = classify(&f, &consent, ca, &none, None, false, now, true);
         assert_eq!(c.highest_tier(), "personal");
         let Lookup::Matched(m) = &c.company else {
             panic!("{:?}", c.company)
         };
         assert_eq!(m.company.domain.as_deref(), Some("acme.example"));
         // Opt-out with GPC: withdrawn, no lookup.
-        let c = classify(&f, &consent, ca, &gpc, None, false, now);
+        let c = classify(&f, &consent, ca, &gpc, None, false, now, true);
         assert!(matches!(c.company, Lookup::NotRun));
         assert!(c.decision.reasons.iter().any(|r| r == "gpc"));
         // Opt-in with our cookie granting firmographic only.
@@ -254,7 +269,7 @@ mod tests {
             ))
             .unwrap(),
         );
-        let c = classify(&f, &consent, de, &cookie, None, false, now);
+        let c = classify(&f, &consent, de, &cookie, None, false, now, true);
         assert_eq!(c.highest_tier(), "firmographic");
         assert!(matches!(c.company, Lookup::Matched(_)));
         assert_eq!(c.decision.consent_id.as_deref(), Some("abc"));
@@ -267,6 +282,7 @@ mod tests {
             None,
             false,
             now,
+            true,
         );
         assert_eq!(c.decision.jurisdiction.region, "unknown");
         assert!(matches!(c.company, Lookup::NotRun));

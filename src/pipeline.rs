@@ -94,7 +94,7 @@ impl<'a> RequestView<'a> {
 }
 
 /// Classify a request: location, jurisdiction, consent Decision, and the company only when the Decision permits
-/// the firmographic tier.
+/// the firmographic tier and something on the page could use it ([`Sources::needs_company`]).
 pub fn classify(view: &RequestView, sources: &Sources, settings: &Settings) -> Classification {
     crate::classify::classify(
         &sources.firmographics,
@@ -104,6 +104,7 @@ pub fn classify(view: &RequestView, sources: &Sources, settings: &Settings) -> C
         view.query,
         view.secure,
         view.now,
+        sources.needs_company(view.path),
     )
 }
 
@@ -163,7 +164,7 @@ pub fn conversions(
         return Err(NoConversion::Excluded(why));
     }
     let visitor = visitor_key(c, view);
-    if matches!(c.company, Lookup::NotRun) && visitor.is_none() {
+    if !c.company.ran() && visitor.is_none() {
         return Err(NoConversion::NoBasis);
     }
     let account = c.account();
@@ -212,7 +213,7 @@ fn visitor_key<'a>(c: &Classification, view: &RequestView<'a>) -> Option<&'a str
 /// A decision record is due whatever the page: a lookup ran, or (`audit.record_refusals`) the Decision withheld
 /// the lookup.
 fn recordable(c: &Classification, record_refusals: bool) -> bool {
-    !matches!(c.company, Lookup::NotRun)
+    c.company.ran()
         || (record_refusals
             && !c
                 .decision

@@ -45,6 +45,18 @@ impl std::fmt::Display for SourceErrors {
 }
 
 impl Sources {
+    /// Whether anything on the page at `path` could use the visitor's company: a rule of the firmographic or
+    /// personal tier that can change it, or an experiment goal (a conversion is counted per account). Elsewhere
+    /// the company is not looked up even where consent permits it, and no record of a lookup is due.
+    pub fn needs_company(&self, path: &str) -> bool {
+        self.rules.company_paths.matches(path)
+            || self
+                .experiments
+                .experiments
+                .iter()
+                .any(|e| e.goals.iter().any(|g| g.path.matches(path)))
+    }
+
     /// Load every source from its files; `Err` with every error of every source when any fails. Experiments
     /// are checked against the rules of the same generation.
     pub fn load(

@@ -347,6 +347,10 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
         },
         match &c.company {
             Lookup::NotRun => "company lookup not run (firmographic not permitted)".to_string(),
+            Lookup::NotNeeded => {
+                "company lookup not needed (no firmographic rule or experiment goal on this page)"
+                    .to_string()
+            }
             Lookup::Matched(m) => format!(
                 "company {}{}",
                 m.company.name,
@@ -513,7 +517,18 @@ pub(super) fn consent_decide(args: DecideArgs) -> ExitCode {
         now,
         visitor_id: None,
     };
-    let c = crate::pipeline::classify(&view, &sources, &settings);
+    // Not for a page: the lookup runs wherever consent permits it (the proxy also asks whether the page could
+    // use the company; `explain --url` answers for a page).
+    let c = crate::classify::classify(
+        &sources.firmographics,
+        &settings.consent,
+        view.client,
+        view.headers,
+        view.query,
+        view.secure,
+        view.now,
+        true,
+    );
     if args.json {
         let out = serde_json::json!({
             "ip": ip.to_string(),
@@ -559,6 +574,10 @@ pub(super) fn consent_decide(args: DecideArgs) -> ExitCode {
     );
     let company = match &c.company {
         Lookup::NotRun => "lookup not run (the firmographic tier is not permitted)".to_string(),
+        Lookup::NotNeeded => {
+            "lookup not needed (no rule of the firmographic or personal tier, and no experiment goal, on this page)"
+                .to_string()
+        }
         Lookup::Matched(m) => format!(
             "{}{}",
             m.company.name,

@@ -112,7 +112,7 @@ impl Proxy {
             c.highest_tier(),
             c.decision.show_banner,
         );
-        let lookup_ran = !matches!(c.company, crate::classify::Lookup::NotRun);
+        let lookup_ran = c.company.ran();
         if lookup_ran {
             self.metrics.company_lookup(c.company.label());
         }

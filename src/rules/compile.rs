@@ -701,6 +701,7 @@ impl RuleSet {
             }
         }
         RuleSet {
+            company_paths: crate::rules::CompanyPaths::of(ps.iter()),
             personalizations: ps,
             slots: users.len(),
             conflicts,

@@ -226,6 +226,41 @@ pub struct RuleSet {
     pub conflicts: Vec<Conflict>,
     /// A short fingerprint of the set's content (recorded with decisions).
     pub version: String,
+    /// The pages a rule of the firmographic or personal tier could change: only there is a company lookup of
+    /// any use.
+    pub company_paths: CompanyPaths,
+}
+
+/// Path patterns of the rules that use the company, decided when the set is assembled.
+#[derive(Debug, Clone, Default)]
+pub struct CompanyPaths {
+    /// Some such rule applies to every page.
+    all: bool,
+    patterns: Vec<PathPattern>,
+}
+
+impl CompanyPaths {
+    /// The paths of `rules` whose tier is above anonymous (deduplicated).
+    pub fn of<'a>(rules: impl Iterator<Item = &'a Personalization>) -> CompanyPaths {
+        let mut out = CompanyPaths::default();
+        for r in rules.filter(|r| r.tier > crate::consent::policy::Tier::Anonymous) {
+            for p in &r.paths {
+                if p.0 == "/**" {
+                    out.all = true;
+                } else if !out.patterns.contains(p) {
+                    out.patterns.push(p.clone());
+                }
+            }
+        }
+        if out.all {
+            out.patterns.clear();
+        }
+        out
+    }
+
+    pub fn matches(&self, path: &str) -> bool {
+        self.all || self.patterns.iter().any(|p| p.matches(path))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -46,7 +46,11 @@ async fn consent_proxy(origin: &Origin, audit: &Path, extra: &str) -> concierge:
     std::fs::create_dir_all(rules.join("accounts")).unwrap();
     std::fs::write(
         rules.join("accounts/loop.example.toml"),
-        "[account]\ndomain = \"loop.example\"\nname = \"Loop Corp\"\nnetworks = [\"127.0.0.0/8\"]\n",
+        // A rule for the account on every page, so the company is worth looking up wherever consent permits
+        // it (its selector finds nothing on the test pages).
+        "[account]\ndomain = \"loop.example\"\nname = \"Loop Corp\"\nnetworks = [\"127.0.0.0/8\"]\n\
+         [[personalization]]\nid = \"all\"\ntier = \"firmographic\"\n\
+         [[personalization.action]]\nselect = \"#loop-never\"\nset_text = \"{{ company.name }}\"\n",
     )
     .unwrap();
     proxy(
@@ -656,4 +660,64 @@ async fn the_choices_page_tells_the_truth_in_opt_out_regions() {
         !germany.contains("aria-describedby=\"cc-f-text\" checked"),
         "{germany}"
     );
+}
+
+/// Issue 17: no use, no lookup. Where no rule of the firmographic or personal tier can change the page and no
+/// experiment counts it as a goal, the company is not looked up even though consent permits it — and so no
+/// record of a lookup is due (a page nothing could personalize costs what a plain proxy costs).
+#[tokio::test]
+async fn the_company_is_looked_up_only_where_something_could_use_it() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(rules.join("accounts")).unwrap();
+    std::fs::create_dir_all(rules.join("experiments")).unwrap();
+    std::fs::write(
+        rules.join("accounts/loop.example.toml"),
+        "[account]\ndomain = \"loop.example\"\nname = \"Loop Corp\"\nnetworks = [\"127.0.0.0/8\"]\n\
+         [[personalization]]\nid = \"pricing\"\ntier = \"firmographic\"\npaths = [\"/pricing\"]\n\
+         [[personalization.action]]\nselect = \"h1\"\nset_text = \"{{ company.name }}\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("experiments/e.toml"),
+        "[experiment]\nid = \"e\"\nrules = [\"loop.example/pricing\"]\ncontrol = 0.5\n\
+         [[experiment.goal]]\nid = \"demo\"\npath = \"/demo-request\"\n",
+    )
+    .unwrap();
+    let server = proxy(
+        &origin.url(),
+        &format!(
+            "[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\n\
+             [[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"US\"\nsubdivision = \"CA\"\n",
+            rules.display(),
+            dir.path().join("log").display()
+        ),
+    )
+    .await;
+    let addr = server.listeners[0];
+    let page = ("accept", "text/html");
+    // California (opt-out): permitted everywhere, but only /pricing and the goal page can use the company.
+    get(addr, "/", &[page]).await;
+    get(addr, "/about", &[page]).await;
+    let (_, m) = admin(&server, "/metrics").await;
+    assert_eq!(lookups(&m), 0.0, "nothing on / or /about could use it");
+    get(addr, "/pricing", &[page]).await;
+    get(addr, "/demo-request", &[page]).await;
+    let (_, m) = admin(&server, "/metrics").await;
+    assert_eq!(lookups(&m), 2.0, "a rule's page and a goal page");
+    // Records: the two lookups, none for the pages nothing could use.
+    let pages: Vec<String> = (0..50)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            audit_records(&dir.path().join("log"))
+        })
+        .find(|r| r.iter().filter(|r| r["type"] == "decision").count() >= 2)
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r["type"] == "decision")
+        .map(|r| r["page"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(pages, ["/pricing", "/demo-request"]);
+    concierge::app::stop(server).await;
 }

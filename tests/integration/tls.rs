@@ -362,7 +362,10 @@ async fn over_https_the_consent_cookie_is_host_only() {
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(
         rules.join("loop.example.toml"),
-        "[account]\ndomain = \"loop.example\"\nname = \"Loop\"\nnetworks = [\"127.0.0.0/8\"]\n",
+        // A rule on every page, so the company is looked up wherever consent permits it.
+        "[account]\ndomain = \"loop.example\"\nname = \"Loop\"\nnetworks = [\"127.0.0.0/8\"]\n\
+         [[personalization]]\nid = \"all\"\ntier = \"firmographic\"\n\
+         [[personalization.action]]\nselect = \"#loop-never\"\nset_text = \"{{ company.name }}\"\n",
     )
     .unwrap();
     let audit = dir.path().join("audit");

@@ -121,7 +121,7 @@ pub async fn page(
     let (c, plan) = (&d.classification, &d.plan);
     // A lookup ran: record it, and show its result only if the record was accepted.
     let mut company_shown = true;
-    if !matches!(c.company, Lookup::NotRun) {
+    if c.company.ran() {
         let record = d.record(
             &view,
             proxy.audit.pseudonymizer.client(ctx.client.addr),
@@ -175,6 +175,9 @@ pub async fn page(
         }
         (Lookup::NoCompany(_), _) => "We looked up which organization your network belongs to and found none we \
                                       tailor content for."
+            .to_string(),
+        (Lookup::NotNeeded, _) => "Nothing on this page is tailored to organizations, so we did not look up which \
+                                   organization your network belongs to."
             .to_string(),
         (Lookup::NotRun, _) => "We did not look up which organization your network belongs to: your choices or \
                                 signals do not allow it."
