@@ -81,6 +81,7 @@ pub struct Server {
     grace: Duration,
     admin_task: Option<JoinHandle<()>>,
     audit: Arc<crate::audit::Audit>,
+    access_log: Option<crate::accesslog::AccessLog>,
 }
 
 impl Server {
@@ -123,11 +124,20 @@ impl Server {
             refused: std::sync::Mutex::new(None),
         });
         tracing::info!(dir = %settings.audit.dir.display(), "audit log");
+        // Independent of `log.level`: `log.access_log` alone turns it on.
+        let access_log = settings.log.access_log.then(|| {
+            crate::accesslog::AccessLog::start(
+                settings.log.format,
+                Box::new(std::io::stderr()),
+                metrics.access_log_dropped(),
+            )
+        });
         let proxy = Proxy::new(
             settings.clone(),
             metrics.clone(),
             sources.current.clone(),
             audit.clone(),
+            access_log.clone(),
         )?;
         let (phase, phase_rx) = watch::channel(Phase::Serving);
         let (drain_tx, drain_rx) = mpsc::channel(1);
@@ -248,6 +258,7 @@ impl Server {
             grace: settings.timeouts.shutdown_grace,
             admin_task,
             audit,
+            access_log,
         })
     }
 
@@ -291,6 +302,9 @@ impl Server {
         // Everything queued is written, and a final checkpoint signs it.
         let audit = self.audit.clone();
         let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
+        if let Some(log) = self.access_log.take() {
+            let _ = tokio::task::spawn_blocking(move || log.stop()).await;
+        }
         outcome
     }
 

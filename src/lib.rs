@@ -10,6 +10,7 @@
 //! | `app`           | wiring: listeners, TLS reloader, admin endpoint, source reloads, signals, graceful shutdown |
 //! | `demo`          | the built-in demo origin serving `examples/site/`, and the demo's settings |
 //! | `proxy`         | the hyper service: one file per phase, the proxy's own endpoints, the upstream client |
+//! | `accesslog`     | the access log: lines formatted on the request's thread, written in batches by a thread of its own |
 //! | `metrics`       | counters, histograms, Prometheus exposition |
 //! | `tls`           | certificate loading, SNI selection, reload keeping the last good set |
 //! | `pipeline`      | the per-request decision (classify → plan → changes → record), runtime-free, shared by proxy and CLI |
@@ -34,6 +35,7 @@
 //! `pub(crate)`.
 #![forbid(unsafe_code)]
 
+pub(crate) mod accesslog;
 pub mod app;
 pub mod audit;
 pub(crate) mod classify;

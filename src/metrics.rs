@@ -103,6 +103,7 @@ pub struct Metrics {
     connections: Family<ListenerLabel, Counter>,
     tls_reloads: Family<ReloadLabel, Counter>,
     tls_handshake_errors: Counter,
+    access_log_dropped: Counter,
     aborted_responses: Counter,
     client_errors: Family<ClientErrorLabel, Counter>,
     open_tunnels: Gauge,
@@ -182,6 +183,12 @@ impl Metrics {
             "tls_reloads",
             "Certificate reload attempts, by result",
             tls_reloads.clone(),
+        );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped_lines",
+            "Access-log lines dropped because the log's writer was 8 MiB behind (a blocked stderr)",
+            access_log_dropped.clone(),
         );
         let tls_handshake_errors = Counter::default();
         registry.register(
@@ -281,6 +288,7 @@ impl Metrics {
             connections,
             tls_reloads,
             tls_handshake_errors,
+            access_log_dropped,
             aborted_responses,
             client_errors,
             open_tunnels,
@@ -408,6 +416,11 @@ impl Metrics {
 
     pub fn rewrite(&self, result: &'static str) {
         self.rewrites.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// The counter the access log's writer counts dropped lines in.
+    pub fn access_log_dropped(&self) -> Counter {
+        self.access_log_dropped.clone()
     }
 
     pub fn tls_handshake_error(&self) {

@@ -380,7 +380,7 @@ impl Body for ResponseBody {
 /// What the record phase writes for one request. Dropping it writes the access-log line and the metrics.
 pub(crate) struct Recorder {
     pub metrics: Arc<Metrics>,
-    pub access_log: bool,
+    pub access_log: Option<crate::accesslog::AccessLog>,
     pub request_id: http::HeaderValue,
     pub client: std::net::IpAddr,
     pub method: Method,
@@ -400,20 +400,19 @@ impl Drop for Recorder {
         // A response with no body (HEAD, 204, 304) that hyper never polled still counts as complete.
         self.metrics
             .record_request(self.status.as_u16(), elapsed.as_secs_f64(), self.completed);
-        if self.access_log {
-            tracing::info!(
-                target: "concierge::access",
-                request_id = self.request_id.to_str().unwrap_or("-"),
-                client = %self.client,
-                method = %self.method,
-                host = self.host.as_deref().unwrap_or("-"),
-                path = self.path.as_deref().unwrap_or("-"),
-                version = ?self.version,
-                status = self.status.as_u16(),
-                bytes = self.bytes,
-                duration_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-                completed = self.completed,
-            );
+        if let Some(log) = &self.access_log {
+            log.line(&crate::accesslog::Entry {
+                request_id: self.request_id.to_str().unwrap_or("-"),
+                client: self.client,
+                method: &self.method,
+                host: self.host.as_deref(),
+                path: self.path.as_deref(),
+                version: self.version,
+                status: self.status.as_u16(),
+                bytes: self.bytes,
+                duration_ms: (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+                completed: self.completed,
+            });
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct Proxy {
     audit: Arc<crate::audit::Audit>,
     /// Posts to the proxy's own endpoints, per client.
     posts: endpoints::ratelimit::RateLimiter,
+    /// The access log's writer (`log.access_log`).
+    access_log: Option<crate::accesslog::AccessLog>,
 }
 
 /// What the accept phase decided. (Returned once per request by value; boxing the response would add an
@@ -74,6 +76,7 @@ impl Proxy {
         metrics: Arc<Metrics>,
         sources: Arc<ArcSwap<Sources>>,
         audit: Arc<crate::audit::Audit>,
+        access_log: Option<crate::accesslog::AccessLog>,
     ) -> Result<Arc<Proxy>, upstream::UpstreamSetupError> {
         let upstream = Upstream::new(&settings.upstream, &settings.timeouts)?;
         let posts = endpoints::ratelimit::RateLimiter::new(
@@ -95,6 +98,7 @@ impl Proxy {
             sources,
             audit,
             posts,
+            access_log,
         }))
     }
 
@@ -119,7 +123,7 @@ impl Proxy {
         conn: Arc<ConnInfo>,
     ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
         let ctx = self.context(&req, &conn);
-        let access_log = self.settings.log.access_log;
+        let access_log = self.access_log.is_some();
         let path = access_log.then(|| req.uri().path().to_string());
         let mut resp = match self.accept_phase(&req, &ctx, &conn) {
             Step::Respond(early) => early,
@@ -142,7 +146,7 @@ impl Proxy {
         let completed = resp.body().is_end_stream() || ctx.method == Method::HEAD;
         let recorder = Recorder {
             metrics: self.metrics.clone(),
-            access_log,
+            access_log: self.access_log.clone(),
             request_id: ctx.request_id,
             client: ctx.client.addr,
             method: ctx.method,
