@@ -200,9 +200,9 @@ fn format_entry(out: &mut Vec<u8>, format: LogFormat, now: SystemTime, e: &Entry
                 e.status, e.bytes
             );
             let _ = serde_json::to_writer(&mut *out, &e.duration_ms);
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                ",\"completed\":{},\"target\":\"concierge::access\"}}\n",
+                ",\"completed\":{},\"target\":\"concierge::access\"}}",
                 e.completed
             );
         }
