@@ -48,6 +48,8 @@
 #   AUDIT_COMMIT_WINDOW=  audit.commit_window for the concierge targets (default: the config default, 2ms)
 #   EXPERIMENT=1      the personalization targets also run an experiment governing their rule (Acme treated):
 #                     every page writes an exposure record besides its decision record
+#   ACCESS_LOG=1      the proxies keep their default access log (nginx: combined format to a file; Concierge:
+#                     its access log to stderr, redirected to a file); default 0: logging off on every target
 #   AUDIT_SINK=       audit.sink for the concierge targets: "discard-for-benchmarks" measures the proxy without
 #                     its records (the decision is made, the record built, nothing serialized or written)
 set -euo pipefail
@@ -70,6 +72,7 @@ PROXY_CPU=${PROXY_CPU:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 KEEP_TMP=${KEEP_TMP:-0}
+ACCESS_LOG=${ACCESS_LOG:-0}
 NGINX_PROXY_EXTRA=${NGINX_PROXY_EXTRA:-}
 AUDIT_FSYNC=${AUDIT_FSYNC:-}
 AUDIT_WAIT=${AUDIT_WAIT:-}
@@ -273,8 +276,12 @@ events { worker_connections 4096; }
 EOF
 }
 nginx_http_common() {  # $1 = name
+  local log="access_log off;"
+  # With ACCESS_LOG=1 the proxies log as they do by default (nginx: the combined format, a write per request, to
+  # a file); the origin never logs.
+  [[ $ACCESS_LOG == 1 && $1 != origin ]] && log="access_log $TMP/nginx-$1-access.log;"
   cat <<EOF
-    access_log off;
+    $log
     client_body_temp_path $TMP/nginx-$1-tmp/body;
     proxy_temp_path $TMP/nginx-$1-tmp/proxy;
     fastcgi_temp_path $TMP/nginx-$1-tmp/fastcgi;
@@ -399,7 +406,7 @@ url = "http://127.0.0.1:$ORIGIN_PORT"
 
 [log]
 level = "warn"
-access_log = false
+access_log = $( [[ $ACCESS_LOG == 1 ]] && echo true || echo false )
 
 [admin]
 address = "127.0.0.1:$CONCIERGE_ADMIN_PORT"
@@ -428,7 +435,7 @@ url = "http://127.0.0.1:$ORIGIN_PORT"
 
 [log]
 level = "warn"
-access_log = false
+access_log = $( [[ $ACCESS_LOG == 1 ]] && echo true || echo false )
 
 [admin]
 address = "127.0.0.1:$CONCIERGE_ADMIN_PORT"
