@@ -50,6 +50,8 @@
 #                     every page writes an exposure record besides its decision record
 #   ACCESS_LOG=1      the proxies keep their default access log (nginx: combined format to a file; Concierge:
 #                     its access log to stderr, redirected to a file); default 0: logging off on every target
+#   LOG_LEVEL=warn    log.level for the concierge targets (binaries before 2026-12-02 printed access lines only
+#                     at "info")
 #   AUDIT_SINK=       audit.sink for the concierge targets: "discard-for-benchmarks" measures the proxy without
 #                     its records (the decision is made, the record built, nothing serialized or written)
 set -euo pipefail
@@ -73,6 +75,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 ACCESS_LOG=${ACCESS_LOG:-0}
+LOG_LEVEL=${LOG_LEVEL:-warn}
 NGINX_PROXY_EXTRA=${NGINX_PROXY_EXTRA:-}
 AUDIT_FSYNC=${AUDIT_FSYNC:-}
 AUDIT_WAIT=${AUDIT_WAIT:-}
@@ -405,7 +408,7 @@ address = "127.0.0.1:$CONCIERGE_PORT"
 url = "http://127.0.0.1:$ORIGIN_PORT"
 
 [log]
-level = "warn"
+level = "$LOG_LEVEL"
 access_log = $( [[ $ACCESS_LOG == 1 ]] && echo true || echo false )
 
 [admin]
@@ -434,7 +437,7 @@ address = "127.0.0.1:$CONCIERGE_PORT"
 url = "http://127.0.0.1:$ORIGIN_PORT"
 
 [log]
-level = "warn"
+level = "$LOG_LEVEL"
 access_log = $( [[ $ACCESS_LOG == 1 ]] && echo true || echo false )
 
 [admin]
