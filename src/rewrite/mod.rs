@@ -377,7 +377,7 @@ impl OpKind {
 }
 
 /// Slice size fed to the parser while it may stop early.
-const EARLY_STOP_STEP: usize = 2048;
+const EARLY_STOP_STEP: usize = 512;
 
 /// How many once-only ops are still to complete.
 struct Progress {
