@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
                 now: 1_790_000_000,
             };
             let plan = set.plan(&v);
+            let catalog = concierge::consent::texts::Catalog::default();
             let ops = concierge::rewrite::render_plan(
                 &plan,
                 &v,
@@ -46,6 +47,8 @@ fuzz_target!(|data: &[u8]| {
                     prefix: "/_concierge/",
                     banner: true,
                     why_link: true,
+                    texts: catalog.by_tag("de"),
+                    texts_version: catalog.version(),
                 },
             );
             let mut rw = concierge::rewrite::Rewriter::new(ops, None, 1 << 20);
