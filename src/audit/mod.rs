@@ -230,8 +230,19 @@ pub enum ClientMode {
 pub struct Pseudonymizer {
     mode: ClientMode,
     rotation: Duration,
-    key: Mutex<Option<(Instant, ring::hmac::Key)>>,
+    key: Mutex<Option<KeyedState>>,
 }
+
+/// The current key, when it was made, and the pseudonyms it gave (a repeat visitor costs no HMAC). The cache
+/// goes with the key, so it never outlives a rotation, and holds at most [`PSEUDONYM_CACHE`] addresses.
+struct KeyedState {
+    made: Instant,
+    key: ring::hmac::Key,
+    seen: std::collections::HashMap<IpAddr, String>,
+}
+
+/// The most addresses whose pseudonyms are kept (then the cache starts over).
+const PSEUDONYM_CACHE: usize = 16 * 1024;
 
 impl Pseudonymizer {
     pub fn new(mode: ClientMode, rotation: Duration) -> Pseudonymizer {
@@ -259,17 +270,29 @@ impl Pseudonymizer {
                 let mut guard = self.key.lock().unwrap_or_else(|p| p.into_inner());
                 let fresh = guard
                     .as_ref()
-                    .is_some_and(|(t, _)| t.elapsed() < self.rotation);
+                    .is_some_and(|k| k.made.elapsed() < self.rotation);
                 if !fresh {
-                    *guard = Some((Instant::now(), new_key()?));
+                    *guard = Some(KeyedState {
+                        made: Instant::now(),
+                        key: new_key()?,
+                        seen: Default::default(),
+                    });
                 }
-                let (_, key) = guard.as_ref()?;
+                let state = guard.as_mut()?;
+                if let Some(p) = state.seen.get(&ip) {
+                    return Some(p.clone());
+                }
                 let bytes = match ip {
                     IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
                     IpAddr::V6(v6) => v6.octets(),
                 };
-                let tag = ring::hmac::sign(key, &bytes);
-                Some(format!("h:{}", chain::hex(&tag.as_ref()[..8])))
+                let tag = ring::hmac::sign(&state.key, &bytes);
+                let pseudonym = format!("h:{}", chain::hex(&tag.as_ref()[..8]));
+                if state.seen.len() >= PSEUDONYM_CACHE {
+                    state.seen.clear();
+                }
+                state.seen.insert(ip, pseudonym.clone());
+                Some(pseudonym)
             }
         }
     }
