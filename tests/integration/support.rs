@@ -514,10 +514,12 @@ pub fn signing_key(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-/// Start a proxy in this process on an ephemeral port in front of `upstream`, with extra TOML.
+/// Start a proxy in this process on an ephemeral port in front of `upstream`, with extra TOML. The access log is
+/// off (it writes straight to this process's stderr, past the test harness's capture); the binary's tests and
+/// `accesslog`'s unit tests cover it.
 pub async fn proxy(upstream: &str, extra_toml: &str) -> Server {
     let mut toml = format!(
-        "[upstream]\nurl = \"{upstream}\"\n[admin]\naddress = \"127.0.0.1:0\"\n[log]\naccess_log = true\n{extra_toml}"
+        "[upstream]\nurl = \"{upstream}\"\n[admin]\naddress = \"127.0.0.1:0\"\n[log]\naccess_log = false\n{extra_toml}"
     );
     if !extra_toml.contains("[audit]") {
         // Records go to a directory of the test's own (kept: a test may read it after the proxy stops).
