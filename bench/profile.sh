@@ -91,36 +91,7 @@ PIDS+=($!)
 if [[ $CASE != passthrough ]]; then
   mkdir -p "$TMP/rules/accounts"
   if [[ $CASE == ids ]]; then set -- '#hero' '#cta' '#top-nav' '#nav-blog'; else set -- 'h1' 'nav a[href="/docs"]' 'nav' 'nav a[href="/blog"]'; fi
-  cat >"$TMP/rules/accounts/acme.example.toml" <<EOF
-[account]
-domain = "acme.example"
-name = "Acme Corp"
-networks = ["127.0.0.0/8"]
-
-[[personalization]]
-id = "bench"
-tier = "firmographic"
-
-[[personalization.action]]
-select = '$1'
-set_text = "Spend control for {{ company.name }}"
-
-[[personalization.action]]
-select = '$2'
-set_attribute = { name = "href", value = "/docs?account={{ account.domain }}" }
-
-[[personalization.action]]
-select = '$2'
-add_class = "abm"
-
-[[personalization.action]]
-select = '$3'
-append = { text = " · for {{ company.name }}" }
-
-[[personalization.action]]
-select = '$4'
-set_text = "{{ company.name }} news"
-EOF
+  "$BENCH_DIR/account-rule.sh" "$@" >"$TMP/rules/accounts/acme.example.toml"
 fi
 
 valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out" --dump-instr=no \

@@ -460,38 +460,7 @@ $( [ -n "$AUDIT_COMMIT_WINDOW" ] && echo "commit_window = \"$AUDIT_COMMIT_WINDOW
 $( [ -n "$AUDIT_SINK" ] && echo "sink = \"$AUDIT_SINK\"" )
 EOF
 done
-rules_file() {  # $1 = hero, $2 = cta, $3 = nav, $4 = blog link
-  cat <<EOF
-[account]
-domain = "acme.example"
-name = "Acme Corp"
-networks = ["127.0.0.0/8"]
-
-[[personalization]]
-id = "bench"
-tier = "firmographic"
-
-[[personalization.action]]
-select = '$1'
-set_text = "Spend control for {{ company.name }}"
-
-[[personalization.action]]
-select = '$2'
-set_attribute = { name = "href", value = "/docs?account={{ account.domain }}" }
-
-[[personalization.action]]
-select = '$2'
-add_class = "abm"
-
-[[personalization.action]]
-select = '$3'
-append = { text = " · for {{ company.name }}" }
-
-[[personalization.action]]
-select = '$4'
-set_text = "{{ company.name }} news"
-EOF
-}
+rules_file() { "$BENCH_DIR/account-rule.sh" "$@"; }  # $1 = hero, $2 = cta, $3 = nav, $4 = blog link
 if [ -n "${EXPERIMENT:-}" ]; then
   # Every page an exposure: an experiment governing the rule, holding out almost no account (Acme is treated).
   for variant in tags ids; do

@@ -184,20 +184,17 @@ fn format_entry(out: &mut Vec<u8>, format: LogFormat, now: SystemTime, e: &Entry
             let _ = write!(out, "{ts}");
             out.extend_from_slice(b"\",\"level\":\"INFO\",\"request_id\":");
             s(out, e.request_id);
-            out.extend_from_slice(b",\"client\":");
-            s(out, &e.client.to_string());
-            out.extend_from_slice(b",\"method\":");
+            // An address and a version need no escaping: written as they are, without a String.
+            let _ = write!(out, ",\"client\":\"{}\",\"method\":", e.client);
             s(out, e.method.as_str());
             out.extend_from_slice(b",\"host\":");
             s(out, host);
             out.extend_from_slice(b",\"path\":");
             s(out, path);
-            out.extend_from_slice(b",\"version\":");
-            s(out, &format!("{:?}", e.version));
             let _ = write!(
                 out,
-                ",\"status\":{},\"bytes\":{},\"duration_ms\":",
-                e.status, e.bytes
+                ",\"version\":\"{:?}\",\"status\":{},\"bytes\":{},\"duration_ms\":",
+                e.version, e.status, e.bytes
             );
             let _ = serde_json::to_writer(&mut *out, &e.duration_ms);
             let _ = writeln!(

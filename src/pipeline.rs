@@ -96,6 +96,17 @@ impl<'a> RequestView<'a> {
 /// Classify a request: location, jurisdiction, consent Decision, and the company only when the Decision permits
 /// the firmographic tier and something on the page could use it ([`Sources::needs_company`]).
 pub fn classify(view: &RequestView, sources: &Sources, settings: &Settings) -> Classification {
+    classify_needing(view, sources, settings, sources.needs_company(view.path))
+}
+
+/// [`classify`] with the question "could the page use the company?" answered by the caller (`consent decide`
+/// answers for consent, not a page: always yes).
+pub fn classify_needing(
+    view: &RequestView,
+    sources: &Sources,
+    settings: &Settings,
+    needed: bool,
+) -> Classification {
     crate::classify::classify(
         &sources.firmographics,
         &settings.consent,
@@ -104,7 +115,7 @@ pub fn classify(view: &RequestView, sources: &Sources, settings: &Settings) -> C
         view.query,
         view.secure,
         view.now,
-        sources.needs_company(view.path),
+        needed,
     )
 }
 

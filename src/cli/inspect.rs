@@ -519,16 +519,7 @@ pub(super) fn consent_decide(args: DecideArgs) -> ExitCode {
     };
     // Not for a page: the lookup runs wherever consent permits it (the proxy also asks whether the page could
     // use the company; `explain --url` answers for a page).
-    let c = crate::classify::classify(
-        &sources.firmographics,
-        &settings.consent,
-        view.client,
-        view.headers,
-        view.query,
-        view.secure,
-        view.now,
-        true,
-    );
+    let c = crate::pipeline::classify_needing(&view, &sources, &settings, true);
     if args.json {
         let out = serde_json::json!({
             "ip": ip.to_string(),

@@ -83,7 +83,7 @@ pub(crate) const KEYS: &[&str] = &[
     "feedback_failed",
 ];
 
-const N: usize = 33;
+const N: usize = KEYS.len();
 
 /// The texts the feedback prompt's script shows.
 const FEEDBACK_KEYS: [Key; 7] = [

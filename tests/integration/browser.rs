@@ -43,6 +43,10 @@ fn browser(script: &str, args: &[&str]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{stdout}\n{stderr}"))
 }
 
+/// The browser's address (127.0.0.1) in California: no consent needed for the firmographic tier.
+const BROWSER_IN_CALIFORNIA: &str =
+    "[[geo.static]]\nnetwork = \"127.0.0.1/32\"\ncountry = \"US\"\nsubdivision = \"CA\"\n";
+
 const ACME: &str = r#"
 [account]
 domain = "acme.example"
@@ -70,13 +74,7 @@ async fn an_answer_is_recorded_when_given_even_if_the_prompt_is_then_closed() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
     // The browser's address (127.0.0.1) is Acme's, in California: no consent needed.
-    let server = audited_proxy(
-        &origin,
-        dir.path(),
-        ACME,
-        "[[geo.static]]\nnetwork = \"127.0.0.1/32\"\ncountry = \"US\"\nsubdivision = \"CA\"\n",
-    )
-    .await;
+    let server = audited_proxy(&origin, dir.path(), ACME, BROWSER_IN_CALIFORNIA).await;
     let url = format!("http://{}/landing", server.listeners[0]);
     let seen = tokio::task::spawn_blocking(move || browser("feedback_prompt.py", &[&url]))
         .await
@@ -172,13 +170,7 @@ fn the_html_experiments_report_is_self_contained_and_drawn() {
 async fn the_prompt_works_with_the_keyboard() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = audited_proxy(
-        &origin,
-        dir.path(),
-        ACME,
-        "[[geo.static]]\nnetwork = \"127.0.0.1/32\"\ncountry = \"US\"\nsubdivision = \"CA\"\n",
-    )
-    .await;
+    let server = audited_proxy(&origin, dir.path(), ACME, BROWSER_IN_CALIFORNIA).await;
     let url = format!("http://{}/landing", server.listeners[0]);
     let seen = tokio::task::spawn_blocking(move || browser("feedback_keys.py", &[&url]))
         .await

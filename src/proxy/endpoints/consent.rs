@@ -194,6 +194,12 @@ pub(super) fn page(
     let text = |k: Key| escape_html(t.get(k));
     let strong = |s: &str| format!("<strong>{}</strong>", escape_html(s));
     let checked = |b: bool| if b { " checked" } else { "" };
+    // The boxes show what applies now: the visitor's choice, else what the Decision permits.
+    let shown = |tier, chosen: fn(&FirstParty) -> bool| {
+        previous
+            .as_ref()
+            .map_or_else(|| decision.permits(tier), chosen)
+    };
     let status = match &previous {
         Some(p) => {
             let said = |b: bool| strong(t.get(if b { Key::Allowed } else { Key::NotAllowed }));
@@ -286,15 +292,8 @@ pub(super) fn page(
         prefix = escape_html(prefix),
         ret = escape_html(&return_to),
         why = escape_html(&crate::feedback::encode_component(choice::page_of(&return_to))),
-        // The boxes show what applies now: the visitor's choice, else what the Decision permits.
-        f = checked(previous.as_ref().map_or(
-            decision.permits(crate::consent::policy::Tier::Firmographic),
-            |p| p.firmographic
-        )),
-        p = checked(previous.as_ref().map_or(
-            decision.permits(crate::consent::policy::Tier::Personal),
-            |p| p.personal
-        )),
+        f = checked(shown(crate::consent::policy::Tier::Firmographic, |p| p.firmographic)),
+        p = checked(shown(crate::consent::policy::Tier::Personal, |p| p.personal)),
     );
     html_page(page)
 }

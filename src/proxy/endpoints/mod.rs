@@ -102,6 +102,19 @@ fn read_only(method: &Method, r: Route) -> Result<Route, Refusal> {
     }
 }
 
+/// One of the widgets' assets: shared-cacheable as `cache` says, never sniffed.
+fn asset(body: Bytes, content_type: &'static str, cache: &'static str) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(body));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
 /// Answer a request routed to the proxy itself.
 pub async fn serve(
     proxy: &Proxy,
@@ -122,40 +135,18 @@ pub async fn serve(
             } else {
                 texts.feedback_script(lang)
             };
-            let mut resp = Response::new(ResponseBody::full(body));
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/javascript; charset=utf-8"),
-            );
-            h.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static(if current {
-                    "public, max-age=86400"
-                } else {
-                    "public, max-age=300"
-                }),
-            );
-            h.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            resp
+            let cache = if current {
+                "public, max-age=86400"
+            } else {
+                "public, max-age=300"
+            };
+            asset(body, "text/javascript; charset=utf-8", cache)
         }
-        Route::Asset { body, content_type } => {
-            let mut resp = Response::new(ResponseBody::full(Bytes::from_static(body)));
-            let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            h.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            );
-            h.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            resp
-        }
+        Route::Asset { body, content_type } => asset(
+            Bytes::from_static(body),
+            content_type,
+            "public, max-age=300",
+        ),
         Route::GpcJson => {
             let consent = &proxy.settings().consent;
             let body = match &consent.gpc_last_update {
