@@ -112,6 +112,8 @@ pub struct Metrics {
     company_lookups: Family<ResultLabel, Counter>,
     consent_records: Family<ResultLabel, Counter>,
     rewrites: Family<ResultLabel, Counter>,
+    origin_cache: Family<ResultLabel, Counter>,
+    origin_cache_bytes: Gauge,
     decision_records: Family<ResultLabel, Counter>,
     feedback_records: Family<FeedbackLabel, Counter>,
     rate_limited: Family<EndpointLabel, Counter>,
@@ -274,6 +276,18 @@ impl Metrics {
             "Responses with a personalization plan, by outcome (rewritten, bailed_out, or skipped_* when the response could not be rewritten)",
             rewrites.clone(),
         );
+        let origin_cache = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "origin_cache",
+            "Requests the origin-response cache (cache.enabled) saw, by result (hit, miss, stored, bypass: not a request it may answer, e.g. with a cookie or Authorization)",
+            origin_cache.clone(),
+        );
+        let origin_cache_bytes = Gauge::default();
+        registry.register(
+            "origin_cache_bytes",
+            "Bytes of origin responses held by the origin-response cache (bounded by cache.max_bytes)",
+            origin_cache_bytes.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -297,6 +311,8 @@ impl Metrics {
             company_lookups,
             consent_records,
             rewrites,
+            origin_cache,
+            origin_cache_bytes,
             decision_records,
             feedback_records,
             rate_limited,
@@ -412,6 +428,19 @@ impl Metrics {
         self.rate_limited
             .get_or_create(&EndpointLabel { endpoint })
             .inc();
+    }
+
+    /// A request the origin-response cache saw: `hit`, `miss`, `stored` or `bypass`.
+    pub fn origin_cache(&self, result: &'static str) {
+        self.origin_cache
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// The bytes the origin-response cache holds now.
+    pub fn origin_cache_bytes(&self, bytes: usize) {
+        self.origin_cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn rewrite(&self, result: &'static str) {

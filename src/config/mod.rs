@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod audit;
+mod cache;
 mod consent;
 mod experiments;
 mod limits;
@@ -29,6 +30,7 @@ mod tests;
 mod upstream;
 
 pub use crate::audit::AuditSettings;
+pub use cache::{CacheSettings, RawCache};
 pub use consent::RawConsent;
 pub use experiments::RawExperiments;
 pub use limits::{Limits, RawLimits, RawTimeouts, Timeouts};
@@ -90,6 +92,7 @@ pub struct RawConfig {
     pub consent: Option<consent::RawConsent>,
     pub audit: Option<audit::RawAudit>,
     pub experiments: Option<experiments::RawExperiments>,
+    pub cache: Option<cache::RawCache>,
 }
 
 /// Defaults, chosen after nginx, Envoy and HAProxy (see the README's configuration reference for the reasoning).
@@ -155,6 +158,7 @@ pub struct Settings {
     pub consent: crate::consent::ConsentSettings,
     pub audit: AuditSettings,
     pub experiments: crate::experiments::ExperimentSettings,
+    pub cache: CacheSettings,
     /// The file these settings came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -372,6 +376,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
         Duration::from_secs(consent.policy.max_age_seconds),
     );
     let experiments = experiments::validate_experiments(&mut c, raw.experiments);
+    let cache = cache::validate_cache(&mut c, raw.cache);
 
     if c.errors.is_empty() {
         if let Some(upstream) = upstream {
@@ -391,6 +396,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
                 consent,
                 audit,
                 experiments,
+                cache,
                 source: None,
             });
         }

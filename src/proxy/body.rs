@@ -27,11 +27,48 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("origin sent no body data for {0:?}")]
 pub struct BodyStalled(pub Duration);
 
+/// Where an origin response's body comes from: the origin connection, or the origin-response cache.
+pub enum Source {
+    Live(Incoming),
+    Cached(Option<Bytes>),
+}
+
+impl Body for Source {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Source::Live(body) => Pin::new(body).poll_frame(cx),
+            Source::Cached(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Live(body) => body.is_end_stream(),
+            Source::Cached(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Source::Live(body) => body.size_hint(),
+            Source::Cached(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
 enum Kind {
     Empty,
     Full(Option<Bytes>),
     Upstream {
-        body: Incoming,
+        body: Source,
         /// Longest wait for the next frame.
         stall: Duration,
         /// Armed at the first wait; when it fires, re-armed if a frame arrived meanwhile, else the body
@@ -43,6 +80,8 @@ enum Kind {
         lease: Option<Lease>,
         /// Personalization: the body goes through this rewriter on its way out.
         rewrite: Option<Box<Rewrite>>,
+        /// The origin-response cache collects this body (the origin's bytes, before any rewrite).
+        store: Option<Box<super::cache::Store>>,
     },
 }
 
@@ -207,7 +246,7 @@ impl ResponseBody {
 
     /// The origin's body, failing if it stalls for longer than `stall` between frames. `lease` goes back to the
     /// pool once the body has been read to the end (at once for bodiless responses).
-    pub fn upstream(body: Incoming, stall: Duration, lease: Option<Lease>) -> Self {
+    pub fn upstream(body: Source, stall: Duration, lease: Option<Lease>) -> Self {
         let lease = match lease {
             Some(l) if body.is_end_stream() => {
                 l.release();
@@ -223,8 +262,16 @@ impl ResponseBody {
                 progressed: false,
                 lease,
                 rewrite: None,
+                store: None,
             },
             recorder: None,
+        }
+    }
+
+    /// Let the origin-response cache collect the origin's body (before any frame was polled).
+    pub(crate) fn set_store(&mut self, s: super::cache::Store) {
+        if let Kind::Upstream { store, .. } = &mut self.kind {
+            *store = Some(Box::new(s));
         }
     }
 
@@ -245,10 +292,14 @@ impl ResponseBody {
         }
     }
 
+    /// The body was sent whole.
     fn finished(&mut self) {
-        if let Kind::Upstream { lease, .. } = &mut self.kind {
+        if let Kind::Upstream { lease, store, .. } = &mut self.kind {
             if let Some(l) = lease.take() {
                 l.release();
+            }
+            if let Some(s) = store.take() {
+                s.finish();
             }
         }
         if let Some(mut r) = self.recorder.take() {
@@ -276,6 +327,7 @@ impl Body for ResponseBody {
                 timer,
                 progressed,
                 rewrite,
+                store,
                 ..
             } => loop {
                 if let Some(r) = rewrite.as_mut() {
@@ -290,6 +342,13 @@ impl Body for ResponseBody {
                 match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         *progressed = true;
+                        if let Some(s) = store.as_mut() {
+                            // Trailers, or a body past the entry bound: nothing is stored.
+                            let kept = frame.data_ref().is_some_and(|d| s.push(d));
+                            if !kept {
+                                *store = None;
+                            }
+                        }
                         let Some(r) = rewrite.as_mut() else {
                             break Poll::Ready(Some(Ok(frame)));
                         };

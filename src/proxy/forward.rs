@@ -4,9 +4,10 @@
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 
-use super::body::ResponseBody;
+use super::body::{ResponseBody, Source};
 use super::error::Refusal;
 use super::upstream::{self, Lease, RequestBody};
 use super::{headers, ConnInfo, Proxy, RequestContext};
@@ -15,8 +16,11 @@ use crate::metrics::UpstreamErrorKind;
 
 /// What the forward phase hands to the response head phase.
 pub(super) struct Forwarded {
-    pub(super) resp: Response<Incoming>,
-    pub(super) lease: Lease,
+    pub(super) resp: Response<Source>,
+    /// The origin connection (none for an answer from the origin-response cache).
+    pub(super) lease: Option<Lease>,
+    /// The origin-response cache collects this body.
+    pub(super) store: Option<super::cache::Store>,
     /// The client's side of the upgrade it asked for, if it did.
     pub(super) client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     /// How a rewritten page is compressed for this client.
@@ -107,6 +111,31 @@ impl Proxy {
             h.insert(header::ACCEPT_ENCODING, value);
         }
 
+        // The origin-response cache: a fresh stored answer needs no origin round trip.
+        let has_body = !body.is_end_stream();
+        let cache_key = match &self.cache {
+            Some(cache) => match cache.key_for(&parts, has_body) {
+                Ok(key) => {
+                    if let Some((head, bytes)) = cache.lookup(&key, &parts) {
+                        return Ok(Forwarded {
+                            resp: Response::from_parts(head, Source::Cached(Some(bytes))),
+                            lease: None,
+                            store: None,
+                            client_upgrade,
+                            client_coding,
+                        });
+                    }
+                    // Kept to judge the origin's answer by the request it answered.
+                    Some((key, super::cache::request_head(&parts)))
+                }
+                Err(_) => {
+                    cache.bypassed();
+                    None
+                }
+            },
+            None => None,
+        };
+
         // The response timeout counts from the end of the request body: a slow upload is the client's time.
         let (body_done, body_finished) = tokio::sync::oneshot::channel();
         let mut body = RequestBody::new(body, body_done);
@@ -164,9 +193,15 @@ impl Proxy {
                 return Err(Refusal::GatewayTimeout.response(&ctx.request_id));
             }
         };
+        let (head, body) = resp.into_parts();
+        let store = match (&self.cache, cache_key) {
+            (Some(cache), Some((key, req))) => cache.storable(key, req, &head),
+            _ => None,
+        };
         Ok(Forwarded {
-            resp,
-            lease,
+            resp: Response::from_parts(head, Source::Live(body)),
+            lease: Some(lease),
+            store,
             client_upgrade,
             client_coding,
         })

@@ -12,6 +12,7 @@
 
 mod accept;
 pub mod body;
+mod cache;
 mod context;
 mod decide;
 pub mod endpoints;
@@ -56,6 +57,8 @@ pub struct Proxy {
     posts: endpoints::ratelimit::RateLimiter,
     /// The access log's writer (`log.access_log`).
     access_log: Option<crate::accesslog::AccessLog>,
+    /// The origin-response cache (`cache.enabled`).
+    cache: Option<Arc<cache::Cache>>,
 }
 
 /// What the accept phase decided. (Returned once per request by value; boxing the response would add an
@@ -89,7 +92,18 @@ impl Proxy {
             .url
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        let cache = settings.cache.enabled.then(|| {
+            let names = &settings.consent.names;
+            let own = vec![
+                names.first_party_cookie.clone(),
+                names.host_only_cookie(),
+                crate::experiments::visitor_cookie_name(false).to_string(),
+                crate::experiments::visitor_cookie_name(true).to_string(),
+            ];
+            Arc::new(cache::Cache::new(&settings.cache, own, metrics.clone()))
+        });
         Ok(Arc::new(Proxy {
+            cache,
             settings,
             upstream,
             metrics,

@@ -30,6 +30,7 @@ impl Proxy {
         let Forwarded {
             mut resp,
             lease,
+            store,
             client_upgrade,
             client_coding,
         } = forwarded;
@@ -74,7 +75,7 @@ impl Proxy {
             );
         }
         // An upgraded connection belongs to the tunnel now; it never goes back to the pool.
-        let lease = (!switching).then_some(lease);
+        let lease = lease.filter(|_| !switching);
         let mut rewrite = None;
         let rewritable = ops.as_ref().map(|_| self.rewritable(&parts));
         if !exposures.is_empty() {
@@ -203,6 +204,9 @@ impl Proxy {
             tokio::spawn(g);
         }
         let mut out = ResponseBody::upstream(body, timeout, lease);
+        if let Some(s) = store {
+            out.set_store(s);
+        }
         if let Some(r) = rewrite {
             out.set_rewrite(r);
         }

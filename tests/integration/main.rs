@@ -10,11 +10,13 @@
 //! - `feedback`: the feedback widget and endpoint (abuse, rate limit), `concierge feedback report`, the why page.
 //! - `experiments`: account-randomized experiments through the proxy, and the report recovering a known effect.
 //! - `lifecycle`: graceful shutdown with requests in flight, the drain deadline, `concierge check`, signals.
+//! - `cache`: the origin-response cache (off by default): fetched once, personalized per visitor, bypassed when personal.
 //! - `browser`: what a visitor does in headless Chromium (Debian's, driven by Playwright for Python; the scripts
 //!   are in `tests/browser/`, installed by `scripts/setup-browser`).
 
 mod audit;
 mod browser;
+mod cache;
 mod client_ip;
 mod consent;
 mod experiments;
