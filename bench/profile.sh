@@ -10,7 +10,7 @@
 # connections, dumps the counters and prints instructions per request and the top functions (inclusive and
 # self). Knobs: PAGE=10k|100k, ACCESS_LOG=1 (the access log on, to a file, as an operator runs it),
 # CONCIERGE_BIN (default target/production/concierge; build it with `cargo build --profile production`),
-# AUDIT_SINK, KEEP_TMP=1. Loopback only; everything is stopped at the end.
+# AUDIT_SINK, ORIGIN_CACHE=1 (the origin marks its pages cacheable and the origin-response cache is on), KEEP_TMP=1. Loopback only; everything is stopped at the end.
 set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
@@ -60,7 +60,7 @@ http {
     scgi_temp_path $TMP/nginx-tmp/scgi;
     keepalive_requests 1000000;
     types { text/html html; }
-    server { listen 127.0.0.1:$ORIGIN_PORT; root $TMP/www; location / { } }
+    server { listen 127.0.0.1:$ORIGIN_PORT; root $TMP/www; location / { $( [[ ${ORIGIN_CACHE:-0} == 1 ]] && echo 'expires 1h;' ) } }
 }
 EOF
 nginx -p "$TMP/" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" -g 'daemon off;' &
@@ -81,6 +81,7 @@ PIDS+=($!)
   echo "[audit]"
   echo "dir = \"$TMP/audit\""
   [[ -n ${AUDIT_SINK:-} ]] && echo "sink = \"$AUDIT_SINK\""
+  [[ ${ORIGIN_CACHE:-0} == 1 ]] && printf '%s\n' '[cache]' 'enabled = true'
   if [[ $CASE != passthrough ]]; then
     echo "[geo]"
     echo "mmdb = \"$MMDB\""
