@@ -82,6 +82,8 @@ enum Kind {
         rewrite: Option<Box<Rewrite>>,
         /// The origin-response cache collects this body (the origin's bytes, before any rewrite).
         store: Option<Box<super::cache::Store>>,
+        /// The origin's body was read to its end (only then is it stored).
+        source_done: bool,
     },
 }
 
@@ -263,6 +265,7 @@ impl ResponseBody {
                 lease,
                 rewrite: None,
                 store: None,
+                source_done: false,
             },
             recorder: None,
         }
@@ -294,11 +297,18 @@ impl ResponseBody {
 
     /// The body was sent whole.
     fn finished(&mut self) {
-        if let Kind::Upstream { lease, store, .. } = &mut self.kind {
+        if let Kind::Upstream {
+            lease,
+            store,
+            source_done,
+            ..
+        } = &mut self.kind
+        {
             if let Some(l) = lease.take() {
                 l.release();
             }
-            if let Some(s) = store.take() {
+            // Stored only when the origin's body came to its end (not when a rewrite error ended ours).
+            if let Some(s) = store.take().filter(|_| *source_done) {
                 s.finish();
             }
         }
@@ -328,6 +338,7 @@ impl Body for ResponseBody {
                 progressed,
                 rewrite,
                 store,
+                source_done,
                 ..
             } => loop {
                 if let Some(r) = rewrite.as_mut() {
@@ -349,6 +360,7 @@ impl Body for ResponseBody {
                                 *store = None;
                             }
                         }
+                        *source_done = body.is_end_stream();
                         let Some(r) = rewrite.as_mut() else {
                             break Poll::Ready(Some(Ok(frame)));
                         };

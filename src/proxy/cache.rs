@@ -22,11 +22,13 @@
 //! [`MAX_VARIANTS`] variants (`Vary`).
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, response, Method, StatusCode};
 use http_cache_semantics::{BeforeRequest, CacheOptions, CachePolicy};
 
@@ -35,6 +37,12 @@ use crate::metrics::Metrics;
 
 /// Variants kept per URL (one per `Vary` combination seen: e.g. gzip and identity).
 pub(crate) const MAX_VARIANTS: usize = 4;
+
+/// An `Age` past this is not believed (and a larger one would overflow the crate's arithmetic later).
+const MAX_AGE_HEADER: u64 = 365 * 24 * 3600;
+
+/// At most this much is reserved up front for a body being collected, whatever its `Content-Length` says.
+const PREALLOCATE: usize = 64 * 1024;
 
 /// Why a request is not one the cache may answer or fill (for tests and debug logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,17 +54,23 @@ pub(crate) enum Bypass {
     Conditional,
     Cookie,
     Upgrade,
+    /// A header sent twice: `Vary` matching compares one value, so the variant could be the wrong one.
+    RepeatedHeader,
 }
 
 struct Entry {
     id: u64,
     policy: CachePolicy,
+    /// The origin's head as it came (repeated headers and `Date` kept; the crate's own copy keeps neither).
+    head: response::Parts,
     body: Bytes,
+    /// What it is charged against `cache.max_bytes`: body, heads and key.
+    cost: usize,
 }
 
 #[derive(Default)]
 struct Inner {
-    map: HashMap<Box<str>, Vec<Entry>>,
+    map: HashMap<Box<str>, Vec<Arc<Entry>>>,
     /// Insertion order for eviction; ids no longer in `map` are skipped (and compacted away).
     order: VecDeque<(Box<str>, u64)>,
     live: usize,
@@ -74,7 +88,7 @@ impl Inner {
         variants.retain(|e| {
             let drop = gone(e);
             if drop {
-                freed += e.body.len();
+                freed += e.cost;
             }
             !drop
         });
@@ -108,10 +122,21 @@ pub(crate) struct Cache {
     inner: Mutex<Inner>,
     max_bytes: usize,
     max_entry_bytes: usize,
+    /// Bytes of bodies being collected right now (not yet stored), bounded by `max_bytes` too.
+    in_flight: AtomicUsize,
     /// The proxy's own cookies: they never reach the origin's logic, so they do not make a request personal.
     own_cookies: Vec<String>,
     metrics: Arc<Metrics>,
 }
+
+/// The request headers that make up the key besides the target: what the origin is told about the host and the
+/// scheme the visitor used (`Host`, and the forwarding headers the proxy sets), so a page built from them is
+/// never handed to a request that told another story.
+const KEY_HEADERS: [HeaderName; 3] = [
+    header::HOST,
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-proto"),
+];
 
 impl Cache {
     pub(crate) fn new(
@@ -123,6 +148,7 @@ impl Cache {
             inner: Mutex::new(Inner::default()),
             max_bytes: settings.max_bytes,
             max_entry_bytes: settings.max_entry_bytes,
+            in_flight: AtomicUsize::new(0),
             own_cookies,
             metrics,
         }
@@ -141,8 +167,8 @@ impl Cache {
         }
     }
 
-    /// The cache key of a request as it goes to the origin (origin-form target, `Host` set), or why the cache
-    /// may neither answer nor store it.
+    /// The cache key of a request as it goes to the origin (origin-form target, `Host` and forwarding headers
+    /// set), or why the cache may neither answer nor store it.
     pub(crate) fn key_for(&self, req: &request::Parts, has_body: bool) -> Result<Box<str>, Bypass> {
         if req.method != Method::GET {
             return Err(Bypass::Method);
@@ -175,12 +201,21 @@ impl Cache {
         if !self.only_own_cookies(h) {
             return Err(Bypass::Cookie);
         }
-        let host = h
-            .get(header::HOST)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()))
-            .unwrap_or_default();
-        let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        Ok(format!("{host} {target}").into_boxed_str())
+        if h.keys_len() != h.len()
+            && h.keys()
+                .any(|n| n != header::COOKIE && h.get_all(n).iter().nth(1).is_some())
+        {
+            return Err(Bypass::RepeatedHeader);
+        }
+        let mut key = String::new();
+        for name in &KEY_HEADERS {
+            if let Some(v) = h.get(name) {
+                key.push_str(&String::from_utf8_lossy(v.as_bytes()));
+            }
+            key.push('\n');
+        }
+        key.push_str(req.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+        Ok(key.into_boxed_str())
     }
 
     fn only_own_cookies(&self, h: &HeaderMap) -> bool {
@@ -194,24 +229,35 @@ impl Cache {
         })
     }
 
-    /// A fresh stored response for this request: its head (with `Age`) and body.
+    /// Whether `e` may answer `req` now without the origin: RFC 9111 says fresh (a client's `max-stale` is not
+    /// taken up: a stale entry is a miss). A panic in the crate on hostile values counts as "no".
+    fn fresh_for(e: &Entry, req: &request::Parts, now: SystemTime) -> bool {
+        catch_unwind(AssertUnwindSafe(|| {
+            matches!(e.policy.before_request(req, now), BeforeRequest::Fresh(_))
+                && !e.policy.is_stale(now)
+        }))
+        .unwrap_or(false)
+    }
+
+    /// A fresh stored response for this request: the origin's head (with `Age`) and body.
     pub(crate) fn lookup(
         &self,
         key: &str,
         req: &request::Parts,
     ) -> Option<(response::Parts, Bytes)> {
         let now = SystemTime::now();
-        let inner = self.inner();
-        let found =
-            inner
-                .map
-                .get(key)?
-                .iter()
-                .find_map(|e| match e.policy.before_request(req, now) {
-                    BeforeRequest::Fresh(head) => Some((head, e.body.clone())),
-                    BeforeRequest::Stale { .. } => None,
-                });
-        drop(inner);
+        // Judged outside the lock: every hit's freshness check formats dates and clones headers.
+        let variants: Vec<Arc<Entry>> = self.inner().map.get(key).cloned().unwrap_or_default();
+        let found = variants
+            .iter()
+            .find(|e| Cache::fresh_for(e, req, now))
+            .and_then(|e| {
+                let age = catch_unwind(AssertUnwindSafe(|| e.policy.age(now))).ok()?;
+                let mut head = clone_head(&e.head);
+                head.headers
+                    .insert(header::AGE, HeaderValue::from(age.as_secs()));
+                Some((head, e.body.clone()))
+            });
         self.metrics
             .origin_cache(if found.is_some() { "hit" } else { "miss" });
         found
@@ -221,65 +267,115 @@ impl Cache {
     pub(crate) fn storable(
         self: &Arc<Self>,
         key: Box<str>,
-        req: request::Parts,
+        req: &request::Parts,
         resp: &response::Parts,
     ) -> Option<Store> {
-        if resp.status != StatusCode::OK || resp.headers.contains_key(header::SET_COOKIE) {
+        let h = &resp.headers;
+        if resp.status != StatusCode::OK || h.contains_key(header::SET_COOKIE) {
             return None;
         }
-        let declared = resp
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        // Only a body whose end we can tell from a cut: a declared length, or chunked framing.
+        let declared = match h.get(header::CONTENT_LENGTH) {
+            Some(v) => Some(v.to_str().ok()?.trim().parse::<u64>().ok()?),
+            None => None,
+        };
+        let chunked = h.get_all(header::TRANSFER_ENCODING).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.to_ascii_lowercase().contains("chunked"))
+        });
+        if declared.is_none() && !chunked {
+            return None;
+        }
         if declared.is_some_and(|n| n > self.max_entry_bytes as u64) {
             return None;
         }
-        let vary_all = resp.headers.get_all(header::VARY).iter().any(|v| {
-            v.to_str()
-                .map_or(true, |s| s.split(',').any(|n| n.trim() == "*"))
-        });
-        if vary_all {
+        let vary = vary_names(h)?;
+        let age_ok = match h.get(header::AGE) {
+            None => true,
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .is_some_and(|a| a <= MAX_AGE_HEADER),
+        };
+        if !age_ok {
             return None;
         }
+        // The policy keeps only what it judges by: the host, the request's cache directives, the varied headers.
+        let trimmed = trimmed_request(req, &vary);
         let now = SystemTime::now();
-        let policy = CachePolicy::new_options(&req, resp, now, Cache::options());
-        if !policy.is_storable() || policy.time_to_live(now).is_zero() {
-            return None;
-        }
-        let capacity = declared.map_or(16 * 1024, |n| n as usize);
+        let policy = catch_unwind(AssertUnwindSafe(|| {
+            let p = CachePolicy::new_options(&trimmed, resp, now, Cache::options());
+            (p.is_storable() && !p.time_to_live(now).is_zero()).then_some(p)
+        }))
+        .ok()
+        .flatten()?;
+        let capacity = declared.map_or(PREALLOCATE, |n| (n as usize).min(PREALLOCATE));
         Some(Store {
-            cache: self.clone(),
+            reservation: Reservation {
+                cache: self.clone(),
+                bytes: 0,
+            },
             key,
-            request: req,
+            request: trimmed,
+            head: clone_head(resp),
             policy,
+            declared,
             body: BytesMut::with_capacity(capacity),
             failed: false,
         })
     }
 
-    fn insert(&self, key: Box<str>, request: request::Parts, policy: CachePolicy, body: Bytes) {
+    fn insert(
+        &self,
+        key: Box<str>,
+        request: request::Parts,
+        policy: CachePolicy,
+        head: response::Parts,
+        body: Bytes,
+    ) {
         let now = SystemTime::now();
+        let cost = body.len()
+            + head_bytes(&head.headers)
+            + head_bytes(&request.headers)
+            + 2 * key.len()
+            + 256;
+        // The new answer replaces the variants it answers for, and stale ones go (judged outside the lock).
+        let existing: Vec<Arc<Entry>> = self.inner().map.get(&key).cloned().unwrap_or_default();
+        let replaced: Vec<u64> = existing
+            .iter()
+            .filter(|e| {
+                catch_unwind(AssertUnwindSafe(|| {
+                    match e.policy.before_request(&request, now) {
+                        BeforeRequest::Fresh(_) => true,
+                        BeforeRequest::Stale { matches, .. } => matches || e.policy.is_stale(now),
+                    }
+                }))
+                .unwrap_or(true)
+            })
+            .map(|e| e.id)
+            .collect();
         let mut inner = self.inner();
-        // The new answer replaces the variants it answers for, and stale ones go.
-        inner.remove_where(&key, |e| match e.policy.before_request(&request, now) {
-            BeforeRequest::Fresh(_) => true,
-            BeforeRequest::Stale { matches, .. } => matches || e.policy.is_stale(now),
-        });
+        inner.remove_where(&key, |e| replaced.contains(&e.id));
         let id = inner.next_id;
         inner.next_id += 1;
-        let size = body.len();
         let variants = inner.map.entry(key.clone()).or_default();
         let mut freed = 0;
         let mut dropped = 0;
         if variants.len() >= MAX_VARIANTS {
             let e = variants.remove(0);
-            freed = e.body.len();
+            freed = e.cost;
             dropped = 1;
         }
-        variants.push(Entry { id, policy, body });
+        variants.push(Arc::new(Entry {
+            id,
+            policy,
+            head,
+            body,
+            cost,
+        }));
         inner.live = inner.live + 1 - dropped;
-        inner.bytes = inner.bytes + size - freed;
+        inner.bytes = inner.bytes + cost - freed;
         inner.order.push_back((key, id));
         inner.evict_to(self.max_bytes);
         let bytes = inner.bytes;
@@ -300,30 +396,97 @@ impl Cache {
     }
 }
 
-/// A copy of a request's head (method, target, version, headers), to judge the origin's answer by.
-pub(crate) fn request_head(req: &request::Parts) -> request::Parts {
+/// The header names a response's `Vary` lists (lowercase); `None` for `Vary: *` or an unreadable `Vary`.
+fn vary_names(h: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut out = Vec::new();
+    for v in h.get_all(header::VARY) {
+        for name in v.to_str().ok()?.split(',') {
+            let name = name.trim();
+            if name == "*" {
+                return None;
+            }
+            if !name.is_empty() {
+                out.push(HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The request as the policy needs it: target, method, `Host`, `Cache-Control`, `Pragma` and the varied headers.
+fn trimmed_request(req: &request::Parts, vary: &[HeaderName]) -> request::Parts {
     let mut out = http::Request::new(());
     *out.method_mut() = req.method.clone();
     *out.uri_mut() = req.uri.clone();
     *out.version_mut() = req.version;
-    *out.headers_mut() = req.headers.clone();
+    let h = out.headers_mut();
+    for name in [header::HOST, header::CACHE_CONTROL, header::PRAGMA]
+        .iter()
+        .chain(vary)
+    {
+        for v in req.headers.get_all(name) {
+            h.append(name.clone(), v.clone());
+        }
+    }
     out.into_parts().0
+}
+
+fn clone_head(head: &response::Parts) -> response::Parts {
+    let mut out = http::Response::new(());
+    *out.status_mut() = head.status;
+    *out.version_mut() = head.version;
+    *out.headers_mut() = head.headers.clone();
+    out.into_parts().0
+}
+
+fn head_bytes(h: &HeaderMap) -> usize {
+    h.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum()
+}
+
+/// Bytes of a body being collected, counted in `cache.in_flight` until dropped.
+struct Reservation {
+    cache: Arc<Cache>,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Count `n` more bytes; `false` if bodies being collected together would pass `cache.max_bytes`.
+    fn add(&mut self, n: usize) -> bool {
+        self.bytes += n;
+        self.cache.in_flight.fetch_add(n, Ordering::Relaxed) + n <= self.cache.max_bytes
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.cache
+            .in_flight
+            .fetch_sub(std::mem::take(&mut self.bytes), Ordering::Relaxed);
+    }
 }
 
 /// Collects one origin body on its way to the client; stored when it ends whole and within bounds.
 pub(crate) struct Store {
-    cache: Arc<Cache>,
+    reservation: Reservation,
     key: Box<str>,
     request: request::Parts,
+    head: response::Parts,
     policy: CachePolicy,
+    declared: Option<u64>,
     body: BytesMut,
     failed: bool,
 }
 
 impl Store {
-    /// Take a data frame; `false` once the body has grown past `cache.max_entry_bytes` (then nothing is stored).
+    /// Take a data frame; `false` once the body has grown past `cache.max_entry_bytes`, or bodies being collected
+    /// together past `cache.max_bytes` (then nothing is stored).
     pub(crate) fn push(&mut self, data: &[u8]) -> bool {
-        if self.failed || self.body.len() + data.len() > self.cache.max_entry_bytes {
+        if self.failed {
+            return false;
+        }
+        let fits = self.body.len() + data.len() <= self.reservation.cache.max_entry_bytes
+            && self.reservation.add(data.len());
+        if !fits {
             self.failed = true;
             self.body = BytesMut::new();
             return false;
@@ -332,20 +495,39 @@ impl Store {
         true
     }
 
-    /// The body ended whole: store it.
+    /// The body ended whole: store it (if it is as long as it said).
     pub(crate) fn finish(self) {
-        if !self.failed {
-            let Store {
-                cache,
-                key,
-                request,
-                policy,
-                body,
-                ..
-            } = self;
-            cache.insert(key, request, policy, body.freeze());
+        let Store {
+            reservation,
+            key,
+            request,
+            head,
+            policy,
+            declared,
+            body,
+            failed,
+        } = self;
+        if failed || declared.is_some_and(|n| n != body.len() as u64) {
+            return;
         }
+        // Growth may have left spare capacity; what is stored is only what is charged.
+        let body = if body.capacity() > body.len() + body.len() / 8 + 64 {
+            Bytes::copy_from_slice(&body)
+        } else {
+            body.freeze()
+        };
+        reservation.cache.insert(key, request, policy, head, body);
     }
+}
+
+/// A copy of a request's head (method, target, version, headers), to judge the origin's answer by.
+pub(crate) fn request_head(req: &request::Parts) -> request::Parts {
+    let mut out = http::Request::new(());
+    *out.method_mut() = req.method.clone();
+    *out.uri_mut() = req.uri.clone();
+    *out.version_mut() = req.version;
+    *out.headers_mut() = req.headers.clone();
+    out.into_parts().0
 }
 
 #[cfg(test)]
@@ -379,12 +561,15 @@ mod tests {
         for (n, v) in headers {
             b = b.header(*n, *v);
         }
+        if !headers.iter().any(|(n, _)| *n == "content-length") {
+            b = b.header("transfer-encoding", "chunked");
+        }
         b.body(()).expect("response").into_parts().0
     }
 
     fn fill(c: &Arc<Cache>, r: &request::Parts, head: &[(&str, &str)], body: &[u8]) -> bool {
         let key = c.key_for(r, false).expect("eligible");
-        match c.storable(key, request_head(r), &resp(head)) {
+        match c.storable(key, r, &resp(head)) {
             Some(mut s) => {
                 let ok = s.push(body);
                 s.finish();
@@ -444,7 +629,7 @@ mod tests {
         let key = c.key_for(&r, false).expect("key");
         let mut notfound = resp(&[("cache-control", "max-age=60")]);
         notfound.status = StatusCode::NOT_FOUND;
-        assert!(c.storable(key, request_head(&r), &notfound).is_none());
+        assert!(c.storable(key, &r, &notfound).is_none());
     }
 
     #[test]
@@ -501,7 +686,9 @@ mod tests {
         // The same shape again replaces its variant instead of adding one.
         assert!(fill(&c, &gz, &head, b"gzip-2"));
         assert_eq!(&hit(&c, &gz).expect("gzip variant")[..], b"gzip-2");
-        assert_eq!(c.held(), (2, b"gzip-2".len() + b"plain".len()));
+        let (live, bytes) = c.held();
+        assert_eq!(live, 2);
+        assert!(bytes >= b"gzip-2".len() + b"plain".len());
         // The request's own no-cache is honoured (a reload goes to the origin).
         assert!(hit(
             &c,
@@ -523,7 +710,7 @@ mod tests {
         assert!(c
             .storable(
                 key,
-                request_head(&r),
+                &r,
                 &resp(&[("cache-control", "max-age=60"), ("content-length", "20000")]),
             )
             .is_none());
@@ -566,14 +753,138 @@ mod tests {
         let r = req("/", &[]);
         let key = c.key_for(&r, false).expect("key");
         let mut s = c
-            .storable(
-                key,
-                request_head(&r),
-                &resp(&[("cache-control", "max-age=60")]),
-            )
+            .storable(key, &r, &resp(&[("cache-control", "max-age=60")]))
             .expect("storable");
         assert!(s.push(b"half of a page"));
         drop(s); // the client went away, or the origin broke off
         assert!(hit(&c, &r).is_none());
+    }
+
+    #[test]
+    fn what_the_origin_was_told_about_host_and_scheme_is_part_of_the_key() {
+        let c = cache(1 << 20, 1 << 16);
+        let head = [("cache-control", "max-age=60")];
+        let https = req(
+            "/",
+            &[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "site.example"),
+            ],
+        );
+        assert!(fill(&c, &https, &head, b"https page"));
+        // A visitor who told another host, or came over http, must not get the page built for this one.
+        let evil = req(
+            "/",
+            &[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "evil.example"),
+            ],
+        );
+        let http = req(
+            "/",
+            &[
+                ("x-forwarded-proto", "http"),
+                ("x-forwarded-host", "site.example"),
+            ],
+        );
+        assert!(hit(&c, &evil).is_none());
+        assert!(hit(&c, &http).is_none());
+        assert_eq!(&hit(&c, &https).expect("same story")[..], b"https page");
+        // A header sent twice (Vary compares one value) is not a request the cache answers.
+        let mut twice = req("/", &[("accept-language", "en")]);
+        twice
+            .headers
+            .append("accept-language", HeaderValue::from_static("fr"));
+        assert_eq!(c.key_for(&twice, false), Err(Bypass::RepeatedHeader));
+    }
+
+    #[test]
+    fn a_hit_carries_the_origins_head_as_it_came() {
+        let c = cache(1 << 20, 1 << 16);
+        let r = req("/", &[]);
+        let head = [
+            ("cache-control", "public, max-age=60"),
+            ("date", "Tue, 01 Dec 2026 10:00:00 GMT"),
+            ("content-security-policy", "default-src 'self'"),
+            ("content-security-policy", "frame-ancestors 'none'"),
+            ("link", "</a.css>; rel=preload"),
+            ("link", "</b.css>; rel=preload"),
+        ];
+        assert!(fill(&c, &r, &head, b"x"));
+        let key = c.key_for(&r, false).expect("key");
+        let (got, _) = c.lookup(&key, &r).expect("hit");
+        assert_eq!(
+            got.headers
+                .get_all("content-security-policy")
+                .iter()
+                .count(),
+            2
+        );
+        assert_eq!(got.headers.get_all("link").iter().count(), 2);
+        assert_eq!(got.headers["date"], "Tue, 01 Dec 2026 10:00:00 GMT");
+        assert!(got.headers.contains_key(header::AGE));
+    }
+
+    #[test]
+    fn hostile_or_unframed_answers_are_not_stored() {
+        let c = cache(1 << 20, 1 << 16);
+        let r = req("/", &[]);
+        let key = || c.key_for(&r, false).expect("key");
+        // An Age that would overflow the freshness arithmetic later.
+        let huge = resp(&[
+            ("cache-control", "max-age=18446744073709551615"),
+            ("age", "18446744073709551614"),
+        ]);
+        assert!(c.storable(key(), &r, &huge).is_none());
+        // A body whose end is the connection closing: a cut cannot be told from the end.
+        let mut close = resp(&[("cache-control", "max-age=60")]);
+        close.headers.remove("transfer-encoding");
+        assert!(c.storable(key(), &r, &close).is_none());
+        // Shorter than it said.
+        let mut s = c
+            .storable(
+                key(),
+                &r,
+                &resp(&[("cache-control", "max-age=60"), ("content-length", "10")]),
+            )
+            .expect("storable");
+        assert!(s.push(b"short"));
+        s.finish();
+        assert!(hit(&c, &r).is_none());
+    }
+
+    #[test]
+    fn a_stale_entry_is_a_miss_even_for_max_stale() {
+        let c = cache(1 << 20, 1 << 16);
+        let r = req("/", &[]);
+        assert!(fill(&c, &r, &[("cache-control", "max-age=60")], b"x"));
+        let e = c.inner().map.values().next().expect("entry")[0].clone();
+        let later = SystemTime::now() + Duration::from_secs(120);
+        let lenient = req("/", &[("cache-control", "max-stale")]);
+        assert!(!Cache::fresh_for(&e, &lenient, later));
+        assert!(Cache::fresh_for(&e, &lenient, SystemTime::now()));
+    }
+
+    #[test]
+    fn bodies_being_collected_share_the_bound() {
+        let c = cache(64 * 1024, 48 * 1024);
+        let head = resp(&[("cache-control", "max-age=60")]);
+        let r1 = req("/one", &[]);
+        let r2 = req("/two", &[]);
+        let mut a = c
+            .storable(c.key_for(&r1, false).expect("key"), &r1, &head)
+            .expect("a");
+        let mut b = c
+            .storable(c.key_for(&r2, false).expect("key"), &r2, &head)
+            .expect("b");
+        assert!(a.push(&vec![b'a'; 40 * 1024]));
+        assert!(
+            !b.push(&vec![b'b'; 40 * 1024]),
+            "two bodies in flight past max_bytes"
+        );
+        drop(b);
+        a.finish();
+        assert_eq!(c.in_flight.load(Ordering::Relaxed), 0);
+        assert!(hit(&c, &r1).is_some());
     }
 }

@@ -195,7 +195,7 @@ impl Proxy {
         };
         let (head, body) = resp.into_parts();
         let store = match (&self.cache, cache_key) {
-            (Some(cache), Some((key, req))) => cache.storable(key, req, &head),
+            (Some(cache), Some((key, req))) => cache.storable(key, &req, &head),
             _ => None,
         };
         Ok(Forwarded {
