@@ -241,7 +241,21 @@ impl Server {
             if let Some(a) = admin {
                 tracing::info!(address = %a, "admin listening");
             }
-            tokio::spawn(serve_admin(listener, metrics.clone(), ready.clone()))
+            let console = settings.console.token.as_ref().map(|t| {
+                tracing::info!("console on the admin listener under /console/");
+                Arc::new(crate::console::Console::new(
+                    crate::console::Credential::new(&t.0),
+                    settings.clone(),
+                    metrics.clone(),
+                    sources.current.clone(),
+                ))
+            });
+            tokio::spawn(serve_admin(
+                listener,
+                metrics.clone(),
+                ready.clone(),
+                console,
+            ))
         });
         tracing::info!(upstream = %settings.upstream.url, "concierge started");
 
@@ -421,6 +435,7 @@ async fn serve_admin(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    console: Option<Arc<crate::console::Console>>,
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -429,10 +444,23 @@ async fn serve_admin(
         };
         let metrics = metrics.clone();
         let ready = ready.clone();
+        let console = console.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
-                let resp = admin_response(req.uri().path(), &metrics, &ready);
-                async move { Ok::<_, std::convert::Infallible>(resp) }
+                let path = req.uri().path();
+                let for_console = path == "/console" || path.starts_with("/console/");
+                let console = console.clone().filter(|_| for_console);
+                let immediate = match &console {
+                    None => Some(admin_response(path, &metrics, &ready)),
+                    Some(_) => None,
+                };
+                async move {
+                    Ok::<_, std::convert::Infallible>(match (immediate, console) {
+                        (Some(resp), _) => resp,
+                        (None, Some(console)) => console_response(console, req).await,
+                        (None, None) => Response::new(ResponseBody::empty()),
+                    })
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -441,6 +469,63 @@ async fn serve_admin(
                 .await;
         });
     }
+}
+
+/// A console request, answered on a blocking thread (searches and verification read files): the proxy's worker
+/// threads never wait on it.
+async fn console_response(
+    console: Arc<crate::console::Console>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec());
+    drop(req);
+    let head = method == "HEAD";
+    let reply = tokio::task::spawn_blocking(move || {
+        console.handle(&crate::console::Request {
+            method: &method,
+            path: &path,
+            query: query.as_deref(),
+            authorization: authorization.as_deref(),
+        })
+    })
+    .await
+    .unwrap_or_else(|_| crate::console::Reply {
+        status: 500,
+        content_type: "text/plain; charset=utf-8",
+        body: b"The console failed to render this page; the proxy is unaffected.\n".to_vec(),
+        download: None,
+        challenge: false,
+    });
+    let body = if head { Vec::new() } else { reply.body };
+    let mut resp = Response::new(ResponseBody::full(body));
+    *resp.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(reply.content_type),
+    );
+    for (name, value) in crate::console::SECURITY_HEADERS {
+        h.insert(*name, HeaderValue::from_static(value));
+    }
+    if reply.challenge {
+        h.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(crate::console::CHALLENGE),
+        );
+    }
+    if let Some(name) = reply.download {
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    resp
 }
 
 fn admin_response(path: &str, metrics: &Metrics, ready: &AtomicBool) -> Response<ResponseBody> {

@@ -8,6 +8,7 @@
 //! |-----------------|------|
 //! | `cli`           | arguments, exit codes, human output: serve, inspect (check/explain/lookup/consent), audit |
 //! | `app`           | wiring: listeners, TLS reloader, admin endpoint, source reloads, signals, graceful shutdown |
+//! | `console`       | the read-only console on the admin listener: overview, rules, audit (maud pages from the CLI's functions) |
 //! | `demo`          | the built-in demo origin serving `examples/site/`, and the demo's settings |
 //! | `proxy`         | the hyper service: one file per phase, the proxy's own endpoints, the upstream client |
 //! | `accesslog`     | the access log: lines formatted on the request's thread, written in batches by a thread of its own |
@@ -43,6 +44,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod config;
 pub mod consent;
+pub(crate) mod console;
 pub mod demo;
 pub mod experiments;
 pub mod feedback;

@@ -24,6 +24,8 @@ pub struct Filter {
     pub kind: Option<String>,
     /// Records that carry this consent id: its proof-of-consent records and the decisions that relied on it.
     pub consent: Option<String>,
+    /// Records of this request (its `request_id`, as the visitor's response header and the access log name it).
+    pub request_id: Option<String>,
 }
 
 /// Values `--type` takes.
@@ -91,6 +93,11 @@ impl Filter {
                 return false;
             }
         }
+        if let Some(r) = &self.request_id {
+            if v["request_id"].as_str() != Some(r) {
+                return false;
+            }
+        }
         if let Some(d) = &self.decision {
             if kind != "decision" || (v["outcome"].as_str() != Some(d) && highest_tier(v) != d) {
                 return false;
@@ -102,6 +109,14 @@ impl Filter {
 
 /// Every readable record of a stream, in order, with its raw line.
 pub fn for_each(stream_dir: &Path, mut f: impl FnMut(&[u8], &Value)) -> std::io::Result<()> {
+    scan(stream_dir, |line, v| {
+        f(line, v);
+        true
+    })
+}
+
+/// [`for_each`] that stops as soon as `f` returns `false` (a page of search results is full).
+pub fn scan(stream_dir: &Path, mut f: impl FnMut(&[u8], &Value) -> bool) -> std::io::Result<()> {
     for (_, path) in chain::segments(stream_dir)? {
         for line in chain::Lines::open(&path)? {
             let (_, line, complete) = line?;
@@ -109,7 +124,9 @@ pub fn for_each(stream_dir: &Path, mut f: impl FnMut(&[u8], &Value)) -> std::io:
                 break; // an unfinished last line
             }
             if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                f(&line, &v);
+                if !f(&line, &v) {
+                    return Ok(());
+                }
             }
         }
     }

@@ -96,6 +96,9 @@ pub struct Window {
     /// relied on that consent.
     #[arg(long, value_name = "ID")]
     pub consent: Option<String>,
+    /// Only records of this request (the `X-Request-Id` the visitor's response carried).
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -270,6 +273,7 @@ fn filter(w: &Window) -> Result<Filter, String> {
         decision: w.decision.clone(),
         kind: w.kind.clone(),
         consent: w.consent.clone(),
+        request_id: w.request_id.clone(),
     })
 }
 

@@ -20,6 +20,7 @@ use serde::Deserialize;
 mod audit;
 mod cache;
 mod consent;
+mod console;
 mod experiments;
 mod limits;
 mod listen;
@@ -32,6 +33,7 @@ mod upstream;
 pub use crate::audit::AuditSettings;
 pub use cache::{CacheSettings, RawCache};
 pub use consent::RawConsent;
+pub use console::{ConsoleSettings, ConsoleToken, RawConsole, MIN_TOKEN_CHARS};
 pub use experiments::RawExperiments;
 pub use limits::{Limits, RawLimits, RawTimeouts, Timeouts};
 pub use listen::{ListenerSettings, RawCertificate, RawListener, RawTls, TlsSettings, TlsVersion};
@@ -93,6 +95,7 @@ pub struct RawConfig {
     pub audit: Option<audit::RawAudit>,
     pub experiments: Option<experiments::RawExperiments>,
     pub cache: Option<cache::RawCache>,
+    pub console: Option<console::RawConsole>,
 }
 
 /// Defaults, chosen after nginx, Envoy and HAProxy (see the README's configuration reference for the reasoning).
@@ -159,6 +162,7 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub experiments: crate::experiments::ExperimentSettings,
     pub cache: CacheSettings,
+    pub console: ConsoleSettings,
     /// The file these settings came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -377,6 +381,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
     );
     let experiments = experiments::validate_experiments(&mut c, raw.experiments);
     let cache = cache::validate_cache(&mut c, raw.cache);
+    let console = console::validate_console(&mut c, raw.console, base, admin.is_some());
 
     if c.errors.is_empty() {
         if let Some(upstream) = upstream {
@@ -397,6 +402,7 @@ pub fn validate(raw: RawConfig, base: &Path, ov: &Overrides) -> Result<Settings,
                 audit,
                 experiments,
                 cache,
+                console,
                 source: None,
             });
         }

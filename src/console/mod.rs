@@ -1,0 +1,203 @@
+//! The console: read-only pages for marketers and compliance reviewers, served on the admin listener under
+//! `/console/` (`[console] enabled = true`, off by default).
+//!
+//! Every page is rendered on the server from the same library functions the CLI calls (`audit::verify`,
+//! `audit::query`, the rule set the proxy serves with), with compile-time checked templates (maud) and no
+//! script: it works without JavaScript, under `Content-Security-Policy: default-src 'self'`.
+//!
+//! Invariants:
+//! - Nothing is served without the token: `Authorization: Bearer <token>`, or HTTP Basic credentials whose
+//!   password is the token (any user name), compared in constant time; anything else is 401 on every route.
+//! - Every answer is `Cache-Control: no-store`; the token is never logged or echoed.
+//! - Query parameters are input like any other: a bad one is a clear message on the page (400), never a 500;
+//!   searches are paged and bounded ([`audit::MAX_PAGE`] records a page, [`audit::SCAN_LIMIT`] records read).
+//!
+//! This module is free of hyper and tokio: `app.rs` hands it a [`Request`] on a blocking thread and sends the
+//! [`Reply`].
+
+mod audit;
+mod auth;
+mod overview;
+mod rules;
+mod view;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::sources::Sources;
+
+pub(crate) use auth::Credential;
+
+/// One request to the console, as plain values.
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The path under the admin listener (`/console/audit`).
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub authorization: Option<&'a [u8]>,
+}
+
+/// What to answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// `Content-Disposition: attachment; filename=…` for downloads.
+    pub download: Option<String>,
+    /// `WWW-Authenticate` is due (401).
+    pub challenge: bool,
+}
+
+impl Reply {
+    fn html(status: u16, body: String) -> Reply {
+        Reply {
+            status,
+            content_type: "text/html; charset=utf-8",
+            body: body.into_bytes(),
+            download: None,
+            challenge: false,
+        }
+    }
+
+    fn text(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.as_bytes().to_vec(),
+            download: None,
+            challenge: false,
+        }
+    }
+}
+
+/// The headers every console answer carries (besides its content type).
+pub const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("cache-control", "no-store"),
+    (
+        "content-security-policy",
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+];
+
+/// The `WWW-Authenticate` challenge of a 401 (Basic first, so a browser asks for the token).
+pub const CHALLENGE: &str = "Basic realm=\"Concierge console\", Bearer realm=\"Concierge console\"";
+
+/// The console's state: what it reads, shared with the proxy.
+pub struct Console {
+    credential: Credential,
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+    sources: Arc<ArcSwap<Sources>>,
+}
+
+impl Console {
+    pub fn new(
+        credential: Credential,
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+        sources: Arc<ArcSwap<Sources>>,
+    ) -> Console {
+        Console {
+            credential,
+            settings,
+            metrics,
+            sources,
+        }
+    }
+
+    fn audit_dir(&self) -> PathBuf {
+        self.settings.audit.dir.clone()
+    }
+
+    /// Answer one request.
+    pub fn handle(&self, req: &Request<'_>) -> Reply {
+        if !self.credential.admits(req.authorization) {
+            let mut r = Reply::text(401, "The console needs its token: Authorization: Bearer <token>, or HTTP Basic credentials with the token as the password.\n");
+            r.challenge = true;
+            return r;
+        }
+        if req.method != "GET" && req.method != "HEAD" {
+            return Reply::text(405, "The console is read-only: GET only.\n");
+        }
+        let query = match Query::parse(req.query.unwrap_or("")) {
+            Ok(q) => q,
+            Err(e) => return Reply::html(400, view::error_page("Bad request", &e)),
+        };
+        match req.path {
+            "/console" | "/console/" => {
+                Reply::html(200, overview::page(&self.metrics, &self.sources.load()))
+            }
+            "/console/console.css" => Reply {
+                status: 200,
+                content_type: "text/css; charset=utf-8",
+                body: view::CSS.as_bytes().to_vec(),
+                download: None,
+                challenge: false,
+            },
+            "/console/rules" => Reply::html(200, rules::page(&self.sources.load(), &query)),
+            "/console/audit" => audit::search_page(self, &query),
+            "/console/audit/verify" => audit::verify_page(self),
+            "/console/audit/record" => audit::record_page(self, &query),
+            "/console/audit/export.csv" => audit::export(self, &query, audit::Export::Csv),
+            "/console/audit/export.jsonl" => audit::export(self, &query, audit::Export::Jsonl),
+            _ => Reply::html(
+                404,
+                view::error_page(
+                    "Not found",
+                    "There is no such console page. The pages are Overview, Rules and Audit.",
+                ),
+            ),
+        }
+    }
+}
+
+/// A query string decoded: each key once (a repeated key is refused, it would be ambiguous), at most 32 keys.
+#[derive(Debug, Default)]
+pub(crate) struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    fn parse(raw: &str) -> Result<Query, String> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for part in raw.split('&').filter(|p| !p.is_empty()) {
+            if pairs.len() == 32 {
+                return Err("The address has too many parameters.".into());
+            }
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            let (Some(k), Some(v)) = (
+                crate::consent::choice::percent_decode(k),
+                crate::consent::choice::percent_decode(v),
+            ) else {
+                return Err(
+                    "The address holds a parameter that is not valid percent-encoded UTF-8.".into(),
+                );
+            };
+            if pairs.iter().any(|(have, _)| *have == k) {
+                return Err(format!("The parameter `{k}` is given twice."));
+            }
+            pairs.push((k, v.trim().to_string()));
+        }
+        Ok(Query { pairs })
+    }
+
+    /// A parameter's value; an empty one counts as absent (an empty form field).
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests;
