@@ -19,6 +19,7 @@ mod browser;
 mod cache;
 mod client_ip;
 mod consent;
+mod console;
 mod experiments;
 mod failures;
 mod feedback;
