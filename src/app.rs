@@ -122,6 +122,7 @@ impl Server {
             metrics: metrics.clone(),
             fingerprint: std::sync::Mutex::new(crate::watch::fingerprint(watched(&settings))),
             refused: std::sync::Mutex::new(None),
+            last: crate::sources::ReloadStatus::default(),
         });
         tracing::info!(dir = %settings.audit.dir.display(), "audit log");
         // Independent of `log.level`: `log.access_log` alone turns it on.
@@ -248,6 +249,7 @@ impl Server {
                     settings.clone(),
                     metrics.clone(),
                     sources.current.clone(),
+                    sources.last.clone(),
                 ))
             });
             tokio::spawn(serve_admin(
@@ -365,6 +367,8 @@ struct SourcesReloader {
     fingerprint: std::sync::Mutex<crate::watch::Fingerprint>,
     /// The files as they were when a set was last refused (not retried, nor logged again, until they change).
     refused: std::sync::Mutex<Option<crate::watch::Fingerprint>>,
+    /// How the last reload went (for the console).
+    last: crate::sources::ReloadStatus,
 }
 
 impl SourcesReloader {
@@ -385,6 +389,14 @@ impl SourcesReloader {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .is_some_and(|f| *f == now)
+    }
+
+    fn note(&self, reason: &str, errors: Vec<String>) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::sources::LastReload {
+            at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            reason: reason.to_string(),
+            errors,
+        });
     }
 
     /// Load the rules and the company/location sources as one set; swap it in whole, or keep the previous set.
@@ -410,6 +422,7 @@ impl SourcesReloader {
                     .source_reload("firmographics", ReloadResult::success);
                 *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = before;
                 *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.note(reason, Vec::new());
                 Ok(())
             }
             Err(errors) => {
@@ -425,6 +438,15 @@ impl SourcesReloader {
                     "reload refused: the rules and company sources go live together or not at all; the previous set keeps serving"
                 );
                 *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(before);
+                self.note(
+                    reason,
+                    errors
+                        .rules
+                        .iter()
+                        .chain(&errors.firmographics)
+                        .cloned()
+                        .collect(),
+                );
                 Err(text)
             }
         }

@@ -32,6 +32,19 @@ pub struct SourceErrors {
     pub firmographics: Vec<String>,
 }
 
+/// How the last reload of the sources went (none yet: only the set loaded at start), for the console.
+#[derive(Debug, Clone, Default)]
+pub struct LastReload {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub reason: String,
+    /// Empty when the new set went live; else every error (file:line:col and what), and the previous set serves.
+    pub errors: Vec<String>,
+}
+
+/// Shared between the reloader that writes it and the console that reads it.
+pub type ReloadStatus = std::sync::Arc<std::sync::Mutex<Option<LastReload>>>;
+
 impl std::fmt::Display for SourceErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let all: Vec<&str> = self

@@ -96,6 +96,7 @@ pub struct Console {
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
     sources: Arc<ArcSwap<Sources>>,
+    last_reload: crate::sources::ReloadStatus,
 }
 
 impl Console {
@@ -104,13 +105,22 @@ impl Console {
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
         sources: Arc<ArcSwap<Sources>>,
+        last_reload: crate::sources::ReloadStatus,
     ) -> Console {
         Console {
             credential,
             settings,
             metrics,
             sources,
+            last_reload,
         }
+    }
+
+    fn last_reload(&self) -> Option<crate::sources::LastReload> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn audit_dir(&self) -> PathBuf {
@@ -132,9 +142,14 @@ impl Console {
             Err(e) => return Reply::html(400, view::error_page("Bad request", &e)),
         };
         match req.path {
-            "/console" | "/console/" => {
-                Reply::html(200, overview::page(&self.metrics, &self.sources.load()))
-            }
+            "/console" | "/console/" => Reply::html(
+                200,
+                overview::page(
+                    &self.metrics,
+                    &self.sources.load(),
+                    self.last_reload().as_ref(),
+                ),
+            ),
             "/console/console.css" => Reply {
                 status: 200,
                 content_type: "text/css; charset=utf-8",
@@ -142,7 +157,10 @@ impl Console {
                 download: None,
                 challenge: false,
             },
-            "/console/rules" => Reply::html(200, rules::page(&self.sources.load(), &query)),
+            "/console/rules" => Reply::html(
+                200,
+                rules::page(&self.sources.load(), &query, self.last_reload().as_ref()),
+            ),
             "/console/audit" => audit::search_page(self, &query),
             "/console/audit/verify" => audit::verify_page(self),
             "/console/audit/record" => audit::record_page(self, &query),

@@ -131,7 +131,11 @@ fn table(caption: &str, head: &[&str], rows: &BTreeMap<String, f64>, whole: f64)
     }
 }
 
-pub(super) fn page(metrics: &Metrics, sources: &Sources) -> String {
+pub(super) fn page(
+    metrics: &Metrics,
+    sources: &Sources,
+    last: Option<&crate::sources::LastReload>,
+) -> String {
     let s = parse(&metrics.encode());
     let requests = total(&s, "concierge_http_requests_total");
     let decisions = total(&s, "concierge_consent_decisions_total");
@@ -167,6 +171,7 @@ pub(super) fn page(metrics: &Metrics, sources: &Sources) -> String {
         h2 { "Decision records" }
         (table("Every planned page's record through the record gate: accepted, or refused (the page then went out unpersonalized).", &["result"], &records, records.values().sum()))
         h2 { "Source reloads" }
+        (super::view::last_reload(last))
         (table("Reloads of the rule files and company tables since start.", &["source", "result"], &reloads, reloads.values().sum()))
         h2 { "Company lookups" }
         (table("IP-to-company lookups (only where the decision permitted the firmographic tier and a rule could use it).", &["result"], &by(&s, "concierge_company_lookups_total", &["result"]), total(&s, "concierge_company_lookups_total")))
@@ -197,7 +202,7 @@ mod tests {
         m.rewrite("rewritten");
         let dir = tempfile::tempdir().expect("tempdir");
         let sources = Sources::load(&Default::default(), dir.path()).expect("no rules load");
-        let html = page(&m, &sources);
+        let html = page(&m, &sources, None);
         assert!(html.contains("opt-in"), "{html}");
         assert!(html.contains("50.0%"), "{html}");
         assert!(html.contains("healthy"));

@@ -77,7 +77,11 @@ fn scale(r: &Personalization) -> String {
     format!("{:?}", r.scale).to_lowercase()
 }
 
-pub(super) fn page(sources: &Sources, q: &Query) -> String {
+pub(super) fn page(
+    sources: &Sources,
+    q: &Query,
+    last: Option<&crate::sources::LastReload>,
+) -> String {
     let rules = &sources.rules;
     let sort = q.get("sort").unwrap_or("precedence");
     let sort = if SORTS.iter().any(|(k, _)| *k == sort) {
@@ -116,6 +120,7 @@ pub(super) fn page(sources: &Sources, q: &Query) -> String {
             "A rule file with an error never goes live (the proxy keeps serving the previous generation); "
             code { "concierge check" } " names every error with file, line and column."
         }
+        (super::view::last_reload(last))
         h2 { "Rules (" (list.len()) ")" }
         @if list.is_empty() {
             p.muted { "No rules: every page goes out as the origin sent it." }

@@ -120,3 +120,17 @@ pub(super) fn share(part: f64, whole: f64) -> String {
         "–".into()
     }
 }
+
+/// The last reload: when, why, and — if it was refused — every error (the previous generation keeps serving).
+pub(super) fn last_reload(last: Option<&crate::sources::LastReload>) -> maud::Markup {
+    maud::html! {
+        @match last {
+            None => p.muted { "No reload since start: the rules and company tables loaded at start serve." },
+            Some(r) if r.errors.is_empty() => p { (status(true, "reloaded", "")) " " (r.at) " (" (r.reason) "): the new generation went live." },
+            Some(r) => div.notice.bad role="alert" {
+                p { (status(false, "", "refused")) " The reload at " (r.at) " (" (r.reason) ") was refused; the previous generation keeps serving. Its errors:" }
+                ul { @for e in &r.errors { li { code { (e) } } } }
+            },
+        }
+    }
+}

@@ -131,6 +131,22 @@ async fn the_console_needs_its_token_on_every_route_and_serves_its_pages() {
     assert!(html.contains("is not a date"), "{html}");
     let (status, _, _) = console_get(&server, "/console/audit?type=a&type=b", Some(&bearer)).await;
     assert_eq!(status, 400);
+    // A refused reload: the rules page says so, with every error, while the previous rules keep serving.
+    std::fs::write(
+        dir.path().join("rules/accounts/acme.example.toml"),
+        "[account]\ndomain = \"acme.example\"\nname = 5\n",
+    )
+    .unwrap();
+    assert!(server.reload_sources("test").is_err());
+    let (_, html, _) = console_get(&server, "/console/rules", Some(&bearer)).await;
+    assert!(
+        html.contains("refused") && html.contains("acme.example.toml:3"),
+        "{html}"
+    );
+    assert!(
+        html.contains("acme.example/hero"),
+        "the previous rules still serve"
+    );
     // The proxy's own admin endpoints are untouched by the console.
     assert_eq!(admin(&server, "/healthz").await.0, 200);
 }
