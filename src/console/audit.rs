@@ -15,6 +15,7 @@ use super::{Console, Query, Reply};
 use crate::audit::keys::{Checkpoint, PublicKey};
 use crate::audit::query::{self, Filter};
 use crate::audit::{chain, verify, AUDIT_STREAM, FEEDBACK_STREAM};
+use crate::rules::template::percent_encode as encode;
 
 pub(crate) const MAX_PAGE: usize = 100;
 pub(crate) const SCAN_LIMIT: u64 = 5_000_000;
@@ -89,18 +90,6 @@ fn query_string(q: &Query, page: Option<usize>) -> String {
         parts.push(format!("page={p}"));
     }
     parts.join("&")
-}
-
-fn encode(v: &str) -> String {
-    let mut out = String::new();
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// What a bounded scan found.
