@@ -256,7 +256,7 @@ impl Server {
                 listener,
                 metrics.clone(),
                 ready.clone(),
-                console,
+                console.map(|c| (c, proxy.clone())),
             ))
         });
         tracing::info!(upstream = %settings.upstream.url, "concierge started");
@@ -457,7 +457,7 @@ async fn serve_admin(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
-    console: Option<Arc<crate::console::Console>>,
+    console: Option<(Arc<crate::console::Console>, Arc<Proxy>)>,
 ) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -479,7 +479,9 @@ async fn serve_admin(
                 async move {
                     Ok::<_, std::convert::Infallible>(match (immediate, console) {
                         (Some(resp), _) => resp,
-                        (None, Some(console)) => console_response(console, req).await,
+                        (None, Some((console, proxy))) => {
+                            console_response(console, proxy, req).await
+                        }
                         (None, None) => Response::new(ResponseBody::empty()),
                     })
                 }
@@ -497,6 +499,7 @@ async fn serve_admin(
 /// threads never wait on it.
 async fn console_response(
     console: Arc<crate::console::Console>,
+    proxy: Arc<Proxy>,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let method = req.method().as_str().to_string();
@@ -508,12 +511,31 @@ async fn console_response(
         .map(|v| v.as_bytes().to_vec());
     drop(req);
     let head = method == "HEAD";
+    // The preview's original page, fetched through the proxy's upstream client (only for an admitted request).
+    let wanted = console.preview_origin(&crate::console::Request {
+        method: &method,
+        path: &path,
+        query: query.as_deref(),
+        authorization: authorization.as_deref(),
+        original: None,
+    });
+    let original = match wanted {
+        Some((target, host)) => Some(proxy.fetch_page(&target, host.as_deref()).await.map(|f| {
+            crate::console::OriginPage {
+                status: f.status,
+                content_type: f.content_type,
+                body: f.body,
+            }
+        })),
+        None => None,
+    };
     let reply = tokio::task::spawn_blocking(move || {
         console.handle(&crate::console::Request {
             method: &method,
             path: &path,
             query: query.as_deref(),
             authorization: authorization.as_deref(),
+            original,
         })
     })
     .await
@@ -523,6 +545,7 @@ async fn console_response(
         body: b"The console failed to render this page; the proxy is unaffected.\n".to_vec(),
         download: None,
         challenge: false,
+        frame: false,
     });
     let body = if head { Vec::new() } else { reply.body };
     let mut resp = Response::new(ResponseBody::full(body));
@@ -533,7 +556,12 @@ async fn console_response(
         header::CONTENT_TYPE,
         HeaderValue::from_static(reply.content_type),
     );
-    for (name, value) in crate::console::SECURITY_HEADERS {
+    let headers = if reply.frame {
+        crate::console::FRAME_HEADERS
+    } else {
+        crate::console::SECURITY_HEADERS
+    };
+    for (name, value) in headers {
         h.insert(*name, HeaderValue::from_static(value));
     }
     if reply.challenge {

@@ -136,9 +136,6 @@ pub(super) fn lookup(args: LookupArgs) -> ExitCode {
 }
 
 pub(super) fn explain(args: ExplainArgs) -> ExitCode {
-    use crate::classify::Lookup;
-    use crate::rules::Verdict;
-
     let Ok(ip) = args.ip.parse::<std::net::IpAddr>() else {
         eprintln!("error: --ip `{}` is not an IP address", args.ip);
         return ExitCode::from(2);
@@ -161,64 +158,10 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
         },
         None => None,
     };
-    let (mut settings, f) = match load_sources(args.config.as_deref(), args.rules.clone()) {
+    let (settings, f) = match load_sources(args.config.as_deref(), args.rules.clone()) {
         Ok(pair) => pair,
         Err(code) => return code,
     };
-    // `--consent accept|reject`: our consent cookie as the banner would set it, signed with the configured
-    // key (or, without one, a key made for this run only).
-    let mut headers = headers;
-    if args.consent != super::ConsentChoice::None {
-        use crate::consent::first_party::{CookieKey, CookieKeys, FirstParty, Integrity};
-        let accept = args.consent == super::ConsentChoice::Accept;
-        let cookie = FirstParty {
-            consent_id: "00000000000000000000000000000000".into(),
-            banner_version: settings.consent.banner_version.clone(),
-            time: crate::classify::unix_now(),
-            firmographic: accept,
-            personal: accept,
-            integrity: Integrity::Signed,
-        };
-        let name = if args.url.starts_with("https://") {
-            settings.consent.names.host_only_cookie()
-        } else {
-            settings.consent.names.first_party_cookie.clone()
-        };
-        let encoded = match &settings.consent.keys.current {
-            Some(key) => cookie.encode(key),
-            None => match CookieKey::generate() {
-                Ok((_, key)) => {
-                    let encoded = cookie.encode(&key);
-                    settings.consent.keys = std::sync::Arc::new(CookieKeys {
-                        current: Some(key),
-                        previous: Vec::new(),
-                    });
-                    encoded
-                }
-                Err(e) => {
-                    eprintln!("error: --consent: cannot make a cookie key: {e}");
-                    return ExitCode::FAILURE;
-                }
-            },
-        };
-        let value = format!("{name}={encoded}");
-        let joined = match headers
-            .get(http::header::COOKIE)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(existing) => format!("{existing}; {value}"),
-            None => value,
-        };
-        match http::HeaderValue::from_str(&joined) {
-            Ok(v) => {
-                headers.insert(http::header::COOKIE, v);
-            }
-            Err(_) => {
-                eprintln!("error: --consent: the cookies do not form a valid header");
-                return ExitCode::from(2);
-            }
-        }
-    }
     let rules = match crate::rules::RuleSet::load(&settings.rules_dir) {
         Ok(r) => r,
         Err(errors) => {
@@ -239,57 +182,59 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The page decided exactly as the proxy decides it: one generation of sources, the same pipeline. An
-    // https:// URL is read as the proxy reads an HTTPS request (the `__Host-` consent cookie).
+    // The page decided exactly as the proxy decides it: one generation of sources, the same pipeline
+    // (`preview::run`, which the console's preview calls too).
     let sources = crate::sources::Sources {
         generation: 1,
         firmographics: std::sync::Arc::new(f),
         rules: std::sync::Arc::new(rules),
         experiments: std::sync::Arc::new(experiments),
     };
-    let mut view = crate::pipeline::RequestView {
-        method: &http::Method::GET,
-        request_id: "explain",
-        path: uri.path(),
-        query: uri.query(),
-        headers: &headers,
-        client: ip,
-        secure: args.url.starts_with("https://"),
-        now: crate::classify::unix_now(),
-        visitor_id: None,
+    let consent = match args.consent {
+        super::ConsentChoice::Accept => crate::preview::Consent::Accept,
+        super::ConsentChoice::Reject => crate::preview::Consent::Reject,
+        super::ConsentChoice::None => crate::preview::Consent::None,
     };
-    view.visitor_id = view.visitor_cookie();
-    let decided = crate::pipeline::plan_page(
-        crate::pipeline::classify(&view, &sources, &settings),
-        &view,
-        &sources,
-        &settings,
-    );
+    let input = crate::preview::Input {
+        ip,
+        url: &args.url,
+        headers,
+        consent,
+        html: html.as_deref(),
+        request_id: "explain",
+    };
+    let json = args.json;
+    let url = args.url.clone();
+    match crate::preview::run(input, &sources, &settings, |o| {
+        print_explanation(o, ip, &url, uri.path(), json)
+    }) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `explain`'s output: JSON, or text (to stderr when the page goes to stdout).
+fn print_explanation(
+    o: &crate::preview::Outcome<'_, '_>,
+    ip: std::net::IpAddr,
+    url: &str,
+    path: &str,
+    json: bool,
+) -> ExitCode {
+    use crate::classify::Lookup;
+    use crate::rules::Verdict;
+
+    let (view, settings, decided) = (o.view, o.settings, &o.decided);
     let (c, plan) = (&decided.classification, &decided.plan);
-    let page = crate::pipeline::page(&settings, c, view.accept_language());
-    let ops = decided.ops.clone();
+    let page = crate::pipeline::page(settings, c, view.accept_language());
     let additions = crate::rewrite::Additions::of(plan, &page);
     let describe = |p: &crate::rules::Personalization, a: &crate::rules::Action| {
-        decided.describe(&view, &settings, p, a)
+        decided.describe(view, settings, p, a)
     };
-    // The decision record the proxy would write for this request (client pseudonymized as configured; the
-    // keyed hash differs from the proxy's, whose key lives only in its memory).
-    let record = decided.recorded(settings.audit.record_refusals).then(|| {
-        let client = crate::audit::Pseudonymizer::new(
-            settings.audit.client,
-            settings.audit.client_key_rotation,
-        )
-        .client(ip);
-        decided.record(&view, client, uri.path(), decided.planned_outcome())
-    });
-    let html_input = html.clone();
-    let rewritten = html.map(|body| {
-        let mut rw = crate::rewrite::Rewriter::new(ops, None, 64 * 1024 * 1024);
-        let (head, e1) = rw.write(&body);
-        let (tail, e2) = rw.end();
-        let out = [head, tail].concat();
-        (out, e1.or(e2))
-    });
+    let record = &o.record;
     let status = |v: &Verdict| -> (&'static str, String) {
         match v {
             Verdict::Applied => ("applied", String::new()),
@@ -299,31 +244,14 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
             Verdict::HeldOut(w) => ("held out", w.clone()),
         }
     };
-    // With --html: every planned change whose selector finds nothing on that page.
-    let mut warnings = Vec::new();
-    if let Some(page_html) = &html_input {
-        let selectors: Vec<&str> = plan
-            .actions
-            .iter()
-            .map(|(_, a)| a.selector.as_str())
-            .collect();
-        let counts = crate::rewrite::count_matches(page_html, &selectors);
-        for ((p, a), n) in plan.actions.iter().zip(counts) {
-            if n == Some(0) {
-                warnings.push(format!(
-                    "`{}` ({}) matches nothing on this page: the change would not be made",
-                    a.selector, p.id
-                ));
-            }
-        }
-    }
-    if args.json {
-        let mut out = decided.explain(&view, &settings, ip, &args.url, record.clone());
-        if let Some((html, error)) = &rewritten {
+    let warnings = &o.warnings;
+    if json {
+        let mut out = decided.explain(view, settings, ip, url, record.clone());
+        if let Some((html, error)) = &o.rewritten {
             out.html = Some(String::from_utf8_lossy(html).into_owned());
             out.rewrite_error = Some(error.clone());
         }
-        out.warnings = warnings;
+        out.warnings = warnings.clone();
         return match serde_json::to_string_pretty(&out) {
             Ok(t) => {
                 outln!("{t}");
@@ -430,7 +358,7 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
     if additions.why_link {
         text.push(format!(
             "  + \"Why am I seeing this?\" link to {} (end of <body>)",
-            crate::feedback::why_href(page.prefix, uri.path())
+            crate::feedback::why_href(page.prefix, path)
         ));
     }
     match &record {
@@ -441,10 +369,10 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
         )),
         None => text.push("record     none (no lookup ran and nothing to change)".into()),
     }
-    for w in &warnings {
+    for w in warnings {
         text.push(format!("warning    {w}"));
     }
-    match rewritten {
+    match &o.rewritten {
         Some((html, error)) => {
             for line in &text {
                 eprintln!("{line}");
@@ -455,7 +383,7 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
             use std::io::Write;
             let mut stdout = std::io::stdout().lock();
             if stdout
-                .write_all(&html)
+                .write_all(html)
                 .and_then(|()| stdout.flush())
                 .is_err()
             {

@@ -303,6 +303,7 @@ pub(super) fn export(c: &Console, q: &Query, format: Export) -> Reply {
         body: out,
         download: Some(format!("concierge-audit{cut}.{ext}")),
         challenge: false,
+        frame: false,
     }
 }
 

@@ -18,6 +18,7 @@
 mod audit;
 mod auth;
 mod overview;
+mod preview;
 mod rules;
 mod view;
 
@@ -31,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::sources::Sources;
 
 pub(crate) use auth::Credential;
+pub use preview::OriginPage;
 
 /// One request to the console, as plain values.
 pub struct Request<'a> {
@@ -39,6 +41,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub authorization: Option<&'a [u8]>,
+    /// The origin's page for a preview ([`Console::preview_origin`] said which), fetched by the caller.
+    pub original: Option<Result<OriginPage, String>>,
 }
 
 /// What to answer.
@@ -51,6 +55,8 @@ pub struct Reply {
     pub download: Option<String>,
     /// `WWW-Authenticate` is due (401).
     pub challenge: bool,
+    /// A previewed page for a frame: [`FRAME_HEADERS`] instead of [`SECURITY_HEADERS`].
+    pub frame: bool,
 }
 
 impl Reply {
@@ -61,6 +67,7 @@ impl Reply {
             body: body.into_bytes(),
             download: None,
             challenge: false,
+            frame: false,
         }
     }
 
@@ -71,6 +78,7 @@ impl Reply {
             body: body.as_bytes().to_vec(),
             download: None,
             challenge: false,
+            frame: false,
         }
     }
 }
@@ -87,6 +95,19 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("x-frame-options", "DENY"),
 ];
 
+/// The headers of a previewed page in its frame: a sandbox (no script, an opaque origin), nothing loaded but
+/// inline styles and data: images, framed only by the console itself.
+pub const FRAME_HEADERS: &[(&str, &str)] = &[
+    ("cache-control", "no-store"),
+    (
+        "content-security-policy",
+        "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "SAMEORIGIN"),
+];
+
 /// The `WWW-Authenticate` challenge of a 401 (Basic first, so a browser asks for the token).
 pub const CHALLENGE: &str = "Basic realm=\"Concierge console\", Bearer realm=\"Concierge console\"";
 
@@ -97,6 +118,7 @@ pub struct Console {
     metrics: Arc<Metrics>,
     sources: Arc<ArcSwap<Sources>>,
     last_reload: crate::sources::ReloadStatus,
+    frames: preview::Frames,
 }
 
 impl Console {
@@ -113,7 +135,20 @@ impl Console {
             metrics,
             sources,
             last_reload,
+            frames: preview::Frames::default(),
         }
+    }
+
+    /// For an admitted preview request, what the caller should fetch from the origin first: the target
+    /// (`/path?query`) and the host the URL named. `None` for any other request (or a bad form: the page says
+    /// why without a fetch).
+    pub fn preview_origin(&self, req: &Request<'_>) -> Option<(String, Option<String>)> {
+        if req.path != "/console/rules/preview" || !self.credential.admits(req.authorization) {
+            return None;
+        }
+        let q = Query::parse(req.query.unwrap_or("")).ok()?;
+        let form = preview::Form::parse(&q).ok()??;
+        Some(form.origin_target())
     }
 
     fn last_reload(&self) -> Option<crate::sources::LastReload> {
@@ -156,11 +191,14 @@ impl Console {
                 body: view::CSS.as_bytes().to_vec(),
                 download: None,
                 challenge: false,
+                frame: false,
             },
             "/console/rules" => Reply::html(
                 200,
                 rules::page(&self.sources.load(), &query, self.last_reload().as_ref()),
             ),
+            "/console/rules/preview" => preview::page(self, &query, req.original.as_ref()),
+            "/console/rules/preview/frame" => preview::frame(self, &query),
             "/console/audit" => audit::search_page(self, &query),
             "/console/audit/verify" => audit::verify_page(self),
             "/console/audit/record" => audit::record_page(self, &query),

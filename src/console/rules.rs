@@ -121,6 +121,7 @@ pub(super) fn page(
             code { "concierge check" } " names every error with file, line and column."
         }
         (super::view::last_reload(last))
+        p { a href="/console/rules/preview" { "Preview a visit" } ": what an IP address or a target account gets on a page, rule by rule, with the page before and after." }
         h2 { "Rules (" (list.len()) ")" }
         @if list.is_empty() {
             p.muted { "No rules: every page goes out as the origin sent it." }

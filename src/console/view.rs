@@ -45,6 +45,10 @@ input,select{width:100%;font:inherit;padding:.35rem .5rem;border:1px solid var(-
 button{font:inherit;padding:.4rem .9rem;border-radius:4px;border:1px solid var(--accent);background:var(--accent);color:var(--bg);cursor:pointer}
 .actions{display:flex;flex-wrap:wrap;gap:.8rem;align-items:center}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dl.kv dt{font-weight:600}dl.kv dd{margin:0;word-break:break-word}
+.frames{display:grid;grid-template-columns:1fr 1fr;gap:1rem;margin:.5rem 0 1rem}.frames figure{margin:0}.frames figcaption{font-weight:600;margin-bottom:.3rem}
+.frames iframe{width:100%;height:28rem;border:1px solid var(--line);border-radius:4px;background:#fff}
+pre.diff ins{text-decoration:none;color:var(--ok);display:inline}pre.diff del{text-decoration:none;color:var(--bad);display:inline}
+@media (max-width:48rem){.frames{grid-template-columns:1fr}}
 @media (max-width:40rem){main{padding:.8rem}th,td{padding:.35rem .4rem}}
 "#;
 

@@ -17,6 +17,7 @@ mod context;
 mod decide;
 pub mod endpoints;
 pub mod error;
+pub mod fetch;
 mod forward;
 pub mod h2guard;
 pub mod headers;

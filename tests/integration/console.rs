@@ -151,6 +151,154 @@ async fn the_console_needs_its_token_on_every_route_and_serves_its_pages() {
     assert_eq!(admin(&server, "/healthz").await.0, 200);
 }
 
+#[tokio::test]
+async fn the_preview_runs_the_pipeline_over_the_origins_page_and_records_nothing() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("console.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let account = "[account]\ndomain = \"acme.example\"\nname = \"Acme\"\nnetworks = [\"127.0.10.0/24\"]\n\n[[personalization]]\nid = \"hero\"\ntier = \"firmographic\"\npaths = [\"/landing\"]\n\n[[personalization.action]]\nselect = \"h1.hero\"\nset_text = \"Hi <{{ company.name }}>\"\n";
+    let server = audited_proxy(
+        &origin,
+        dir.path(),
+        account,
+        &format!(
+            "[console]\nenabled = true\ntoken_file = \"{}\"\n",
+            token_file.display()
+        ),
+    )
+    .await;
+    let bearer = format!("Bearer {TOKEN}");
+    // Without the token: 401, and the origin is not asked for anything.
+    let before = origin.seen().len();
+    let (status, _, _) = console_get(
+        &server,
+        "/console/rules/preview?account=Acme&url=%2Flanding",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        origin.seen().len(),
+        before,
+        "no fetch before the token is checked"
+    );
+
+    // The empty form.
+    let (status, html, _) = console_get(&server, "/console/rules/preview", Some(&bearer)).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("name=\"ip\"") && html.contains("<option value=\"Acme\""),
+        "{html}"
+    );
+
+    // Acme (California: opt-out, nothing withdrawn) on /landing with a campaign.
+    let (status, html, _) = console_get(
+        &server,
+        "/console/rules/preview?account=Acme&url=%2Flanding&utm_campaign=spring",
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("127.0.10.1"),
+        "the account's first address: {html}"
+    );
+    assert!(
+        html.contains("acme.example/hero") && html.contains(">applied<"),
+        "{html}"
+    );
+    // The inserted text, escaped as it will be inserted, and escaped again on the console page.
+    assert!(html.contains("Hi &amp;lt;Acme&amp;gt;"), "{html}");
+    assert!(
+        html.contains("&quot;outcome&quot;: &quot;personalized&quot;"),
+        "the record: {html}"
+    );
+    assert!(
+        html.contains("<del>- Software for every team&lt;/h1&gt;</del>"),
+        "the diff: {html}"
+    );
+    assert_eq!(
+        origin.last().uri,
+        "/landing?utm_campaign=spring",
+        "fetched from the origin"
+    );
+    assert!(origin.last().header("cookie").is_none());
+    // The frames: each page under a sandbox, framed by the console only.
+    let id = html
+        .split("preview/frame?id=")
+        .nth(1)
+        .and_then(|s| s.get(..32))
+        .expect("a frame")
+        .to_string();
+    let (status, page, h) = console_get(
+        &server,
+        &format!("/console/rules/preview/frame?id={id}&page=rewritten"),
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Hi &lt;Acme&gt;"), "{page}");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.starts_with("sandbox;") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert_eq!(h["x-frame-options"], "SAMEORIGIN");
+    let (_, page, _) = console_get(
+        &server,
+        &format!("/console/rules/preview/frame?id={id}&page=original"),
+        Some(&bearer),
+    )
+    .await;
+    assert!(page.contains("Software for every team") && !page.contains("Acme"));
+    let (status, _, _) = console_get(
+        &server,
+        "/console/rules/preview/frame?id=00000000000000000000000000000000&page=original",
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // GPC is a withdrawal in California: the rule is not permitted, no lookup runs.
+    let (_, html, _) = console_get(
+        &server,
+        "/console/rules/preview?ip=127.0.10.9&url=%2Flanding&gpc=on",
+        Some(&bearer),
+    )
+    .await;
+    assert!(
+        html.contains(">not permitted<") && html.contains("lookup not run"),
+        "{html}"
+    );
+
+    // Bad input: a clear 400 on the page.
+    for (query, says) in [
+        ("ip=300.1.1.1", "is not an IP address"),
+        ("ip=127.0.0.1&account=Acme", "not both"),
+        ("account=Globex", "no target account named"),
+        ("ip=127.0.0.1&url=landing", "is not a path"),
+        ("ip=127.0.0.1&consent=maybe", "is not one of"),
+    ] {
+        let (status, html, _) = console_get(
+            &server,
+            &format!("/console/rules/preview?{query}"),
+            Some(&bearer),
+        )
+        .await;
+        assert_eq!(status, 400, "{query}");
+        assert!(html.contains(says), "{query}: {html}");
+    }
+    // Nothing of this was recorded: the log holds no decision record.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        audit_records(&dir.path().join("log"))
+            .iter()
+            .all(|r| r["type"] != "decision"),
+        "the preview wrote a record"
+    );
+}
+
 #[test]
 fn a_console_without_a_good_token_file_is_a_config_error() {
     let check = |extra: &str| {

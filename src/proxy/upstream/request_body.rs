@@ -15,7 +15,8 @@ use hyper::body::Incoming;
 /// remembers whether the *client* broke it (malformed chunked framing, a reset), so that failure is answered as
 /// the client's (400), not as an origin error.
 pub struct RequestBody {
-    inner: Incoming,
+    /// `None`: no body (a request the proxy makes itself, the console's preview).
+    inner: Option<Incoming>,
     /// A frame read ahead ([`RequestBody::read_ahead`]), yielded first.
     ahead: Option<Frame<Bytes>>,
     done: Option<tokio::sync::oneshot::Sender<()>>,
@@ -33,11 +34,25 @@ pub enum Ahead {
 impl RequestBody {
     pub fn new(inner: Incoming, done: tokio::sync::oneshot::Sender<()>) -> RequestBody {
         RequestBody {
-            inner,
+            inner: Some(inner),
             ahead: None,
             done: Some(done),
             client_failed: Arc::default(),
         }
+    }
+
+    /// No body at all, for a request the proxy makes itself.
+    pub fn empty() -> RequestBody {
+        RequestBody {
+            inner: None,
+            ahead: None,
+            done: None,
+            client_failed: Arc::default(),
+        }
+    }
+
+    fn inner_ended(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     /// Whether the client's body failed (set while the body is read, also after it was handed to the origin
@@ -50,16 +65,19 @@ impl RequestBody {
     /// malformed from its first bytes (a bad chunk size) is refused without the origin ever seeing half a
     /// request. A body that has not started within `wait` is forwarded as it comes.
     pub async fn read_ahead(&mut self, wait: Duration) -> Ahead {
-        if self.inner.is_end_stream() {
+        let Some(inner) = self.inner.as_mut() else {
+            return Ahead::Ready;
+        };
+        if inner.is_end_stream() {
             return Ahead::Ready;
         }
         // At most a second: a body whose first byte waits for the response must not wait long.
         let wait = wait.min(Duration::from_secs(1));
-        let first = std::future::poll_fn(|cx| Pin::new(&mut self.inner).poll_frame(cx));
+        let first = std::future::poll_fn(|cx| Pin::new(&mut *inner).poll_frame(cx));
         match tokio::time::timeout(wait, first).await {
             Ok(Some(Ok(frame))) => {
                 self.ahead = Some(frame);
-                if self.inner.is_end_stream() {
+                if self.inner_ended() {
                     self.done.take();
                 }
                 Ahead::Ready
@@ -90,7 +108,10 @@ impl Body for RequestBody {
         if let Some(frame) = self.ahead.take() {
             return Poll::Ready(Some(Ok(frame)));
         }
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
         let finished = match &polled {
             Poll::Ready(None) => true,
             Poll::Ready(Some(Err(_))) => {
@@ -98,7 +119,7 @@ impl Body for RequestBody {
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 true
             }
-            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            Poll::Ready(Some(Ok(_))) => self.inner_ended(),
             Poll::Pending => false,
         };
         if finished {
@@ -109,11 +130,14 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ahead.is_none() && self.inner.is_end_stream()
+        self.ahead.is_none() && self.inner_ended()
     }
 
     fn size_hint(&self) -> SizeHint {
-        let inner = self.inner.size_hint();
+        let inner = self
+            .inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
         let Some(n) = self
             .ahead
             .as_ref()
