@@ -93,6 +93,11 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabel {
+    action: &'static str,
+}
+
 /// The process-wide metrics.
 pub struct Metrics {
     registry: Registry,
@@ -111,6 +116,7 @@ pub struct Metrics {
     decisions: Family<DecisionLabel, Counter>,
     company_lookups: Family<ResultLabel, Counter>,
     consent_records: Family<ResultLabel, Counter>,
+    consent_choices: Family<ActionLabel, Counter>,
     rewrites: Family<ResultLabel, Counter>,
     origin_cache: Family<ResultLabel, Counter>,
     origin_cache_bytes: Gauge,
@@ -240,6 +246,12 @@ impl Metrics {
             "Choices posted to the consent endpoint, by result (recorded, refused, failed)",
             consent_records.clone(),
         );
+        let consent_choices = Family::<ActionLabel, Counter>::default();
+        registry.register(
+            "consent_choices",
+            "Consent choices recorded, by what the visitor chose (accept, reject, custom)",
+            consent_choices.clone(),
+        );
         let decision_records = Family::<ResultLabel, Counter>::default();
         registry.register(
             "decision_records",
@@ -310,6 +322,7 @@ impl Metrics {
             decisions,
             company_lookups,
             consent_records,
+            consent_choices,
             rewrites,
             origin_cache,
             origin_cache_bytes,
@@ -394,6 +407,13 @@ impl Metrics {
     pub fn consent_record(&self, result: &'static str) {
         self.consent_records
             .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// A consent choice recorded: `accept`, `reject` or `custom`.
+    pub fn consent_choice(&self, action: &'static str) {
+        self.consent_choices
+            .get_or_create(&ActionLabel { action })
             .inc();
     }
 

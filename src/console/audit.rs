@@ -21,8 +21,6 @@ pub(crate) const MAX_PAGE: usize = 100;
 pub(crate) const SCAN_LIMIT: u64 = 5_000_000;
 pub(crate) const SCAN_TIME: Duration = Duration::from_secs(5);
 pub(crate) const EXPORT_LIMIT: usize = 1_000_000;
-/// Longest id or domain a search takes.
-const MAX_TERM: usize = 200;
 
 pub(crate) enum Export {
     Csv,
@@ -31,25 +29,6 @@ pub(crate) enum Export {
 
 /// The search's parameters, checked: every problem in words for the page.
 fn filter(q: &Query) -> Result<Filter, String> {
-    let time = |key: &str| -> Result<Option<String>, String> {
-        match q.get(key) {
-            None => Ok(None),
-            Some(t) => query::parse_time(t).map(Some).ok_or_else(|| {
-                format!("“{t}” is not a date: write it as 2026-11-24, or as an RFC 3339 time (2026-11-24T10:00:00Z).")
-            }),
-        }
-    };
-    let term = |key: &str, what: &str| -> Result<Option<String>, String> {
-        match q.get(key) {
-            Some(v) if v.chars().count() > MAX_TERM => {
-                Err(format!("The {what} is longer than {MAX_TERM} characters."))
-            }
-            Some(v) if v.chars().any(char::is_control) => {
-                Err(format!("The {what} holds control characters."))
-            }
-            other => Ok(other.map(str::to_string)),
-        }
-    };
     let choice = |key: &str, allowed: &[&str], what: &str| -> Result<Option<String>, String> {
         match q.get(key) {
             None => Ok(None),
@@ -60,21 +39,15 @@ fn filter(q: &Query) -> Result<Filter, String> {
             )),
         }
     };
-    let since = time("since")?;
-    let until = time("until")?;
-    if let (Some(s), Some(u)) = (&since, &until) {
-        if s >= u {
-            return Err("“From” must be before “until”.".into());
-        }
-    }
+    let (since, until) = q.range()?;
     Ok(Filter {
         since,
         until,
-        account: term("account", "account domain")?,
+        account: q.term("account", "account domain")?,
         decision: choice("decision", query::DECISIONS, "decision outcome or tier")?,
         kind: choice("type", query::RECORD_TYPES, "record type")?,
-        consent: term("consent", "consent id")?,
-        request_id: term("request", "request id")?,
+        consent: q.term("consent", "consent id")?,
+        request_id: q.term("request", "request id")?,
     })
 }
 

@@ -17,6 +17,8 @@
 
 mod audit;
 mod auth;
+mod experiments;
+mod feedback;
 mod overview;
 mod preview;
 mod rules;
@@ -199,6 +201,8 @@ impl Console {
             ),
             "/console/rules/preview" => preview::page(self, &query, req.original.as_ref()),
             "/console/rules/preview/frame" => preview::frame(self, &query),
+            "/console/experiments" => experiments::page(self, &query),
+            "/console/feedback" => feedback::page(self, &query),
             "/console/audit" => audit::search_page(self, &query),
             "/console/audit/verify" => audit::verify_page(self),
             "/console/audit/record" => audit::record_page(self, &query),
@@ -208,7 +212,7 @@ impl Console {
                 404,
                 view::error_page(
                     "Not found",
-                    "There is no such console page. The pages are Overview, Rules and Audit.",
+                    "There is no such console page. The pages are Overview, Rules, Experiments, Feedback and Audit.",
                 ),
             ),
         }
@@ -243,6 +247,40 @@ impl Query {
             pairs.push((k, v.trim().to_string()));
         }
         Ok(Query { pairs })
+    }
+
+    /// `since` and `until` (dates or RFC 3339 times, canonical for comparing with records' `time`), checked:
+    /// each a date, `since` before `until`.
+    pub(crate) fn range(&self) -> Result<(Option<String>, Option<String>), String> {
+        let time = |key: &str| -> Result<Option<String>, String> {
+            match self.get(key) {
+                None => Ok(None),
+                Some(t) => crate::audit::query::parse_time(t).map(Some).ok_or_else(|| {
+                    format!("“{t}” is not a date: write it as 2026-11-24, or as an RFC 3339 time (2026-11-24T10:00:00Z).")
+                }),
+            }
+        };
+        let since = time("since")?;
+        let until = time("until")?;
+        if let (Some(s), Some(u)) = (&since, &until) {
+            if s >= u {
+                return Err("“From” must be before “until”.".into());
+            }
+        }
+        Ok((since, until))
+    }
+
+    /// A free-text parameter (an id, a domain): at most 200 characters, no control characters.
+    pub(crate) fn term(&self, key: &str, what: &str) -> Result<Option<String>, String> {
+        match self.get(key) {
+            Some(v) if v.chars().count() > 200 => {
+                Err(format!("The {what} is longer than 200 characters."))
+            }
+            Some(v) if v.chars().any(char::is_control) => {
+                Err(format!("The {what} holds control characters."))
+            }
+            other => Ok(other.map(str::to_string)),
+        }
     }
 
     /// A parameter's value; an empty one counts as absent (an empty form field).

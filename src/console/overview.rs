@@ -165,7 +165,8 @@ pub(super) fn page(
         h2 { "Page decisions by regime and permitted tier" }
         (table("Each page request's consent decision: the jurisdiction's regime, the highest tier it permitted, whether the banner was due.", &["regime", "highest tier", "banner"], &by(&s, "concierge_consent_decisions_total", &["regime", "highest_tier", "banner"]), decisions))
         h2 { "Consent choices" }
-        (table("Choices posted to the consent endpoint.", &["result"], &by(&s, "concierge_consent_records_total", &["result"]), total(&s, "concierge_consent_records_total")))
+        (table("What visitors chose in the banner or on the choices page (recorded choices; the share is of all recorded choices).", &["choice"], &by(&s, "concierge_consent_choices_total", &["action"]), total(&s, "concierge_consent_choices_total")))
+        (table("Choices posted to the consent endpoint, by result.", &["result"], &by(&s, "concierge_consent_records_total", &["result"]), total(&s, "concierge_consent_records_total")))
         h2 { "Rewrite outcomes" }
         (table("Responses with a personalization plan: rewritten, or why not (bailed out, skipped_*).", &["outcome"], &rewrites, rewrites.values().sum()))
         h2 { "Decision records" }
@@ -200,11 +201,15 @@ mod tests {
         m.decision("opt-in", "anonymous", true);
         m.decision("opt-in", "anonymous", true);
         m.rewrite("rewritten");
+        for action in ["accept", "accept", "accept", "reject"] {
+            m.consent_choice(action);
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let sources = Sources::load(&Default::default(), dir.path()).expect("no rules load");
         let html = page(&m, &sources, None);
         assert!(html.contains("opt-in"), "{html}");
         assert!(html.contains("50.0%"), "{html}");
         assert!(html.contains("healthy"));
+        assert!(html.contains("75.0%") && html.contains("25.0%"), "{html}");
     }
 }

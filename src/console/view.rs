@@ -7,6 +7,8 @@ use maud::{html, Markup, DOCTYPE};
 const NAV: &[(&str, &str)] = &[
     ("/console/", "Overview"),
     ("/console/rules", "Rules"),
+    ("/console/experiments", "Experiments"),
+    ("/console/feedback", "Feedback"),
     ("/console/audit", "Audit"),
 ];
 
@@ -48,6 +50,12 @@ dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dl.kv dt
 .frames{display:grid;grid-template-columns:1fr 1fr;gap:1rem;margin:.5rem 0 1rem}.frames figure{margin:0}.frames figcaption{font-weight:600;margin-bottom:.3rem}
 .frames iframe{width:100%;height:28rem;border:1px solid var(--line);border-radius:4px;background:#fff}
 pre.diff ins{text-decoration:none;color:var(--ok);display:inline}pre.diff del{text-decoration:none;color:var(--bad);display:inline}
+.report svg{max-width:100%;height:auto;display:block;margin:.3rem 0 1rem}.report svg text:not([fill]){fill:var(--fg)}
+.report h3{font-size:1.05rem;margin:1.4rem 0 .4rem}.note{border-left:4px solid var(--warn);background:var(--panel);padding:.5rem .8rem;margin:.6rem 0}.note.bad{border-left-color:var(--bad)}
+.report table td:not(:first-child),.report table th:not(:first-child){text-align:right}
+svg.chart{max-width:100%;height:auto;display:block}svg.chart text{fill:var(--muted);font-size:11px}svg.chart .yes{fill:var(--ok)}svg.chart .no{fill:var(--bad)}svg.chart .shown{fill:var(--line)}svg.chart line{stroke:var(--line)}
+.legend{display:flex;gap:1rem;font-size:.875rem;color:var(--muted);margin:.2rem 0}.legend .k{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.3rem;vertical-align:-.1rem}.legend .yes{background:var(--ok)}.legend .no{background:var(--bad)}.legend .shown{background:var(--line)}
+blockquote{margin:.4rem 0;padding:.3rem .8rem;border-left:3px solid var(--line);white-space:pre-wrap;word-break:break-word}
 @media (max-width:48rem){.frames{grid-template-columns:1fr}}
 @media (max-width:40rem){main{padding:.8rem}th,td{padding:.35rem .4rem}}
 "#;

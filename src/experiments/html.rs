@@ -146,6 +146,20 @@ pub fn render(report: &Report) -> String {
         s,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Concierge experiments report</title><style>{STYLE}</style></head><body><h1>Experiments report</h1>"
     );
+    s.push_str(&sections(report));
+    let _ = writeln!(
+        s,
+        "<h2>How to read this</h2><p class=\"muted\">{}</p></body></html>",
+        esc(report.tests)
+    );
+    s
+}
+
+/// The report's body — per experiment the tables, the lift drawn with its interval and the curves over time —
+/// as HTML that uses classes only (`note`, `note bad`, `muted`) and no inline style, so a page with a strict
+/// CSP (the console) can show it under its own style sheet.
+pub fn sections(report: &Report) -> String {
+    let mut s = String::new();
     if report.experiments.is_empty() {
         s.push_str("<p>No experiment records in this range.</p>");
     }
@@ -237,10 +251,5 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
-    let _ = writeln!(
-        s,
-        "<h2>How to read this</h2><p class=\"muted\">{}</p></body></html>",
-        esc(report.tests)
-    );
     s
 }

@@ -79,6 +79,19 @@ pub struct RuleFeedback {
     pub latest_comments: Vec<Comment>,
     /// Rule-set versions the records name (a rule's text may have changed between them).
     pub rules_versions: Vec<String>,
+    /// Per UTC day with records, in order: impressions and answers (the figures over time).
+    pub daily: Vec<FeedbackDay>,
+}
+
+/// One rule's figures on one UTC day.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FeedbackDay {
+    /// `2026-11-24`.
+    pub day: String,
+    pub impressions: u64,
+    pub answers: u64,
+    pub yes: u64,
+    pub no: u64,
 }
 
 /// The report: rules in id order.
@@ -144,6 +157,28 @@ impl Builder {
         if let Some(version) = v["rules_version"].as_str() {
             if !r.rules_versions.iter().any(|x| x == version) {
                 r.rules_versions.push(version.to_string());
+            }
+        }
+        let day = time.get(..10).unwrap_or("").to_string();
+        // Records come in log order, which is time order: a day is new or the last one.
+        if r.daily.last().is_none_or(|d| d.day != day) {
+            r.daily.push(FeedbackDay {
+                day,
+                ..FeedbackDay::default()
+            });
+        }
+        if let Some(d) = r.daily.last_mut() {
+            match kind {
+                "impression" => d.impressions += 1,
+                "feedback" => {
+                    d.answers += 1;
+                    match v["answer"].as_str() {
+                        Some("yes") => d.yes += 1,
+                        Some("no") => d.no += 1,
+                        _ => {}
+                    }
+                }
+                _ => {}
             }
         }
         match kind {

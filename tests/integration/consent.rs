@@ -163,6 +163,16 @@ async fn a_same_origin_choice_is_recorded_then_set_as_a_cookie() {
         ),
         Some(2.0)
     );
+    for action in ["custom", "reject"] {
+        assert_eq!(
+            metric_value(
+                &metrics,
+                &format!("concierge_consent_choices_total{{action=\"{action}\"}}")
+            ),
+            Some(1.0),
+            "{metrics}"
+        );
+    }
 }
 
 #[tokio::test]

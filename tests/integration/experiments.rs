@@ -231,6 +231,26 @@ async fn the_report_recovers_a_known_effect_from_account_randomized_traffic() {
     let page = String::from_utf8_lossy(&html.stdout);
     assert!(page.contains("<svg") && page.contains("hero-test"));
     assert!(!page.contains("<script") && !page.contains("http://") && !page.contains("https://"));
+
+    // The console's Experiments page shows the same report: the CLI page's body, byte for byte.
+    let console = console_proxy(&origin, dir.path()).await;
+    let (status, html) = console_page(&console, "/console/experiments?experiment=hero-test").await;
+    assert_eq!(status, 200, "{html}");
+    let sections = page
+        .split("<h1>Experiments report</h1>")
+        .nth(1)
+        .and_then(|rest| rest.split("<h2>How to read this</h2>").next())
+        .expect("the CLI page's body");
+    assert!(
+        html.contains(&format!("<div class=\"report\">{sections}</div>")),
+        "{html}"
+    );
+    let (status, html) = console_page(&console, "/console/experiments?experiment=nope").await;
+    assert_eq!(status, 400);
+    assert!(html.contains("No experiment “nope”"), "{html}");
+    let (status, _) = console_page(&console, "/console/experiments?mde=-1").await;
+    assert_eq!(status, 400);
+    concierge::app::stop(console).await;
 }
 
 #[tokio::test]

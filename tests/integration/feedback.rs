@@ -254,6 +254,23 @@ async fn prompts_ride_on_personalized_pages_and_answers_become_feedback_records(
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(table.contains("acme.example/hero"), "{table}");
+    // The console's Feedback page: the same figures, the comment escaped, a chart per rule.
+    let console = console_proxy(&origin, dir.path()).await;
+    let (status, html) = console_page(&console, "/console/feedback").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt; spot on"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(html.contains("100.0%") && html.contains("0.0%"), "{html}");
+    assert_eq!(html.matches("<svg class=\"chart\"").count(), 2, "{html}");
+    let (status, html) = console_page(&console, "/console/feedback?rule=acme.example%2Flead").await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("spot on"), "{html}");
+    let (status, _) = console_page(&console, "/console/feedback?until=soon").await;
+    assert_eq!(status, 400);
+    concierge::app::stop(console).await;
     assert!(!table.contains("acme.example/lead"), "{table}");
     assert!(
         table.contains("2 records"),

@@ -909,3 +909,41 @@ pub async fn get_from(
 ) -> (Response<()>, Bytes) {
     send_from(from, addr, request("GET", path, headers, empty())).await
 }
+
+/// The console's token in the tests.
+pub const CONSOLE_TOKEN: &str = "console-token-0123456789abcdef0123456789";
+
+/// A proxy over the rules (`dir/rules`) and the log (`dir/log`, its key under `dir/keys`) another test proxy
+/// wrote, with the console on (geo: everything in California).
+pub async fn console_proxy(origin: &Origin, dir: &Path) -> Server {
+    let token = dir.join("console.token");
+    std::fs::write(&token, CONSOLE_TOKEN).expect("token file");
+    proxy(
+        &origin.url(),
+        &format!(
+            "[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\n\
+             [console]\nenabled = true\ntoken_file = \"{}\"\n\
+             [[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"US\"\nsubdivision = \"CA\"\n",
+            dir.join("rules").display(),
+            dir.join("log").display(),
+            signing_key(&dir.join("keys")).display(),
+            token.display()
+        ),
+    )
+    .await
+}
+
+/// A console page with the token: (status, body).
+pub async fn console_page(server: &Server, path: &str) -> (u16, String) {
+    let bearer = format!("Bearer {CONSOLE_TOKEN}");
+    let (resp, body) = get(
+        server.admin.expect("admin listener"),
+        path,
+        &[("authorization", bearer.as_str())],
+    )
+    .await;
+    (
+        resp.status().as_u16(),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}

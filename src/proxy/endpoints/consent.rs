@@ -113,6 +113,7 @@ pub(super) async fn post(
         ));
     }
     proxy.metrics().consent_record("recorded");
+    proxy.metrics().consent_choice(chosen.action);
     // Over HTTPS the cookie is `__Host-<name>` (host-only, Secure, Path=/: nothing else can set it).
     let set_cookie = if ctx.scheme == "https" {
         format!(
