@@ -195,6 +195,14 @@ impl Console {
                 challenge: false,
                 frame: false,
             },
+            "/console/favicon.svg" => Reply {
+                status: 200,
+                content_type: "image/svg+xml",
+                body: view::FAVICON.as_bytes().to_vec(),
+                download: None,
+                challenge: false,
+                frame: false,
+            },
             "/console/rules" => Reply::html(
                 200,
                 rules::page(&self.sources.load(), &query, self.last_reload().as_ref()),

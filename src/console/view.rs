@@ -32,6 +32,7 @@ table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{border-bottom:1px solid var(--line);padding:.4rem .6rem;text-align:left;vertical-align:top}
 th{background:var(--panel);font-weight:600;white-space:nowrap}td.num,th.num{text-align:right}
 th a{color:inherit}
+p code,li code,dd code{overflow-wrap:anywhere}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.875rem}
 pre{background:var(--panel);border:1px solid var(--line);padding:.8rem;overflow-x:auto;white-space:pre-wrap;word-break:break-word}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(12rem,1fr));gap:.8rem;margin:.5rem 0 1rem}
@@ -50,7 +51,7 @@ dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dl.kv dt
 .frames{display:grid;grid-template-columns:1fr 1fr;gap:1rem;margin:.5rem 0 1rem}.frames figure{margin:0}.frames figcaption{font-weight:600;margin-bottom:.3rem}
 .frames iframe{width:100%;height:28rem;border:1px solid var(--line);border-radius:4px;background:#fff}
 pre.diff ins{text-decoration:none;color:var(--ok);display:inline}pre.diff del{text-decoration:none;color:var(--bad);display:inline}
-.report svg{max-width:100%;height:auto;display:block;margin:.3rem 0 1rem}.report svg text:not([fill]){fill:var(--fg)}
+.report svg{width:100%;max-width:40rem;height:auto;display:block;margin:.3rem 0 1rem}.report svg text:not([fill]){fill:var(--fg)}
 .report h3{font-size:1.05rem;margin:1.4rem 0 .4rem}.note{border-left:4px solid var(--warn);background:var(--panel);padding:.5rem .8rem;margin:.6rem 0}.note.bad{border-left-color:var(--bad)}
 .report table td:not(:first-child),.report table th:not(:first-child){text-align:right}
 svg.chart{max-width:100%;height:auto;display:block}svg.chart text{fill:var(--muted);font-size:11px}svg.chart .yes{fill:var(--ok)}svg.chart .no{fill:var(--bad)}svg.chart .shown{fill:var(--line)}svg.chart line{stroke:var(--line)}
@@ -59,6 +60,9 @@ blockquote{margin:.4rem 0;padding:.3rem .8rem;border-left:3px solid var(--line);
 @media (max-width:48rem){.frames{grid-template-columns:1fr}}
 @media (max-width:40rem){main{padding:.8rem}th,td{padding:.35rem .4rem}}
 "#;
+
+/// The console's icon (a browser asks for one; without it, a 404 in its console on every page).
+pub(super) const FAVICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" fill="#0550ae"/><path d="M21.5 10.5a8 8 0 1 0 0 11" fill="none" stroke="#fff" stroke-width="3.5" stroke-linecap="round"/></svg>"##;
 
 /// A whole page: the shell, the navigation with `current` marked, and `body` under the page's heading.
 pub(super) fn layout(title: &str, current: &str, body: Markup) -> String {
@@ -70,6 +74,7 @@ pub(super) fn layout(title: &str, current: &str, body: Markup) -> String {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Concierge console" }
                 link rel="stylesheet" href="/console/console.css";
+                link rel="icon" href="/console/favicon.svg" type="image/svg+xml";
             }
             body {
                 a.skip href="#main" { "Skip to the content" }

@@ -344,3 +344,140 @@ async fn the_banner_and_the_choices_page_work_for_every_visitor() {
     );
     assert!(consent.iter().all(|r| r["language"] == "en"), "{consent:?}");
 }
+
+/// Issue 18: the console as a marketer and a reviewer use it — every page (overview, rules, the preview form,
+/// experiments, feedback, audit search, a record, verify), a sorted table, a search, a CSV download, the 401
+/// before the token, axe-core with nothing serious or critical, nothing blocked by the CSP, no page wider
+/// than a phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_in_a_browser_for_marketers_and_reviewers() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("console.token");
+    std::fs::write(&token, CONSOLE_TOKEN).unwrap();
+    let experiments = dir.path().join("rules/experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    std::fs::write(
+        experiments.join("hero.toml"),
+        "[experiment]\nid = \"hero-test\"\nrules = [\"*/hero\"]\ncontrol = 0.5\nhypothesis = \"Naming the company lifts demo requests\"\n\n\
+         [[experiment.goal]]\nid = \"demo-request\"\npath = \"/demo-request*\"\nmethod = \"POST\"\n",
+    )
+    .unwrap();
+    let server = audited_proxy(
+        &origin,
+        dir.path(),
+        ACME,
+        &format!(
+            "{BROWSER_IN_CALIFORNIA}[console]\nenabled = true\ntoken_file = \"{}\"\n",
+            token.display()
+        ),
+    )
+    .await;
+    let addr = server.listeners[0];
+    // Something for every page: visits, an answer with a hostile comment, a choice, a conversion.
+    let (resp, body) = get_from("127.0.0.1", addr, "/landing", &[("accept", "text/html")]).await;
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let html = String::from_utf8_lossy(&body).into_owned();
+    let version = html
+        .split("data-version=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the prompt's rules version")
+        .to_string();
+    let form = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("origin", "http://www.example.test"),
+    ];
+    let base = format!("rule=acme.example%2Fhero&version={version}&page=%2Flanding");
+    for body in [
+        format!("event=shown&{base}"),
+        format!(
+            "event=answer&answer=yes&{base}&comment=%3Cimg+src%3Dx+onerror%3Dalert(1)%3E+spot+on"
+        ),
+    ] {
+        let (resp, _) = post_from("127.0.0.1", addr, "/_concierge/feedback", &form, &body).await;
+        assert_eq!(resp.status(), 204);
+    }
+    let (resp, _) = post_from(
+        "127.0.0.1",
+        addr,
+        "/_concierge/consent",
+        &form,
+        "choice=accept",
+    )
+    .await;
+    assert!(
+        resp.status().is_redirection() || resp.status() == 204,
+        "{}",
+        resp.status()
+    );
+    let req = request(
+        "POST",
+        "/demo-request",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        full("name=Jo"),
+    );
+    let _ = send_from("127.0.0.1", addr, req).await;
+    eventually("the records", || {
+        audit_records(&dir.path().join("log")).len() >= 3
+    })
+    .await;
+
+    let admin = format!("http://{}", server.admin.unwrap());
+    let request_id_check = request_id.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        browser("console.py", &[&admin, CONSOLE_TOKEN, &request_id])
+    })
+    .await
+    .unwrap();
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    assert_eq!(seen["unauthenticated"], 401, "{seen}");
+    let pages = seen["pages"].as_object().unwrap();
+    assert_eq!(pages.len(), 9, "{seen}");
+    for (name, p) in pages {
+        assert_eq!(p["status"], 200, "{name}: {p}");
+        assert_eq!(p["axe"], serde_json::json!([]), "axe, {name}: {p}");
+        assert_eq!(p["csp"], serde_json::json!([]), "CSP, {name}: {p}");
+        assert_eq!(p["overflow_on_phone"], false, "{name}: {p}");
+        assert_eq!(
+            p["h1"].as_str().map(str::is_empty),
+            Some(false),
+            "{name}: {p}"
+        );
+    }
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["sorted"], "ascending", "{seen}");
+    // The preview: the rule applies to Acme, the rewritten page shows it in its frame, no script runs there.
+    assert_eq!(seen["preview_verdict"], "applied", "{seen}");
+    assert_eq!(
+        seen["preview_original_h1"], "Software for every team",
+        "{seen}"
+    );
+    assert_eq!(
+        seen["preview_rewritten_h1"], "Software for Acme & Sons",
+        "{seen}"
+    );
+    assert!(seen["preview_diff_added"].as_u64().unwrap() >= 1, "{seen}");
+    assert!(
+        seen["frame_refusals"].as_u64().unwrap() >= 1,
+        "the rewritten page's script was refused by its frame's sandbox: {seen}"
+    );
+    // The search by request id finds the page's decision and its experiment exposure; the record view shows
+    // its proof.
+    assert_eq!(seen["search_rows"], 2, "{seen}");
+    assert!(
+        s(&seen["record_text"]).contains(&request_id_check),
+        "{seen}"
+    );
+    assert_eq!(seen["verify"], "intact", "{seen}");
+    // The download is the search as CSV: a header and the two rows.
+    assert_eq!(seen["download_name"], "concierge-audit.csv", "{seen}");
+    assert_eq!(seen["download_lines"], 3, "{seen}");
+    // The hostile comment is text on the Feedback page, never markup.
+    assert!(
+        s(&seen["comment"]).contains("<img src=x onerror=alert(1)> spot on"),
+        "{seen}"
+    );
+    assert_eq!(seen["comment_images"], 0, "{seen}");
+    assert_eq!(seen["experiment_heading"], "Experiment hero-test", "{seen}");
+}

@@ -54,22 +54,6 @@ select = "h1.hero"
 set_text = "No prompt here"
 "#;
 
-async fn post_from(
-    from: &str,
-    addr: std::net::SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (http::Response<()>, String) {
-    let (resp, body) = send_from(
-        from,
-        addr,
-        request("POST", path, headers, full(body.to_string())),
-    )
-    .await;
-    (resp, String::from_utf8_lossy(&body).into_owned())
-}
-
 /// The value of `attr="…"` in the first tag containing `marker`.
 fn attr(html: &str, marker: &str, attr: &str) -> String {
     let at = html.find(marker).expect("marker");

@@ -947,3 +947,20 @@ pub async fn console_page(server: &Server, path: &str) -> (u16, String) {
         String::from_utf8_lossy(&body).into_owned(),
     )
 }
+
+/// POST `body` from the source address `from`: (response head, body as text).
+pub async fn post_from(
+    from: &str,
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (http::Response<()>, String) {
+    let (resp, body) = send_from(
+        from,
+        addr,
+        request("POST", path, headers, full(body.to_string())),
+    )
+    .await;
+    (resp, String::from_utf8_lossy(&body).into_owned())
+}
