@@ -295,6 +295,22 @@ pub fn settings_toml(audit_dir: &std::path::Path, signing_key: &std::path::Path)
     )
 }
 
+/// The demo's console: a token made for this run (written to `token_file`), and its configuration section.
+pub fn console_toml(token_file: &std::path::Path) -> std::io::Result<(String, String)> {
+    let mut raw = [0u8; 24];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+        .map_err(|_| std::io::Error::other("no randomness for the console token"))?;
+    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(token_file, format!("{token}\n"))?;
+    Ok((
+        token,
+        format!(
+            "\n[console]\nenabled = true\ntoken_file = {:?}\n",
+            token_file.display().to_string()
+        ),
+    ))
+}
+
 /// What `concierge demo` prints once everything is up.
 pub fn banner(proxy: SocketAddr, origin: SocketAddr, admin: Option<SocketAddr>) -> String {
     let mut s = format!(

@@ -232,8 +232,18 @@ pub(super) fn demo(args: DemoArgs) -> ExitCode {
         };
         let key_path = audit_dir.join("demo-signing.key");
         crate::audit::keys::create(&key_path)?;
+        // The console on the admin listener, with a token made for this run (printed below).
+        let console = if args.admin == "off" {
+            None
+        } else {
+            Some(crate::demo::console_toml(&audit_dir.join("console.token"))?)
+        };
+        let console_section = console.as_ref().map(|(_, t)| t.as_str()).unwrap_or("");
         let settings = Settings::from_toml(
-            &crate::demo::settings_toml(&audit_dir.join("log"), &key_path),
+            &format!(
+                "{}{console_section}",
+                crate::demo::settings_toml(&audit_dir.join("log"), &key_path)
+            ),
             &overrides,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -257,9 +267,12 @@ pub(super) fn demo(args: DemoArgs) -> ExitCode {
                 &rules_dir,
                 &audit_dir.join("log"),
                 &key_path,
-            ),
+            ) + console_section,
         )?;
         outln!("{}", crate::demo::banner(proxy_addr, origin, server.admin));
+        if let (Some((token, _)), Some(a)) = (&console, server.admin) {
+            outln!("Console (marketers and reviewers): http://{a}/console/\n  your browser asks for a user name (any) and a password: {token}\n  or: curl -s -H 'Authorization: Bearer {token}' http://{a}/console/rules\n");
+        }
         let mut personas = String::from("Visit as a persona (demo-only ports; the proxy sees the persona's address):\n");
         for (name, ip) in crate::demo::PERSONAS {
             let from: std::net::IpAddr = ip.parse()?;
