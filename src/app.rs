@@ -244,13 +244,15 @@ impl Server {
             }
             let console = settings.console.token.as_ref().map(|t| {
                 tracing::info!("console on the admin listener under /console/");
-                Arc::new(crate::console::Console::new(
+                let console = Arc::new(crate::console::Console::new(
                     crate::console::Credential::new(&t.0),
                     settings.clone(),
                     metrics.clone(),
                     sources.current.clone(),
                     sources.last.clone(),
-                ))
+                ));
+                console.warm();
+                console
             });
             tokio::spawn(serve_admin(
                 listener,

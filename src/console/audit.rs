@@ -5,16 +5,16 @@
 //! then says where it stopped; a download holds at most [`EXPORT_LIMIT`] records (its file name says so when cut).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use maud::{html, Markup};
 use serde_json::Value;
 
 use super::view::{count, error_page, layout, status};
-use super::{Console, Query, Reply};
+use super::{verified, Console, Query, Reply};
 use crate::audit::keys::{Checkpoint, PublicKey};
 use crate::audit::query::{self, Filter};
-use crate::audit::{chain, verify, AUDIT_STREAM, FEEDBACK_STREAM};
+use crate::audit::{chain, AUDIT_STREAM, FEEDBACK_STREAM};
 use crate::rules::template::percent_encode as encode;
 
 pub(crate) const MAX_PAGE: usize = 100;
@@ -63,61 +63,6 @@ fn query_string(q: &Query, page: Option<usize>) -> String {
         parts.push(format!("page={p}"));
     }
     parts.join("&")
-}
-
-/// What a bounded scan found.
-struct Found {
-    rows: Vec<Value>,
-    more: bool,
-    read: u64,
-    /// Why the scan stopped before the end, if it did.
-    stopped: Option<String>,
-}
-
-fn search(dir: &std::path::Path, f: &Filter, skip: usize, take: usize) -> std::io::Result<Found> {
-    let start = Instant::now();
-    let mut found = Found {
-        rows: Vec::new(),
-        more: false,
-        read: 0,
-        stopped: None,
-    };
-    let mut matched = 0usize;
-    if !dir.is_dir() {
-        return Ok(found);
-    }
-    query::scan(dir, |_, v| {
-        found.read += 1;
-        if found.read % 4096 == 0 {
-            if found.read >= SCAN_LIMIT {
-                found.stopped = Some(format!(
-                    "after reading {} records",
-                    count(found.read as f64)
-                ));
-                return false;
-            }
-            if start.elapsed() > SCAN_TIME {
-                found.stopped = Some(format!(
-                    "after {} s ({} records read)",
-                    SCAN_TIME.as_secs(),
-                    count(found.read as f64)
-                ));
-                return false;
-            }
-        }
-        if f.matches(v) {
-            matched += 1;
-            if matched > skip + take {
-                found.more = true;
-                return false;
-            }
-            if matched > skip {
-                found.rows.push(v.clone());
-            }
-        }
-        true
-    })?;
-    Ok(found)
 }
 
 fn field<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -169,7 +114,10 @@ pub(super) fn search_page(c: &Console, q: &Query) -> Reply {
         }
     };
     let dir = c.audit_dir().join(AUDIT_STREAM);
-    let found = match search(&dir, &f, (page - 1) * MAX_PAGE, MAX_PAGE) {
+    let found = match c
+        .index(AUDIT_STREAM)
+        .and_then(|index| index.search(&f, (page - 1) * MAX_PAGE, MAX_PAGE, SCAN_LIMIT, SCAN_TIME))
+    {
         Ok(found) => found,
         Err(e) => {
             return Reply::html(
@@ -280,7 +228,7 @@ pub(super) fn export(c: &Console, q: &Query, format: Export) -> Reply {
     }
 }
 
-fn trusted_key(c: &Console) -> (PathBuf, Result<PublicKey, String>) {
+pub(super) fn trusted_key(c: &Console) -> (PathBuf, Result<PublicKey, String>) {
     let path = c
         .settings
         .audit
@@ -319,17 +267,29 @@ pub(super) fn verify_page(c: &Console) -> Reply {
             )
         }
     };
-    let report = match verify::verify(&dir, &key) {
-        Ok(r) => r,
-        Err(e) => {
-            return Reply::html(
-                500,
-                error_page("Verify the log", &format!("{}: {e}", dir.display())),
-            )
-        }
+    let (verified, running) = match c.verifier.answer(&dir, &key) {
+        verified::Answer::Current(v) => (Some(v), None),
+        verified::Answer::Running { last, since } => (last, Some(since)),
+        verified::Answer::Failed(e) => return Reply::html(500, error_page("Verify the log", &e)),
     };
+    let stamp = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let Some(v) = verified else {
+        let body = html! {
+            p.notice role="status" {
+                "The log is being verified (" (count(verified::Fingerprint::of(&dir).bytes() as f64 / 1e6)) " MB, since "
+                (stamp(running.unwrap_or_else(std::time::SystemTime::now))) "): reload this page in a few seconds for the result."
+            }
+        };
+        return Reply::html(200, layout("Verify the log", "Audit", body));
+    };
+    let report = &v.report;
     let body = html! {
-        p { "Verified just now against the public key of " code { (key_path.display()) } " (" code.small { (key.encode()) } ")." }
+        p { "Verified at " (stamp(v.at)) " in " (format!("{:.2}", v.took.as_secs_f64())) " s, against the public key of " code { (key_path.display()) } " (" code.small { (key.encode()) } ")." }
+        @if let Some(since) = running {
+            p.notice role="status" { "The log has grown since; a new verification is under way (since " (stamp(since)) "). This is the last complete result: reload the page for the new one." }
+        } @else {
+            p.muted.small { "The log has not changed since." }
+        }
         @match report.first_problem() {
             None if report.intact => p { (status(true, "intact", "")) " Every record links to the one before it, every checkpoint is signed by the trusted key and matches the record it covers." },
             None => p { (status(true, "empty", "")) " Nothing to verify yet in " code { (dir.display()) } "." },
@@ -395,25 +355,15 @@ pub(super) fn record_page(c: &Console, q: &Query) -> Reply {
         );
     };
     let dir = c.audit_dir().join(stream);
-    let mut hit: Option<(Vec<u8>, Value)> = None;
-    let scanned = if dir.is_dir() {
-        query::scan(&dir, |line, v| match v["seq"].as_u64() {
-            Some(s) if s == seq => {
-                hit = Some((line.to_vec(), v.clone()));
-                false
-            }
-            Some(s) => s < seq,
-            None => true,
-        })
-    } else {
-        Ok(())
+    let hit = match c.index(stream).and_then(|index| index.record(seq)) {
+        Ok(hit) => hit,
+        Err(e) => {
+            return Reply::html(
+                500,
+                error_page("The log cannot be read", &format!("{}: {e}", dir.display())),
+            )
+        }
     };
-    if let Err(e) = scanned {
-        return Reply::html(
-            500,
-            error_page("The log cannot be read", &format!("{}: {e}", dir.display())),
-        );
-    }
     let Some((line, v)) = hit else {
         return Reply::html(
             404,

@@ -68,20 +68,32 @@ pub(super) fn page(c: &Console, q: &Query) -> Reply {
             }
         }
     }
-    let mut builder = Builder::new(Filter {
-        since,
-        until,
-        experiment: experiment.clone(),
-    });
-    let dir = c.audit_dir().join(crate::audit::AUDIT_STREAM);
-    if dir.is_dir() {
-        if let Err(e) = builder.read_stream(&dir) {
-            return Reply::html(
-                500,
-                error_page("The log cannot be read", &format!("{}: {e}", dir.display())),
-            );
+    // The whole log's report is kept up to date by the index (one experiment is the whole report's part for
+    // it: each experiment's figures are its own records'); a date range reads the log again.
+    let builder = if since.is_none() && until.is_none() {
+        match c.index(crate::audit::AUDIT_STREAM) {
+            Ok(index) => index.experiments().clone(),
+            Err(e) => {
+                return Reply::html(500, error_page("The log cannot be read", &e.to_string()))
+            }
         }
-    }
+    } else {
+        let mut builder = Builder::new(Filter {
+            since,
+            until,
+            experiment: experiment.clone(),
+        });
+        let dir = c.audit_dir().join(crate::audit::AUDIT_STREAM);
+        if dir.is_dir() {
+            if let Err(e) = builder.read_stream(&dir) {
+                return Reply::html(
+                    500,
+                    error_page("The log cannot be read", &format!("{}: {e}", dir.display())),
+                );
+            }
+        }
+        builder
+    };
     for id in builder.known() {
         if !ids.iter().any(|have| have == id) {
             ids.push(id.to_string());
@@ -106,7 +118,10 @@ pub(super) fn page(c: &Console, q: &Query) -> Reply {
             );
         }
     }
-    let report = builder.finish(floors);
+    let mut report = builder.finish(floors);
+    if let Some(id) = &experiment {
+        report.experiments.retain(|e| &e.id == id);
+    }
     let body = html! {
         p {
             "Exposures and conversions per arm from the audit log, with the lift of each goal and its 95% interval — the report of "

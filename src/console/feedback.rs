@@ -96,21 +96,32 @@ pub(super) fn page(c: &Console, q: &Query) -> Reply {
         (Ok(a), Ok(r)) => (a, r),
         (Err(e), _) | (_, Err(e)) => return bad(&rules, e),
     };
-    let mut builder = Builder::new(Filter {
-        since,
-        until,
-        account,
-        rule,
-    });
-    let dir = c.audit_dir().join(crate::audit::FEEDBACK_STREAM);
-    if dir.is_dir() {
-        if let Err(e) = crate::audit::query::for_each(&dir, |_, v| builder.add(v)) {
-            return Reply::html(
-                500,
-                error_page("The log cannot be read", &format!("{}: {e}", dir.display())),
-            );
+    // Without a filter the index keeps the report up to date; a filter reads the stream again.
+    let builder = if since.is_none() && until.is_none() && account.is_none() && rule.is_none() {
+        match c.index(crate::audit::FEEDBACK_STREAM) {
+            Ok(index) => index.feedback().clone(),
+            Err(e) => {
+                return Reply::html(500, error_page("The log cannot be read", &e.to_string()))
+            }
         }
-    }
+    } else {
+        let mut builder = Builder::new(Filter {
+            since,
+            until,
+            account,
+            rule,
+        });
+        let dir = c.audit_dir().join(crate::audit::FEEDBACK_STREAM);
+        if dir.is_dir() {
+            if let Err(e) = crate::audit::query::for_each(&dir, |_, v| builder.add(v)) {
+                return Reply::html(
+                    500,
+                    error_page("The log cannot be read", &format!("{}: {e}", dir.display())),
+                );
+            }
+        }
+        builder
+    };
     for r in builder.known_rules() {
         if !rules.contains(r) {
             rules.push(r.clone());

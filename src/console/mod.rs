@@ -19,9 +19,11 @@ mod audit;
 mod auth;
 mod experiments;
 mod feedback;
+mod index;
 mod overview;
 mod preview;
 mod rules;
+mod verified;
 mod view;
 
 use std::path::PathBuf;
@@ -121,6 +123,10 @@ pub struct Console {
     sources: Arc<ArcSwap<Sources>>,
     last_reload: crate::sources::ReloadStatus,
     frames: preview::Frames,
+    /// The audit and feedback streams, indexed as they grow.
+    audit_index: std::sync::Mutex<index::StreamIndex>,
+    feedback_index: std::sync::Mutex<index::StreamIndex>,
+    verifier: verified::Verifier,
 }
 
 impl Console {
@@ -131,7 +137,17 @@ impl Console {
         sources: Arc<ArcSwap<Sources>>,
         last_reload: crate::sources::ReloadStatus,
     ) -> Console {
+        let audit_dir = settings.audit.dir.clone();
         Console {
+            audit_index: std::sync::Mutex::new(index::StreamIndex::new(
+                audit_dir.join(crate::audit::AUDIT_STREAM),
+                index::Kind::Audit,
+            )),
+            feedback_index: std::sync::Mutex::new(index::StreamIndex::new(
+                audit_dir.join(crate::audit::FEEDBACK_STREAM),
+                index::Kind::Feedback,
+            )),
+            verifier: verified::Verifier::default(),
             credential,
             settings,
             metrics,
@@ -158,6 +174,39 @@ impl Console {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Index the log and verify it on a thread of its own, so the first visitor does not wait for either.
+    pub fn warm(self: &Arc<Self>) {
+        let me = self.clone();
+        let _ = std::thread::Builder::new()
+            .name("console-index".into())
+            .spawn(move || {
+                for (name, index) in [("audit", &me.audit_index), ("feedback", &me.feedback_index)] {
+                    let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(e) = index.refresh() {
+                        tracing::warn!(stream = name, error = %e, "the console cannot index the log");
+                    }
+                }
+                if let (_, Ok(key)) = audit::trusted_key(&me) {
+                    let _ = me.verifier.answer(&me.audit_dir(), &key);
+                }
+            });
+    }
+
+    /// A stream's index, brought up to date with what was appended since it was last read.
+    fn index(
+        &self,
+        stream: &str,
+    ) -> std::io::Result<std::sync::MutexGuard<'_, index::StreamIndex>> {
+        let lock = if stream == crate::audit::FEEDBACK_STREAM {
+            &self.feedback_index
+        } else {
+            &self.audit_index
+        };
+        let mut index = lock.lock().unwrap_or_else(|p| p.into_inner());
+        index.refresh()?;
+        Ok(index)
     }
 
     fn audit_dir(&self) -> PathBuf {

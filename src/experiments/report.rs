@@ -70,7 +70,7 @@ struct Line<'a> {
     control: Option<f64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Account {
     arm: Option<Arm>,
     /// The arm changed between exposures (the control share was changed mid-experiment).
@@ -79,7 +79,7 @@ struct Account {
     exposures: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Agg {
     /// Randomized by visitor (`unit = "visitor"`): "accounts" below are visitors.
     by_visitor: bool,
@@ -100,6 +100,7 @@ fn idx(a: Arm) -> usize {
 }
 
 /// Reads records and builds the report.
+#[derive(Clone)]
 pub struct Builder {
     filter: Filter,
     experiments: BTreeMap<String, Agg>,

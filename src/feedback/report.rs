@@ -107,7 +107,7 @@ pub struct Report {
 }
 
 /// Builds a [`Report`] from records in log order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Builder {
     filter: Filter,
     /// Every rule id the records name, whatever the filter (to tell a `--rule` that names nothing).
