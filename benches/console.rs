@@ -174,6 +174,18 @@ fn fetch(addr: SocketAddr, path: &str) -> Vec<u8> {
     out
 }
 
+/// This process's resident memory, in MiB.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn bench(c: &mut Criterion) {
     let root = log_dir();
     let rules = root.join("rules");
@@ -190,6 +202,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
+    let before = rss_mib();
     let (server, admin) = rt.block_on(async {
         let origin = origin().await;
         let toml = format!(
@@ -256,8 +269,9 @@ fn bench(c: &mut Criterion) {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!(
-        "indexed and verified {:.1} s after start",
-        started.elapsed().as_secs_f64()
+        "indexed and verified {:.1} s after start; resident memory {before:.0} MiB before the proxy started, {:.0} MiB with it",
+        started.elapsed().as_secs_f64(),
+        rss_mib()
     );
     let mut g = c.benchmark_group("console_1m");
     g.sample_size(10);

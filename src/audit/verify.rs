@@ -175,11 +175,13 @@ pub fn verify_stream(dir: &Path, key: &PublicKey) -> std::io::Result<StreamRepor
     let last_segment = segments.len().saturating_sub(1);
     for (si, (_, path)) in segments.iter().enumerate() {
         let file = name(path);
-        let all = lines(path)?;
-        let count = all.len();
-        for (n, line, complete) in all {
+        // Line by line (a segment is up to 64 MiB: never held whole in memory).
+        let mut all = chain::Lines::open(path)?.peekable();
+        while let Some(item) = all.next() {
+            let (n, line, complete) = item?;
+            let is_last = all.peek().is_none();
             let at = format!("{file}:{n}");
-            if !complete && si == last_segment && n == count {
+            if !complete && si == last_segment && is_last {
                 r.notes.push(format!(
                     "{at}: an unfinished last line (the writer was interrupted); set aside at the next start"
                 ));
