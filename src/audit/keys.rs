@@ -162,6 +162,10 @@ pub(crate) fn write_private(path: &Path, pem: &str) -> std::io::Result<()> {
 /// One line of a stream's `checkpoints.jsonl`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// The instance whose chain this is (`audit.instance`); signed with the rest. Absent in checkpoints
+    /// written before instances were named (they verify as they always did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     pub stream: String,
     /// The last record covered.
     pub seq: u64,
@@ -175,13 +179,34 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    pub fn message(stream: &str, seq: u64, hash: &str, time: &str) -> Vec<u8> {
-        format!("concierge-audit-checkpoint/1\n{stream}\n{seq}\n{hash}\n{time}\n").into_bytes()
+    /// What is signed: version 2 names the instance, version 1 (no instance) is what older checkpoints signed.
+    pub fn message(
+        instance: Option<&str>,
+        stream: &str,
+        seq: u64,
+        hash: &str,
+        time: &str,
+    ) -> Vec<u8> {
+        match instance {
+            Some(i) => {
+                format!("concierge-audit-checkpoint/2\n{i}\n{stream}\n{seq}\n{hash}\n{time}\n")
+            }
+            None => format!("concierge-audit-checkpoint/1\n{stream}\n{seq}\n{hash}\n{time}\n"),
+        }
+        .into_bytes()
     }
 
-    pub fn new(key: &SigningKey, stream: &str, seq: u64, hash: &str, time: String) -> Checkpoint {
-        let sig = key.sign(&Checkpoint::message(stream, seq, hash, &time));
+    pub fn new(
+        key: &SigningKey,
+        instance: Option<&str>,
+        stream: &str,
+        seq: u64,
+        hash: &str,
+        time: String,
+    ) -> Checkpoint {
+        let sig = key.sign(&Checkpoint::message(instance, stream, seq, hash, &time));
         Checkpoint {
+            instance: instance.map(str::to_string),
             stream: stream.to_string(),
             seq,
             hash: hash.to_string(),
@@ -200,7 +225,13 @@ impl Checkpoint {
             return false;
         };
         trusted.verify(
-            &Checkpoint::message(&self.stream, self.seq, &self.hash, &self.time),
+            &Checkpoint::message(
+                self.instance.as_deref(),
+                &self.stream,
+                self.seq,
+                &self.hash,
+                &self.time,
+            ),
             &sig,
         )
     }
@@ -223,14 +254,21 @@ mod tests {
         std::fs::write(&pubfile, key.public().encode()).unwrap();
         assert_eq!(PublicKey::load(&pubfile).unwrap(), key.public());
 
-        let c = Checkpoint::new(&key, "audit", 9, "ab", "2026-11-25T00:00:00.000Z".into());
+        let c = Checkpoint::new(
+            &key,
+            None,
+            "audit",
+            9,
+            "ab",
+            "2026-11-25T00:00:00.000Z".into(),
+        );
         assert!(c.verify(&key.public()));
         let (_, other) = SigningKey::generate().unwrap();
         assert!(!c.verify(&other.public()), "another trusted key");
         let mut forged = c.clone();
         forged.seq = 10;
         assert!(!forged.verify(&key.public()), "changed after signing");
-        let resigned = Checkpoint::new(&other, "audit", 9, "ab", c.time.clone());
+        let resigned = Checkpoint::new(&other, None, "audit", 9, "ab", c.time.clone());
         assert!(!resigned.verify(&key.public()), "signed with another key");
 
         std::fs::write(&path, "not a key").unwrap();

@@ -20,6 +20,7 @@ pub(crate) mod verify;
 pub mod writer;
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -316,6 +317,8 @@ pub enum AuditError {
     Key(#[from] keys::KeyError),
     #[error("audit.dir: {0}")]
     Open(#[from] writer::OpenError),
+    #[error("audit.instance: {0}")]
+    Instance(String),
 }
 
 /// Stream names.
@@ -371,6 +374,53 @@ pub enum SinkKind {
     DiscardForBenchmarks,
 }
 
+/// The file in the audit folder that keeps a generated instance id.
+pub const INSTANCE_FILE: &str = "instance";
+
+/// Whether `id` can name an instance: 1 to 64 ASCII letters, digits, `.`, `_` or `-`.
+pub fn valid_instance(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// This instance's id: the configured one, else the one kept in `dir/instance`, else a new one (`i-` and 16 hex
+/// digits) written there — stable across restarts, distinct between instances.
+pub fn instance_id(dir: &Path, configured: Option<&str>) -> Result<String, AuditError> {
+    if let Some(id) = configured {
+        return Ok(id.to_string());
+    }
+    let path = dir.join(INSTANCE_FILE);
+    let io = |e: std::io::Error| AuditError::Instance(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim();
+            if valid_instance(id) {
+                Ok(id.to_string())
+            } else {
+                Err(AuditError::Instance(format!(
+                    "{}: `{id}` is not an instance id (1 to 64 letters, digits, '.', '_' or '-')",
+                    path.display()
+                )))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut raw = [0u8; 8];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+                .map_err(|_| AuditError::Instance("no randomness for an instance id".into()))?;
+            let id = format!(
+                "i-{}",
+                raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            );
+            std::fs::create_dir_all(dir).map_err(io)?;
+            std::fs::write(&path, format!("{id}\n")).map_err(io)?;
+            Ok(id)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
 impl Audit {
     pub fn open(
         settings: &crate::config::AuditSettings,
@@ -382,18 +432,18 @@ impl Audit {
                     Some(path) => keys::SigningKey::load(path)?,
                     None => default_key(&settings.dir)?,
                 });
+                let instance = instance_id(&settings.dir, settings.instance.as_deref())?;
+                tracing::info!(instance = %instance, "audit instance");
+                let options = |stream: &str| writer::Options {
+                    instance: Some(instance.clone()),
+                    ..settings.writer_options(stream)
+                };
                 // Each writer thread ends once every handle is dropped, after writing what is queued; nothing
                 // joins it.
-                let (records, _) = writer::Writer::open(
-                    &settings.dir,
-                    key.clone(),
-                    settings.writer_options(AUDIT_STREAM),
-                )?;
-                let (feedback, _) = writer::Writer::open(
-                    &settings.dir,
-                    key,
-                    settings.writer_options(FEEDBACK_STREAM),
-                )?;
+                let (records, _) =
+                    writer::Writer::open(&settings.dir, key.clone(), options(AUDIT_STREAM))?;
+                let (feedback, _) =
+                    writer::Writer::open(&settings.dir, key, options(FEEDBACK_STREAM))?;
                 (Arc::new(records), Arc::new(feedback))
             }
             SinkKind::DiscardForBenchmarks => {

@@ -25,12 +25,16 @@ pub struct AuditSettings {
     pub record_refusals: bool,
     /// Where records go: the file writer (always, in production), or nowhere (benchmarks).
     pub sink: crate::audit::SinkKind,
+    /// `audit.instance`: this instance's id, named in its checkpoints. Unset: the id kept in the audit folder
+    /// (`instance`), made once ([`crate::audit::instance_id`]).
+    pub instance: Option<String>,
 }
 
 impl AuditSettings {
     /// Writer options for one stream.
     pub fn writer_options(&self, stream: &str) -> crate::audit::writer::Options {
         crate::audit::writer::Options {
+            instance: self.instance.clone(),
             queue: self.queue,
             fsync: self.fsync,
             checkpoint_records: self.checkpoint_records,

@@ -174,6 +174,7 @@ fn every_kind_of_tampering_is_detected_and_located() {
     let (_, other) = SigningKey::generate().unwrap();
     cps[0] = serde_json::to_string(&keys::Checkpoint::new(
         &other,
+        c.instance.as_deref(),
         &c.stream,
         c.seq,
         &c.hash,
@@ -618,4 +619,86 @@ fn a_record_after_a_quiet_spell_is_committed_at_once() {
     assert_eq!(w.syncs(), 2, "one fsync per commit");
     drop(w);
     t.join().unwrap();
+}
+
+#[test]
+fn an_instance_id_is_made_once_kept_and_named_in_every_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = instance_id(dir.path(), None).unwrap();
+    assert!(
+        id.starts_with("i-") && id.len() == 18 && valid_instance(&id),
+        "{id}"
+    );
+    assert_eq!(
+        instance_id(dir.path(), None).unwrap(),
+        id,
+        "kept across restarts"
+    );
+    assert_eq!(
+        instance_id(dir.path(), Some("eu-west-1a")).unwrap(),
+        "eu-west-1a"
+    );
+    let other = tempfile::tempdir().unwrap();
+    assert_ne!(
+        instance_id(other.path(), None).unwrap(),
+        id,
+        "distinct per folder"
+    );
+    std::fs::write(dir.path().join(INSTANCE_FILE), "no spaces allowed\n").unwrap();
+    assert!(instance_id(dir.path(), None).is_err());
+    for bad in ["", "a b", "ä", &"x".repeat(65)] {
+        assert!(!valid_instance(bad), "{bad:?}");
+    }
+
+    // Checkpoints name the instance, and the signature covers it.
+    let (k, public) = key();
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::new(AUDIT_STREAM);
+    o.checkpoint_records = 5;
+    o.instance = Some("node-a".into());
+    let (w, t) = Writer::open(dir.path(), k.clone(), o).unwrap();
+    for i in 0..12 {
+        let a = w.submit_record(&record(&format!("c{i}"))).unwrap();
+        w.written_blocking(a, Duration::from_secs(10)).unwrap();
+    }
+    drop(w);
+    t.join().unwrap();
+    let cp = cp_path(dir.path());
+    let mut cps = lines_of(&cp);
+    assert!(cps.len() >= 2);
+    let first: keys::Checkpoint = serde_json::from_str(&cps[0]).unwrap();
+    assert_eq!(first.instance.as_deref(), Some("node-a"));
+    let report = verify::verify(dir.path(), &public).unwrap();
+    assert!(report.intact, "{report:?}");
+    assert_eq!(report.streams[0].instance.as_deref(), Some("node-a"));
+    // Renaming the instance in a checkpoint breaks its signature.
+    let renamed = cps[0].replace("\"node-a\"", "\"node-b\"");
+    let saved = cps[0].clone();
+    cps[0] = renamed;
+    write_lines(&cp, &cps);
+    assert!(first_problem(dir.path(), &public)
+        .unwrap()
+        .contains("signature"));
+    // A genuine checkpoint of another instance (same key) copied into this chain is named as such.
+    let second: keys::Checkpoint = serde_json::from_str(&cps[1]).unwrap();
+    cps[0] = saved;
+    cps[1] = serde_json::to_string(&keys::Checkpoint::new(
+        &k,
+        Some("node-b"),
+        &second.stream,
+        second.seq,
+        &second.hash,
+        second.time.clone(),
+    ))
+    .unwrap();
+    write_lines(&cp, &cps);
+    let p = first_problem(dir.path(), &public).unwrap();
+    assert!(
+        p.contains("instance `node-b`") && p.contains("`node-a`"),
+        "{p}"
+    );
+    // A checkpoint from before instances were named (version 1) still verifies.
+    let old = keys::Checkpoint::new(&k, None, "audit", 4, &first.hash, first.time.clone());
+    assert!(old.verify(&public));
+    assert!(!serde_json::to_string(&old).unwrap().contains("instance"));
 }

@@ -33,6 +33,9 @@ pub struct Problem {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StreamReport {
     pub stream: String,
+    /// The instance the stream's checkpoints name (absent for checkpoints written before instances were named).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     pub segments: usize,
     pub records: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,6 +113,20 @@ pub fn verify_stream(dir: &Path, key: &PublicKey) -> std::io::Result<StreamRepor
             match serde_json::from_slice::<Checkpoint>(&line) {
                 Ok(c) if c.verify(key) => {
                     r.checkpoints += 1;
+                    // One chain, one instance: a checkpoint naming another is another instance's, copied in.
+                    if let Some(i) = &c.instance {
+                        match &r.instance {
+                            None => r.instance = Some(i.clone()),
+                            Some(first) if first != i => r.problems.push(Problem {
+                                at: at.clone(),
+                                seq: Some(c.seq),
+                                what: format!(
+                                    "checkpoint of instance `{i}` in the chain of instance `{first}`: another instance's checkpoint"
+                                ),
+                            }),
+                            Some(_) => {}
+                        }
+                    }
                     if let Some((seq, time, before)) = &last {
                         if c.seq > *seq && c.time < *time {
                             // A later record signed at an earlier time: the clock went back (NTP step, VM

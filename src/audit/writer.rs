@@ -59,6 +59,8 @@ pub struct Options {
     pub segment_age: Duration,
     /// Segments whose last write is older than this are deleted (their sealing checkpoints stay).
     pub retention: Duration,
+    /// The instance this chain belongs to, named (and signed) in every checkpoint.
+    pub instance: Option<String>,
 }
 
 impl Options {
@@ -74,6 +76,7 @@ impl Options {
             segment_bytes: 64 * 1024 * 1024,
             segment_age: Duration::from_secs(24 * 3600),
             retention: Duration::from_secs(400 * 24 * 3600),
+            instance: None,
         }
     }
 }
@@ -890,6 +893,7 @@ impl State {
         }
         let c = Checkpoint::new(
             &self.key,
+            self.options.instance.as_deref(),
             &self.options.stream,
             seq,
             &self.prev,

@@ -364,6 +364,9 @@ fn verify_cmd(a: VerifyArgs) -> ExitCode {
                     .map(|q| format!(", last covers seq {q}"))
                     .unwrap_or_default()
             );
+            if let Some(i) = &s.instance {
+                println!("  instance {i}");
+            }
             if s.unsigned_tail > 0 {
                 println!(
                     "  {} record(s) after the last checkpoint are protected by the chain only",

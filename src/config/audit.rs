@@ -26,6 +26,7 @@ pub struct RawAudit {
     pub client_key_rotation: Option<String>,
     pub record_refusals: Option<bool>,
     pub sink: Option<String>,
+    pub instance: Option<String>,
 }
 
 pub const DEFAULT_AUDIT_DIR: &str = "audit";
@@ -135,7 +136,18 @@ pub(super) fn validate_audit(
         raw.client_key_rotation.as_ref(),
         Duration::from_secs(24 * 3600),
     );
+    let instance = raw.instance.filter(|i| {
+        let ok = crate::audit::valid_instance(i);
+        if !ok {
+            c.fail(
+                "audit.instance",
+                format!("`{i}` is not an instance id: 1 to 64 letters, digits, '.', '_' or '-'"),
+            );
+        }
+        ok
+    });
     AuditSettings {
+        instance,
         dir: resolve(base, &dir),
         signing_key: raw.signing_key.map(|p| resolve(base, &p)),
         fsync,

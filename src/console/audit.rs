@@ -305,7 +305,7 @@ pub(super) fn verify_page(c: &Console) -> Reply {
                 th.num scope="col" { "checkpoints" } th.num scope="col" { "after the last checkpoint" } th scope="col" { "status" }
             } }
             tbody { @for s in &report.streams { tr {
-                td { code { (s.stream) } }
+                td { code { (s.stream) } @if let Some(i) = &s.instance { br; span.muted.small { "instance " (i) } } }
                 td.num { (count(s.records as f64)) }
                 td.num { (s.segments) }
                 td { @if let (Some(a), Some(b)) = (s.first_seq, s.last_seq) { (a) "–" (b) } }

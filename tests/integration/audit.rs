@@ -84,6 +84,11 @@ async fn every_personalized_page_has_a_decision_record_and_the_log_verifies() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("intact"), "{text}");
+    // The instance id the proxy made and kept in its audit folder is named (and signed) in its checkpoints.
+    let instance = std::fs::read_to_string(log.join("instance")).unwrap();
+    let instance = instance.trim();
+    assert!(instance.starts_with("i-"), "{instance}");
+    assert!(text.contains(&format!("instance {instance}")), "{text}");
     let out = concierge()
         .args(["audit", "export"])
         .arg(&log)
