@@ -54,6 +54,7 @@ pub(crate) mod host;
 pub(crate) mod metrics;
 pub(crate) mod pipeline;
 pub(crate) mod places;
+pub mod postgres;
 pub(crate) mod preview;
 pub(crate) mod proxy;
 pub mod rewrite;

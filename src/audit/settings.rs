@@ -28,6 +28,8 @@ pub struct AuditSettings {
     /// `audit.instance`: this instance's id, named in its checkpoints. Unset: the id kept in the audit folder
     /// (`instance`), made once ([`crate::audit::instance_id`]).
     pub instance: Option<String>,
+    /// `[audit.postgres]`: the central record store, if configured.
+    pub postgres: Option<crate::postgres::PostgresSettings>,
 }
 
 impl AuditSettings {

@@ -32,6 +32,9 @@ pub enum AuditCommand {
     Export(ExportArgs),
     /// Decision and consent counts by jurisdiction, tier, outcome and reason.
     Stats(StatsArgs),
+    /// Create or upgrade the PostgreSQL record store's schema (versioned, in one transaction, under an
+    /// advisory lock; a schema newer than this Concierge is refused).
+    Migrate(MigrateArgs),
     /// Write N synthetic records through the writer, printing each acknowledged sequence number (crash tests,
     /// benchmarks).
     #[command(hide = true)]
@@ -54,6 +57,48 @@ pub struct Source {
     /// TOML configuration file (audit.dir and audit.signing_key are used).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PostgresArgs {
+    /// The record store (postgres://user@host:port/db); default: audit.postgres from --config.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// A file holding the database password (else CONCIERGE_POSTGRES_PASSWORD, else none).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// PEM roots for the server's certificate (else the system's).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// TOML configuration file (audit.postgres is used).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl PostgresArgs {
+    fn settings(&self) -> Result<crate::postgres::PostgresSettings, String> {
+        if let Some(url) = &self.postgres {
+            url.parse::<tokio_postgres::Config>()
+                .map_err(|e| format!("--postgres: not a PostgreSQL URL: {e}"))?;
+            return Ok(crate::postgres::PostgresSettings {
+                url: url.clone(),
+                password_file: self.password_file.clone(),
+                ca_file: self.ca_file.clone(),
+            });
+        }
+        match settings(&self.config)? {
+            Some(s) => s.audit.postgres.clone().ok_or_else(|| {
+                "the configuration has no [audit.postgres]; give --postgres URL".to_string()
+            }),
+            None => Err("give --postgres URL or --config FILE with [audit.postgres]".into()),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: PostgresArgs,
 }
 
 #[derive(Debug, Args)]
@@ -283,12 +328,60 @@ pub fn run(cmd: AuditCommand) -> ExitCode {
         AuditCommand::Verify(a) => verify_cmd(a),
         AuditCommand::Export(a) => export(a),
         AuditCommand::Stats(a) => stats(a),
+        AuditCommand::Migrate(a) => migrate(a),
         AuditCommand::Generate {
             dir,
             key,
             count,
             window,
         } => generate(&dir, &key, count, window),
+    }
+}
+
+fn migrate(a: MigrateArgs) -> ExitCode {
+    let db = match a.db.settings() {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let mut client = db.connect().await?;
+        crate::postgres::migrate(&mut client, &db.url).await
+    });
+    match result {
+        Ok(m) if m.from == m.to => {
+            println!(
+                "{}: the schema is up to date (version {})",
+                crate::postgres::shown(&db.url),
+                m.to
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(m) => {
+            println!(
+                "{}: schema version {} → {}",
+                crate::postgres::shown(&db.url),
+                m.from,
+                m.to
+            );
+            for (v, what, _) in crate::postgres::MIGRATIONS.iter().filter(|x| x.0 > m.from) {
+                println!("  {v}: {what}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

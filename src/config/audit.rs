@@ -27,6 +27,16 @@ pub struct RawAudit {
     pub record_refusals: Option<bool>,
     pub sink: Option<String>,
     pub instance: Option<String>,
+    pub postgres: Option<RawPostgres>,
+}
+
+/// `[audit.postgres]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    pub url: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_AUDIT_DIR: &str = "audit";
@@ -146,8 +156,27 @@ pub(super) fn validate_audit(
         }
         ok
     });
+    let postgres = raw.postgres.and_then(|p| {
+        let Some(url) = p.url else {
+            c.fail(
+                "audit.postgres.url",
+                "is required in [audit.postgres] (postgres://user@host/db)",
+            );
+            return None;
+        };
+        if let Err(e) = url.parse::<tokio_postgres::Config>() {
+            c.fail("audit.postgres.url", format!("not a PostgreSQL URL: {e}"));
+            return None;
+        }
+        Some(crate::postgres::PostgresSettings {
+            url,
+            password_file: p.password_file.map(|f| resolve(base, &f)),
+            ca_file: p.ca_file.map(|f| resolve(base, &f)),
+        })
+    });
     AuditSettings {
         instance,
+        postgres,
         dir: resolve(base, &dir),
         signing_key: raw.signing_key.map(|p| resolve(base, &p)),
         fsync,

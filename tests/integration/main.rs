@@ -25,6 +25,7 @@ mod failures;
 mod feedback;
 mod forwarding;
 mod lifecycle;
+mod postgres;
 mod rules;
 mod support;
 mod tls;

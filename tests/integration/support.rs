@@ -964,3 +964,158 @@ pub async fn post_from(
     .await;
     (resp, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// A throwaway PostgreSQL cluster of the test's own: `initdb` in a temp directory, the server on a free
+/// loopback port (as the `postgres` user when the tests run as root — the server refuses root), password
+/// authentication (SCRAM) over TCP for the role `concierge`; stopped when dropped. `scripts/setup-postgres`
+/// installs the binaries.
+pub struct Postgres {
+    pub port: u16,
+    pub password: String,
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    as_postgres: bool,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                d.flatten()
+                    .map(|e| e.path().join("bin"))
+                    .find(|b| b.join("initdb").exists())
+            })
+            .expect("PostgreSQL server binaries: run scripts/setup-postgres (scripts/test does)");
+        let as_postgres = running_as_root();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let password = "pw-0123456789".to_string();
+        std::fs::write(dir.path().join("pwfile"), &password).unwrap();
+        if as_postgres {
+            let _ = std::process::Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status();
+        }
+        let run = |tool: &str, args: &[&str]| {
+            let mut cmd = if as_postgres {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+                c
+            } else {
+                std::process::Command::new(bin.join(tool))
+            };
+            let out = cmd.args(args).output().expect("runs");
+            assert!(
+                out.status.success(),
+                "{tool}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let data = dir.path().join("data");
+        run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "concierge",
+                "--pwfile",
+                dir.path().join("pwfile").to_str().unwrap(),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+            dir.path().display()
+        );
+        run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                dir.path().join("log").to_str().unwrap(),
+                "-o",
+                &opts,
+                "-w",
+                "start",
+            ],
+        );
+        Postgres {
+            port,
+            password,
+            bin,
+            dir,
+            as_postgres,
+        }
+    }
+
+    /// The URL, without the password (give it by file or `CONCIERGE_POSTGRES_PASSWORD`).
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://concierge@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// A file holding the password.
+    pub fn password_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("pwfile")
+    }
+
+    /// A client connection (for the test's own queries).
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=concierge dbname=postgres password={} sslmode=disable",
+                self.port, self.password
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("connect");
+        tokio::spawn(conn);
+        client
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let mut cmd = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            std::process::Command::new(self.bin.join("pg_ctl"))
+        };
+        let _ = cmd
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+/// Whether this process runs as root (from /proc, without libc).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,197 @@
+//! The PostgreSQL record store (`[audit.postgres]`): connecting (password from a file or the environment, TLS
+//! with the system roots or a CA file) and the versioned schema (`migrate`). Shipping records and reading
+//! them back build on this.
+//!
+//! Invariants:
+//! - The schema is applied in one transaction under an advisory lock, so instances starting together apply it
+//!   once; a database migrated by a newer Concierge is refused, never written with an older schema's idea of it.
+//! - Rows are append-only (triggers refuse UPDATE, DELETE and TRUNCATE); retention drops whole partitions.
+//! - The password never appears in an error, a log line or the URL shown.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod tls;
+
+/// `[audit.postgres]`, validated.
+#[derive(Debug, Clone)]
+pub struct PostgresSettings {
+    /// `postgres://user@host:port/db` (a password in it is accepted but better kept in `password_file`).
+    pub url: String,
+    pub password_file: Option<PathBuf>,
+    /// PEM roots for the server's certificate (else the system's).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The environment variable a password may come from (after `password_file`).
+pub const PASSWORD_ENV: &str = "CONCIERGE_POSTGRES_PASSWORD";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("audit.postgres.url: {0}")]
+    Url(String),
+    #[error("audit.postgres.password_file {path}: {reason}")]
+    Password { path: String, reason: String },
+    #[error("audit.postgres.ca_file {path}: {reason}")]
+    Ca { path: String, reason: String },
+    #[error("PostgreSQL at {at}: {reason}")]
+    Db { at: String, reason: String },
+    #[error("the database's schema is version {found}, newer than this Concierge knows ({known}); upgrade Concierge")]
+    Newer { found: i32, known: i32 },
+}
+
+/// The schema's versions, in order: (version, what it does, SQL).
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "records, checkpoints and registered instances; append-only; monthly partitions",
+    include_str!("0001_records.sql"),
+)];
+
+/// Where a URL points, without its password: for messages.
+pub fn shown(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(c) => {
+            let host = c
+                .get_hosts()
+                .first()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .unwrap_or_default();
+            let port = c.get_ports().first().copied().unwrap_or(5432);
+            format!(
+                "{}@{host}:{port}/{}",
+                c.get_user().unwrap_or("?"),
+                c.get_dbname().unwrap_or("?")
+            )
+        }
+        Err(_) => "(an unreadable URL)".into(),
+    }
+}
+
+fn db(url: &str) -> impl Fn(tokio_postgres::Error) -> PgError + '_ {
+    move |e| PgError::Db {
+        at: shown(url),
+        reason: match e.as_db_error() {
+            Some(d) => d.message().to_string(),
+            None => e.to_string(),
+        },
+    }
+}
+
+impl PostgresSettings {
+    fn config(&self) -> Result<tokio_postgres::Config, PgError> {
+        let mut config: tokio_postgres::Config = self
+            .url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| PgError::Url(e.to_string()))?;
+        if let Some(path) = &self.password_file {
+            let fail = |reason: String| PgError::Password {
+                path: path.display().to_string(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+            let password = text.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err(fail("the file is empty".into()));
+            }
+            config.password(password);
+        } else if let Ok(p) = std::env::var(PASSWORD_ENV) {
+            config.password(p);
+        }
+        config.application_name("concierge");
+        config.connect_timeout(std::time::Duration::from_secs(10));
+        Ok(config)
+    }
+
+    /// Connect; the connection runs on a task of its own until the client is dropped.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
+        let config = self.config()?;
+        let tls = tls::MakeRustls::new(self.ca_file.as_deref())?;
+        let (client, connection) = config.connect(tls).await.map_err(db(&self.url))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(client)
+    }
+}
+
+/// What `migrate` did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Migrated {
+    pub from: i32,
+    pub to: i32,
+}
+
+/// Bring the schema to the newest version, in one transaction (under an advisory lock).
+pub async fn migrate(client: &mut tokio_postgres::Client, url: &str) -> Result<Migrated, PgError> {
+    let e = db(url);
+    let tx = client.transaction().await.map_err(&e)?;
+    // Any fixed number: every Concierge migrating this database waits for the one before it.
+    tx.execute("SELECT pg_advisory_xact_lock(7268156142359130)", &[])
+        .await
+        .map_err(&e)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS concierge_schema (
+             version    integer PRIMARY KEY,
+             what       text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .map_err(&e)?;
+    let row = tx
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM concierge_schema",
+            &[],
+        )
+        .await
+        .map_err(&e)?;
+    let from: i32 = row.get(0);
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if from > known {
+        return Err(PgError::Newer { found: from, known });
+    }
+    for (version, what, sql) in MIGRATIONS.iter().filter(|m| m.0 > from) {
+        tx.batch_execute(sql).await.map_err(&e)?;
+        tx.execute(
+            "INSERT INTO concierge_schema (version, what) VALUES ($1, $2)",
+            &[version, what],
+        )
+        .await
+        .map_err(&e)?;
+    }
+    tx.commit().await.map_err(&e)?;
+    Ok(Migrated { from, to: known })
+}
+
+/// Load PEM roots, or the system's.
+fn roots(ca_file: Option<&Path>) -> Result<Arc<rustls::RootCertStore>, PgError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            use rustls::pki_types::pem::PemObject;
+            let fail = |reason: String| PgError::Ca {
+                path: path.display().to_string(),
+                reason,
+            };
+            let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&bytes) {
+                let cert = cert.map_err(|e| fail(e.to_string()))?;
+                roots.add(cert).map_err(|e| fail(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(fail("no PEM CERTIFICATE block".into()));
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    Ok(Arc::new(roots))
+}

@@ -1,0 +1,136 @@
+//! The PostgreSQL record store (issue 19) against a real server started by the test: the schema applied by
+//! `concierge audit migrate` (once, versioned), rows append-only, a newer schema refused, the password from a
+//! file.
+
+use crate::support::*;
+
+fn migrate(pg: &Postgres, extra: &[&str]) -> std::process::Output {
+    concierge()
+        .args(["audit", "migrate", "--postgres", &pg.url()])
+        .args(extra)
+        .env_remove(concierge::postgres::PASSWORD_ENV)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_schema_is_applied_once_and_rows_are_append_only() {
+    let pg = Postgres::start();
+    let pw = pg.password_file();
+    let pw = pw.to_str().unwrap();
+    // Without the password the server refuses, and the error says so without leaking anything.
+    let out = migrate(&pg, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("concierge@127.0.0.1"), "{err}");
+    // With it: version 0 → 1, then up to date.
+    let out = migrate(&pg, &["--password-file", pw]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("schema version 0 → 1"), "{text}");
+    let out = migrate(&pg, &["--password-file", pw]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("up to date (version 1)"), "{text}");
+    // The password may come from the environment instead.
+    let out = concierge()
+        .args(["audit", "migrate", "--postgres", &pg.url()])
+        .env(concierge::postgres::PASSWORD_ENV, &pg.password)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+
+    let db = pg.client().await;
+    let part: String = db
+        .query_one("SELECT concierge_partition('2027-01-15T10:00:00Z')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(part, "concierge_record_2027_01");
+    let insert = "INSERT INTO concierge_record (instance, stream, seq, time, type, line, hash, prev, body) \
+                  VALUES ('i-1', 'audit', 0, '2027-01-15T10:00:00Z', 'decision', '{}', 'h', 'p', '{}') \
+                  ON CONFLICT DO NOTHING";
+    assert_eq!(db.execute(insert, &[]).await.unwrap(), 1);
+    assert_eq!(
+        db.execute(insert, &[]).await.unwrap(),
+        0,
+        "a resend is harmless"
+    );
+    db.batch_execute(
+        "INSERT INTO concierge_checkpoint (instance, stream, seq, line) VALUES ('i-1', 'audit', 0, '{}')",
+    )
+    .await
+    .unwrap();
+    for refused in [
+        "UPDATE concierge_record SET type = 'consent'",
+        "DELETE FROM concierge_record",
+        "TRUNCATE concierge_record",
+        "TRUNCATE concierge_record_2027_01",
+        "TRUNCATE concierge_record_default",
+        "UPDATE concierge_checkpoint SET line = ''",
+        "TRUNCATE concierge_checkpoint",
+    ] {
+        let e = db.batch_execute(refused).await.expect_err(refused);
+        let msg = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert!(msg.contains("append-only"), "{refused}: {msg}");
+    }
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM concierge_record", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "nothing was changed");
+    // Retention drops a whole partition.
+    db.batch_execute("DROP TABLE concierge_record_2027_01")
+        .await
+        .unwrap();
+
+    // A database migrated by a newer Concierge is refused.
+    db.batch_execute("INSERT INTO concierge_schema (version, what) VALUES (99, 'from the future')")
+        .await
+        .unwrap();
+    let out = migrate(&pg, &["--password-file", pw]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("version 99, newer"), "{err}");
+}
+
+#[test]
+fn a_bad_postgres_section_is_a_config_error() {
+    for (section, says) in [
+        (
+            "[audit.postgres]\npassword_file = \"pw\"\n",
+            "audit.postgres.url",
+        ),
+        (
+            "[audit.postgres]\nurl = \"mysql://x\"\n",
+            "not a PostgreSQL URL",
+        ),
+        (
+            "[audit.postgres]\nurl = \"postgres://a@b/c\"\nport = 1\n",
+            "port",
+        ),
+    ] {
+        let toml = format!("[upstream]\nurl = \"http://127.0.0.1:1\"\n{section}");
+        let err = concierge::config::Settings::from_toml(&toml, &Default::default())
+            .err()
+            .unwrap_or_else(|| panic!("{section} is refused"))
+            .to_string();
+        assert!(err.contains(says), "{section}: {err}");
+    }
+    let ok = "[upstream]\nurl = \"http://127.0.0.1:1\"\n[audit.postgres]\nurl = \"postgres://shipper@db.internal:5432/records\"\npassword_file = \"pw\"\n";
+    let s = concierge::config::Settings::from_toml(ok, &Default::default()).unwrap();
+    assert!(s
+        .audit
+        .postgres
+        .unwrap()
+        .password_file
+        .unwrap()
+        .ends_with("pw"));
+}
