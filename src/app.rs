@@ -511,8 +511,16 @@ async fn console_response(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes().to_vec());
+    // A browser says when another site made it ask (a link, a form, an image on a page elsewhere): the
+    // console's credentials are cached by the browser, so such a request is refused before any work.
+    let cross_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site" || v.as_bytes() == b"same-site");
     drop(req);
     let head = method == "HEAD";
+    // Refusals need no blocking thread: an unauthenticated or cross-site request is answered here.
+    let quick = console.refusal(authorization.as_deref(), cross_site);
     // The preview's original page, fetched through the proxy's upstream client (only for an admitted request).
     let wanted = console.preview_origin(&crate::console::Request {
         method: &method,
@@ -520,6 +528,7 @@ async fn console_response(
         query: query.as_deref(),
         authorization: authorization.as_deref(),
         original: None,
+        cross_site,
     });
     let original = match wanted {
         Some((target, host)) => Some(proxy.fetch_page(&target, host.as_deref()).await.map(|f| {
@@ -527,28 +536,33 @@ async fn console_response(
                 status: f.status,
                 content_type: f.content_type,
                 body: f.body,
+                rewritable: f.rewritable,
             }
         })),
         None => None,
     };
-    let reply = tokio::task::spawn_blocking(move || {
-        console.handle(&crate::console::Request {
-            method: &method,
-            path: &path,
-            query: query.as_deref(),
-            authorization: authorization.as_deref(),
-            original,
+    let reply = match quick {
+        Some(r) => r,
+        None => tokio::task::spawn_blocking(move || {
+            console.handle(&crate::console::Request {
+                method: &method,
+                path: &path,
+                query: query.as_deref(),
+                authorization: authorization.as_deref(),
+                original,
+                cross_site,
+            })
         })
-    })
-    .await
-    .unwrap_or_else(|_| crate::console::Reply {
-        status: 500,
-        content_type: "text/plain; charset=utf-8",
-        body: b"The console failed to render this page; the proxy is unaffected.\n".to_vec(),
-        download: None,
-        challenge: false,
-        frame: false,
-    });
+        .await
+        .unwrap_or_else(|_| crate::console::Reply {
+            status: 500,
+            content_type: "text/plain; charset=utf-8",
+            body: b"The console failed to render this page; the proxy is unaffected.\n".to_vec(),
+            download: None,
+            challenge: false,
+            frame: false,
+        }),
+    };
     let body = if head { Vec::new() } else { reply.body };
     let mut resp = Response::new(ResponseBody::full(body));
     *resp.status_mut() =

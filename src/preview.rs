@@ -50,8 +50,9 @@ pub struct Input<'a> {
     pub url: &'a str,
     pub headers: HeaderMap,
     pub consent: Consent,
-    /// The origin's page to rewrite, if any.
+    /// The origin's page to rewrite, if any (decoded), and the charset its `Content-Type` declares.
     pub html: Option<&'a [u8]>,
+    pub charset: Option<&'static encoding_rs::Encoding>,
     /// The request id the record would carry.
     pub request_id: &'a str,
 }
@@ -130,13 +131,24 @@ pub fn run<R>(
         now: crate::classify::unix_now(),
         visitor_id: None,
     };
-    view.visitor_id = view.visitor_cookie();
-    let decided = crate::pipeline::plan_page(
-        crate::pipeline::classify(&view, sources, settings),
-        &view,
-        sources,
-        settings,
-    );
+    // As the proxy does: the visitor cookie is read only while a `unit = "visitor"` experiment runs, and a
+    // first visit that permits the personal tier gets a new id (so its arm is a fresh draw).
+    let needs_visitor = sources.experiments.needs_visitor(view.now);
+    if needs_visitor {
+        view.visitor_id = view.visitor_cookie();
+    }
+    let classification = crate::pipeline::classify(&view, sources, settings);
+    let minted = (needs_visitor
+        && view.visitor_id.is_none()
+        && classification
+            .decision
+            .permits(crate::consent::policy::Tier::Personal))
+    .then(crate::experiments::assign::new_visitor_id)
+    .flatten();
+    if minted.is_some() {
+        view.visitor_id = minted.as_deref();
+    }
+    let decided = crate::pipeline::plan_page(classification, &view, sources, settings);
     let record = decided.recorded(settings.audit.record_refusals).then(|| {
         let client = crate::audit::Pseudonymizer::new(
             settings.audit.client,
@@ -162,7 +174,7 @@ pub fn run<R>(
                 ));
             }
         }
-        let mut rw = crate::rewrite::Rewriter::new(decided.ops.clone(), None, MAX_HTML);
+        let mut rw = crate::rewrite::Rewriter::new(decided.ops.clone(), input.charset, MAX_HTML);
         let (head, e1) = rw.write(body);
         let (tail, e2) = rw.end();
         ([head, tail].concat(), e1.or(e2))

@@ -201,6 +201,7 @@ pub(super) fn explain(args: ExplainArgs) -> ExitCode {
         headers,
         consent,
         html: html.as_deref(),
+        charset: None,
         request_id: "explain",
     };
     let json = args.json;

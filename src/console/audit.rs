@@ -276,7 +276,7 @@ pub(super) fn verify_page(c: &Console) -> Reply {
     let Some(v) = verified else {
         let body = html! {
             p.notice role="status" {
-                "The log is being verified (" (count(verified::Fingerprint::of(&dir).bytes() as f64 / 1e6)) " MB, since "
+                "The log is being verified (" (count(verified::Fingerprint::of(&dir, &key).bytes() as f64 / 1e6)) " MB, since "
                 (stamp(running.unwrap_or_else(std::time::SystemTime::now))) "): reload this page in a few seconds for the result."
             }
         };

@@ -17,7 +17,6 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::audit::chain;
@@ -64,19 +63,6 @@ struct Segment {
     len: u64,
     /// The position (record number in the index) of its first line.
     first_pos: u32,
-}
-
-/// The fields the index keeps of a line.
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(default, borrow)]
-    time: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    request_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    consent_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    company: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Which kind of stream, for the report kept over it.
@@ -149,6 +135,23 @@ impl StreamIndex {
 
     /// Read what was appended since the last refresh (everything, the first time).
     pub(super) fn refresh(&mut self) -> std::io::Result<()> {
+        match self.refresh_once()? {
+            true => Ok(()),
+            // The log changed under us (retention deleted a segment, one shrank): start over, once.
+            false => {
+                *self = StreamIndex::new(self.dir.clone(), self.kind);
+                match self.refresh_once()? {
+                    true => Ok(()),
+                    false => Err(std::io::Error::other(
+                        "the log changed while it was read; try again",
+                    )),
+                }
+            }
+        }
+    }
+
+    /// One pass; `false` when the files no longer fit what was indexed (the caller starts over).
+    fn refresh_once(&mut self) -> std::io::Result<bool> {
         let now = chain::segments(&self.dir)?;
         let same_prefix = now.len() >= self.segments.len()
             && self
@@ -171,22 +174,18 @@ impl StreamIndex {
             }
             let len = match std::fs::metadata(path) {
                 Ok(m) => m.len(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    // Deleted between listing and reading (retention): start over next time.
-                    *self = StreamIndex::new(self.dir.clone(), self.kind);
-                    return Ok(());
-                }
+                // Deleted between listing and reading (retention).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
                 Err(e) => return Err(e),
             };
             if len < self.segments[i].len {
-                *self = StreamIndex::new(self.dir.clone(), self.kind);
-                return self.refresh();
+                return Ok(false);
             }
             if len > self.segments[i].len {
                 self.read_segment(i)?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn read_segment(&mut self, i: usize) -> std::io::Result<()> {
@@ -206,22 +205,21 @@ impl StreamIndex {
             let line = &buf[..n - 1];
             self.index_line(i, offset, line);
             offset += n as u64;
+            // Kept line by line: an error on the next read must not index this one twice.
+            self.segments[i].len = offset;
         }
-        self.segments[i].len = offset;
         Ok(())
     }
 
     fn index_line(&mut self, segment: usize, offset: u64, line: &[u8]) {
-        let head: Option<Head> = serde_json::from_slice(line).ok();
-        let (time, request, consent, company) = match &head {
-            Some(h) => (
-                h.time.as_deref().map_or(0, unix),
-                h.request_id.as_deref().map(|r| self.key(r)),
-                h.consent_id.as_deref().map(|c| self.key(c)),
-                h.company.as_deref().map(|c| self.company_key(c)),
-            ),
-            None => (0, None, None, None),
-        };
+        // Read as `Filter::matches` reads it (a `Value`: the last of repeated keys, any field that is not a
+        // string ignored), so the index keys a record exactly where the filter would match it.
+        let v: Option<Value> = serde_json::from_slice(line).ok();
+        let field = |k: &str| v.as_ref().and_then(|v| v[k].as_str());
+        let time = field("time").map_or(0, unix);
+        let request = field("request_id").map(|r| self.key(r));
+        let consent = field("consent_id").map(|c| self.key(c));
+        let company = field("company").map(|c| self.company_key(c));
         self.at
             .push(((segment as u64) << 40) | (offset & ((1 << 40) - 1)));
         let latest = self.times.last().copied().unwrap_or(0);
@@ -235,8 +233,8 @@ impl StreamIndex {
         match self.kind {
             Kind::Audit => self.experiments.add_line(line),
             Kind::Feedback => {
-                if let Ok(v) = serde_json::from_slice::<Value>(line) {
-                    self.feedback.add(&v);
+                if let Some(v) = &v {
+                    self.feedback.add(v);
                 }
             }
         }
@@ -283,23 +281,19 @@ impl StreamIndex {
         let end = self
             .segments
             .get(i)
-            .map_or(self.at.len() as u32, |next| next.first_pos);
-        let guess = seg.first_pos as u64 + (seq - seg.first_seq);
-        // Where the chain is whole, the guess is the record; otherwise look through the segment.
-        let mut candidates: Vec<u32> = Vec::new();
-        if guess < end as u64 {
-            candidates.push(guess as u32);
-        }
-        candidates.extend(seg.first_pos..end);
-        for pos in candidates {
-            let line = self.read_at(pos)?;
-            if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                if v["seq"].as_u64() == Some(seq) {
-                    return Ok(Some((line, v)));
-                }
-            }
-        }
-        Ok(None)
+            .map_or(self.at.len() as u64, |next| u64::from(next.first_pos));
+        // Where the chain is whole, the record is at its place in the segment; otherwise it is not there.
+        let Some(guess) = (seq - seg.first_seq)
+            .checked_add(u64::from(seg.first_pos))
+            .filter(|g| *g < end)
+        else {
+            return Ok(None);
+        };
+        let line = self.read_at(guess as u32)?;
+        Ok(serde_json::from_slice::<Value>(&line)
+            .ok()
+            .filter(|v| v["seq"].as_u64() == Some(seq))
+            .map(|v| (line, v)))
     }
 
     /// The records `f` matches, from the `skip`-th on, at most `take`; bounded by `limit` records read and
@@ -344,7 +338,18 @@ impl StreamIndex {
                 .map(|a| self.company.positions(self.company_key(a)))
         };
         if let Some(positions) = keyed {
-            for pos in positions {
+            for (n, pos) in positions.into_iter().enumerate() {
+                if n > 0 && n % 1024 == 0 {
+                    if n as u64 >= limit {
+                        found.stopped = Some(format!("after reading {n} records"));
+                        break;
+                    }
+                    if start.elapsed() > budget {
+                        found.stopped =
+                            Some(format!("after {} s ({n} records read)", budget.as_secs()));
+                        break;
+                    }
+                }
                 let line = self.read_at(pos)?;
                 if let Ok(v) = serde_json::from_slice::<Value>(&line) {
                     if !keep(v, &mut found) {
@@ -571,6 +576,43 @@ mod tests {
                 assert_eq!(all(&index, &f), scan(&stream, &f), "{monotonic} {f:?}");
             }
         }
+    }
+
+    #[test]
+    fn hostile_lines_are_keyed_as_the_filter_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Arc::new(crate::audit::keys::SigningKey::generate().unwrap().1);
+        let (w, t) = Writer::open(dir.path(), key, Options::new("audit")).unwrap();
+        for line in [
+            // Repeated keys: the last one counts, for the filter and for the index.
+            r#"{"type":"decision","time":"2027-01-02T00:00:00.000Z","request_id":"first","request_id":"dup"}"#,
+            // A field that is not a string beside ones that are.
+            r#"{"type":"decision","time":"2027-01-03T00:00:00.000Z","company":5,"request_id":"num"}"#,
+            r#"{"type":"decision","time":7,"request_id":"badtime"}"#,
+        ] {
+            let ack = w.submit_bytes(line.as_bytes(), true).unwrap();
+            w.written_blocking(ack, Duration::from_secs(5)).unwrap();
+        }
+        drop(w);
+        t.join().unwrap();
+        let stream = dir.path().join("audit");
+        let mut index = StreamIndex::new(stream.clone(), Kind::Audit);
+        index.refresh().unwrap();
+        for id in ["first", "dup", "num", "badtime"] {
+            let f = Filter {
+                request_id: Some(id.into()),
+                ..Filter::default()
+            };
+            assert_eq!(all(&index, &f), scan(&stream, &f), "{id}");
+        }
+        let f = Filter {
+            since: Some("2027-01-01T00:00:00.000Z".into()),
+            ..Filter::default()
+        };
+        assert_eq!(all(&index, &f), scan(&stream, &f));
+        // A seq past the end, or absurdly large: no record, no scan, no panic.
+        assert!(index.record(3).unwrap().is_none());
+        assert!(index.record(u64::MAX).unwrap().is_none());
     }
 
     #[test]

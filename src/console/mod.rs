@@ -47,6 +47,8 @@ pub struct Request<'a> {
     pub authorization: Option<&'a [u8]>,
     /// The origin's page for a preview ([`Console::preview_origin`] said which), fetched by the caller.
     pub original: Option<Result<OriginPage, String>>,
+    /// `Sec-Fetch-Site` said another site (or a sibling subdomain) made the browser ask.
+    pub cross_site: bool,
 }
 
 /// What to answer.
@@ -161,7 +163,10 @@ impl Console {
     /// (`/path?query`) and the host the URL named. `None` for any other request (or a bad form: the page says
     /// why without a fetch).
     pub fn preview_origin(&self, req: &Request<'_>) -> Option<(String, Option<String>)> {
-        if req.path != "/console/rules/preview" || !self.credential.admits(req.authorization) {
+        if req.path != "/console/rules/preview"
+            || req.method != "GET"
+            || self.refusal(req.authorization, req.cross_site).is_some()
+        {
             return None;
         }
         let q = Query::parse(req.query.unwrap_or("")).ok()?;
@@ -213,11 +218,27 @@ impl Console {
         self.settings.audit.dir.clone()
     }
 
-    /// Answer one request.
-    pub fn handle(&self, req: &Request<'_>) -> Reply {
-        if !self.credential.admits(req.authorization) {
+    /// The answer to a request refused before any work: without the token (401), or made by another site
+    /// (403: the browser holds the console's credentials, so a page elsewhere could otherwise make it search,
+    /// export or fetch from the origin).
+    pub fn refusal(&self, authorization: Option<&[u8]>, cross_site: bool) -> Option<Reply> {
+        if !self.credential.admits(authorization) {
             let mut r = Reply::text(401, "The console needs its token: Authorization: Bearer <token>, or HTTP Basic credentials with the token as the password.\n");
             r.challenge = true;
+            return Some(r);
+        }
+        if cross_site {
+            return Some(Reply::text(
+                403,
+                "The console answers only requests made from its own pages (Sec-Fetch-Site).\n",
+            ));
+        }
+        None
+    }
+
+    /// Answer one request.
+    pub fn handle(&self, req: &Request<'_>) -> Reply {
+        if let Some(r) = self.refusal(req.authorization, req.cross_site) {
             return r;
         }
         if req.method != "GET" && req.method != "HEAD" {

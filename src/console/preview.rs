@@ -25,6 +25,8 @@ pub struct OriginPage {
     pub status: u16,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
+    /// Whether the proxy would rewrite this answer: with which declared charset, or why not.
+    pub rewritable: Result<Option<&'static encoding_rs::Encoding>, &'static str>,
 }
 
 /// Previews kept for their frames.
@@ -33,6 +35,9 @@ pub(super) const KEPT: usize = 4;
 /// The longest URL or parameter value the form takes.
 const MAX_URL: usize = 2048;
 const MAX_VALUE: usize = 256;
+
+/// Segments (or lines) per page a diff takes at most.
+const MAX_SEGMENTS: usize = 50_000;
 
 /// Changed lines of the diff shown at most.
 const MAX_DIFF_LINES: usize = 600;
@@ -99,6 +104,10 @@ impl Form {
             return Err("Give an IP address or an account, not both.".into());
         }
         let mut url = q.get("url").unwrap_or("/").to_string();
+        // A fragment never reaches the server; the UTM parameters go before where it was.
+        if let Some(at) = url.find('#') {
+            url.truncate(at);
+        }
         if url.len() > MAX_URL {
             return Err(format!("The URL is longer than {MAX_URL} characters."));
         }
@@ -170,10 +179,14 @@ impl Form {
             .as_ref()
             .and_then(|u| u.path_and_query())
             .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
-        let host = uri
-            .as_ref()
-            .and_then(|u| u.authority())
-            .map(|a| a.as_str().to_string());
+        // The host (and port) a browser would send as `Host`: never the userinfo.
+        let host = uri.as_ref().and_then(|u| {
+            let host = u.host()?;
+            Some(match u.port_u16() {
+                Some(p) => format!("{host}:{p}"),
+                None => host.to_string(),
+            })
+        });
         (target, host)
     }
 }
@@ -281,6 +294,7 @@ pub(super) fn page(
         headers,
         consent: form.consent,
         html: html_page.map(|o| o.body.as_slice()),
+        charset: html_page.and_then(|o| o.rewritable.ok().flatten()),
         request_id: "console-preview",
     };
     let settings = &console.settings;
@@ -508,7 +522,9 @@ fn page_section(
             None => p.muted { "The origin's page was not fetched." },
             Some(Err(e)) => p.notice.bad role="alert" { "The origin's page could not be fetched: " (e) "." },
             Some(Ok(o)) if !is_html(o) => p.notice role="status" {
-                "The origin answered " (o.status) " " code { (o.content_type.as_deref().unwrap_or("without a content type")) } ": not an HTML page, so the proxy would pass it through unchanged."
+                "The origin answered " (o.status) " " code { (o.content_type.as_deref().unwrap_or("without a content type")) } ": the proxy would pass it through unchanged ("
+                (match o.rewritable { Err("skipped_status") => "only a 200 is rewritten", Err("skipped_not_html") => "not text/html", Err("skipped_encoding") => "a content coding it does not decode", Err("skipped_charset") => "a charset it cannot read", _ => "not rewritable" })
+                "). Its decision and record are still as shown above."
             },
             Some(Ok(o)) => {
                 p.muted.small {
@@ -533,18 +549,22 @@ fn page_section(
 fn diff(original: &[u8], rewritten: &[u8]) -> Markup {
     let a = String::from_utf8_lossy(original);
     let b = String::from_utf8_lossy(rewritten);
-    let split = |s: &str| -> Vec<String> {
-        let mut out = Vec::new();
-        for line in s.split_inclusive('\n') {
-            for seg in line.split_inclusive('>') {
-                out.push(seg.to_string());
-            }
+    // By markup segment while that stays small; by line beyond; not at all past that (a hostile page of
+    // a million tags must not cost a million-element diff).
+    fn segments(s: &str) -> Vec<&str> {
+        s.split_inclusive('\n')
+            .flat_map(|line| line.split_inclusive('>'))
+            .take(MAX_SEGMENTS + 1)
+            .collect()
+    }
+    let (mut ra, mut rb) = (segments(&a), segments(&b));
+    if ra.len() > MAX_SEGMENTS || rb.len() > MAX_SEGMENTS {
+        ra = a.split_inclusive('\n').take(MAX_SEGMENTS + 1).collect();
+        rb = b.split_inclusive('\n').take(MAX_SEGMENTS + 1).collect();
+        if ra.len() > MAX_SEGMENTS || rb.len() > MAX_SEGMENTS {
+            return html! { p.muted { "The pages are too large to diff here (more than " (MAX_SEGMENTS) " lines)." } };
         }
-        out
-    };
-    let (sa, sb) = (split(&a), split(&b));
-    let ra: Vec<&str> = sa.iter().map(String::as_str).collect();
-    let rb: Vec<&str> = sb.iter().map(String::as_str).collect();
+    }
     let d = similar::TextDiff::configure()
         .timeout(std::time::Duration::from_secs(1))
         .diff_slices(&ra, &rb);

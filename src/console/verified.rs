@@ -18,11 +18,16 @@ pub(super) const INLINE_BYTES: u64 = 16 * 1024 * 1024;
 /// neither did the answer.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(super) struct Fingerprint {
-    files: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    /// Per file: path, length, modification time, and inode and change time (which an edit that puts the
+    /// length and modification time back cannot restore).
+    files: Vec<(PathBuf, u64, Option<SystemTime>, u64, i64, i64)>,
+    /// The trusted key the answer was verified with.
+    key: String,
 }
 
 impl Fingerprint {
-    pub(super) fn of(dir: &Path) -> Fingerprint {
+    pub(super) fn of(dir: &Path, key: &PublicKey) -> Fingerprint {
+        use std::os::unix::fs::MetadataExt;
         let mut files = Vec::new();
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
@@ -30,23 +35,36 @@ impl Fingerprint {
                 continue;
             };
             for e in entries.flatten() {
-                let Ok(meta) = e.metadata() else { continue };
+                // Followed, as the verifier follows them: a symlinked segment's own changes count.
+                let Ok(meta) = std::fs::metadata(e.path()) else {
+                    continue;
+                };
                 if meta.is_dir() {
                     // Streams are one level down; nothing deeper belongs to the log.
                     if d == dir {
                         stack.push(e.path());
                     }
                 } else if d != dir {
-                    files.push((e.path(), meta.len(), meta.modified().ok()));
+                    files.push((
+                        e.path(),
+                        meta.len(),
+                        meta.modified().ok(),
+                        meta.ino(),
+                        meta.ctime(),
+                        meta.ctime_nsec(),
+                    ));
                 }
             }
         }
         files.sort();
-        Fingerprint { files }
+        Fingerprint {
+            files,
+            key: key.encode(),
+        }
     }
 
     pub(super) fn bytes(&self) -> u64 {
-        self.files.iter().map(|(_, len, _)| len).sum()
+        self.files.iter().map(|f| f.1).sum()
     }
 }
 
@@ -110,7 +128,7 @@ impl Verifier {
     /// The answer for the log under `dir`, verified with `key`.
     pub(super) fn answer(&self, dir: &Path, key: &PublicKey) -> Answer {
         // Taken before reading: a write during the run makes the next visit verify again.
-        let now = Fingerprint::of(dir);
+        let now = Fingerprint::of(dir, key);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(last) = &state.last {
             if last.fingerprint == now {
@@ -135,7 +153,11 @@ impl Verifier {
                 let spawned = std::thread::Builder::new()
                     .name("console-verify".into())
                     .spawn(move || {
-                        let result = run(&dir, &key, now);
+                        // A panic in the verifier must not leave "running" set for ever.
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            run(&dir, &key, now)
+                        }))
+                        .unwrap_or_else(|_| Err(std::io::Error::other("the verifier panicked")));
                         let mut state = me.state.lock().unwrap_or_else(|p| p.into_inner());
                         state.running = None;
                         match result {

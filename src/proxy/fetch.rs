@@ -21,8 +21,11 @@ pub const MAX_PAGE: u64 = 4 * 1024 * 1024;
 pub struct Fetched {
     pub status: u16,
     pub content_type: Option<String>,
-    /// The body, decoded.
+    /// The body: decoded when the proxy would rewrite it, else as sent.
     pub body: Vec<u8>,
+    /// Whether the proxy would rewrite this answer (`crate::rewrite::rewritable`): with which declared charset,
+    /// or why not.
+    pub rewritable: Result<Option<&'static encoding_rs::Encoding>, &'static str>,
 }
 
 impl Proxy {
@@ -65,34 +68,22 @@ impl Proxy {
             .await
             .map_err(|e| format!("the origin could not be reached: {e}"))?;
         let status = resp.status().as_u16();
-        let head = resp.headers();
+        let head = resp.headers().clone();
         let content_type = head
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let coding = head
-            .get(header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
-            .map(str::to_string);
+        // What the proxy would do with this answer: rewrite it (with this charset and coding), or pass it on.
+        let verdict = crate::rewrite::rewritable(status, &head);
         let limits = crate::rewrite::codec::DecodeLimits {
             max_output: MAX_PAGE.min(self.settings.limits.max_decoded_body),
             max_ratio: self.settings.limits.max_decode_ratio,
         };
-        let mut decoder = match &coding {
-            None => None,
-            Some(c) => {
-                let Some(origin) = crate::rewrite::codec::Origin::from_token(c) else {
-                    return Err(format!(
-                        "the origin's page is encoded as `{c}`, which the proxy cannot decode"
-                    ));
-                };
-                Some(
-                    crate::rewrite::codec::Decoder::new(origin, limits)
-                        .map_err(|e| e.to_string())?,
-                )
-            }
+        let mut decoder = match verdict {
+            Ok((_, Some(coding))) => Some(
+                crate::rewrite::codec::Decoder::new(coding, limits).map_err(|e| e.to_string())?,
+            ),
+            _ => None,
         };
         let mut body = Vec::new();
         let mut stream = resp.into_body();
@@ -129,6 +120,7 @@ impl Proxy {
             status,
             content_type,
             body,
+            rewritable: verdict.map(|(charset, _)| charset),
         })
     }
 }

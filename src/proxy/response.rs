@@ -224,39 +224,7 @@ impl Proxy {
         ),
         &'static str,
     > {
-        if parts.status != StatusCode::OK {
-            return Err("skipped_status");
-        }
-        let ct = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mime = ct.split(';').next().unwrap_or("").trim();
-        if !mime.eq_ignore_ascii_case("text/html") {
-            return Err("skipped_not_html");
-        }
-        // One coding we can decode (or none); stacked or unknown codings pass through.
-        let mut coding = None;
-        for token in parts
-            .headers
-            .get_all(header::CONTENT_ENCODING)
-            .iter()
-            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
-        {
-            if token.trim().eq_ignore_ascii_case("identity") {
-                continue;
-            }
-            match crate::rewrite::codec::Origin::from_token(token) {
-                Some(c) if coding.is_none() => coding = Some(c),
-                _ => return Err("skipped_encoding"),
-            }
-        }
-        match crate::rewrite::charset(ct) {
-            Some(None) => Err("skipped_charset"),
-            Some(Some(enc)) => Ok((Some(enc), coding)),
-            None => Ok((None, coding)),
-        }
+        crate::rewrite::rewritable(parts.status.as_u16(), &parts.headers)
     }
 }
 

@@ -662,3 +662,50 @@ pub fn charset(content_type: &str) -> Option<Option<&'static encoding_rs::Encodi
 
 #[cfg(test)]
 mod tests;
+
+/// Whether an origin's answer (`status`, `headers`) is one the proxy rewrites — a 200 `text/html` in one coding
+/// it can decode and a charset it can read — and if so with which declared charset and coding; else why not
+/// (the metric's reason: `skipped_status`, `skipped_not_html`, `skipped_encoding`, `skipped_charset`). The
+/// proxy and the console's preview both ask this.
+pub fn rewritable(
+    status: u16,
+    headers: &http::HeaderMap,
+) -> Result<
+    (
+        Option<&'static encoding_rs::Encoding>,
+        Option<codec::Origin>,
+    ),
+    &'static str,
+> {
+    if status != 200 {
+        return Err("skipped_status");
+    }
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("text/html") {
+        return Err("skipped_not_html");
+    }
+    // One coding we can decode (or none); stacked or unknown codings pass through.
+    let mut coding = None;
+    for token in headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+    {
+        if token.trim().eq_ignore_ascii_case("identity") {
+            continue;
+        }
+        match codec::Origin::from_token(token) {
+            Some(c) if coding.is_none() => coding = Some(c),
+            _ => return Err("skipped_encoding"),
+        }
+    }
+    match charset(ct) {
+        Some(None) => Err("skipped_charset"),
+        Some(Some(enc)) => Ok((Some(enc), coding)),
+        None => Ok((None, coding)),
+    }
+}

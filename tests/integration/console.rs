@@ -189,6 +189,58 @@ async fn the_preview_runs_the_pipeline_over_the_origins_page_and_records_nothing
         "no fetch before the token is checked"
     );
 
+    // Made by another site (the browser holds the credentials): refused before any work, no fetch.
+    let addr = server.admin.unwrap();
+    for site in ["cross-site", "same-site"] {
+        let (resp, _) = get(
+            addr,
+            "/console/rules/preview?account=Acme&url=%2Flanding",
+            &[("authorization", bearer.as_str()), ("sec-fetch-site", site)],
+        )
+        .await;
+        assert_eq!(resp.status(), 403, "{site}");
+    }
+    let (resp, _) = get(
+        addr,
+        "/console/audit",
+        &[
+            ("authorization", bearer.as_str()),
+            ("sec-fetch-site", "same-origin"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status(), 200, "the console's own links");
+    // Only GET previews: a POST is refused without a fetch.
+    let resp = send(
+        addr,
+        request(
+            "POST",
+            "/console/rules/preview?account=Acme&url=%2Flanding",
+            &[("authorization", bearer.as_str())],
+            empty(),
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), 405);
+    assert_eq!(
+        origin.seen().len(),
+        before,
+        "no fetch for a refused request"
+    );
+
+    // An answer the proxy does not rewrite: said so, with the reason.
+    let (status, html, _) = console_get(
+        &server,
+        "/console/rules/preview?account=Acme&url=%2Flogo.svg",
+        Some(&bearer),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("pass it through unchanged (not text/html)"),
+        "{html}"
+    );
+
     // The empty form.
     let (status, html, _) = console_get(&server, "/console/rules/preview", Some(&bearer)).await;
     assert_eq!(status, 200);
