@@ -35,6 +35,9 @@ pub enum AuditCommand {
     /// Create or upgrade the PostgreSQL record store's schema (versioned, in one transaction, under an
     /// advisory lock; a schema newer than this Concierge is refused).
     Migrate(MigrateArgs),
+    /// Register an instance's checkpoint public key in the PostgreSQL record store: the key central
+    /// verification trusts for that instance's chains (a different key already registered is refused).
+    Register(RegisterArgs),
     /// Write N synthetic records through the writer, printing each acknowledged sequence number (crash tests,
     /// benchmarks).
     #[command(hide = true)]
@@ -93,6 +96,18 @@ impl PostgresArgs {
             None => Err("give --postgres URL or --config FILE with [audit.postgres]".into()),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub db: PostgresArgs,
+    /// The instance id (audit.instance, or the contents of <audit.dir>/instance).
+    #[arg(long, value_name = "ID")]
+    pub instance: String,
+    /// Its public key (FILE.pub from `audit keygen`, or the private key file).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -329,12 +344,64 @@ pub fn run(cmd: AuditCommand) -> ExitCode {
         AuditCommand::Export(a) => export(a),
         AuditCommand::Stats(a) => stats(a),
         AuditCommand::Migrate(a) => migrate(a),
+        AuditCommand::Register(a) => register(a),
         AuditCommand::Generate {
             dir,
             key,
             count,
             window,
         } => generate(&dir, &key, count, window),
+    }
+}
+
+fn register(a: RegisterArgs) -> ExitCode {
+    if !crate::audit::valid_instance(&a.instance) {
+        return usage(format!(
+            "--instance `{}` is not an instance id (1 to 64 letters, digits, '.', '_' or '-')",
+            a.instance
+        ));
+    }
+    let key = match PublicKey::load(&a.public_key) {
+        Ok(k) => k,
+        Err(e) => return usage(format!("--public-key {}: {e}", a.public_key.display())),
+    };
+    let db = match a.db.settings() {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let mut client = db.connect().await?;
+        crate::postgres::migrate(&mut client, &db.url).await?;
+        crate::postgres::register(&client, &db.url, &a.instance, &key).await
+    });
+    match result {
+        Ok(r) => {
+            println!(
+                "instance {} {} with key {}",
+                a.instance,
+                if r == crate::postgres::Registered::New {
+                    "registered"
+                } else {
+                    "was already registered"
+                },
+                key.encode()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -168,6 +168,54 @@ pub async fn migrate(client: &mut tokio_postgres::Client, url: &str) -> Result<M
     Ok(Migrated { from, to: known })
 }
 
+/// How registering an instance's key went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Registered {
+    New,
+    /// Already registered with this key.
+    Same,
+}
+
+/// Register `instance`'s checkpoint key, the one central verification will trust for its chains. A different
+/// key already registered for it is refused: a key is not replaced by whoever can reach the database.
+pub async fn register(
+    client: &tokio_postgres::Client,
+    url: &str,
+    instance: &str,
+    key: &crate::audit::keys::PublicKey,
+) -> Result<Registered, PgError> {
+    let e = db(url);
+    let encoded = key.encode();
+    let inserted = client
+        .execute(
+            "INSERT INTO concierge_instance (instance, public_key) VALUES ($1, $2) ON CONFLICT (instance) DO NOTHING",
+            &[&instance, &encoded],
+        )
+        .await
+        .map_err(&e)?;
+    if inserted == 1 {
+        return Ok(Registered::New);
+    }
+    let row = client
+        .query_one(
+            "SELECT public_key, registered_at::text FROM concierge_instance WHERE instance = $1",
+            &[&instance],
+        )
+        .await
+        .map_err(&e)?;
+    let (have, at): (String, String) = (row.get(0), row.get(1));
+    if have == encoded {
+        Ok(Registered::Same)
+    } else {
+        Err(PgError::Db {
+            at: shown(url),
+            reason: format!(
+                "instance `{instance}` is registered with another key ({have}, since {at}); it is not replaced"
+            ),
+        })
+    }
+}
+
 /// Load PEM roots, or the system's.
 fn roots(ca_file: Option<&Path>) -> Result<Arc<rustls::RootCertStore>, PgError> {
     let mut roots = rustls::RootCertStore::empty();

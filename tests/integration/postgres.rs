@@ -101,6 +101,58 @@ async fn the_schema_is_applied_once_and_rows_are_append_only() {
     assert!(err.contains("version 99, newer"), "{err}");
 }
 
+#[tokio::test]
+async fn an_instance_key_is_registered_once_and_never_replaced() {
+    let pg = Postgres::start();
+    let keys = tempfile::tempdir().unwrap();
+    let a = signing_key(&keys.path().join("a"));
+    let b = signing_key(&keys.path().join("b"));
+    let pub_a = concierge::audit::keys::public_path(&a);
+    let register = |key: &std::path::Path, instance: &str| {
+        concierge()
+            .args([
+                "audit",
+                "register",
+                "--postgres",
+                &pg.url(),
+                "--instance",
+                instance,
+            ])
+            .arg("--password-file")
+            .arg(pg.password_file())
+            .arg("--public-key")
+            .arg(key)
+            .output()
+            .unwrap()
+    };
+    let out = register(&pub_a, "web-1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("instance web-1 registered"));
+    let out = register(&pub_a, "web-1");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already registered"));
+    // Another key for the same instance: refused, the first one stays.
+    let out = register(&b, "web-1");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("registered with another key"), "{err}");
+    let out = register(&pub_a, "not an id");
+    assert_eq!(out.status.code(), Some(2));
+    let db = pg.client().await;
+    let rows = db
+        .query("SELECT instance, public_key FROM concierge_instance", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let expected = concierge::audit::keys::PublicKey::load(&pub_a)
+        .unwrap()
+        .encode();
+    assert_eq!(rows[0].get::<_, String>(1), expected);
+}
+
 #[test]
 fn a_bad_postgres_section_is_a_config_error() {
     for (section, says) in [
