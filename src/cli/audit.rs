@@ -38,6 +38,9 @@ pub enum AuditCommand {
     /// Register an instance's checkpoint public key in the PostgreSQL record store: the key central
     /// verification trusts for that instance's chains (a different key already registered is refused).
     Register(RegisterArgs),
+    /// Send the records and checkpoints of a local log that the record store does not hold yet, in order, in
+    /// transactions (a resend is harmless).
+    Ship(ShipArgs),
     /// Write N synthetic records through the writer, printing each acknowledged sequence number (crash tests,
     /// benchmarks).
     #[command(hide = true)]
@@ -96,6 +99,20 @@ impl PostgresArgs {
             None => Err("give --postgres URL or --config FILE with [audit.postgres]".into()),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ShipArgs {
+    /// The audit directory (default: audit.dir from --config, else ./audit).
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: PostgresArgs,
+    /// The instance the log belongs to (default: <dir>/instance).
+    #[arg(long, value_name = "ID")]
+    pub instance: Option<String>,
+    /// Records per transaction.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
 }
 
 #[derive(Debug, Args)]
@@ -345,12 +362,87 @@ pub fn run(cmd: AuditCommand) -> ExitCode {
         AuditCommand::Stats(a) => stats(a),
         AuditCommand::Migrate(a) => migrate(a),
         AuditCommand::Register(a) => register(a),
+        AuditCommand::Ship(a) => ship(a),
         AuditCommand::Generate {
             dir,
             key,
             count,
             window,
         } => generate(&dir, &key, count, window),
+    }
+}
+
+fn ship(a: ShipArgs) -> ExitCode {
+    let db = match a.db.settings() {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let config = settings(&a.db.config).ok().flatten();
+    let dir = a
+        .dir
+        .clone()
+        .or_else(|| config.as_ref().map(|s| s.audit.dir.clone()))
+        .unwrap_or_else(|| PathBuf::from("audit"));
+    if !dir.is_dir() {
+        return usage(format!("{} is not a directory", dir.display()));
+    }
+    let instance = match &a.instance {
+        Some(i) if crate::audit::valid_instance(i) => i.clone(),
+        Some(i) => return usage(format!("--instance `{i}` is not an instance id")),
+        None => match std::fs::read_to_string(dir.join(crate::audit::INSTANCE_FILE)) {
+            Ok(t) if crate::audit::valid_instance(t.trim()) => t.trim().to_string(),
+            _ => {
+                return usage(format!(
+                    "{} names no instance; give --instance ID",
+                    dir.join(crate::audit::INSTANCE_FILE).display()
+                ))
+            }
+        },
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let mut client = db.connect().await?;
+        crate::postgres::migrate(&mut client, &db.url).await?;
+        let mut out = Vec::new();
+        for stream in [AUDIT_STREAM, crate::audit::FEEDBACK_STREAM] {
+            let path = dir.join(stream);
+            if path.is_dir() {
+                let s = crate::postgres::ship::ship_stream(
+                    &mut client,
+                    &db.url,
+                    &instance,
+                    &path,
+                    a.batch as usize,
+                )
+                .await?;
+                out.push((stream, s));
+            }
+        }
+        Ok::<_, crate::postgres::PgError>(out)
+    });
+    match result {
+        Ok(streams) => {
+            for (stream, s) in streams {
+                println!(
+                    "{instance}/{stream}: {} record(s), {} checkpoint(s) shipped",
+                    s.records, s.checkpoints
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod ship;
 mod tls;
 
 /// `[audit.postgres]`, validated.
