@@ -144,6 +144,16 @@ pub struct VerifyArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Verify every instance's chains in the PostgreSQL record store instead, against the keys registered
+    /// there (`audit register`); the directory and --public-key are not used.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// With --postgres: a file holding the database password (else CONCIERGE_POSTGRES_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// With --postgres: PEM roots for the server's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -568,7 +578,142 @@ fn keygen(out: &Path, force: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `audit verify --postgres`: every instance from the database alone.
+fn verify_db(a: &VerifyArgs, url: &str) -> ExitCode {
+    if let Err(e) = url.parse::<tokio_postgres::Config>() {
+        return usage(format!("--postgres: not a PostgreSQL URL: {e}"));
+    }
+    let db = crate::postgres::PostgresSettings {
+        url: url.to_string(),
+        password_file: a.password_file.clone(),
+        ca_file: a.ca_file.clone(),
+    };
+    // A private scratch directory for the laid-out rows, removed at the end.
+    struct Scratch(PathBuf);
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let scratch = Scratch(
+        std::env::temp_dir().join(format!("concierge-verify-{}-{nanos}", std::process::id())),
+    );
+    if let Err(e) = std::fs::create_dir(&scratch.0) {
+        eprintln!("error: no scratch directory {}: {e}", scratch.0.display());
+        return ExitCode::FAILURE;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let client = db.connect().await?;
+        crate::postgres::verify::verify_all(&client, &db.url, &scratch.0).await
+    });
+    let reports = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut intact = !reports.is_empty();
+    if a.json {
+        let out: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|r| serde_json::json!({"instance": r.instance, "registered": r.report.is_some(), "report": r.report}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        intact &= reports
+            .iter()
+            .all(|r| r.report.as_ref().is_some_and(|r| r.intact));
+    } else {
+        for r in &reports {
+            match &r.report {
+                None => {
+                    intact = false;
+                    println!("instance {}: NOT VERIFIED — no key is registered for it (`concierge audit register`)", r.instance);
+                }
+                Some(report) => {
+                    println!("instance {}:", r.instance);
+                    print_streams(report);
+                    match report.first_problem() {
+                        None if report.intact => println!("  intact"),
+                        None => {
+                            intact = false;
+                            println!("  nothing to verify");
+                        }
+                        Some((stream, p)) => {
+                            intact = false;
+                            println!(
+                                "  TAMPERED: first bad record of instance {} in stream {stream}{}: {}",
+                                r.instance,
+                                p.seq.map(|s| format!(" at seq {s}")).unwrap_or_default(),
+                                p.what
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if reports.is_empty() {
+            println!("nothing to verify: the database holds no instance");
+        }
+    }
+    if intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_streams(report: &verify::Report) {
+    for s in &report.streams {
+        println!(
+            "stream {}: {} records in {} segment(s){}, {} signed checkpoint(s){}",
+            s.stream,
+            s.records,
+            s.segments,
+            match (s.first_seq, s.last_seq) {
+                (Some(a), Some(b)) => format!(" (seq {a}..={b})"),
+                _ => String::new(),
+            },
+            s.checkpoints,
+            s.last_signed_seq
+                .map(|q| format!(", last covers seq {q}"))
+                .unwrap_or_default()
+        );
+        if let Some(i) = &s.instance {
+            println!("  instance {i}");
+        }
+        if s.unsigned_tail > 0 {
+            println!(
+                "  {} record(s) after the last checkpoint are protected by the chain only",
+                s.unsigned_tail
+            );
+        }
+        for n in &s.notes {
+            println!("  note: {n}");
+        }
+        for p in &s.problems {
+            println!("  BAD {}: {}", p.at, p.what);
+        }
+    }
+}
+
 fn verify_cmd(a: VerifyArgs) -> ExitCode {
+    if let Some(url) = &a.postgres {
+        return verify_db(&a, url);
+    }
     let settings = match settings(&a.source.config) {
         Ok(s) => s,
         Err(e) => return usage(e),
@@ -601,37 +746,7 @@ fn verify_cmd(a: VerifyArgs) -> ExitCode {
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
-        for s in &report.streams {
-            println!(
-                "stream {}: {} records in {} segment(s){}, {} signed checkpoint(s){}",
-                s.stream,
-                s.records,
-                s.segments,
-                match (s.first_seq, s.last_seq) {
-                    (Some(a), Some(b)) => format!(" (seq {a}..={b})"),
-                    _ => String::new(),
-                },
-                s.checkpoints,
-                s.last_signed_seq
-                    .map(|q| format!(", last covers seq {q}"))
-                    .unwrap_or_default()
-            );
-            if let Some(i) = &s.instance {
-                println!("  instance {i}");
-            }
-            if s.unsigned_tail > 0 {
-                println!(
-                    "  {} record(s) after the last checkpoint are protected by the chain only",
-                    s.unsigned_tail
-                );
-            }
-            for n in &s.notes {
-                println!("  note: {n}");
-            }
-            for p in &s.problems {
-                println!("  BAD {}: {}", p.at, p.what);
-            }
-        }
+        print_streams(&report);
         match report.first_problem() {
             None if report.intact => println!("intact"),
             None => println!("nothing to verify in {}", dir.display()),

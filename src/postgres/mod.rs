@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 pub mod ship;
 mod tls;
+pub mod verify;
 
 /// `[audit.postgres]`, validated.
 #[derive(Debug, Clone)]

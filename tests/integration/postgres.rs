@@ -261,6 +261,115 @@ async fn shipping_sends_every_local_record_once_in_order_and_a_resend_is_harmles
     assert!(month.starts_with("concierge_record_2"), "{month}");
 }
 
+#[tokio::test]
+async fn central_verification_finds_rows_edited_deleted_swapped_or_forged() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let key = signing_key(&dir.path().join("keys"));
+    std::fs::create_dir_all(&log).unwrap();
+    std::fs::write(log.join("instance"), "web-2\n").unwrap();
+    let out = concierge()
+        .args(["audit", "generate"])
+        .arg(&log)
+        .arg("--key")
+        .arg(&key)
+        .args(["--count", "1100"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let pw = pg.password_file();
+    let run = |args: &[&str]| {
+        concierge()
+            .args(args)
+            .args(["--postgres", &pg.url()])
+            .arg("--password-file")
+            .arg(&pw)
+            .output()
+            .unwrap()
+    };
+    let ship = run(&["audit", "ship", log.to_str().unwrap()]);
+    assert!(
+        ship.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ship.stderr)
+    );
+    let verify = || {
+        let out = run(&["audit", "verify"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // Not registered: not verified (the database's own word about a key is not trusted).
+    let (code, text) = verify();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("instance web-2: NOT VERIFIED"), "{text}");
+    let public = concierge::audit::keys::public_path(&key);
+    let reg = run(&[
+        "audit",
+        "register",
+        "--instance",
+        "web-2",
+        "--public-key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(reg.status.success());
+    let (code, text) = verify();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("instance web-2:") && text.contains("intact"),
+        "{text}"
+    );
+
+    // A DBA with the owner's rights gets past the append-only triggers; the verifier still sees it.
+    let db = pg.client().await;
+    db.batch_execute("ALTER TABLE concierge_record DISABLE TRIGGER USER; ALTER TABLE concierge_checkpoint DISABLE TRIGGER USER")
+        .await
+        .unwrap();
+    // Each tampering inside a transaction rolled back afterwards, so the next starts from the intact rows.
+    for (what, sql, says) in [
+        (
+            "an edited row",
+            "UPDATE concierge_record SET line = replace(line, 'gen-500', 'gen-501') WHERE seq = 500",
+            "seq 500",
+        ),
+        ("a deleted row", "DELETE FROM concierge_record WHERE seq = 321", "seq 32"),
+        (
+            "two rows swapped",
+            "UPDATE concierge_record SET seq = -1 WHERE seq = 700; UPDATE concierge_record SET seq = 700 WHERE seq = 701; \
+             UPDATE concierge_record SET seq = 701 WHERE seq = -1",
+            "seq 70",
+        ),
+        (
+            "a forged checkpoint",
+            "UPDATE concierge_checkpoint SET line = replace(line, '\"sig\":\"', '\"sig\":\"AA') WHERE seq = (SELECT min(seq) FROM concierge_checkpoint)",
+            "signature",
+        ),
+        (
+            "a column that disagrees with its line",
+            "UPDATE concierge_record SET hash = repeat('0', 64) WHERE seq = 42",
+            "does not match its line",
+        ),
+    ] {
+        db.batch_execute(&format!("BEGIN; {sql}")).await.unwrap();
+        // Verification reads through its own connection: commit, check, then put the rows back by hand.
+        db.batch_execute("COMMIT").await.unwrap();
+        let (code, text) = verify();
+        assert_eq!(code, Some(1), "{what}: {text}");
+        assert!(text.contains("TAMPERED: first bad record of instance web-2"), "{what}: {text}");
+        assert!(text.contains(says), "{what} names where: {text}");
+        // Restore: re-ship from the intact local files after removing every row.
+        db.batch_execute("DELETE FROM concierge_record; DELETE FROM concierge_checkpoint")
+            .await
+            .unwrap();
+        let ship = run(&["audit", "ship", log.to_str().unwrap()]);
+        assert!(ship.status.success());
+        let (code, text) = verify();
+        assert_eq!(code, Some(0), "restored after {what}: {text}");
+    }
+}
+
 #[test]
 fn a_bad_postgres_section_is_a_config_error() {
     for (section, says) in [
