@@ -382,6 +382,15 @@ pub fn run(cmd: AuditCommand) -> ExitCode {
     }
 }
 
+/// A runtime for one database command (said on stderr when there is none).
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("error: {e}"))
+        .ok()
+}
+
 fn ship(a: ShipArgs) -> ExitCode {
     let db = match a.db.settings() {
         Ok(s) => s,
@@ -409,15 +418,8 @@ fn ship(a: ShipArgs) -> ExitCode {
             }
         },
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let result = rt.block_on(async {
         let mut client = db.connect().await?;
@@ -471,15 +473,8 @@ fn register(a: RegisterArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage(e),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let result = rt.block_on(async {
         let mut client = db.connect().await?;
@@ -512,15 +507,8 @@ fn migrate(a: MigrateArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage(e),
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let result = rt.block_on(async {
         let mut client = db.connect().await?;
@@ -605,15 +593,8 @@ fn verify_db(a: &VerifyArgs, url: &str) -> ExitCode {
         eprintln!("error: no scratch directory {}: {e}", scratch.0.display());
         return ExitCode::FAILURE;
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let result = rt.block_on(async {
         let client = db.connect().await?;

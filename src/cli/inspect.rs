@@ -226,7 +226,6 @@ fn print_explanation(
     json: bool,
 ) -> ExitCode {
     use crate::classify::Lookup;
-    use crate::rules::Verdict;
 
     let (view, settings, decided) = (o.view, o.settings, &o.decided);
     let (c, plan) = (&decided.classification, &decided.plan);
@@ -236,15 +235,6 @@ fn print_explanation(
         decided.describe(view, settings, p, a)
     };
     let record = &o.record;
-    let status = |v: &Verdict| -> (&'static str, String) {
-        match v {
-            Verdict::Applied => ("applied", String::new()),
-            Verdict::NotPermitted(w) => ("not permitted", w.clone()),
-            Verdict::NotMatched(w) => ("not matched", w.clone()),
-            Verdict::Overridden(w) => ("overridden", w.clone()),
-            Verdict::HeldOut(w) => ("held out", w.clone()),
-        }
-    };
     let warnings = &o.warnings;
     if json {
         let mut out = decided.explain(view, settings, ip, url, record.clone());
@@ -303,14 +293,14 @@ fn print_explanation(
     text.push(format!("           reasons: {}", d.reasons.join(", ")));
     text.push(format!("rules      version {}", plan.rules_version));
     for (p, v) in &plan.verdicts {
-        let (what, why) = status(v);
+        let (what, why) = v.label();
         text.push(format!(
             "  {what:<14} {:<36} {}",
             p.id,
             if why.is_empty() {
                 format!("({:?}, {:?})", p.scale, p.tier).to_lowercase()
             } else {
-                why
+                why.to_string()
             }
         ));
     }

@@ -119,12 +119,7 @@ pub(super) fn search_page(c: &Console, q: &Query) -> Reply {
         .and_then(|index| index.search(&f, (page - 1) * MAX_PAGE, MAX_PAGE, SCAN_LIMIT, SCAN_TIME))
     {
         Ok(found) => found,
-        Err(e) => {
-            return Reply::html(
-                500,
-                error_page("The log cannot be read", &format!("{}: {e}", dir.display())),
-            )
-        }
+        Err(e) => return super::view::unreadable(format!("{}: {e}", dir.display())),
     };
     let qs = query_string(q, None);
     let body = html! {
@@ -201,10 +196,7 @@ pub(super) fn export(c: &Console, q: &Query, format: Export) -> Reply {
         Ok(())
     };
     if let Err(e) = result {
-        return Reply::html(
-            500,
-            error_page("The log cannot be read", &format!("{}: {e}", dir.display())),
-        );
+        return super::view::unreadable(format!("{}: {e}", dir.display()));
     }
     if let Some(w) = csv {
         out = w.into_inner().unwrap_or_default();
@@ -357,12 +349,7 @@ pub(super) fn record_page(c: &Console, q: &Query) -> Reply {
     let dir = c.audit_dir().join(stream);
     let hit = match c.index(stream).and_then(|index| index.record(seq)) {
         Ok(hit) => hit,
-        Err(e) => {
-            return Reply::html(
-                500,
-                error_page("The log cannot be read", &format!("{}: {e}", dir.display())),
-            )
-        }
+        Err(e) => return super::view::unreadable(format!("{}: {e}", dir.display())),
     };
     let Some((line, v)) = hit else {
         return Reply::html(

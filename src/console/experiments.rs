@@ -4,7 +4,7 @@
 
 use maud::{html, Markup, PreEscaped};
 
-use super::view::{error_page, layout};
+use super::view::layout;
 use super::{Console, Query, Reply};
 use crate::experiments::report::{Builder, Filter, Floors};
 
@@ -73,9 +73,7 @@ pub(super) fn page(c: &Console, q: &Query) -> Reply {
     let builder = if since.is_none() && until.is_none() {
         match c.index(crate::audit::AUDIT_STREAM) {
             Ok(index) => index.experiments().clone(),
-            Err(e) => {
-                return Reply::html(500, error_page("The log cannot be read", &e.to_string()))
-            }
+            Err(e) => return super::view::unreadable(e),
         }
     } else {
         let mut builder = Builder::new(Filter {
@@ -86,10 +84,7 @@ pub(super) fn page(c: &Console, q: &Query) -> Reply {
         let dir = c.audit_dir().join(crate::audit::AUDIT_STREAM);
         if dir.is_dir() {
             if let Err(e) = builder.read_stream(&dir) {
-                return Reply::html(
-                    500,
-                    error_page("The log cannot be read", &format!("{}: {e}", dir.display())),
-                );
+                return super::view::unreadable(format!("{}: {e}", dir.display()));
             }
         }
         builder

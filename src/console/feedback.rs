@@ -5,7 +5,7 @@
 
 use maud::{html, Markup};
 
-use super::view::{count, error_page, layout};
+use super::view::{count, layout};
 use super::{Console, Query, Reply};
 use crate::feedback::report::{Builder, FeedbackDay, Filter};
 
@@ -100,9 +100,7 @@ pub(super) fn page(c: &Console, q: &Query) -> Reply {
     let builder = if since.is_none() && until.is_none() && account.is_none() && rule.is_none() {
         match c.index(crate::audit::FEEDBACK_STREAM) {
             Ok(index) => index.feedback().clone(),
-            Err(e) => {
-                return Reply::html(500, error_page("The log cannot be read", &e.to_string()))
-            }
+            Err(e) => return super::view::unreadable(e),
         }
     } else {
         let mut builder = Builder::new(Filter {
@@ -114,10 +112,7 @@ pub(super) fn page(c: &Console, q: &Query) -> Reply {
         let dir = c.audit_dir().join(crate::audit::FEEDBACK_STREAM);
         if dir.is_dir() {
             if let Err(e) = crate::audit::query::for_each(&dir, |_, v| builder.add(v)) {
-                return Reply::html(
-                    500,
-                    error_page("The log cannot be read", &format!("{}: {e}", dir.display())),
-                );
+                return super::view::unreadable(format!("{}: {e}", dir.display()));
             }
         }
         builder

@@ -336,7 +336,8 @@ pub(super) fn page(
                 div.scroll { table {
                     thead { tr { th scope="col" { "rule" } th scope="col" { "file" } th scope="col" { "scale" } th scope="col" { "tier" } th scope="col" { "verdict" } th scope="col" { "why" } } }
                     tbody { @for c in &explained.candidates {
-                        @let (what, why, ok) = verdict(c.verdict);
+                        @let (what, why) = c.verdict.label();
+                        @let ok = matches!(c.verdict, crate::rules::Verdict::Applied);
                         tr {
                             td { code { (c.id) } }
                             td { code { (std::path::Path::new(&c.file).file_name().map(|f| f.to_string_lossy()).unwrap_or_default()) } }
@@ -497,17 +498,6 @@ fn company(l: &crate::classify::Lookup) -> Markup {
             Lookup::Matched(m) => { strong { (m.company.name) } @if let Some(d) = &m.company.domain { " (" (d) ")" } @if m.company.account { " — target account" } },
             Lookup::NoCompany(_) => span.muted { "no company for this address" },
         }
-    }
-}
-
-fn verdict(v: &crate::rules::Verdict) -> (&'static str, String, bool) {
-    use crate::rules::Verdict;
-    match v {
-        Verdict::Applied => ("applied", String::new(), true),
-        Verdict::NotPermitted(w) => ("not permitted", w.clone(), false),
-        Verdict::NotMatched(w) => ("not matched", w.clone(), false),
-        Verdict::Overridden(w) => ("overridden", w.clone(), false),
-        Verdict::HeldOut(w) => ("held out", w.clone(), false),
     }
 }
 

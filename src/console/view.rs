@@ -103,6 +103,11 @@ pub(crate) fn error_page(title: &str, message: &str) -> String {
     layout(title, "", html! { p.notice.bad role="alert" { (message) } })
 }
 
+/// The answer when the log cannot be read (`what`: the path and the error).
+pub(super) fn unreadable(what: impl std::fmt::Display) -> super::Reply {
+    super::Reply::html(500, error_page("The log cannot be read", &what.to_string()))
+}
+
 /// `intact` / `TAMPERED`-style status marks.
 pub(super) fn status(ok: bool, yes: &str, no: &str) -> Markup {
     html! {

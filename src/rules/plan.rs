@@ -68,6 +68,19 @@ pub enum Verdict {
     HeldOut(String),
 }
 
+impl Verdict {
+    /// The verdict in words and why (empty for `applied`), as `explain` and the console's preview show it.
+    pub fn label(&self) -> (&'static str, &str) {
+        match self {
+            Verdict::Applied => ("applied", ""),
+            Verdict::NotPermitted(w) => ("not permitted", w),
+            Verdict::NotMatched(w) => ("not matched", w),
+            Verdict::Overridden(w) => ("overridden", w),
+            Verdict::HeldOut(w) => ("held out", w),
+        }
+    }
+}
+
 /// The plan for one response: the actions to apply, and the verdict on every candidate.
 /// Borrows from the [`RuleSet`] it was made from: planning copies nothing.
 #[derive(Debug, Clone, Default)]

@@ -353,8 +353,6 @@ async fn the_banner_and_the_choices_page_work_for_every_visitor() {
 async fn the_console_works_in_a_browser_for_marketers_and_reviewers() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("console.token");
-    std::fs::write(&token, CONSOLE_TOKEN).unwrap();
     let experiments = dir.path().join("rules/experiments");
     std::fs::create_dir_all(&experiments).unwrap();
     std::fs::write(
@@ -367,10 +365,7 @@ async fn the_console_works_in_a_browser_for_marketers_and_reviewers() {
         &origin,
         dir.path(),
         ACME,
-        &format!(
-            "{BROWSER_IN_CALIFORNIA}[console]\nenabled = true\ntoken_file = \"{}\"\n",
-            token.display()
-        ),
+        &format!("{BROWSER_IN_CALIFORNIA}{}", console_section(dir.path())),
     )
     .await;
     let addr = server.listeners[0];

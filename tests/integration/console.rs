@@ -2,7 +2,7 @@
 
 use crate::support::*;
 
-const TOKEN: &str = "console-token-0123456789abcdef0123456789";
+const TOKEN: &str = CONSOLE_TOKEN;
 
 async fn console_get(
     server: &concierge::app::Server,
@@ -26,19 +26,8 @@ async fn console_get(
 async fn the_console_needs_its_token_on_every_route_and_serves_its_pages() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("console.token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let account = "[account]\ndomain = \"acme.example\"\nname = \"Acme\"\nnetworks = [\"127.0.10.0/24\"]\n\n[[personalization]]\nid = \"hero\"\ntier = \"firmographic\"\n\n[[personalization.action]]\nselect = \"h1.hero\"\nset_text = \"Hi {{ company.name }}\"\n";
-    let server = audited_proxy(
-        &origin,
-        dir.path(),
-        account,
-        &format!(
-            "[console]\nenabled = true\ntoken_file = \"{}\"\n",
-            token_file.display()
-        ),
-    )
-    .await;
+    let server = audited_proxy(&origin, dir.path(), account, &console_section(dir.path())).await;
     // Something to find: a personalized page and its record.
     let (resp, _) = get_from(
         "127.0.10.5",
@@ -160,19 +149,8 @@ async fn the_console_needs_its_token_on_every_route_and_serves_its_pages() {
 async fn the_preview_runs_the_pipeline_over_the_origins_page_and_records_nothing() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("console.token");
-    std::fs::write(&token_file, TOKEN).unwrap();
     let account = "[account]\ndomain = \"acme.example\"\nname = \"Acme\"\nnetworks = [\"127.0.10.0/24\"]\n\n[[personalization]]\nid = \"hero\"\ntier = \"firmographic\"\npaths = [\"/landing\"]\n\n[[personalization.action]]\nselect = \"h1.hero\"\nset_text = \"Hi <{{ company.name }}>\"\n";
-    let server = audited_proxy(
-        &origin,
-        dir.path(),
-        account,
-        &format!(
-            "[console]\nenabled = true\ntoken_file = \"{}\"\n",
-            token_file.display()
-        ),
-    )
-    .await;
+    let server = audited_proxy(&origin, dir.path(), account, &console_section(dir.path())).await;
     let bearer = format!("Bearer {TOKEN}");
     // Without the token: 401, and the origin is not asked for anything.
     let before = origin.seen().len();

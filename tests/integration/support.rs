@@ -913,21 +913,29 @@ pub async fn get_from(
 /// The console's token in the tests.
 pub const CONSOLE_TOKEN: &str = "console-token-0123456789abcdef0123456789";
 
+/// `[console]` on, its token ([`CONSOLE_TOKEN`], with a line feed as `openssl rand -hex 32 > file` writes
+/// it) in `dir/console.token`.
+pub fn console_section(dir: &Path) -> String {
+    let token = dir.join("console.token");
+    std::fs::write(&token, format!("{CONSOLE_TOKEN}\n")).expect("token file");
+    format!(
+        "[console]\nenabled = true\ntoken_file = \"{}\"\n",
+        token.display()
+    )
+}
+
 /// A proxy over the rules (`dir/rules`) and the log (`dir/log`, its key under `dir/keys`) another test proxy
 /// wrote, with the console on (geo: everything in California).
 pub async fn console_proxy(origin: &Origin, dir: &Path) -> Server {
-    let token = dir.join("console.token");
-    std::fs::write(&token, CONSOLE_TOKEN).expect("token file");
     proxy(
         &origin.url(),
         &format!(
-            "[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\n\
-             [console]\nenabled = true\ntoken_file = \"{}\"\n\
+            "[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\n{}\
              [[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"US\"\nsubdivision = \"CA\"\n",
             dir.join("rules").display(),
             dir.join("log").display(),
             signing_key(&dir.join("keys")).display(),
-            token.display()
+            console_section(dir)
         ),
     )
     .await
