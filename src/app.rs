@@ -45,6 +45,8 @@ pub enum StartError {
     Audit(#[from] crate::audit::AuditError),
     #[error("consent.cookie_key: {0}")]
     CookieKey(#[from] crate::consent::first_party::CookieKeyError),
+    #[error("audit.postgres: cannot start the shipper: {0}")]
+    Shipper(String),
 }
 
 /// One error per line, indented under the heading of a [`StartError`].
@@ -82,6 +84,7 @@ pub struct Server {
     admin_task: Option<JoinHandle<()>>,
     audit: Arc<crate::audit::Audit>,
     access_log: Option<crate::accesslog::AccessLog>,
+    shipper: Option<crate::postgres::shipper::Shipper>,
 }
 
 impl Server {
@@ -90,6 +93,18 @@ impl Server {
         let metrics = Metrics::new();
         let audit = crate::audit::Audit::open(&settings.audit, Some(metrics.clone()))?;
         let audit_dir = settings.audit.dir.clone();
+        // The record store's shipper: its own thread; serving never waits on it.
+        let shipper = match (&settings.audit.postgres, &audit.shipping) {
+            (Some(db), Some(shipping)) => {
+                tracing::info!(store = %crate::postgres::shown(&db.url), instance = %shipping.instance, "shipping records to the record store");
+                Some(
+                    crate::postgres::shipper::Shipper::start(db.clone(), shipping, metrics.ship())
+                        .map_err(|e| StartError::Shipper(e.to_string()))?,
+                )
+            }
+            _ => None,
+        };
+        let records_health = shipper.as_ref().map(|s| s.health.clone());
         settings.consent.load_keys(&audit_dir, true)?;
         let settings = Arc::new(settings);
         let loaded = crate::sources::Sources::load(&settings.firmographics, &settings.rules_dir)
@@ -258,6 +273,7 @@ impl Server {
                 listener,
                 metrics.clone(),
                 ready.clone(),
+                records_health,
                 console.map(|c| (c, proxy.clone())),
             ))
         });
@@ -277,6 +293,7 @@ impl Server {
             admin_task,
             audit,
             access_log,
+            shipper,
         })
     }
 
@@ -320,6 +337,12 @@ impl Server {
         // Everything queued is written, and a final checkpoint signs it.
         let audit = self.audit.clone();
         let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
+        // What the flush wrote goes to the record store too, if it is reachable within a few seconds (else it
+        // is shipped at the next start).
+        if let Some(shipper) = self.shipper.take() {
+            let _ =
+                tokio::task::spawn_blocking(move || shipper.finish(Duration::from_secs(5))).await;
+        }
         if let Some(log) = self.access_log.take() {
             let _ = tokio::task::spawn_blocking(move || log.stop()).await;
         }
@@ -459,6 +482,7 @@ async fn serve_admin(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    records: Option<Arc<crate::postgres::shipper::Health>>,
     console: Option<(Arc<crate::console::Console>, Arc<Proxy>)>,
 ) {
     loop {
@@ -468,6 +492,7 @@ async fn serve_admin(
         };
         let metrics = metrics.clone();
         let ready = ready.clone();
+        let records = records.clone();
         let console = console.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
@@ -475,7 +500,7 @@ async fn serve_admin(
                 let for_console = path == "/console" || path.starts_with("/console/");
                 let console = console.clone().filter(|_| for_console);
                 let immediate = match &console {
-                    None => Some(admin_response(path, &metrics, &ready)),
+                    None => Some(admin_response(path, &metrics, &ready, records.as_deref())),
                     Some(_) => None,
                 };
                 async move {
@@ -594,8 +619,34 @@ async fn console_response(
     resp
 }
 
-fn admin_response(path: &str, metrics: &Metrics, ready: &AtomicBool) -> Response<ResponseBody> {
+fn admin_response(
+    path: &str,
+    metrics: &Metrics,
+    ready: &AtomicBool,
+    records: Option<&crate::postgres::shipper::Health>,
+) -> Response<ResponseBody> {
     let (status, ctype, body) = match path {
+        // Whether records reach the record store; never part of /readyz (serving does not depend on it).
+        "/healthz/records" => match records {
+            None => (
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                "ok: no record store is configured ([audit.postgres]); records are kept in the local log only\n"
+                    .to_string(),
+            ),
+            Some(h) => {
+                let (healthy, text) = h.status();
+                (
+                    if healthy {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    },
+                    "text/plain; charset=utf-8",
+                    text,
+                )
+            }
+        },
         "/healthz" => (
             StatusCode::OK,
             "text/plain; charset=utf-8",
@@ -619,7 +670,7 @@ fn admin_response(path: &str, metrics: &Metrics, ready: &AtomicBool) -> Response
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
-            "not found; try /healthz, /readyz or /metrics\n".into(),
+            "not found; try /healthz, /readyz, /healthz/records or /metrics\n".into(),
         ),
     };
     let mut resp = Response::new(ResponseBody::full(body));

@@ -125,6 +125,50 @@ pub struct Metrics {
     rate_limited: Family<EndpointLabel, Counter>,
     experiment_records: Family<ExperimentRecordLabel, Counter>,
     conversions_unrecorded: Family<ReasonLabel, Counter>,
+    ship: ShipMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabel {
+    stream: &'static str,
+}
+
+/// The record store shipper's metrics (`[audit.postgres]`).
+#[derive(Clone, Default)]
+pub struct ShipMetrics {
+    lag_records: Family<StreamLabel, Gauge>,
+    lag_seconds: Gauge,
+    shipped: Family<StreamLabel, Counter>,
+    errors: Counter,
+    up: Gauge,
+}
+
+impl ShipMetrics {
+    /// After a run: the stream's records written but not in the store.
+    pub fn lag(&self, stream: &'static str, records: u64) {
+        self.lag_records
+            .get_or_create(&StreamLabel { stream })
+            .set(records.min(i64::MAX as u64) as i64);
+    }
+
+    /// Seconds since the oldest unshipped record was seen waiting (0: none waits).
+    pub fn lag_seconds(&self, seconds: u64) {
+        self.lag_seconds.set(seconds.min(i64::MAX as u64) as i64);
+    }
+
+    pub fn shipped(&self, stream: &'static str, records: u64) {
+        self.shipped
+            .get_or_create(&StreamLabel { stream })
+            .inc_by(records);
+    }
+
+    /// One run ended: reached the store (`true`) or failed.
+    pub fn run(&self, ok: bool) {
+        self.up.set(i64::from(ok));
+        if !ok {
+            self.errors.inc();
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -300,6 +344,32 @@ impl Metrics {
             "Bytes of origin responses held by the origin-response cache (bounded by cache.max_bytes)",
             origin_cache_bytes.clone(),
         );
+        let ship = ShipMetrics::default();
+        registry.register(
+            "audit_ship_lag_records",
+            "Records written to the local log but not yet in the record store ([audit.postgres]), by stream",
+            ship.lag_records.clone(),
+        );
+        registry.register(
+            "audit_ship_lag_seconds",
+            "How long records have been waiting to be shipped to the record store (0: none waits)",
+            ship.lag_seconds.clone(),
+        );
+        registry.register(
+            "audit_shipped_records",
+            "Records shipped to the record store, by stream (a resend of rows it holds is not counted)",
+            ship.shipped.clone(),
+        );
+        registry.register(
+            "audit_ship_errors",
+            "Shipping runs that failed (the database unreachable, refused, or a local file unreadable)",
+            ship.errors.clone(),
+        );
+        registry.register(
+            "audit_ship_up",
+            "1 when the last shipping run reached the record store, 0 when it failed",
+            ship.up.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -331,6 +401,7 @@ impl Metrics {
             rate_limited,
             experiment_records,
             conversions_unrecorded,
+            ship,
         })
     }
 
@@ -468,6 +539,11 @@ impl Metrics {
     }
 
     /// The counter the access log's writer counts dropped lines in.
+    /// Handles for the record store's shipper.
+    pub fn ship(&self) -> ShipMetrics {
+        self.ship.clone()
+    }
+
     pub fn access_log_dropped(&self) -> Counter {
         self.access_log_dropped.clone()
     }

@@ -338,6 +338,26 @@ pub struct Audit {
     /// `audit.record_refusals`: a decision record also for pages where the Decision withheld the firmographic
     /// tier and nothing else would be recorded.
     pub record_refusals: bool,
+    /// With `[audit.postgres]`: what the shipper needs of the writers.
+    pub shipping: Option<Shipping>,
+}
+
+/// What the record store's shipper reads of this instance's log: its id and key, and per stream the writer's
+/// progress and the retention guard the shipper keeps current.
+pub struct Shipping {
+    pub instance: String,
+    pub public_key: keys::PublicKey,
+    pub streams: Vec<ShippedStream>,
+}
+
+pub struct ShippedStream {
+    pub name: &'static str,
+    /// `<audit.dir>/<name>`.
+    pub dir: std::path::PathBuf,
+    /// `borrow().0`: every seq below it is in the file.
+    pub written: tokio::sync::watch::Receiver<(u64, u64, bool)>,
+    /// The first seq the store does not hold (retention keeps it and everything after).
+    pub keep_from: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Without `audit.signing_key`: the key at `<dir>/signing.key`, created on first start (with
@@ -426,6 +446,7 @@ impl Audit {
         settings: &crate::config::AuditSettings,
         metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> Result<Arc<Audit>, AuditError> {
+        let mut shipping = None;
         let (records, feedback): (Arc<dyn gate::Sink>, Arc<dyn gate::Sink>) = match settings.sink {
             SinkKind::File => {
                 let key = Arc::new(match &settings.signing_key {
@@ -434,16 +455,50 @@ impl Audit {
                 });
                 let instance = instance_id(&settings.dir, settings.instance.as_deref())?;
                 tracing::info!(instance = %instance, "audit instance");
-                let options = |stream: &str| writer::Options {
-                    instance: Some(instance.clone()),
-                    ..settings.writer_options(stream)
+                let guard = || {
+                    settings
+                        .postgres
+                        .is_some()
+                        .then(|| Arc::new(std::sync::atomic::AtomicU64::new(0)))
                 };
+                let (records_guard, feedback_guard) = (guard(), guard());
+                let options =
+                    |stream: &str, keep_from: &Option<Arc<std::sync::atomic::AtomicU64>>| {
+                        writer::Options {
+                            instance: Some(instance.clone()),
+                            keep_from: keep_from.clone(),
+                            ..settings.writer_options(stream)
+                        }
+                    };
                 // Each writer thread ends once every handle is dropped, after writing what is queued; nothing
                 // joins it.
-                let (records, _) =
-                    writer::Writer::open(&settings.dir, key.clone(), options(AUDIT_STREAM))?;
-                let (feedback, _) =
-                    writer::Writer::open(&settings.dir, key, options(FEEDBACK_STREAM))?;
+                let (records, _) = writer::Writer::open(
+                    &settings.dir,
+                    key.clone(),
+                    options(AUDIT_STREAM, &records_guard),
+                )?;
+                let (feedback, _) = writer::Writer::open(
+                    &settings.dir,
+                    key.clone(),
+                    options(FEEDBACK_STREAM, &feedback_guard),
+                )?;
+                if let (Some(r), Some(f)) = (records_guard, feedback_guard) {
+                    let stream =
+                        |name: &'static str, w: &writer::Writer, keep_from| ShippedStream {
+                            name,
+                            dir: settings.dir.join(name),
+                            written: w.progress(),
+                            keep_from,
+                        };
+                    shipping = Some(Shipping {
+                        instance: instance.clone(),
+                        public_key: key.public(),
+                        streams: vec![
+                            stream(AUDIT_STREAM, &records, r),
+                            stream(FEEDBACK_STREAM, &feedback, f),
+                        ],
+                    });
+                }
                 (Arc::new(records), Arc::new(feedback))
             }
             SinkKind::DiscardForBenchmarks => {
@@ -458,6 +513,7 @@ impl Audit {
             pseudonymizer: Pseudonymizer::new(settings.client, settings.client_key_rotation),
             tally: tally::Tally::default(),
             record_refusals: settings.record_refusals,
+            shipping,
         }))
     }
 

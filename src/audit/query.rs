@@ -253,10 +253,13 @@ impl Stats {
         let bump =
             |m: &mut BTreeMap<String, u64>, k: &str| *m.entry(k.to_string()).or_default() += 1;
         if let Some(t) = v["time"].as_str() {
-            if self.first_time.is_none() {
+            // Order-independent: the records of several instances come in any order.
+            if self.first_time.as_deref().is_none_or(|f| t < f) {
                 self.first_time = Some(t.to_string());
             }
-            self.last_time = Some(t.to_string());
+            if self.last_time.as_deref().is_none_or(|l| t > l) {
+                self.last_time = Some(t.to_string());
+            }
         }
         match v["type"].as_str() {
             Some("decision") => {

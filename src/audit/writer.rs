@@ -61,6 +61,10 @@ pub struct Options {
     pub retention: Duration,
     /// The instance this chain belongs to, named (and signed) in every checkpoint.
     pub instance: Option<String>,
+    /// With a record store: the first sequence number it does not hold yet (kept current by the shipper).
+    /// Retention keeps every segment holding a record at or after it, so a record the store lacks is never
+    /// deleted; starts at 0 (keep everything) until the shipper knows better.
+    pub keep_from: Option<Arc<AtomicU64>>,
 }
 
 impl Options {
@@ -77,6 +81,7 @@ impl Options {
             segment_age: Duration::from_secs(24 * 3600),
             retention: Duration::from_secs(400 * 24 * 3600),
             instance: None,
+            keep_from: None,
         }
     }
 }
@@ -473,6 +478,12 @@ impl Writer {
         } else {
             Err(Refused::Stopped)
         }
+    }
+
+    /// How far the writer got, without keeping it alive: `borrow().0` is the sequence number below which
+    /// every record is in the file (the shipper's lag is measured against it).
+    pub fn progress(&self) -> tokio::sync::watch::Receiver<(u64, u64, bool)> {
+        self.handle.shared.written.subscribe()
     }
 
     /// [`Writer::written`] for threads outside the async runtime; Err(Failing) after `timeout`.
@@ -946,8 +957,19 @@ impl State {
         let Ok(segments) = chain::segments(&self.dir) else {
             return;
         };
-        for (first, path) in segments {
+        let keep_from = self
+            .options
+            .keep_from
+            .as_ref()
+            .map(|k| k.load(Ordering::Acquire));
+        let firsts: Vec<u64> = segments.iter().map(|(f, _)| *f).collect();
+        for (i, (first, path)) in segments.into_iter().enumerate() {
             if first >= self.first {
+                break;
+            }
+            // A segment holding a record the record store does not have yet stays.
+            let next_first = firsts.get(i + 1).copied().unwrap_or(self.first);
+            if keep_from.is_some_and(|k| next_first > k) {
                 break;
             }
             let old = std::fs::metadata(&path)

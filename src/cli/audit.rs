@@ -8,10 +8,12 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::records::ReadSource;
 use crate::audit::keys::{PublicKey, SigningKey};
 use crate::audit::query::{self, Filter};
 use crate::audit::{verify, AUDIT_STREAM};
 use crate::config::{Overrides, Settings};
+use crate::postgres::read::{Order, Pushdown};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -86,11 +88,11 @@ impl PostgresArgs {
         if let Some(url) = &self.postgres {
             url.parse::<tokio_postgres::Config>()
                 .map_err(|e| format!("--postgres: not a PostgreSQL URL: {e}"))?;
-            return Ok(crate::postgres::PostgresSettings {
-                url: url.clone(),
-                password_file: self.password_file.clone(),
-                ca_file: self.ca_file.clone(),
-            });
+            return Ok(crate::postgres::PostgresSettings::for_url(
+                url,
+                self.password_file.clone(),
+                self.ca_file.clone(),
+            ));
         }
         match settings(&self.config)? {
             Some(s) => s.audit.postgres.clone().ok_or_else(|| {
@@ -191,7 +193,7 @@ pub struct Window {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     #[command(flatten)]
-    pub source: Source,
+    pub source: ReadSource,
     #[command(flatten)]
     pub window: Window,
     #[arg(long, value_enum, default_value = "jsonl")]
@@ -201,7 +203,7 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     #[command(flatten)]
-    pub source: Source,
+    pub source: ReadSource,
     #[command(flatten)]
     pub window: Window,
     /// Print JSON instead of a table.
@@ -225,7 +227,7 @@ pub enum ReportFormat {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     #[command(flatten)]
-    pub source: Source,
+    pub source: ReadSource,
     /// From this time on (2026-11-24 or RFC 3339).
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
@@ -257,10 +259,10 @@ fn report(a: ReportArgs) -> ExitCode {
         (Ok(s), Ok(u)) => (s, u),
         (Err(e), _) | (_, Err(e)) => return usage(e),
     };
-    let root = audit_dir(&a.source, &settings);
-    if !root.is_dir() {
-        return usage(format!("{} is not a directory", root.display()));
-    }
+    let records = match a.source.open(&settings) {
+        Ok(r) => r,
+        Err(e) => return usage(e),
+    };
     let mut builder = crate::feedback::report::Builder::new(crate::feedback::report::Filter {
         since,
         until,
@@ -268,12 +270,15 @@ fn report(a: ReportArgs) -> ExitCode {
         rule: a.rule.clone(),
     });
     let rule_filter = a.rule;
-    let dir = root.join(crate::audit::FEEDBACK_STREAM);
-    if dir.is_dir() {
-        if let Err(e) = query::for_each(&dir, |_, v| builder.add(v)) {
-            eprintln!("error: {}: {e}", dir.display());
-            return ExitCode::FAILURE;
-        }
+    // Not narrowed: the report names every rule the records know, whatever the window.
+    if let Err(e) = records.values(
+        crate::audit::FEEDBACK_STREAM,
+        &Pushdown::default(),
+        Order::Any,
+        |_, v| builder.add(v),
+    ) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
     }
     if let Some(rule) = &rule_filter {
         let current = settings
@@ -362,6 +367,22 @@ fn filter(w: &Window) -> Result<Filter, String> {
         consent: w.consent.clone(),
         request_id: w.request_id.clone(),
     })
+}
+
+/// What the store can narrow a [`Filter`] by (the filter still judges every line).
+fn pushdown(f: &Filter) -> Pushdown {
+    Pushdown {
+        since: f.since.clone(),
+        until: f.until.clone(),
+        types: f
+            .kind
+            .iter()
+            .cloned()
+            .chain((f.account.is_some() || f.decision.is_some()).then(|| "decision".to_string()))
+            .collect(),
+        consent_id: f.consent.clone(),
+        request_id: f.request_id.clone(),
+    }
 }
 
 pub fn run(cmd: AuditCommand) -> ExitCode {
@@ -571,11 +592,8 @@ fn verify_db(a: &VerifyArgs, url: &str) -> ExitCode {
     if let Err(e) = url.parse::<tokio_postgres::Config>() {
         return usage(format!("--postgres: not a PostgreSQL URL: {e}"));
     }
-    let db = crate::postgres::PostgresSettings {
-        url: url.to_string(),
-        password_file: a.password_file.clone(),
-        ca_file: a.ca_file.clone(),
-    };
+    let db =
+        crate::postgres::PostgresSettings::for_url(url, a.password_file.clone(), a.ca_file.clone());
     // A private scratch directory for the laid-out rows, removed at the end.
     struct Scratch(PathBuf);
     impl Drop for Scratch {
@@ -753,7 +771,11 @@ fn export(a: ExportArgs) -> ExitCode {
         Ok(f) => f,
         Err(e) => return usage(e),
     };
-    let dir = audit_dir(&a.source, &settings).join(AUDIT_STREAM);
+    let records = match a.source.open(&settings) {
+        Ok(r) => r,
+        Err(e) => return usage(e),
+    };
+    let push = pushdown(&f);
     let stdout = std::io::stdout();
     let out = std::io::BufWriter::new(stdout.lock());
     let mut failed: Option<String> = None;
@@ -761,7 +783,7 @@ fn export(a: ExportArgs) -> ExitCode {
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             let _ = w.write_record(query::CSV_COLUMNS);
-            let r = query::for_each(&dir, |_, v| {
+            let r = records.values(AUDIT_STREAM, &push, Order::Time, |_, v| {
                 if failed.is_none() && f.matches(v) {
                     if let Err(e) = w.write_record(query::csv_row(v)) {
                         failed = Some(e.to_string());
@@ -775,7 +797,7 @@ fn export(a: ExportArgs) -> ExitCode {
         }
         Format::Jsonl => {
             let mut out = out;
-            let r = query::for_each(&dir, |line, v| {
+            let r = records.values(AUDIT_STREAM, &push, Order::Time, |line, v| {
                 if failed.is_none() && f.matches(v) {
                     if let Err(e) = out.write_all(line).and_then(|()| out.write_all(b"\n")) {
                         failed = Some(e.to_string());
@@ -788,14 +810,11 @@ fn export(a: ExportArgs) -> ExitCode {
             r
         }
     };
-    match result
-        .map_err(|e| e.to_string())
-        .and(failed.map_or(Ok(()), Err))
-    {
+    match result.and(failed.map_or(Ok(()), Err)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.contains("Broken pipe") => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}: {e}", dir.display());
+            eprintln!("error: {}: {e}", records.describe());
             ExitCode::FAILURE
         }
     }
@@ -810,14 +829,17 @@ fn stats(a: StatsArgs) -> ExitCode {
         Ok(f) => f,
         Err(e) => return usage(e),
     };
-    let dir = audit_dir(&a.source, &settings).join(AUDIT_STREAM);
+    let records = match a.source.open(&settings) {
+        Ok(r) => r,
+        Err(e) => return usage(e),
+    };
     let mut stats = query::Stats::default();
-    if let Err(e) = query::for_each(&dir, |_, v| {
+    if let Err(e) = records.values(AUDIT_STREAM, &pushdown(&f), Order::Any, |_, v| {
         if f.matches(v) {
             stats.add(v);
         }
     }) {
-        eprintln!("error: {}: {e}", dir.display());
+        eprintln!("error: {}: {e}", records.describe());
         return ExitCode::FAILURE;
     }
     if a.json {

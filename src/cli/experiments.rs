@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::audit::{audit_dir, settings, time, usage, Source};
+use super::audit::{settings, time, usage};
+use super::records::ReadSource;
 use crate::experiments::report::{Builder, Filter, Floors};
+use crate::postgres::read::{Order, Pushdown};
 
 #[derive(Debug, Subcommand)]
 pub enum ExperimentsCommand {
@@ -28,7 +30,7 @@ pub enum Format {
 #[derive(Debug, Args)]
 pub struct ExperimentsReportArgs {
     #[command(flatten)]
-    pub source: Source,
+    pub source: ReadSource,
     /// Only this experiment.
     #[arg(long, value_name = "ID")]
     pub experiment: Option<String>,
@@ -69,10 +71,10 @@ fn report(a: ExperimentsReportArgs) -> ExitCode {
             a.mde
         ));
     }
-    let root = audit_dir(&a.source, &settings);
-    if !root.is_dir() {
-        return usage(format!("{} is not a directory", root.display()));
-    }
+    let records = match a.source.open(&settings) {
+        Ok(r) => r,
+        Err(e) => return usage(e),
+    };
     let mut floors = Floors {
         mde: a.mde,
         ..Floors::default()
@@ -81,17 +83,22 @@ fn report(a: ExperimentsReportArgs) -> ExitCode {
         floors.min_accounts = s.experiments.min_accounts;
         floors.min_exposures = s.experiments.min_exposures;
     }
+    let push = Pushdown {
+        since: since.clone(),
+        until: until.clone(),
+        types: vec!["exposure".into(), "conversion".into()],
+        ..Pushdown::default()
+    };
     let mut builder = Builder::new(Filter {
         since,
         until,
         experiment: a.experiment.clone(),
     });
-    let dir = root.join(crate::audit::AUDIT_STREAM);
-    if dir.is_dir() {
-        if let Err(e) = builder.read_stream(&dir) {
-            eprintln!("error: {}: {e}", dir.display());
-            return ExitCode::FAILURE;
-        }
+    if let Err(e) = records.lines(crate::audit::AUDIT_STREAM, &push, Order::Any, |line| {
+        builder.add_line(line)
+    }) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
     }
     if let Some(id) = &a.experiment {
         if !builder.known().contains(&id.as_str()) {

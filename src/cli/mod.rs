@@ -31,6 +31,7 @@ macro_rules! outln {
 mod audit;
 mod experiments;
 mod inspect;
+mod records;
 mod serve;
 
 use crate::config::{LogFormat, Overrides, Settings};

@@ -37,6 +37,10 @@ pub struct RawPostgres {
     pub url: Option<String>,
     pub password_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
+    pub ship_interval: Option<String>,
+    pub ship_batch: Option<u32>,
+    pub max_lag: Option<String>,
+    pub register: Option<bool>,
 }
 
 pub const DEFAULT_AUDIT_DIR: &str = "audit";
@@ -168,11 +172,53 @@ pub(super) fn validate_audit(
             c.fail("audit.postgres.url", format!("not a PostgreSQL URL: {e}"));
             return None;
         }
-        Some(crate::postgres::PostgresSettings {
-            url,
-            password_file: p.password_file.map(|f| resolve(base, &f)),
-            ca_file: p.ca_file.map(|f| resolve(base, &f)),
-        })
+        let mut s = crate::postgres::PostgresSettings::for_url(
+            &url,
+            p.password_file.map(|f| resolve(base, &f)),
+            p.ca_file.map(|f| resolve(base, &f)),
+        );
+        let mut duration = |key: &str, text: Option<String>, max: Duration| {
+            let text = text?;
+            match humantime::parse_duration(&text) {
+                Ok(d) if !d.is_zero() && d <= max => Some(d),
+                _ => {
+                    c.fail(
+                        key,
+                        format!(
+                            "`{text}` is not a duration between 1ms and {}",
+                            humantime::format_duration(max)
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        if let Some(d) = duration(
+            "audit.postgres.ship_interval",
+            p.ship_interval,
+            Duration::from_secs(3600),
+        ) {
+            s.ship_interval = d;
+        }
+        if let Some(d) = duration(
+            "audit.postgres.max_lag",
+            p.max_lag,
+            Duration::from_secs(7 * 24 * 3600),
+        ) {
+            s.max_lag = d;
+        }
+        match p.ship_batch {
+            Some(n) if (1..=100_000).contains(&n) => s.ship_batch = n as usize,
+            Some(n) => c.fail(
+                "audit.postgres.ship_batch",
+                format!("{n} is not between 1 and 100000"),
+            ),
+            None => {}
+        }
+        if let Some(r) = p.register {
+            s.register = r;
+        }
+        Some(s)
     });
     AuditSettings {
         instance,

@@ -79,11 +79,36 @@ struct Account {
     exposures: u64,
 }
 
+impl Account {
+    /// One exposure in `arm` at `time`. Order-independent (records of several instances come in any order):
+    /// the account's arm is that of its earliest exposure, and it switched if any exposure was in the other.
+    fn exposed(&mut self, arm: Arm, time: &str) {
+        match self.arm {
+            None => {
+                self.arm = Some(arm);
+                self.first_exposure = time.to_string();
+            }
+            Some(a) => {
+                if a != arm {
+                    self.switched = true;
+                }
+                if time < self.first_exposure.as_str() {
+                    self.arm = Some(arm);
+                    self.first_exposure = time.to_string();
+                }
+            }
+        }
+        self.exposures += 1;
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 struct Agg {
     /// Randomized by visitor (`unit = "visitor"`): "accounts" below are visitors.
     by_visitor: bool,
+    /// The control share of the latest exposure, and that exposure's time.
     control_share: Option<f64>,
+    control_share_time: String,
     shares_seen: BTreeSet<String>,
     accounts: HashMap<String, Account>,
     /// (time, account, goal, arm)
@@ -173,21 +198,18 @@ impl Builder {
         match l.kind {
             "exposure" => {
                 if let Some(c) = l.control {
-                    agg.control_share = Some(c);
+                    if agg.control_share.is_none() || *l.time >= *agg.control_share_time {
+                        agg.control_share = Some(c);
+                        agg.control_share_time = l.time.to_string();
+                    }
                     if agg.shares_seen.len() < 8 {
                         agg.shares_seen.insert(format!("{c}"));
                     }
                 }
-                let a = agg.accounts.entry(unit_key.to_string()).or_default();
-                match a.arm {
-                    None => {
-                        a.arm = Some(arm);
-                        a.first_exposure = l.time.to_string();
-                    }
-                    Some(first) if first != arm => a.switched = true,
-                    Some(_) => {}
-                }
-                a.exposures += 1;
+                agg.accounts
+                    .entry(unit_key.to_string())
+                    .or_default()
+                    .exposed(arm, &l.time);
                 agg.daily.entry(day).or_default()[idx(arm)][0] += 1;
             }
             "conversion" => {

@@ -116,6 +116,8 @@ pub struct Builder {
     records: u64,
     first_time: Option<String>,
     last_time: Option<String>,
+    /// (rule, rules version) → the earliest time a record named it.
+    version_first_seen: BTreeMap<(String, String), String>,
 }
 
 impl Builder {
@@ -143,10 +145,13 @@ impl Builder {
         }
         self.records += 1;
         let time = v["time"].as_str().unwrap_or("").to_string();
-        if self.first_time.is_none() {
+        // Order-independent: the records of several instances come in any order.
+        if self.first_time.as_ref().is_none_or(|f| time < *f) {
             self.first_time = Some(time.clone());
         }
-        self.last_time = Some(time.clone());
+        if self.last_time.as_ref().is_none_or(|l| time > *l) {
+            self.last_time = Some(time.clone());
+        }
         let r = self
             .rules
             .entry(rule.to_string())
@@ -155,19 +160,44 @@ impl Builder {
                 ..RuleFeedback::default()
             });
         if let Some(version) = v["rules_version"].as_str() {
+            // In the order they were first seen in (by time, whatever order the records come in).
+            let first = self
+                .version_first_seen
+                .entry((rule.to_string(), version.to_string()))
+                .or_insert_with(|| time.clone());
+            if time < *first {
+                *first = time.clone();
+            }
             if !r.rules_versions.iter().any(|x| x == version) {
                 r.rules_versions.push(version.to_string());
             }
         }
         let day = time.get(..10).unwrap_or("").to_string();
-        // Records come in log order, which is time order: a day is new or the last one.
-        if r.daily.last().is_none_or(|d| d.day != day) {
-            r.daily.push(FeedbackDay {
-                day,
-                ..FeedbackDay::default()
-            });
-        }
-        if let Some(d) = r.daily.last_mut() {
+        // Days in order, whatever order the records come in (usually the last one).
+        let at = match r.daily.iter().rposition(|d| d.day <= day) {
+            Some(i) if r.daily[i].day == day => i,
+            Some(i) => {
+                r.daily.insert(
+                    i + 1,
+                    FeedbackDay {
+                        day,
+                        ..FeedbackDay::default()
+                    },
+                );
+                i + 1
+            }
+            None => {
+                r.daily.insert(
+                    0,
+                    FeedbackDay {
+                        day,
+                        ..FeedbackDay::default()
+                    },
+                );
+                0
+            }
+        };
+        if let Some(d) = r.daily.get_mut(at) {
             match kind {
                 "impression" => d.impressions += 1,
                 "feedback" => {
@@ -196,16 +226,21 @@ impl Builder {
                     }
                 }
                 if let Some(c) = v["comment"].as_str() {
-                    r.latest_comments.insert(
-                        0,
-                        Comment {
-                            time,
-                            page: v["page"].as_str().unwrap_or("").to_string(),
-                            account: v["account"].as_str().map(str::to_string),
-                            answer: answer.to_string(),
-                            comment: c.to_string(),
-                        },
-                    );
+                    let comment = Comment {
+                        time,
+                        page: v["page"].as_str().unwrap_or("").to_string(),
+                        account: v["account"].as_str().map(str::to_string),
+                        answer: answer.to_string(),
+                        comment: c.to_string(),
+                    };
+                    // Newest first; among equal times the later record first (log order within one instance).
+                    let key = |c: &Comment| c.time.clone();
+                    let at = r
+                        .latest_comments
+                        .iter()
+                        .position(|x| key(x) <= key(&comment))
+                        .unwrap_or(r.latest_comments.len());
+                    r.latest_comments.insert(at, comment);
                     r.latest_comments.truncate(LATEST_COMMENTS);
                 }
             }
@@ -220,6 +255,14 @@ impl Builder {
                 .rules
                 .into_values()
                 .map(|mut r| {
+                    let seen = |v: &String| {
+                        self.version_first_seen
+                            .get(&(r.rule.clone(), v.clone()))
+                            .cloned()
+                            .unwrap_or_default()
+                    };
+                    r.rules_versions
+                        .sort_by(|a, b| seen(a).cmp(&seen(b)).then_with(|| a.cmp(b)));
                     r.response_rate = ratio(r.answers, r.impressions);
                     r.share_positive = ratio(r.positive, r.answers);
                     r

@@ -11,7 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod read;
 pub mod ship;
+pub mod shipper;
 mod tls;
 pub mod verify;
 
@@ -23,6 +25,30 @@ pub struct PostgresSettings {
     pub password_file: Option<PathBuf>,
     /// PEM roots for the server's certificate (else the system's).
     pub ca_file: Option<PathBuf>,
+    /// The proxy's shipper: how often it looks for new records (`ship_interval`).
+    pub ship_interval: std::time::Duration,
+    /// Records per transaction (`ship_batch`).
+    pub ship_batch: usize,
+    /// Records older than this still waiting to be shipped make `/healthz/records` answer 503 (`max_lag`).
+    pub max_lag: std::time::Duration,
+    /// The proxy registers its own checkpoint key at first contact (`register`); off: an operator registers
+    /// it (`concierge audit register`) and an unregistered instance's records are still shipped.
+    pub register: bool,
+}
+
+impl PostgresSettings {
+    /// Settings for `url` with the defaults of everything else (the CLI's `--postgres`).
+    pub fn for_url(url: &str, password_file: Option<PathBuf>, ca_file: Option<PathBuf>) -> Self {
+        PostgresSettings {
+            url: url.to_string(),
+            password_file,
+            ca_file,
+            ship_interval: std::time::Duration::from_secs(1),
+            ship_batch: 5000,
+            max_lag: std::time::Duration::from_secs(60),
+            register: true,
+        }
+    }
 }
 
 /// The environment variable a password may come from (after `password_file`).

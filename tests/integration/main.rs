@@ -26,6 +26,7 @@ mod feedback;
 mod forwarding;
 mod lifecycle;
 mod postgres;
+mod record_store;
 mod rules;
 mod support;
 mod tls;

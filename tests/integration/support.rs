@@ -1068,6 +1068,49 @@ impl Postgres {
         }
     }
 
+    fn pg_ctl(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            std::process::Command::new(self.bin.join("pg_ctl"))
+        };
+        cmd.arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(args)
+            .output()
+            .expect("pg_ctl runs")
+    }
+
+    /// Kill the server as a crash would (`pg_ctl stop -m immediate`: no checkpoint, transactions in flight
+    /// lost).
+    pub fn crash(&self) {
+        let out = self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Start it again after [`Postgres::crash`], on the same port (it recovers from its WAL).
+    pub fn restart(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log");
+        let out = self.pg_ctl(&["-l", log.to_str().unwrap(), "-o", &opts, "-w", "start"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The URL, without the password (give it by file or `CONCIERGE_POSTGRES_PASSWORD`).
     pub fn url(&self) -> String {
         format!(

@@ -1,0 +1,92 @@
+//! Reading records back from the store for the readers (`audit export`, `audit stats`, `feedback report`,
+//! `experiments report`, the console): the lines exactly as the instances wrote them, streamed (never the
+//! whole result in memory), with what the store can narrow by index pushed down into the query.
+//!
+//! Invariant: the pushdown only ever narrows to a superset of what the reader's own filter keeps — the reader
+//! still applies its filter to every line, so the store and the files give the same answer.
+
+use futures_util::TryStreamExt;
+use tokio_postgres::types::ToSql;
+
+use super::{db, PgError};
+
+/// What the query narrows by (each `None`/empty: not narrowed).
+#[derive(Debug, Clone, Default)]
+pub struct Pushdown {
+    /// Canonical RFC 3339 bounds, as the readers' filters hold them. The query widens them by a second (the
+    /// readers compare times as strings, which orders `…:00.5Z` before `…:00Z`).
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Record types (`decision`, `exposure`, …).
+    pub types: Vec<String>,
+    pub consent_id: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// In which order lines come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// By time, then instance and seq (exports: one chronology over every instance).
+    Time,
+    /// As the store finds them (aggregates, whose result does not depend on the order).
+    Any,
+}
+
+/// Call `f` with every line of `stream` the pushdown lets through; returns how many.
+pub async fn for_each(
+    client: &tokio_postgres::Client,
+    url: &str,
+    stream: &str,
+    p: &Pushdown,
+    order: Order,
+    mut f: impl FnMut(&[u8]),
+) -> Result<u64, PgError> {
+    let e = db(url);
+    let mut sql = String::from("SELECT line FROM concierge_record WHERE stream = $1");
+    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(stream.to_string())];
+    let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
+        params.push(v);
+        sql.push_str(&clause.replace('?', &format!("${}", params.len())));
+    };
+    if let Some(s) = &p.since {
+        arg(
+            &mut sql,
+            " AND time >= ?::text::timestamptz - interval '1 second'",
+            Box::new(s.clone()),
+        );
+    }
+    if let Some(u) = &p.until {
+        arg(
+            &mut sql,
+            " AND time < ?::text::timestamptz + interval '1 second'",
+            Box::new(u.clone()),
+        );
+    }
+    if !p.types.is_empty() {
+        arg(&mut sql, " AND type = ANY(?)", Box::new(p.types.clone()));
+    }
+    if let Some(c) = &p.consent_id {
+        arg(&mut sql, " AND consent_id = ?", Box::new(c.clone()));
+    }
+    if let Some(r) = &p.request_id {
+        arg(&mut sql, " AND request_id = ?", Box::new(r.clone()));
+    }
+    if order == Order::Time {
+        sql.push_str(" ORDER BY time, instance, seq");
+    }
+    let rows = client
+        .query_raw(
+            &sql,
+            params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)),
+        )
+        .await
+        .map_err(&e)?;
+    let mut rows = std::pin::pin!(rows);
+    let mut n = 0;
+    while let Some(row) = rows.try_next().await.map_err(&e)? {
+        let line: &str = row.try_get(0).map_err(&e)?;
+        f(line.as_bytes());
+        n += 1;
+    }
+    Ok(n)
+}

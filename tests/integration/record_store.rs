@@ -1,0 +1,621 @@
+//! The record store in operation (issue 19): the proxy shipping by itself while it serves, the database
+//! crashing under it and the shipper catching up, the shipper killed mid-batch, the database killed
+//! mid-transaction — every local record in the database exactly once afterwards —, and three instances
+//! writing at once, whose records the readers (`audit export`, `audit stats`, `feedback report`,
+//! `experiments report`) give the same answers over from the store as from the union of their folders.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::*;
+
+const HTML: (&str, &str) = ("accept", "text/html");
+
+/// Every complete local line of `dir/<stream>` with its seq.
+fn local_lines(dir: &Path, stream: &str) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let sdir = dir.join(stream);
+    if !sdir.is_dir() {
+        return out;
+    }
+    concierge::audit::query::for_each(&sdir, |line, v| {
+        out.push((
+            v["seq"].as_i64().unwrap(),
+            String::from_utf8(line.to_vec()).unwrap(),
+        ))
+    })
+    .unwrap();
+    out
+}
+
+/// The database's rows of (instance, stream), by seq — every row, duplicates included.
+async fn db_lines(db: &tokio_postgres::Client, instance: &str, stream: &str) -> Vec<(i64, String)> {
+    db.query(
+        "SELECT seq, line FROM concierge_record WHERE instance = $1 AND stream = $2 ORDER BY seq",
+        &[&instance, &stream],
+    )
+    .await
+    .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    .unwrap_or_default()
+}
+
+/// Poll `check` (a fresh connection each time: the server may have been restarted) for up to 60 s.
+async fn until<F, Fut>(pg: &Postgres, what: &str, mut check: F)
+where
+    F: FnMut(tokio_postgres::Client) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if let Ok(Ok((client, conn))) = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio_postgres::connect(
+                &format!(
+                    "host=127.0.0.1 port={} user=concierge dbname=postgres password={} sslmode=disable",
+                    pg.port, pg.password
+                ),
+                tokio_postgres::NoTls,
+            ),
+        )
+        .await
+        {
+            tokio::spawn(conn);
+            if check(client).await {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn store_section(pg: &Postgres, instance: &str) -> String {
+    format!(
+        "instance = \"{instance}\"\n[audit.postgres]\nurl = \"{}\"\npassword_file = \"{}\"\nship_interval = \"100ms\"\n",
+        pg.url(),
+        pg.password_file().display()
+    )
+}
+
+const ACME: &str = r#"
+[account]
+domain = "acme.example"
+name = "Acme"
+networks = ["127.0.10.0/24"]
+
+[[personalization]]
+id = "hero"
+tier = "firmographic"
+paths = ["/landing"]
+
+[[personalization.action]]
+select = "h1.hero"
+set_text = "Software for {{ company.name }}"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_ships_by_itself_and_catches_up_after_the_database_crashed() {
+    let pg = Postgres::start();
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let server = audited_proxy(
+        &origin,
+        dir.path(),
+        ACME,
+        &format!("record_refusals = true\n{}", store_section(&pg, "edge-1")),
+    )
+    .await;
+    let addr = server.listeners[0];
+    for _ in 0..20 {
+        let (resp, body) = get_from("127.0.10.5", addr, "/landing", &[HTML]).await;
+        assert_eq!(resp.status(), 200);
+        assert!(String::from_utf8_lossy(&body).contains("Software for Acme"));
+    }
+    // Shipped without anyone asking: every local record, once, as written.
+    until(&pg, "the first records in the store", |db| {
+        let log = log.clone();
+        async move {
+            let local = local_lines(&log, "audit");
+            local.len() >= 20 && db_lines(&db, "edge-1", "audit").await == local
+        }
+    })
+    .await;
+    let (code, text) = admin(&server, "/healthz/records").await;
+    assert_eq!(
+        (code, text.as_str()),
+        (200, "ok: every record is in the record store\n")
+    );
+    let (_, metrics) = admin(&server, "/metrics").await;
+    assert_eq!(
+        metric_value(&metrics, "concierge_audit_ship_up"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "concierge_audit_ship_lag_records{stream=\"audit\"}"
+        ),
+        Some(0.0)
+    );
+    // The instance registered its own key: the store verifies.
+    let verify = concierge()
+        .args([
+            "audit",
+            "verify",
+            "--postgres",
+            &pg.url(),
+            "--password-file",
+        ])
+        .arg(pg.password_file())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{text}");
+    assert!(text.contains("instance edge-1:"), "{text}");
+
+    // The database crashes. Serving goes on, personalized (records are on local disk first).
+    pg.crash();
+    for _ in 0..30 {
+        let (resp, body) = get_from("127.0.10.5", addr, "/landing", &[HTML]).await;
+        assert_eq!(resp.status(), 200);
+        assert!(String::from_utf8_lossy(&body).contains("Software for Acme"));
+    }
+    let mut failing = String::new();
+    for _ in 0..100 {
+        let (code, text) = admin(&server, "/healthz/records").await;
+        if code == 503 {
+            failing = text;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        failing.starts_with("failing: PostgreSQL at concierge@127.0.0.1"),
+        "{failing}"
+    );
+    assert!(
+        failing.contains("record(s) wait on local disk"),
+        "{failing}"
+    );
+    let (code, _) = admin(&server, "/readyz").await;
+    assert_eq!(code, 200, "readiness does not depend on the record store");
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = admin(&server, "/metrics").await.1;
+        if metric_value(
+            &metrics,
+            "concierge_audit_ship_lag_records{stream=\"audit\"}",
+        )
+        .is_some_and(|n| n >= 30.0)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric_value(&metrics, "concierge_audit_ship_up"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert!(
+        metric_value(
+            &metrics,
+            "concierge_audit_ship_lag_records{stream=\"audit\"}"
+        )
+        .is_some_and(|n| n >= 30.0),
+        "the records served meanwhile wait: {metrics}"
+    );
+
+    // Back: the shipper catches up, in order, each record once.
+    pg.restart();
+    until(&pg, "the backlog shipped", |db| {
+        let log = log.clone();
+        async move {
+            let local = local_lines(&log, "audit");
+            local.len() >= 50 && db_lines(&db, "edge-1", "audit").await == local
+        }
+    })
+    .await;
+    let mut healthy = false;
+    for _ in 0..100 {
+        if admin(&server, "/healthz/records").await.0 == 200 {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthy);
+    // At shutdown the final checkpoint is shipped too, and the store verifies to the last record.
+    concierge::app::stop(server).await;
+    let local = local_lines(&log, "audit");
+    let last = local.last().unwrap().0;
+    until(&pg, "the final checkpoint shipped", |db| async move {
+        db.query_one(
+            "SELECT max(seq) FROM concierge_checkpoint WHERE instance = 'edge-1' AND stream = 'audit'",
+            &[],
+        )
+        .await
+        .ok()
+        .and_then(|r| r.get::<_, Option<i64>>(0))
+            == Some(last)
+    })
+    .await;
+    let verify = concierge()
+        .args([
+            "audit",
+            "verify",
+            "--postgres",
+            &pg.url(),
+            "--password-file",
+        ])
+        .arg(pg.password_file())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{text}");
+    assert!(!text.contains("protected by the chain only"), "{text}");
+}
+
+/// `concierge audit generate` `n` records into `log` (instance file written).
+fn generate(log: &Path, key: &Path, instance: &str, n: u64) {
+    std::fs::create_dir_all(log).unwrap();
+    std::fs::write(log.join("instance"), format!("{instance}\n")).unwrap();
+    let out = concierge()
+        .args(["audit", "generate"])
+        .arg(log)
+        .arg("--key")
+        .arg(key)
+        .args(["--count", &n.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ship(pg: &Postgres, log: &Path, batch: u32) -> std::process::Child {
+    concierge()
+        .args(["audit", "ship"])
+        .arg(log)
+        .args(["--postgres", &pg.url(), "--password-file"])
+        .arg(pg.password_file())
+        .args(["--batch", &batch.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+async fn count(pg: &Postgres, instance: &str) -> i64 {
+    pg.client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM concierge_record WHERE instance = $1",
+            &[&instance],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_shipper_killed_mid_batch_or_a_database_killed_mid_transaction_loses_and_repeats_nothing()
+{
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = signing_key(&dir.path().join("keys"));
+    let log = dir.path().join("log");
+    const N: u64 = 60_000;
+    generate(&log, &key, "edge-k", N);
+    let local = local_lines(&log, "audit");
+    assert_eq!(local.len() as u64, N);
+
+    // 1. The shipper is killed (SIGKILL) while it is shipping.
+    let mut child = ship(&pg, &log, 500);
+    let mut seen = 0;
+    for _ in 0..2000 {
+        seen = if pg
+            .client()
+            .await
+            .query_one("SELECT to_regclass('concierge_record') IS NOT NULL", &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+        {
+            count(&pg, "edge-k").await
+        } else {
+            0
+        };
+        if seen > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let after_kill = count(&pg, "edge-k").await;
+    assert!(
+        seen > 0 && after_kill < N as i64,
+        "killed mid-way: {seen} then {after_kill} of {N}"
+    );
+
+    // 2. The database is killed (immediate stop: a crash, in-flight and unflushed commits lost) while a
+    // second shipper is sending, in bigger transactions.
+    let child = ship(&pg, &log, 5000);
+    for _ in 0..2000 {
+        if count(&pg, "edge-k").await > after_kill {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    pg.crash();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the shipper saw the database go");
+    pg.restart();
+    let before_last = count(&pg, "edge-k").await;
+    assert!(
+        before_last < N as i64,
+        "the crash came before the end: {before_last}"
+    );
+
+    // 3. After recovery a plain rerun ships the rest: every local record exactly once.
+    let out = ship(&pg, &log, 5000).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = pg.client().await;
+    assert_eq!(db_lines(&db, "edge-k", "audit").await, local);
+    let out = concierge()
+        .args([
+            "audit",
+            "register",
+            "--postgres",
+            &pg.url(),
+            "--instance",
+            "edge-k",
+            "--password-file",
+        ])
+        .arg(pg.password_file())
+        .arg("--public-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let verify = concierge()
+        .args([
+            "audit",
+            "verify",
+            "--postgres",
+            &pg.url(),
+            "--password-file",
+        ])
+        .arg(pg.password_file())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+const ACCOUNTS: usize = 24;
+
+fn write_rules(dir: &Path) {
+    let accounts = dir.join("accounts");
+    std::fs::create_dir_all(&accounts).unwrap();
+    for i in 0..ACCOUNTS {
+        std::fs::write(
+            accounts.join(format!("account-{i}.example.toml")),
+            format!(
+                "[account]\ndomain = \"account-{i}.example\"\nname = \"Account {i}\"\nnetworks = [\"127.3.{i}.0/24\"]\n\n\
+                 [[personalization]]\nid = \"hero\"\ntier = \"firmographic\"\npaths = [\"/landing\"]\n\
+                 [[personalization.action]]\nselect = \"h1.hero\"\nset_text = \"Made for {{{{ company.name }}}}\"\n\
+                 [personalization.feedback]\nquestion = \"Useful?\"\ncomment = true\n"
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(dir.join("experiments")).unwrap();
+    std::fs::write(
+        dir.join("experiments/hero.toml"),
+        "[experiment]\nid = \"hero-test\"\nrules = [\"*/hero\"]\ncontrol = 0.5\n\n\
+         [[experiment.goal]]\nid = \"demo-request\"\npath = \"/demo-request*\"\nmethod = \"POST\"\n",
+    )
+    .unwrap();
+}
+
+/// The binary's standard output for `args`, which must succeed.
+fn run_ok(args: &[&str], extra: &[&std::ffi::OsStr]) -> String {
+    let out = concierge().args(args).args(extra).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_at_once_and_the_readers_over_the_store_equal_the_union_of_their_folders() {
+    let pg = Postgres::start();
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    write_rules(&rules);
+    let mut servers = Vec::new();
+    let mut logs = Vec::new();
+    for name in ["edge-a", "edge-b", "edge-c"] {
+        let log = dir.path().join(name);
+        let server = proxy(
+            &origin.url(),
+            &format!(
+                "[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\n{}\
+                 [[geo.static]]\nnetwork = \"127.0.0.0/8\"\ncountry = \"US\"\nsubdivision = \"CA\"\n",
+                rules.display(),
+                log.display(),
+                signing_key(&dir.path().join(format!("keys-{name}"))).display(),
+                store_section(&pg, name),
+            ),
+        )
+        .await;
+        servers.push(server);
+        logs.push(log);
+    }
+    let addrs: Vec<_> = servers.iter().map(|s| s.listeners[0]).collect();
+    // Every account is seen by two instances and converts on a third; everything at once.
+    let mut tasks = Vec::new();
+    for i in 0..ACCOUNTS {
+        let addrs = addrs.clone();
+        tasks.push(tokio::spawn(async move {
+            let from = format!("127.3.{i}.5");
+            let mut version = String::new();
+            for k in [i % 3, (i + 1) % 3, i % 3] {
+                let (resp, body) = get_from(&from, addrs[k], "/landing", &[HTML]).await;
+                assert_eq!(resp.status(), 200);
+                let body = String::from_utf8_lossy(&body).into_owned();
+                if let Some(at) = body.find("data-version=\"") {
+                    let rest = &body[at + 14..];
+                    version = rest[..rest.find('"').unwrap()].to_string();
+                }
+            }
+            if i % 2 == 0 {
+                let req = request(
+                    "POST",
+                    "/demo-request",
+                    &[("content-type", "application/x-www-form-urlencoded")],
+                    full("name=Jo"),
+                );
+                let _ = send_from(&from, addrs[(i + 2) % 3], req).await;
+            }
+            if !version.is_empty() {
+                let answer = if i % 3 == 0 { "no" } else { "yes" };
+                let body = format!(
+                    "event=answer&answer={answer}&rule=account-{i}.example%2Fhero&version={version}&page=%2Flanding&comment=from+{i}"
+                );
+                let (resp, text) = post_from(
+                    &from,
+                    addrs[(i + 1) % 3],
+                    "/_concierge/feedback",
+                    &[
+                        ("content-type", "application/x-www-form-urlencoded"),
+                        ("origin", "http://www.example.test"),
+                    ],
+                    &body,
+                )
+                .await;
+                assert_eq!(resp.status(), 204, "{text}");
+            }
+            !version.is_empty()
+        }));
+    }
+    let mut answered = 0;
+    for t in tasks {
+        answered += usize::from(t.await.unwrap());
+    }
+    assert!(
+        answered > 0 && answered < ACCOUNTS,
+        "treated accounts answer: {answered}"
+    );
+    for s in servers {
+        concierge::app::stop(s).await;
+    }
+    // Every instance's every stream in the store as in its folder.
+    for (name, log) in ["edge-a", "edge-b", "edge-c"].iter().zip(&logs) {
+        for stream in ["audit", "feedback"] {
+            let local = local_lines(log, stream);
+            assert!(!local.is_empty(), "{name}/{stream} wrote records");
+            until(&pg, "every instance shipped", |db| {
+                let local = local.clone();
+                async move { db_lines(&db, name, stream).await == local }
+            })
+            .await;
+        }
+    }
+    let url = pg.url();
+    let pw = pg.password_file();
+    let store: Vec<&std::ffi::OsStr> = vec![
+        "--postgres".as_ref(),
+        url.as_ref(),
+        "--password-file".as_ref(),
+        pw.as_os_str(),
+    ];
+    let folders: Vec<&std::ffi::OsStr> = logs.iter().map(|l| l.as_os_str()).collect();
+
+    // Export: the same records (the store's in time order over all instances).
+    let sorted = |text: String| {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    let from_store = run_ok(&["audit", "export"], &store);
+    let from_files = run_ok(&["audit", "export"], &folders);
+    assert_eq!(sorted(from_store.clone()), sorted(from_files));
+    let times: Vec<String> = from_store
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["time"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
+    for filter in [
+        vec!["--type", "exposure"],
+        vec!["--account", "account-3.example"],
+        vec!["--decision", "personalized", "--format", "csv"],
+    ] {
+        let args: Vec<&str> = ["audit", "export"]
+            .into_iter()
+            .chain(filter.iter().copied())
+            .collect();
+        let a = run_ok(&args, &store);
+        let b = run_ok(&args, &folders);
+        assert!(a.lines().count() > 1, "{filter:?} finds records");
+        assert_eq!(sorted(a), sorted(b), "{filter:?}");
+    }
+    // Stats, the feedback report, the experiments report: the same answers.
+    for args in [
+        vec!["audit", "stats", "--json"],
+        vec!["feedback", "report", "--format", "json"],
+        vec!["experiments", "report", "--format", "json"],
+    ] {
+        let a = run_ok(&args, &store);
+        let b = run_ok(&args, &folders);
+        assert_eq!(a, b, "{args:?}");
+    }
+    // One experiment over every instance: each account once, in one arm.
+    let report: serde_json::Value = serde_json::from_str(&run_ok(
+        &["experiments", "report", "--format", "json"],
+        &store,
+    ))
+    .unwrap();
+    let hero = &report["experiments"][0];
+    assert_eq!(hero["id"], "hero-test");
+    let accounts: u64 = hero["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["accounts"].as_u64().unwrap())
+        .sum();
+    assert_eq!(accounts, ACCOUNTS as u64, "{hero}");
+    let feedback: serde_json::Value =
+        serde_json::from_str(&run_ok(&["feedback", "report", "--format", "json"], &store)).unwrap();
+    assert_eq!(
+        feedback["rules"].as_array().unwrap().len(),
+        answered,
+        "{feedback}"
+    );
+    // And the store verifies, every instance against the key it registered.
+    let text = run_ok(&["audit", "verify"], &store);
+    for name in ["edge-a", "edge-b", "edge-c"] {
+        assert!(text.contains(&format!("instance {name}:")), "{text}");
+    }
+    assert_eq!(text.matches("  intact").count(), 3, "{text}");
+}
