@@ -57,6 +57,7 @@ pub(crate) mod places;
 pub mod postgres;
 pub(crate) mod preview;
 pub(crate) mod proxy;
+pub(crate) mod records;
 pub mod rewrite;
 pub mod rules;
 pub(crate) mod sources;

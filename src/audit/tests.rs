@@ -317,6 +317,46 @@ fn rotation_and_retention_keep_the_chain_verifiable() {
 }
 
 #[test]
+fn retention_keeps_every_segment_the_record_store_does_not_hold_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, _) = key();
+    let write = |o: Options, n: usize| {
+        let (w, t) = Writer::open(dir.path(), k.clone(), o).unwrap();
+        for i in 0..n {
+            w.submit_record(&record(&format!("c{i}")))
+                .map(|a| w.written_blocking(a, Duration::from_secs(10)))
+                .unwrap()
+                .unwrap();
+        }
+        drop(w);
+        t.join().unwrap();
+    };
+    let mut o = Options::new(AUDIT_STREAM);
+    o.segment_bytes = 2000;
+    write(o.clone(), 40);
+    let before = super::chain::segments(&dir.path().join(AUDIT_STREAM)).unwrap();
+    assert!(before.len() >= 5);
+    // Everything is past retention, but the store holds only the records below the third segment's middle.
+    let keep_from = before[2].0 + 1;
+    std::thread::sleep(Duration::from_millis(20));
+    o.retention = Duration::from_millis(1);
+    o.keep_from = Some(Arc::new(std::sync::atomic::AtomicU64::new(keep_from)));
+    write(o.clone(), 1);
+    let after = super::chain::segments(&dir.path().join(AUDIT_STREAM)).unwrap();
+    assert_eq!(
+        after.first().map(|s| s.0),
+        Some(before[2].0),
+        "the segment holding seq {keep_from} and every later one stay: {after:?}"
+    );
+    // Once the store has everything, retention takes what is past it.
+    std::thread::sleep(Duration::from_millis(20));
+    o.keep_from = Some(Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)));
+    write(o, 1);
+    let last = super::chain::segments(&dir.path().join(AUDIT_STREAM)).unwrap();
+    assert_eq!(last.len(), 1, "{last:?}");
+}
+
+#[test]
 fn clients_are_pseudonymized() {
     let ip: IpAddr = "203.0.113.77".parse().unwrap();
     let other: IpAddr = "203.0.113.78".parse().unwrap();

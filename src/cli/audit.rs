@@ -369,20 +369,8 @@ fn filter(w: &Window) -> Result<Filter, String> {
     })
 }
 
-/// What the store can narrow a [`Filter`] by (the filter still judges every line).
 fn pushdown(f: &Filter) -> Pushdown {
-    Pushdown {
-        since: f.since.clone(),
-        until: f.until.clone(),
-        types: f
-            .kind
-            .iter()
-            .cloned()
-            .chain((f.account.is_some() || f.decision.is_some()).then(|| "decision".to_string()))
-            .collect(),
-        consent_id: f.consent.clone(),
-        request_id: f.request_id.clone(),
-    }
+    Pushdown::from(f)
 }
 
 pub fn run(cmd: AuditCommand) -> ExitCode {

@@ -5,11 +5,10 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::Value;
 
 use crate::config::Settings;
-use crate::postgres::read::{Order, Pushdown};
 use crate::postgres::PostgresSettings;
+use crate::records::Records;
 
 #[derive(Debug, Args)]
 pub struct ReadSource {
@@ -29,12 +28,6 @@ pub struct ReadSource {
     /// With --postgres: PEM roots for the server's certificate (else the system's).
     #[arg(long, value_name = "FILE", requires = "postgres")]
     pub ca_file: Option<PathBuf>,
-}
-
-/// Records to read.
-pub enum Records {
-    Files(Vec<PathBuf>),
-    Store(PostgresSettings),
 }
 
 impl ReadSource {
@@ -66,82 +59,5 @@ impl ReadSource {
             return Err(format!("{} is not a directory", d.display()));
         }
         Ok(Records::Files(dirs))
-    }
-}
-
-impl Records {
-    /// For messages.
-    pub fn describe(&self) -> String {
-        match self {
-            Records::Files(dirs) => dirs
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            Records::Store(db) => format!("the record store {}", crate::postgres::shown(&db.url)),
-        }
-    }
-
-    /// Every complete line of `stream`: folder after folder in chain order, or from the store (`order`,
-    /// narrowed by `pushdown`; the caller still filters every line).
-    pub fn lines(
-        &self,
-        stream: &str,
-        pushdown: &Pushdown,
-        order: Order,
-        mut f: impl FnMut(&[u8]),
-    ) -> Result<(), String> {
-        match self {
-            Records::Files(dirs) => {
-                for dir in dirs {
-                    let sdir = dir.join(stream);
-                    if !sdir.is_dir() {
-                        continue;
-                    }
-                    let mut read = || -> std::io::Result<()> {
-                        for (_, path) in crate::audit::chain::segments(&sdir)? {
-                            for line in crate::audit::chain::Lines::open(&path)? {
-                                let (_, line, complete) = line?;
-                                if !complete {
-                                    break; // an unfinished last line
-                                }
-                                f(&line);
-                            }
-                        }
-                        Ok(())
-                    };
-                    read().map_err(|e| format!("{}: {e}", sdir.display()))?;
-                }
-                Ok(())
-            }
-            Records::Store(db) => {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                rt.block_on(async {
-                    let client = db.connect().await?;
-                    crate::postgres::read::for_each(&client, &db.url, stream, pushdown, order, f)
-                        .await
-                })
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-            }
-        }
-    }
-
-    /// [`Records::lines`], each line that is JSON with its value.
-    pub fn values(
-        &self,
-        stream: &str,
-        pushdown: &Pushdown,
-        order: Order,
-        mut f: impl FnMut(&[u8], &Value),
-    ) -> Result<(), String> {
-        self.lines(stream, pushdown, order, |line| {
-            if let Ok(v) = serde_json::from_slice::<Value>(line) {
-                f(line, &v);
-            }
-        })
     }
 }

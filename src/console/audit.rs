@@ -114,18 +114,25 @@ pub(super) fn search_page(c: &Console, q: &Query) -> Reply {
         }
     };
     let dir = c.audit_dir().join(AUDIT_STREAM);
-    let found = match c
-        .index(AUDIT_STREAM)
-        .and_then(|index| index.search(&f, (page - 1) * MAX_PAGE, MAX_PAGE, SCAN_LIMIT, SCAN_TIME))
-    {
-        Ok(found) => found,
-        Err(e) => return super::view::unreadable(format!("{}: {e}", dir.display())),
+    let store = c.store();
+    let found = match &store {
+        Some(store) => match store_search(store, &f, (page - 1) * MAX_PAGE, MAX_PAGE) {
+            Ok(found) => found,
+            Err(e) => return super::view::unreadable(e),
+        },
+        None => match c.index(AUDIT_STREAM).and_then(|index| {
+            index.search(&f, (page - 1) * MAX_PAGE, MAX_PAGE, SCAN_LIMIT, SCAN_TIME)
+        }) {
+            Ok(found) => found,
+            Err(e) => return super::view::unreadable(format!("{}: {e}", dir.display())),
+        },
     };
     let qs = query_string(q, None);
     let body = html! {
         p { a href="/console/audit/verify" { "Verify the log" } " — checks every record's link, every checkpoint's signature and the ends of the log." }
         h2 { "Search the records" }
         (search_form(q))
+        @if let Some(store) = &store { p.muted.small role="status" { "Every instance's records, in time order: " (store.describe()) "." } }
         @if let Some(why) = &found.stopped {
             p.notice role="status" { "The search stopped " (why) ". Narrow it with dates to see the rest." }
         }
@@ -136,13 +143,21 @@ pub(super) fn search_page(c: &Console, q: &Query) -> Reply {
         @if !found.rows.is_empty() {
             div.scroll { table {
                 thead { tr {
+                    @if store.is_some() { th scope="col" { "instance" } }
                     th scope="col" { "seq" } th scope="col" { "time" } th scope="col" { "type" } th scope="col" { "outcome" }
                     th scope="col" { "company" } th scope="col" { "consent id" } th scope="col" { "request id" }
                 } }
-                tbody { @for v in &found.rows {
+                tbody { @for (i, v) in found.rows.iter().enumerate() {
                     @let seq = v["seq"].as_u64().unwrap_or(0);
+                    @let instance = found.instances.get(i);
                     tr {
-                        td.num { a href={"/console/audit/record?stream=audit&seq=" (seq)} aria-label={"Record " (seq)} { (seq) } }
+                        @if let Some(instance) = instance { td { code.small { (instance) } } }
+                        td.num {
+                            @match instance {
+                                Some(instance) => a href={"/console/audit/record?stream=audit&instance=" (encode(instance)) "&seq=" (seq)} aria-label={"Record " (seq) " of " (instance)} { (seq) },
+                                None => a href={"/console/audit/record?stream=audit&seq=" (seq)} aria-label={"Record " (seq)} { (seq) },
+                            }
+                        }
                         td { (field(v, "time")) }
                         td { (field(v, "type")) }
                         td { (field(v, "outcome")) (field(v, "action")) }
@@ -162,6 +177,61 @@ pub(super) fn search_page(c: &Console, q: &Query) -> Reply {
     Reply::html(200, layout("Audit", "Audit", body))
 }
 
+/// A page of the search over the record store, in time order over every instance, bounded as the local one.
+fn store_search(
+    store: &crate::records::Records,
+    f: &Filter,
+    skip: usize,
+    take: usize,
+) -> Result<super::index::Found, String> {
+    let start = std::time::Instant::now();
+    let mut found = super::index::Found {
+        rows: Vec::new(),
+        instances: Vec::new(),
+        more: false,
+        stopped: None,
+    };
+    let (mut matched, mut read) = (0usize, 0u64);
+    store.rows(
+        AUDIT_STREAM,
+        &crate::postgres::read::Pushdown::from(f),
+        crate::postgres::read::Order::Time,
+        |instance, line| {
+            read += 1;
+            if read % 1024 == 0 {
+                if read >= SCAN_LIMIT {
+                    found.stopped = Some(format!("after reading {read} records"));
+                    return false;
+                }
+                if start.elapsed() > SCAN_TIME {
+                    found.stopped = Some(format!(
+                        "after {} s ({read} records read)",
+                        SCAN_TIME.as_secs()
+                    ));
+                    return false;
+                }
+            }
+            let Ok(v) = serde_json::from_slice::<Value>(line) else {
+                return true;
+            };
+            if !f.matches(&v) {
+                return true;
+            }
+            matched += 1;
+            if matched > skip + take {
+                found.more = true;
+                return false;
+            }
+            if matched > skip {
+                found.rows.push(v);
+                found.instances.push(instance.unwrap_or("?").to_string());
+            }
+            true
+        },
+    )?;
+    Ok(found)
+}
+
 pub(super) fn export(c: &Console, q: &Query, format: Export) -> Reply {
     let f = match filter(q) {
         Ok(f) => f,
@@ -175,7 +245,35 @@ pub(super) fn export(c: &Console, q: &Query, format: Export) -> Reply {
         let _ = w.write_record(query::CSV_COLUMNS);
         w
     });
-    let result = if dir.is_dir() {
+    let store = c.store();
+    let result = if let Some(store) = &store {
+        store
+            .rows(
+                AUDIT_STREAM,
+                &crate::postgres::read::Pushdown::from(&f),
+                crate::postgres::read::Order::Time,
+                |_, line| {
+                    let Ok(v) = serde_json::from_slice::<Value>(line) else {
+                        return true;
+                    };
+                    if !f.matches(&v) {
+                        return true;
+                    }
+                    rows += 1;
+                    match csv.as_mut() {
+                        Some(w) => {
+                            let _ = w.write_record(query::csv_row(&v));
+                        }
+                        None => {
+                            out.extend_from_slice(line);
+                            out.push(b'\n');
+                        }
+                    }
+                    rows < EXPORT_LIMIT
+                },
+            )
+            .map_err(std::io::Error::other)
+    } else if dir.is_dir() {
         query::scan(&dir, |line, v| {
             if !f.matches(v) {
                 return true;
@@ -329,6 +427,52 @@ pub(super) fn verify_page(c: &Console) -> Reply {
     Reply::html(200, layout("Verify the log", "Audit", body))
 }
 
+/// One record of another instance, from the record store (its proof: `concierge audit verify --postgres`).
+fn store_record(store: &crate::records::Records, instance: &str, stream: &str, seq: u64) -> Reply {
+    if !crate::audit::valid_instance(instance) {
+        return Reply::html(
+            400,
+            error_page("Bad request", "That is not an instance id."),
+        );
+    }
+    let line = match store.record(instance, stream, seq) {
+        Ok(Some(line)) => line,
+        Ok(None) => {
+            return Reply::html(
+                404,
+                error_page(
+                    "No such record",
+                    &format!("Instance `{instance}` has no record with seq {seq} in stream `{stream}` in the record store."),
+                ),
+            )
+        }
+        Err(e) => return super::view::unreadable(e),
+    };
+    let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+    let pretty = serde_json::to_string_pretty(&v).unwrap_or_default();
+    let body = html! {
+        dl.kv {
+            dt { "instance" } dd { code { (instance) } }
+            dt { "stream" } dd { code { (stream) } }
+            dt { "seq" } dd { (seq) }
+            dt { "time" } dd { (field(&v, "time")) }
+            dt { "type" } dd { (field(&v, "type")) }
+            dt { "line hash (SHA-256)" } dd { code.small { (chain::hash(line.as_bytes())) } }
+            dt { "previous line's hash" } dd { code.small { (field(&v, "prev")) } }
+            dt { "proof" } dd { "the record store's copy; whether every instance's chain and checkpoints hold: " code { "concierge audit verify --postgres URL" } "." }
+            @if let Some(id) = v["consent_id"].as_str() {
+                dt { "consent" } dd { a href={"/console/audit?consent=" (encode(id))} { "every record of consent " code { (id) } } }
+            }
+        }
+        h2 { "The record as stored" }
+        pre { (pretty) }
+    };
+    Reply::html(
+        200,
+        layout(&format!("Record {seq} of {instance}"), "Audit", body),
+    )
+}
+
 pub(super) fn record_page(c: &Console, q: &Query) -> Reply {
     let stream = q.get("stream").unwrap_or(AUDIT_STREAM);
     if stream != AUDIT_STREAM && stream != FEEDBACK_STREAM {
@@ -347,6 +491,9 @@ pub(super) fn record_page(c: &Console, q: &Query) -> Reply {
         );
     };
     let dir = c.audit_dir().join(stream);
+    if let (Some(instance), Some(store)) = (q.get("instance"), c.store()) {
+        return store_record(&store, instance, stream, seq);
+    }
     let hit = match c.index(stream).and_then(|index| index.record(seq)) {
         Ok(hit) => hit,
         Err(e) => return super::view::unreadable(format!("{}: {e}", dir.display())),

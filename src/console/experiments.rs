@@ -70,7 +70,30 @@ pub(super) fn page(c: &Console, q: &Query) -> Reply {
     }
     // The whole log's report is kept up to date by the index (one experiment is the whole report's part for
     // it: each experiment's figures are its own records'); a date range reads the log again.
-    let builder = if since.is_none() && until.is_none() {
+    let store = c.store();
+    let builder = if let Some(store) = &store {
+        // Every instance's records, from the record store.
+        let push = crate::postgres::read::Pushdown {
+            since: since.clone(),
+            until: until.clone(),
+            types: vec!["exposure".into(), "conversion".into()],
+            ..Default::default()
+        };
+        let mut builder = Builder::new(Filter {
+            since,
+            until,
+            experiment: experiment.clone(),
+        });
+        if let Err(e) = store.lines(
+            crate::audit::AUDIT_STREAM,
+            &push,
+            crate::postgres::read::Order::Any,
+            |line| builder.add_line(line),
+        ) {
+            return super::view::unreadable(e);
+        }
+        builder
+    } else if since.is_none() && until.is_none() {
         match c.index(crate::audit::AUDIT_STREAM) {
             Ok(index) => index.experiments().clone(),
             Err(e) => return super::view::unreadable(e),
@@ -123,6 +146,7 @@ pub(super) fn page(c: &Console, q: &Query) -> Reply {
             code { "concierge experiments report" } ", which gives it as a table, JSON, CSV or one HTML file."
         }
         (form(q, &ids))
+        @if let Some(store) = &store { p.muted.small role="status" { "Over every instance: " (store.describe()) "." } }
         div.report { (PreEscaped(crate::experiments::html::sections(&report))) }
         h2 { "How to read this" }
         p.muted { (report.tests) }

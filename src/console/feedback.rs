@@ -97,7 +97,25 @@ pub(super) fn page(c: &Console, q: &Query) -> Reply {
         (Err(e), _) | (_, Err(e)) => return bad(&rules, e),
     };
     // Without a filter the index keeps the report up to date; a filter reads the stream again.
-    let builder = if since.is_none() && until.is_none() && account.is_none() && rule.is_none() {
+    let store = c.store();
+    let builder = if let Some(store) = &store {
+        // Every instance's records, from the record store.
+        let mut builder = Builder::new(Filter {
+            since,
+            until,
+            account,
+            rule,
+        });
+        if let Err(e) = store.values(
+            crate::audit::FEEDBACK_STREAM,
+            &crate::postgres::read::Pushdown::default(),
+            crate::postgres::read::Order::Any,
+            |_, v| builder.add(v),
+        ) {
+            return super::view::unreadable(e);
+        }
+        builder
+    } else if since.is_none() && until.is_none() && account.is_none() && rule.is_none() {
         match c.index(crate::audit::FEEDBACK_STREAM) {
             Ok(index) => index.feedback().clone(),
             Err(e) => return super::view::unreadable(e),
@@ -130,6 +148,7 @@ pub(super) fn page(c: &Console, q: &Query) -> Reply {
             code { "concierge feedback report" } " counts it. The response rate is answers per prompt shown."
         }
         (form(q, &rules))
+        @if let Some(store) = &store { p.muted.small role="status" { "Over every instance: " (store.describe()) "." } }
         @if report.rules.is_empty() {
             p.muted { "No feedback records in this range." }
         } @else {

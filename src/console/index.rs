@@ -75,6 +75,8 @@ pub(super) enum Kind {
 /// What a search found.
 pub(super) struct Found {
     pub rows: Vec<Value>,
+    /// With the record store: each row's instance (empty for this instance's own log).
+    pub instances: Vec<String>,
     pub more: bool,
     /// Why it stopped before the end, if it did.
     pub stopped: Option<String>,
@@ -309,6 +311,7 @@ impl StreamIndex {
         let start = Instant::now();
         let mut found = Found {
             rows: Vec::new(),
+            instances: Vec::new(),
             more: false,
             stopped: None,
         };

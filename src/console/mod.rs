@@ -218,6 +218,15 @@ impl Console {
         self.settings.audit.dir.clone()
     }
 
+    /// The record store (`[audit.postgres]`), which the results and the search read over every instance.
+    fn store(&self) -> Option<crate::records::Records> {
+        self.settings
+            .audit
+            .postgres
+            .clone()
+            .map(crate::records::Records::Store)
+    }
+
     /// The answer to a request refused before any work: without the token (401), or made by another site
     /// (403: the browser holds the console's credentials, so a page elsewhere could otherwise make it search,
     /// export or fetch from the origin).

@@ -23,6 +23,26 @@ pub struct Pushdown {
     pub request_id: Option<String>,
 }
 
+impl From<&crate::audit::query::Filter> for Pushdown {
+    /// What the store can narrow an export's filter by (the filter still judges every line).
+    fn from(f: &crate::audit::query::Filter) -> Pushdown {
+        Pushdown {
+            since: f.since.clone(),
+            until: f.until.clone(),
+            types: f
+                .kind
+                .iter()
+                .cloned()
+                .chain(
+                    (f.account.is_some() || f.decision.is_some()).then(|| "decision".to_string()),
+                )
+                .collect(),
+            consent_id: f.consent.clone(),
+            request_id: f.request_id.clone(),
+        }
+    }
+}
+
 /// In which order lines come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
@@ -30,6 +50,25 @@ pub enum Order {
     Time,
     /// As the store finds them (aggregates, whose result does not depend on the order).
     Any,
+}
+
+/// One record by its key.
+pub async fn record(
+    client: &tokio_postgres::Client,
+    url: &str,
+    instance: &str,
+    stream: &str,
+    seq: u64,
+) -> Result<Option<String>, PgError> {
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    let row = client
+        .query_opt(
+            "SELECT line FROM concierge_record WHERE instance = $1 AND stream = $2 AND seq = $3",
+            &[&instance, &stream, &seq],
+        )
+        .await
+        .map_err(db(url))?;
+    Ok(row.map(|r| r.get(0)))
 }
 
 /// Call `f` with every line of `stream` the pushdown lets through; returns how many.
@@ -41,8 +80,24 @@ pub async fn for_each(
     order: Order,
     mut f: impl FnMut(&[u8]),
 ) -> Result<u64, PgError> {
+    rows(client, url, stream, p, order, |_, line| {
+        f(line);
+        true
+    })
+    .await
+}
+
+/// [`for_each`] with each line's instance; stops when `f` returns `false`.
+pub async fn rows(
+    client: &tokio_postgres::Client,
+    url: &str,
+    stream: &str,
+    p: &Pushdown,
+    order: Order,
+    mut f: impl FnMut(&str, &[u8]) -> bool,
+) -> Result<u64, PgError> {
     let e = db(url);
-    let mut sql = String::from("SELECT line FROM concierge_record WHERE stream = $1");
+    let mut sql = String::from("SELECT instance, line FROM concierge_record WHERE stream = $1");
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(stream.to_string())];
     let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
         params.push(v);
@@ -84,9 +139,12 @@ pub async fn for_each(
     let mut rows = std::pin::pin!(rows);
     let mut n = 0;
     while let Some(row) = rows.try_next().await.map_err(&e)? {
-        let line: &str = row.try_get(0).map_err(&e)?;
-        f(line.as_bytes());
+        let instance: &str = row.try_get(0).map_err(&e)?;
+        let line: &str = row.try_get(1).map_err(&e)?;
         n += 1;
+        if !f(instance, line.as_bytes()) {
+            break;
+        }
     }
     Ok(n)
 }

@@ -618,4 +618,57 @@ async fn three_instances_at_once_and_the_readers_over_the_store_equal_the_union_
         assert!(text.contains(&format!("instance {name}:")), "{text}");
     }
     assert_eq!(text.matches("  intact").count(), 3, "{text}");
+
+    // The console of a fourth instance reads the store: every instance's records and one result.
+    let console = proxy(
+        &origin.url(),
+        &format!(
+            "[rules]\ndir = \"{}\"\n[audit]\ndir = \"{}\"\nsigning_key = \"{}\"\n{}{}",
+            rules.display(),
+            dir.path().join("edge-d").display(),
+            signing_key(&dir.path().join("keys-edge-d")).display(),
+            store_section(&pg, "edge-d"),
+            console_section(dir.path()),
+        ),
+    )
+    .await;
+    let (code, page) = console_page(&console, "/console/audit?account=account-3.example").await;
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("Every instance&#39;s records") || page.contains("Every instance's records"),
+        "{page}"
+    );
+    let instances: std::collections::BTreeSet<&str> = ["edge-a", "edge-b", "edge-c"]
+        .into_iter()
+        .filter(|i| page.contains(&format!("instance={i}&amp;seq=")))
+        .collect();
+    assert!(
+        instances.len() >= 2,
+        "account 3 was seen by two instances: {page}"
+    );
+    let link = page
+        .split("href=\"/console/audit/record?stream=audit&amp;instance=")
+        .nth(1)
+        .unwrap();
+    let link = link[..link.find('"').unwrap()].replace("&amp;", "&");
+    let (code, record) = console_page(
+        &console,
+        &format!("/console/audit/record?stream=audit&instance={link}"),
+    )
+    .await;
+    assert_eq!(code, 200, "{record}");
+    assert!(record.contains("account-3.example"), "{record}");
+    let (code, page) = console_page(&console, "/console/experiments").await;
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("hero-test") && page.contains("Over every instance"),
+        "{page}"
+    );
+    let (code, page) = console_page(&console, "/console/feedback").await;
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("account-0.example/hero") || page.contains("account-1.example/hero"),
+        "{page}"
+    );
+    concierge::app::stop(console).await;
 }

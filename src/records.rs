@@ -1,0 +1,137 @@
+//! Where records are read from: one or more local audit folders (their union: one instance each), or the
+//! PostgreSQL record store (every instance). The readers — `audit export`, `audit stats`, `feedback report`,
+//! `experiments report` and the console — go through this, so the store and the folders give one answer.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::postgres::read::{Order, Pushdown};
+use crate::postgres::PostgresSettings;
+
+/// Records to read.
+pub enum Records {
+    Files(Vec<PathBuf>),
+    Store(PostgresSettings),
+}
+
+impl Records {
+    /// For messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Records::Files(dirs) => dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            Records::Store(db) => format!("the record store {}", crate::postgres::shown(&db.url)),
+        }
+    }
+
+    /// Every complete line of `stream`: folder after folder in chain order, or from the store (`order`,
+    /// narrowed by `pushdown`; the caller still filters every line).
+    pub fn lines(
+        &self,
+        stream: &str,
+        pushdown: &Pushdown,
+        order: Order,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<(), String> {
+        self.rows(stream, pushdown, order, |_, line| {
+            f(line);
+            true
+        })
+    }
+
+    /// [`Records::lines`] with each line's instance (a folder's, if it names one), until `f` returns
+    /// `false`.
+    pub fn rows(
+        &self,
+        stream: &str,
+        pushdown: &Pushdown,
+        order: Order,
+        mut f: impl FnMut(Option<&str>, &[u8]) -> bool,
+    ) -> Result<(), String> {
+        match self {
+            Records::Files(dirs) => {
+                for dir in dirs {
+                    let sdir = dir.join(stream);
+                    if !sdir.is_dir() {
+                        continue;
+                    }
+                    let instance = std::fs::read_to_string(dir.join(crate::audit::INSTANCE_FILE))
+                        .ok()
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| crate::audit::valid_instance(t));
+                    let mut read = || -> std::io::Result<bool> {
+                        for (_, path) in crate::audit::chain::segments(&sdir)? {
+                            for line in crate::audit::chain::Lines::open(&path)? {
+                                let (_, line, complete) = line?;
+                                if !complete {
+                                    break; // an unfinished last line
+                                }
+                                if !f(instance.as_deref(), &line) {
+                                    return Ok(false);
+                                }
+                            }
+                        }
+                        Ok(true)
+                    };
+                    match read() {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(()),
+                        Err(e) => return Err(format!("{}: {e}", sdir.display())),
+                    }
+                }
+                Ok(())
+            }
+            Records::Store(db) => block_on(async {
+                let client = db.connect().await?;
+                crate::postgres::read::rows(&client, &db.url, stream, pushdown, order, |i, l| {
+                    f(Some(i), l)
+                })
+                .await
+            })
+            .map(|_| ()),
+        }
+    }
+
+    /// One record of the store by its key (`None` for folders).
+    pub fn record(&self, instance: &str, stream: &str, seq: u64) -> Result<Option<String>, String> {
+        match self {
+            Records::Files(_) => Ok(None),
+            Records::Store(db) => block_on(async {
+                let client = db.connect().await?;
+                crate::postgres::read::record(&client, &db.url, instance, stream, seq).await
+            }),
+        }
+    }
+
+    /// [`Records::lines`], each line that is JSON with its value.
+    pub fn values(
+        &self,
+        stream: &str,
+        pushdown: &Pushdown,
+        order: Order,
+        mut f: impl FnMut(&[u8], &Value),
+    ) -> Result<(), String> {
+        self.lines(stream, pushdown, order, |line| {
+            if let Ok(v) = serde_json::from_slice::<Value>(line) {
+                f(line, &v);
+            }
+        })
+    }
+}
+
+/// Run one store query on a runtime of its own (the callers are synchronous: the CLI, or the console on a
+/// blocking thread).
+fn block_on<T>(
+    fut: impl std::future::Future<Output = Result<T, crate::postgres::PgError>>,
+) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(fut)
+        .map_err(|e| e.to_string())
+}
