@@ -68,24 +68,30 @@ pub async fn verify_all(
             }
             let sdir = dir.join(&stream);
             std::fs::create_dir_all(&sdir).map_err(io)?;
-            let records = client
-                .query(
+            // Streamed into the laid-out segment (never the whole stream in memory); named by its first seq
+            // once that is known.
+            let rows = client
+                .query_raw(
                     "SELECT seq, line, hash, prev FROM concierge_record WHERE instance = $1 AND stream = $2 ORDER BY seq",
-                    &[&instance, &stream],
+                    [&instance as &(dyn tokio_postgres::types::ToSql + Sync), &stream],
                 )
                 .await
                 .map_err(&e)?;
-            let first = records
-                .first()
-                .map_or(0, |r| r.get::<_, i64>(0).max(0) as u64);
-            let mut text = String::new();
-            for r in &records {
-                let (seq, line, hash, prev): (i64, String, String, String) =
+            let mut rows = std::pin::pin!(rows);
+            let part = sdir.join("laying-out");
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&part).map_err(io)?);
+            let mut first: Option<u64> = None;
+            while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows)
+                .await
+                .map_err(&e)?
+            {
+                let (seq, line, hash, prev): (i64, &str, &str, &str) =
                     (r.get(0), r.get(1), r.get(2), r.get(3));
+                first.get_or_insert(seq.max(0) as u64);
                 // The search columns must say what the line says.
                 let head = crate::audit::chain::head(line.as_bytes()).ok();
                 if head.as_ref().map(|h| h.seq as i64) != Some(seq)
-                    || head.as_ref().map(|h| h.prev.as_str()) != Some(prev.as_str())
+                    || head.as_ref().map(|h| h.prev.as_str()) != Some(prev)
                     || crate::audit::chain::hash(line.as_bytes()) != hash
                 {
                     column_problems.push((
@@ -98,10 +104,13 @@ pub async fn verify_all(
                         },
                     ));
                 }
-                text.push_str(&line);
-                text.push('\n');
+                std::io::Write::write_all(&mut out, line.as_bytes()).map_err(io)?;
+                std::io::Write::write_all(&mut out, b"\n").map_err(io)?;
             }
-            std::fs::write(sdir.join(format!("{first:020}.jsonl")), text).map_err(io)?;
+            std::io::Write::flush(&mut out).map_err(io)?;
+            drop(out);
+            let first = first.unwrap_or(0);
+            std::fs::rename(&part, sdir.join(format!("{first:020}.jsonl"))).map_err(io)?;
             let cps = client
                 .query(
                     "SELECT line FROM concierge_checkpoint WHERE instance = $1 AND stream = $2 ORDER BY seq",
@@ -117,6 +126,8 @@ pub async fn verify_all(
             std::fs::write(sdir.join(crate::audit::chain::CHECKPOINTS), text).map_err(io)?;
         }
         let mut report = verify::verify(&dir, &key).map_err(io)?;
+        // The laid-out copy is as large as the instance's rows: gone before the next instance's.
+        let _ = std::fs::remove_dir_all(&dir);
         for s in &mut report.streams {
             for p in &mut s.problems {
                 p.at = format!("{instance}/{} in the database, {}", s.stream, p.at);
