@@ -55,6 +55,9 @@
 #   ORIGIN_CACHE=1    the origin marks its pages cacheable (`expires 1h`: Cache-Control: max-age=3600) and the
 #                     concierge targets turn on their origin-response cache ([cache] enabled = true): repeat page
 #                     views are served without an origin round trip (measured apart from the uncached targets)
+#   AUDIT_POSTGRES=   a PostgreSQL URL: the concierge targets ship their records to it ([audit.postgres], the
+#                     shipper's thread in the proxy's process, so its CPU counts in the proxy's; bench/record-store.sh
+#                     starts a database and runs this with and without it)
 #   AUDIT_SINK=       audit.sink for the concierge targets: "discard-for-benchmarks" measures the proxy without
 #                     its records (the decision is made, the record built, nothing serialized or written)
 set -euo pipefail
@@ -84,6 +87,7 @@ AUDIT_FSYNC=${AUDIT_FSYNC:-}
 AUDIT_WAIT=${AUDIT_WAIT:-}
 AUDIT_COMMIT_WINDOW=${AUDIT_COMMIT_WINDOW:-}
 AUDIT_SINK=${AUDIT_SINK:-}
+AUDIT_POSTGRES=${AUDIT_POSTGRES:-}
 ORIGIN_CACHE=${ORIGIN_CACHE:-0}
 CONCIERGE_BIN=${CONCIERGE_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/production/concierge}
 OUT_DIR=${OUT_DIR:-$BENCH_DIR/out}
@@ -427,6 +431,7 @@ $( [ -n "$AUDIT_FSYNC" ] && echo "fsync = \"$AUDIT_FSYNC\"" )
 $( [ -n "$AUDIT_WAIT" ] && echo "wait = \"$AUDIT_WAIT\"" )
 $( [ -n "$AUDIT_COMMIT_WINDOW" ] && echo "commit_window = \"$AUDIT_COMMIT_WINDOW\"" )
 $( [ -n "$AUDIT_SINK" ] && echo "sink = \"$AUDIT_SINK\"" )
+$( [ -n "$AUDIT_POSTGRES" ] && printf '%s\n' '[audit.postgres]' "url = \"$AUDIT_POSTGRES\"" )
 $( [[ $ORIGIN_CACHE == 1 ]] && printf '%s\n' '[cache]' 'enabled = true' )
 EOF
 
@@ -463,6 +468,7 @@ $( [ -n "$AUDIT_FSYNC" ] && echo "fsync = \"$AUDIT_FSYNC\"" )
 $( [ -n "$AUDIT_WAIT" ] && echo "wait = \"$AUDIT_WAIT\"" )
 $( [ -n "$AUDIT_COMMIT_WINDOW" ] && echo "commit_window = \"$AUDIT_COMMIT_WINDOW\"" )
 $( [ -n "$AUDIT_SINK" ] && echo "sink = \"$AUDIT_SINK\"" )
+$( [ -n "$AUDIT_POSTGRES" ] && printf '%s\n' '[audit.postgres]' "url = \"$AUDIT_POSTGRES\"" )
 $( [[ $ORIGIN_CACHE == 1 ]] && printf '%s\n' '[cache]' 'enabled = true' )
 EOF
 done
