@@ -69,11 +69,18 @@ pub enum PgError {
 }
 
 /// The schema's versions, in order: (version, what it does, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "records, checkpoints and registered instances; append-only; monthly partitions",
-    include_str!("0001_records.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "records, checkpoints and registered instances; append-only; monthly partitions",
+        include_str!("0001_records.sql"),
+    ),
+    (
+        2,
+        "records without their JSONB copy (line::jsonb for ad-hoc SQL)",
+        include_str!("0002_no_body.sql"),
+    ),
+];
 
 /// Where a URL points, without its password: for messages.
 pub fn shown(url: &str) -> String {

@@ -82,9 +82,9 @@ impl Batch {
 }
 
 const INSERT: &str = "INSERT INTO concierge_record
-    (instance, stream, seq, time, type, line, hash, prev, request_id, consent_id, company, experiment, body)
+    (instance, stream, seq, time, type, line, hash, prev, request_id, consent_id, company, experiment)
   SELECT $1, $2, r.seq, r.time::timestamptz, r.type, r.line, r.hash, r.prev, r.request_id, r.consent_id,
-         r.company, r.experiment, r.line::jsonb
+         r.company, r.experiment
   FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
               $10::text[], $11::text[], $12::text[])
        AS r(seq, time, type, line, hash, prev, request_id, consent_id, company, experiment)

@@ -23,7 +23,7 @@ async fn the_schema_is_applied_once_and_rows_are_append_only() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("concierge@127.0.0.1"), "{err}");
-    // With it: version 0 → 1, then up to date.
+    // With it: version 0 → 2 (every migration in one go), then up to date.
     let out = migrate(&pg, &["--password-file", pw]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -31,10 +31,10 @@ async fn the_schema_is_applied_once_and_rows_are_append_only() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("schema version 0 → 1"), "{text}");
+    assert!(text.contains("schema version 0 → 2"), "{text}");
     let out = migrate(&pg, &["--password-file", pw]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("up to date (version 1)"), "{text}");
+    assert!(text.contains("up to date (version 2)"), "{text}");
     // The password may come from the environment instead.
     let out = concierge()
         .args(["audit", "migrate", "--postgres", &pg.url()])
@@ -50,8 +50,9 @@ async fn the_schema_is_applied_once_and_rows_are_append_only() {
         .unwrap()
         .get(0);
     assert_eq!(part, "concierge_record_2027_01");
-    let insert = "INSERT INTO concierge_record (instance, stream, seq, time, type, line, hash, prev, body) \
-                  VALUES ('i-1', 'audit', 0, '2027-01-15T10:00:00Z', 'decision', '{}', 'h', 'p', '{}') \
+    let insert =
+        "INSERT INTO concierge_record (instance, stream, seq, time, type, line, hash, prev) \
+                  VALUES ('i-1', 'audit', 0, '2027-01-15T10:00:00Z', 'decision', '{}', 'h', 'p') \
                   ON CONFLICT DO NOTHING";
     assert_eq!(db.execute(insert, &[]).await.unwrap(), 1);
     assert_eq!(
