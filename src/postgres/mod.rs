@@ -77,7 +77,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         2,
-        "records without their JSONB copy (line::jsonb for ad-hoc SQL)",
+        "records without their JSONB copy (line::jsonb for ad-hoc SQL) and the experiment index",
         include_str!("0002_no_body.sql"),
     ),
 ];

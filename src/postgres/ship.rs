@@ -27,6 +27,8 @@ use crate::audit::chain;
 pub struct Shipped {
     pub records: u64,
     pub checkpoints: u64,
+    /// The run stopped at its batch limit with records left to ship.
+    pub more: bool,
 }
 
 /// The rows of one transaction, column by column (the insert unnests them).
@@ -152,6 +154,9 @@ pub struct StreamShipper {
     place: Option<Place>,
     /// Bytes of the checkpoint file already shipped.
     checkpoints_offset: u64,
+    /// Transactions a run sends at most (the proxy's shipper: its lag and health are refreshed between runs);
+    /// `None`: until caught up.
+    pub max_batches: Option<usize>,
 }
 
 /// A complete line read from a segment, with the offset after it.
@@ -184,6 +189,7 @@ impl StreamShipper {
             batch: batch.max(1),
             place: None,
             checkpoints_offset: 0,
+            max_batches: None,
         }
     }
 
@@ -197,11 +203,7 @@ impl StreamShipper {
     }
 
     fn io(&self) -> impl Fn(std::io::Error) -> PgError {
-        let at = self.dir.display().to_string();
-        move |err| PgError::Db {
-            at: at.clone(),
-            reason: err.to_string(),
-        }
+        io_error(&self.dir)
     }
 
     /// Where the first record after `have` (the database's highest seq) starts on disk.
@@ -274,56 +276,38 @@ impl StreamShipper {
             self.place = self.locate(have.map(|h| h.max(0) as u64))?;
         }
         let mut shipped = Shipped::default();
-        while let Some(place) = self.place.clone() {
-            let (batch, after) = self.read_batch(&place)?;
+        let read = |place: Place| {
+            let (dir, batch) = (self.dir.clone(), self.batch);
+            tokio::task::spawn_blocking(move || read_batch(&dir, batch, &place))
+        };
+        let joined = |e: tokio::task::JoinError| PgError::Db {
+            at: self.dir.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut next = match self.place.clone() {
+            Some(place) => Some(read(place).await.map_err(joined)??),
+            None => None,
+        };
+        let mut batches = 0;
+        while let Some((batch, after)) = next.take() {
             if batch.len() == 0 {
                 self.place = Some(after);
                 break;
             }
+            // The next batch is read from disk while this one commits.
+            let reading = read(after.clone());
             shipped.records += commit(client, url, &self.instance, &self.stream, &batch).await?;
             self.place = Some(after);
+            batches += 1;
+            let following = reading.await.map_err(joined)??;
+            if self.max_batches.is_some_and(|m| batches >= m) {
+                shipped.more = following.0.len() > 0;
+                break;
+            }
+            next = Some(following);
         }
         shipped.checkpoints = self.ship_checkpoints(client, url).await?;
         Ok(shipped)
-    }
-
-    /// Up to `batch` complete records from `place`, crossing into the next segment at the end of one; and the
-    /// place after them.
-    fn read_batch(&self, place: &Place) -> Result<(Batch, Place), PgError> {
-        let io = self.io();
-        let mut b = Batch::default();
-        let mut at = place.clone();
-        let mut r = BufReader::new(std::fs::File::open(&at.path).map_err(&io)?);
-        r.seek(SeekFrom::Start(at.offset)).map_err(&io)?;
-        while b.len() < self.batch {
-            match read_line(&mut r, at.offset).map_err(&io)? {
-                Some((line, after)) => {
-                    let in_order = chain::head(&line).is_ok_and(|h| h.seq == at.next_seq);
-                    if !in_order || !b.push(&line) {
-                        break; // not a record in sequence: stop here, never a gap
-                    }
-                    at.offset = after;
-                    at.next_seq += 1;
-                }
-                None => {
-                    // The end of this segment: go on in the next one if the chain continues there.
-                    let segments = chain::segments(&self.dir).map_err(&io)?;
-                    match segments.iter().find(|(first, _)| *first > at.first) {
-                        Some((first, path)) if *first == at.next_seq => {
-                            at = Place {
-                                first: *first,
-                                path: path.clone(),
-                                offset: 0,
-                                next_seq: *first,
-                            };
-                            r = BufReader::new(std::fs::File::open(&at.path).map_err(&io)?);
-                        }
-                        _ => break,
-                    }
-                }
-            }
-        }
-        Ok((b, at))
     }
 
     /// Checkpoint lines not shipped yet whose record is in the database, in one transaction.
@@ -386,6 +370,53 @@ impl StreamShipper {
         tx.commit().await.map_err(&e)?;
         self.checkpoints_offset = offset;
         Ok(n)
+    }
+}
+
+/// Up to `batch` complete records from `place`, crossing into the next segment at the end of one; and the
+/// place after them.
+fn read_batch(dir: &Path, batch: usize, place: &Place) -> Result<(Batch, Place), PgError> {
+    let io = io_error(dir);
+    let mut b = Batch::default();
+    let mut at = place.clone();
+    let mut r = BufReader::new(std::fs::File::open(&at.path).map_err(&io)?);
+    r.seek(SeekFrom::Start(at.offset)).map_err(&io)?;
+    while b.len() < batch {
+        match read_line(&mut r, at.offset).map_err(&io)? {
+            Some((line, after)) => {
+                let in_order = chain::head(&line).is_ok_and(|h| h.seq == at.next_seq);
+                if !in_order || !b.push(&line) {
+                    break; // not a record in sequence: stop here, never a gap
+                }
+                at.offset = after;
+                at.next_seq += 1;
+            }
+            None => {
+                // The end of this segment: go on in the next one if the chain continues there.
+                let segments = chain::segments(dir).map_err(&io)?;
+                match segments.iter().find(|(first, _)| *first > at.first) {
+                    Some((first, path)) if *first == at.next_seq => {
+                        at = Place {
+                            first: *first,
+                            path: path.clone(),
+                            offset: 0,
+                            next_seq: *first,
+                        };
+                        r = BufReader::new(std::fs::File::open(&at.path).map_err(&io)?);
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+    Ok((b, at))
+}
+
+fn io_error(dir: &Path) -> impl Fn(std::io::Error) -> PgError {
+    let at = dir.display().to_string();
+    move |err| PgError::Db {
+        at: at.clone(),
+        reason: err.to_string(),
     }
 }
 

@@ -108,7 +108,12 @@ impl Shipper {
                 .iter()
                 .map(|s| Stream {
                     name: s.name,
-                    shipper: StreamShipper::new(&shipping.instance, &s.dir, batch),
+                    shipper: {
+                        let mut sh = StreamShipper::new(&shipping.instance, &s.dir, batch);
+                        // A long catch-up in runs of at most 20 transactions, the lag refreshed between.
+                        sh.max_batches = Some(20);
+                        sh
+                    },
                     written: s.written.clone(),
                     keep_from: s.keep_from.clone(),
                 })
@@ -171,8 +176,10 @@ impl Run {
                 Err(std::sync::mpsc::TryRecvError::Empty) => false,
             };
             if stopping || Instant::now() >= next {
-                let ok = self.once().await;
-                let wait = if ok {
+                let (ok, more) = self.once().await;
+                let wait = if ok && more {
+                    Duration::ZERO // catching up: the next run at once
+                } else if ok {
                     self.backoff = Duration::ZERO;
                     self.settings.ship_interval
                 } else {
@@ -192,10 +199,11 @@ impl Run {
         }
     }
 
-    /// One run over every stream; `true` if it reached the store.
-    async fn once(&mut self) -> bool {
+    /// One run over every stream: whether it reached the store, and whether records are left to ship.
+    async fn once(&mut self) -> (bool, bool) {
         let result = self.ship().await;
         let ok = result.is_ok();
+        let more = matches!(result, Ok(true));
         if let Err(e) = &result {
             self.client = None; // reconnect next time
             let first = self
@@ -221,7 +229,7 @@ impl Run {
         }
         drop(h);
         self.refresh();
-        ok
+        (ok, more)
     }
 
     /// The lag, from the writers' progress and what is known shipped (between runs too: records keep
@@ -252,7 +260,8 @@ impl Run {
             .lag_seconds(h.waiting_since.map_or(0, |t| t.elapsed().as_secs()));
     }
 
-    async fn ship(&mut self) -> Result<(), PgError> {
+    /// `Ok(true)`: a stream has more to ship than one run sends.
+    async fn ship(&mut self) -> Result<bool, PgError> {
         if self.client.is_none() {
             let mut client = self.settings.connect().await?;
             super::migrate(&mut client, &self.settings.url).await?;
@@ -275,10 +284,12 @@ impl Run {
             self.client = Some(client);
         }
         let Some(client) = self.client.as_mut() else {
-            return Ok(());
+            return Ok(false);
         };
+        let mut more = false;
         for s in &mut self.streams {
             let shipped = s.shipper.run(client, &self.settings.url).await?;
+            more |= shipped.more;
             if shipped.records > 0 {
                 self.metrics.shipped(s.name, shipped.records);
             }
@@ -286,6 +297,6 @@ impl Run {
                 s.keep_from.store(next, Ordering::Release);
             }
         }
-        Ok(())
+        Ok(more)
     }
 }

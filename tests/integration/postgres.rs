@@ -404,3 +404,78 @@ fn a_bad_postgres_section_is_a_config_error() {
         .unwrap()
         .ends_with("pw"));
 }
+
+#[tokio::test]
+async fn retention_drops_a_month_of_rows_and_the_rest_still_verifies() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = signing_key(&dir.path().join("keys"));
+    let log = dir.path().join("log");
+    std::fs::create_dir_all(&log).unwrap();
+    std::fs::write(log.join("instance"), "edge-r\n").unwrap();
+    // Two months of records, a checkpoint every 10: the last of January's is signed.
+    let mut o = concierge::audit::writer::Options::new("audit");
+    o.checkpoint_records = 10;
+    o.instance = Some("edge-r".into());
+    let signing = std::sync::Arc::new(concierge::audit::keys::SigningKey::load(&key).unwrap());
+    let (w, t) = concierge::audit::writer::Writer::open(&log, signing, o).unwrap();
+    for i in 0..60 {
+        let month = if i < 30 { "2026-01" } else { "2026-02" };
+        let record = serde_json::json!({
+            "type": "decision",
+            "time": format!("{month}-15T10:00:{:02}.000Z", i % 30),
+            "request_id": format!("r{i}"),
+            "outcome": "personalized",
+        });
+        let ack = w.submit_durable(&record).unwrap();
+        w.written_blocking(ack, std::time::Duration::from_secs(10))
+            .unwrap();
+    }
+    drop(w);
+    t.join().unwrap();
+    let run = |args: &[&str]| {
+        concierge()
+            .args(args)
+            .args(["--postgres", &pg.url(), "--password-file"])
+            .arg(pg.password_file())
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["audit", "ship", log.to_str().unwrap()])
+        .status
+        .success());
+    let pub_key = concierge::audit::keys::public_path(&key);
+    let out = run(&[
+        "audit",
+        "register",
+        "--instance",
+        "edge-r",
+        "--public-key",
+        pub_key.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Retention in the store: January's partition is dropped whole.
+    let db = pg.client().await;
+    db.batch_execute("DROP TABLE concierge_record_2026_01")
+        .await
+        .unwrap();
+    let out = run(&["audit", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("seq 30..=59"), "{text}");
+    assert!(
+        text.contains("before seq 30 were removed (retention)"),
+        "{text}"
+    );
+}
