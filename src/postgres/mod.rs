@@ -64,6 +64,12 @@ pub enum PgError {
     Ca { path: String, reason: String },
     #[error("PostgreSQL at {at}: {reason}")]
     Db { at: String, reason: String },
+    #[error("instance `{instance}` is registered with another key ({have}, since {at}); it is not replaced")]
+    OtherKey {
+        instance: String,
+        have: String,
+        at: String,
+    },
     #[error("the database's schema is version {found}, newer than this Concierge knows ({known}); upgrade Concierge")]
     Newer { found: i32, known: i32 },
 }
@@ -242,11 +248,10 @@ pub async fn register(
     if have == encoded {
         Ok(Registered::Same)
     } else {
-        Err(PgError::Db {
-            at: shown(url),
-            reason: format!(
-                "instance `{instance}` is registered with another key ({have}, since {at}); it is not replaced"
-            ),
+        Err(PgError::OtherKey {
+            instance: instance.to_string(),
+            have,
+            at,
         })
     }
 }

@@ -275,10 +275,11 @@ impl Run {
                         self.registered = true;
                     }
                     // Shipped all the same: verification names the instance whose key does not match.
-                    Err(e) => {
+                    Err(e @ PgError::OtherKey { .. }) => {
                         tracing::error!(error = %e, "this instance's checkpoint key is not the one registered; its records are shipped but will not verify");
                         self.registered = true;
                     }
+                    Err(e) => return Err(e), // the database: tried again with the next run
                 }
             }
             self.client = Some(client);
