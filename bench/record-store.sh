@@ -4,7 +4,8 @@
 # commit on).
 #
 #   1. shipping throughput: SHIP_N records written by the real writer (`concierge audit generate`: a real
-#      chain with checkpoints), then `concierge audit ship --batch BATCH` into an empty store; records/s;
+#      chain with checkpoints), then `concierge audit ship --batch BATCH --connections C` into an empty store,
+#      for each C in SHIP_CONNECTIONS; records/s;
 #   2. catch-up: an hour at 1k records/s (CATCHUP_N = 3.6 M records) waited on local disk while the store was
 #      away; the time `audit ship` takes to bring the store level once it is back;
 #   3. the reports over REPORT_N rows (bench/experiments_records.py --with-decisions: half experiment records,
@@ -13,7 +14,8 @@
 #   4. (PROXY=1) the proxy's own throughput while it ships: bench/run.sh on the concierge-ids target with and
 #      without AUDIT_POSTGRES (the shipper's thread is in the proxy's process; its CPU counts in the proxy's).
 #
-# Knobs: SHIP_N=1000000 CATCHUP_N=3600000 REPORT_N=10000000 BATCH=5000 PROXY=1 REPEAT=3 (for run.sh)
+# Knobs: SHIP_N=1000000 CATCHUP_N=3600000 REPORT_N=10000000 BATCH=5000 SHIP_CONNECTIONS="1 2 3" (step 1, one
+#        run each; the rest ship with the default, 2) PROXY=1 REPEAT=3 (for run.sh)
 #        SKIP_BUILD=1 CONCIERGE_BIN=… KEEP_TMP=1 PG_SHARED_BUFFERS=1GB
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +23,7 @@ SHIP_N=${SHIP_N:-1000000}
 CATCHUP_N=${CATCHUP_N:-3600000}
 REPORT_N=${REPORT_N:-10000000}
 BATCH=${BATCH:-5000}
+SHIP_CONNECTIONS=${SHIP_CONNECTIONS:-1 2 3}
 PROXY=${PROXY:-1}
 PG_SHARED_BUFFERS=${PG_SHARED_BUFFERS:-1GB}
 CONCIERGE_BIN=${CONCIERGE_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/production/concierge}
@@ -60,8 +63,8 @@ psql() { "$PGBIN/psql" -X -q -t -A -h 127.0.0.1 -p "$PORT" -U concierge -d postg
 
 timed() { # label, command…: wall seconds and max RSS of the command
   local label=$1; shift
-  /usr/bin/time -f "%e %M" -o "$TMP/time" "$@" >"$TMP/out" 2>"$TMP/err" || { cat "$TMP/err" >&2; die "$label failed"; }
-  read -r wall rss <"$TMP/time"
+  /usr/bin/time -f "%e %M %U" -o "$TMP/time" "$@" >"$TMP/out" 2>"$TMP/err" || { cat "$TMP/err" >&2; die "$label failed"; }
+  read -r wall rss _ <"$TMP/time"
   printf '%s\t%s s\t%s MiB\n' "$label" "$wall" "$((rss / 1024))"
 }
 rate() { python3 -c "print(f'{$1 / $2:,.0f}')"; }
@@ -75,11 +78,16 @@ echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), shared_buffe
 mkdir -p "$TMP/ship"; echo "bench-ship" >"$TMP/ship/instance"
 say "writing $SHIP_N records with the real writer"
 "$CONCIERGE_BIN" audit generate "$TMP/ship" --key "$KEY" --count "$SHIP_N" --window 4096 >/dev/null
-out=$(timed "ship $SHIP_N records (batch $BATCH)" "$CONCIERGE_BIN" audit ship "$TMP/ship" --postgres "$URL" --batch "$BATCH")
-echo "$out"
-wall=$(echo "$out" | cut -f2 | cut -d' ' -f1)
-echo "shipping throughput: $(rate "$SHIP_N" "$wall") records/s"
-echo "rows: $(psql "SELECT count(*) FROM concierge_record WHERE instance = 'bench-ship'")"
+for c in $SHIP_CONNECTIONS; do
+  # Each into an empty store of its own (a database each), the figures side by side.
+  psql "CREATE DATABASE ship_c$c" >/dev/null
+  url="postgres://concierge@127.0.0.1:$PORT/ship_c$c?sslmode=disable"
+  psql "CHECKPOINT" >/dev/null
+  out=$(timed "ship $SHIP_N records (batch $BATCH, $c connection(s))" "$CONCIERGE_BIN" audit ship "$TMP/ship" --postgres "$url" --batch "$BATCH" --connections "$c")
+  echo "$out"
+  wall=$(echo "$out" | cut -f2 | cut -d' ' -f1)
+  echo "shipping throughput, $c connection(s): $(rate "$SHIP_N" "$wall") records/s (client CPU $(cut -d' ' -f3 "$TMP/time") s)"
+done
 
 # 2. Catch-up after an hour of downtime at 1k records/s.
 mkdir -p "$TMP/catchup"; echo "bench-catchup" >"$TMP/catchup/instance"

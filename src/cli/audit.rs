@@ -115,6 +115,9 @@ pub struct ShipArgs {
     /// Records per transaction.
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch: u32,
+    /// Connections to insert over at once, a transaction each (committed in order).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub connections: u32,
 }
 
 #[derive(Debug, Args)]
@@ -433,12 +436,16 @@ fn ship(a: ShipArgs) -> ExitCode {
     let result = rt.block_on(async {
         let mut client = db.connect().await?;
         crate::postgres::migrate(&mut client, &db.url).await?;
+        let mut clients = vec![client];
+        while clients.len() < a.connections as usize {
+            clients.push(db.connect().await?);
+        }
         let mut out = Vec::new();
         for stream in [AUDIT_STREAM, crate::audit::FEEDBACK_STREAM] {
             let path = dir.join(stream);
             if path.is_dir() {
                 let s = crate::postgres::ship::ship_stream(
-                    &mut client,
+                    &mut clients,
                     &db.url,
                     &instance,
                     &path,

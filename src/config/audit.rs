@@ -39,6 +39,7 @@ pub struct RawPostgres {
     pub ca_file: Option<PathBuf>,
     pub ship_interval: Option<String>,
     pub ship_batch: Option<u32>,
+    pub ship_connections: Option<u32>,
     pub max_lag: Option<String>,
     pub register: Option<bool>,
 }
@@ -212,6 +213,14 @@ pub(super) fn validate_audit(
             Some(n) => c.fail(
                 "audit.postgres.ship_batch",
                 format!("{n} is not between 1 and 100000"),
+            ),
+            None => {}
+        }
+        match p.ship_connections {
+            Some(n) if (1..=8).contains(&n) => s.ship_connections = n as usize,
+            Some(n) => c.fail(
+                "audit.postgres.ship_connections",
+                format!("{n} is not between 1 and 8"),
             ),
             None => {}
         }

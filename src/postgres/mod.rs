@@ -29,6 +29,8 @@ pub struct PostgresSettings {
     pub ship_interval: std::time::Duration,
     /// Records per transaction (`ship_batch`).
     pub ship_batch: usize,
+    /// Connections a catch-up inserts over at once, a transaction each (`ship_connections`).
+    pub ship_connections: usize,
     /// Records older than this still waiting to be shipped make `/healthz/records` answer 503 (`max_lag`).
     pub max_lag: std::time::Duration,
     /// The proxy registers its own checkpoint key at first contact (`register`); off: an operator registers
@@ -45,6 +47,7 @@ impl PostgresSettings {
             ca_file,
             ship_interval: std::time::Duration::from_secs(1),
             ship_batch: 5000,
+            ship_connections: 2,
             max_lag: std::time::Duration::from_secs(60),
             register: true,
         }

@@ -120,7 +120,7 @@ impl Shipper {
                 .collect(),
             metrics,
             health: health.clone(),
-            client: None,
+            clients: Vec::new(),
             registered: false,
             backoff: Duration::ZERO,
         };
@@ -161,7 +161,8 @@ struct Run {
     streams: Vec<Stream>,
     metrics: ShipMetrics,
     health: Arc<Health>,
-    client: Option<tokio_postgres::Client>,
+    /// Connected: `ship_connections` clients, the first for everything but a catch-up's concurrent inserts.
+    clients: Vec<tokio_postgres::Client>,
     registered: bool,
     backoff: Duration,
 }
@@ -205,7 +206,7 @@ impl Run {
         let ok = result.is_ok();
         let more = matches!(result, Ok(true));
         if let Err(e) = &result {
-            self.client = None; // reconnect next time
+            self.clients.clear(); // reconnect next time
             let first = self
                 .health
                 .inner
@@ -262,7 +263,7 @@ impl Run {
 
     /// `Ok(true)`: a stream has more to ship than one run sends.
     async fn ship(&mut self) -> Result<bool, PgError> {
-        if self.client.is_none() {
+        if self.clients.is_empty() {
             let mut client = self.settings.connect().await?;
             super::migrate(&mut client, &self.settings.url).await?;
             if self.settings.register && !self.registered {
@@ -282,14 +283,15 @@ impl Run {
                     Err(e) => return Err(e), // the database: tried again with the next run
                 }
             }
-            self.client = Some(client);
+            let mut clients = vec![client];
+            while clients.len() < self.settings.ship_connections {
+                clients.push(self.settings.connect().await?);
+            }
+            self.clients = clients;
         }
-        let Some(client) = self.client.as_mut() else {
-            return Ok(false);
-        };
         let mut more = false;
         for s in &mut self.streams {
-            let shipped = s.shipper.run(client, &self.settings.url).await?;
+            let shipped = s.shipper.run(&mut self.clients, &self.settings.url).await?;
             more |= shipped.more;
             if shipped.records > 0 {
                 self.metrics.shipped(s.name, shipped.records);

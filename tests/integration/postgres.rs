@@ -386,6 +386,10 @@ fn a_bad_postgres_section_is_a_config_error() {
             "[audit.postgres]\nurl = \"postgres://a@b/c\"\nport = 1\n",
             "port",
         ),
+        (
+            "[audit.postgres]\nurl = \"postgres://a@b/c\"\nship_connections = 0\n",
+            "audit.postgres.ship_connections: 0 is not between 1 and 8",
+        ),
     ] {
         let toml = format!("[upstream]\nurl = \"http://127.0.0.1:1\"\n{section}");
         let err = concierge::config::Settings::from_toml(&toml, &Default::default())

@@ -404,6 +404,81 @@ async fn a_shipper_killed_mid_batch_or_a_database_killed_mid_transaction_loses_a
     );
 }
 
+/// A catch-up inserts a group of batches at once over several connections and commits them in order, each only
+/// once the one before it is confirmed: when a commit fails, the batches after it are not committed either, so
+/// the store never holds a gap and the next run starts at the first record it lacks.
+#[tokio::test]
+async fn a_commit_refused_mid_group_leaves_no_gap_and_the_next_run_ships_the_rest() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = signing_key(&dir.path().join("keys"));
+    let log = dir.path().join("log");
+    generate(&log, &key, "edge-g", 1000);
+    let local = local_lines(&log, "audit");
+    let migrate = concierge()
+        .args([
+            "audit",
+            "migrate",
+            "--postgres",
+            &pg.url(),
+            "--password-file",
+        ])
+        .arg(pg.password_file())
+        .output()
+        .unwrap();
+    assert!(migrate.status.success());
+    // Seq 250 is refused at commit time: the first transaction of the second group (batches of 100 over
+    // two connections: [0, 200) then [200, 400)).
+    let db = pg.client().await;
+    db.batch_execute(
+        "CREATE FUNCTION refuse_250() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.seq = 250 THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$;
+         CREATE CONSTRAINT TRIGGER refuse_250 AFTER INSERT ON concierge_record
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_250();",
+    )
+    .await
+    .unwrap();
+    let ship_with = |connections: &str| {
+        concierge()
+            .args(["audit", "ship"])
+            .arg(&log)
+            .args(["--postgres", &pg.url(), "--password-file"])
+            .arg(pg.password_file())
+            .args(["--batch", "100", "--connections", connections])
+            .output()
+            .unwrap()
+    };
+    let out = ship_with("2");
+    assert!(!out.status.success(), "the refused commit is an error");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused at commit"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let held: Vec<i64> = db
+        .query(
+            "SELECT seq FROM concierge_record WHERE instance = 'edge-g' ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(held, (0..200).collect::<Vec<i64>>(), "a prefix, no gap");
+
+    db.batch_execute("DROP TRIGGER refuse_250 ON concierge_record")
+        .await
+        .unwrap();
+    let out = ship_with("3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(db_lines(&db, "edge-g", "audit").await, local);
+}
+
 const ACCOUNTS: usize = 24;
 
 fn write_rules(dir: &Path) {
