@@ -89,6 +89,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "records without their JSONB copy (line::jsonb for ad-hoc SQL) and the experiment index",
         include_str!("0002_no_body.sql"),
     ),
+    (
+        3,
+        "an account's records by the index (the company with ASCII case folded, as the readers compare it)",
+        include_str!("0003_company_ascii.sql"),
+    ),
 ];
 
 /// Where a URL points, without its password: for messages.

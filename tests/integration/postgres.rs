@@ -31,10 +31,10 @@ async fn the_schema_is_applied_once_and_rows_are_append_only() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("schema version 0 → 2"), "{text}");
+    assert!(text.contains("schema version 0 → 3"), "{text}");
     let out = migrate(&pg, &["--password-file", pw]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("up to date (version 2)"), "{text}");
+    assert!(text.contains("up to date (version 3)"), "{text}");
     // The password may come from the environment instead.
     let out = concierge()
         .args(["audit", "migrate", "--postgres", &pg.url()])

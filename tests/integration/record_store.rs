@@ -644,6 +644,8 @@ async fn three_instances_at_once_and_the_readers_over_the_store_equal_the_union_
     for filter in [
         vec!["--type", "exposure"],
         vec!["--account", "account-3.example"],
+        // The store narrows by its index with ASCII case folded, as the filter compares.
+        vec!["--account", "Account-3.EXAMPLE"],
         vec!["--decision", "personalized", "--format", "csv"],
     ] {
         let args: Vec<&str> = ["audit", "export"]
