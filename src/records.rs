@@ -96,6 +96,25 @@ impl Records {
         }
     }
 
+    /// The experiment report's input from `stream` between `pushdown`'s times, into `report`: a folder's
+    /// every line, or the store's facts of its exposures and conversions (from their columns) and the lines
+    /// of those without one. The report's filter still judges each.
+    pub fn report_into(
+        &self,
+        stream: &str,
+        pushdown: &Pushdown,
+        report: &mut crate::experiments::report::Builder,
+    ) -> Result<(), String> {
+        match self {
+            Records::Files(_) => self.lines(stream, pushdown, Order::Any, |l| report.add_line(l)),
+            Records::Store(db) => block_on(async {
+                let client = db.connect().await?;
+                crate::postgres::read::facts(&client, &db.url, stream, pushdown, report).await
+            })
+            .map(|_| ()),
+        }
+    }
+
     /// One record of the store by its key (`None` for folders).
     pub fn record(&self, instance: &str, stream: &str, seq: u64) -> Result<Option<String>, String> {
         match self {

@@ -43,8 +43,8 @@ pub enum AuditCommand {
     /// Send the records and checkpoints of a local log that the record store does not hold yet, in order, in
     /// transactions (a resend is harmless).
     Ship(ShipArgs),
-    /// Write N synthetic records through the writer, printing each acknowledged sequence number (crash tests,
-    /// benchmarks).
+    /// Write N synthetic records through the writer (decisions, and every fourth an exposure), printing each
+    /// acknowledged sequence number (crash tests, benchmarks).
     #[command(hide = true)]
     Generate {
         dir: PathBuf,
@@ -864,16 +864,34 @@ fn generate(dir: &Path, key: &Path, count: u64, window: usize) -> ExitCode {
     let mut out = stdout.lock();
     let mut pending = std::collections::VecDeque::new();
     for i in 0..count {
-        let record = serde_json::json!({
-            "type": "decision",
-            "time": crate::audit::writer::now_rfc3339(),
-            "request_id": format!("gen-{i}"),
-            "page": "/",
-            "jurisdiction": {"regime": "opt-out", "region": "US-CA"},
-            "permitted": ["anonymous", "firmographic"],
-            "reasons": ["generated"],
-            "outcome": "personalized",
-        });
+        // Decisions, and every fourth record an exposure (as a page's decision and its exposure share a
+        // stream), of 100 accounts in two arms.
+        let record = if i % 4 == 3 {
+            let account = (i / 4) % 100;
+            serde_json::json!({
+                "type": "exposure",
+                "time": crate::audit::writer::now_rfc3339(),
+                "request_id": format!("gen-{i}"),
+                "experiment": "generated",
+                "arm": if account % 2 == 0 { "control" } else { "treatment" },
+                "account": format!("account-{account}.example"),
+                "page": "/",
+                "rules": [format!("account-{account}.example/hero")],
+                "rules_version": "generated",
+                "control": 0.5,
+            })
+        } else {
+            serde_json::json!({
+                "type": "decision",
+                "time": crate::audit::writer::now_rfc3339(),
+                "request_id": format!("gen-{i}"),
+                "page": "/",
+                "jurisdiction": {"regime": "opt-out", "region": "US-CA"},
+                "permitted": ["anonymous", "firmographic"],
+                "reasons": ["generated"],
+                "outcome": "personalized",
+            })
+        };
         // Wait for the oldest acknowledgement (and print it) when the window or the queue is full.
         let mut ack_oldest =
             |pending: &mut std::collections::VecDeque<crate::audit::writer::Ack>| {

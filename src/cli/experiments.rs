@@ -10,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::audit::{settings, time, usage};
 use super::records::ReadSource;
 use crate::experiments::report::{Builder, Filter, Floors};
-use crate::postgres::read::{Order, Pushdown};
+use crate::postgres::read::Pushdown;
 
 #[derive(Debug, Subcommand)]
 pub enum ExperimentsCommand {
@@ -94,9 +94,7 @@ fn report(a: ExperimentsReportArgs) -> ExitCode {
         until,
         experiment: a.experiment.clone(),
     });
-    if let Err(e) = records.lines(crate::audit::AUDIT_STREAM, &push, Order::Any, |line| {
-        builder.add_line(line)
-    }) {
+    if let Err(e) = records.report_into(crate::audit::AUDIT_STREAM, &push, &mut builder) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }

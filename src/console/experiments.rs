@@ -84,12 +84,7 @@ pub(super) fn page(c: &Console, q: &Query) -> Reply {
             until,
             experiment: experiment.clone(),
         });
-        if let Err(e) = store.lines(
-            crate::audit::AUDIT_STREAM,
-            &push,
-            crate::postgres::read::Order::Any,
-            |line| builder.add_line(line),
-        ) {
+        if let Err(e) = store.report_into(crate::audit::AUDIT_STREAM, &push, &mut builder) {
             return super::view::unreadable(e);
         }
         builder

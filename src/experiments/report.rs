@@ -50,24 +50,38 @@ impl Default for Floors {
     }
 }
 
-#[derive(Deserialize)]
-struct Line<'a> {
+/// What the report reads of an `audit` stream line: parsed from the line (`Builder::add_line`), or — from
+/// the record store — read from the columns the shipper filled with exactly this parse of the line
+/// (`Fact::of`; schema 4), so both give one report.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Fact<'a> {
     #[serde(rename = "type", borrow)]
-    kind: &'a str,
+    pub kind: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
-    time: std::borrow::Cow<'a, str>,
+    pub time: std::borrow::Cow<'a, str>,
     #[serde(default, borrow)]
-    experiment: std::borrow::Cow<'a, str>,
+    pub experiment: std::borrow::Cow<'a, str>,
     #[serde(default)]
-    arm: Option<Arm>,
+    pub arm: Option<Arm>,
     #[serde(default, borrow)]
-    account: std::borrow::Cow<'a, str>,
+    pub account: std::borrow::Cow<'a, str>,
     #[serde(default, borrow)]
-    visitor: std::borrow::Cow<'a, str>,
+    pub visitor: std::borrow::Cow<'a, str>,
     #[serde(default, borrow)]
-    goal: std::borrow::Cow<'a, str>,
+    pub goal: std::borrow::Cow<'a, str>,
     #[serde(default)]
-    control: Option<f64>,
+    pub control: Option<f64>,
+}
+
+impl<'a> Fact<'a> {
+    /// The line's fact if it is one the report can take as it is: an exposure or a conversion, with an arm
+    /// (`None` for every other line — those the report skips, or reads only to know an experiment's name;
+    /// the store keeps no fact for them and the report reads their line).
+    pub fn of(line: &'a [u8]) -> Option<Fact<'a>> {
+        serde_json::from_slice::<Fact>(line)
+            .ok()
+            .filter(|f| (f.kind == "exposure" || f.kind == "conversion") && f.arm.is_some())
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -117,6 +131,14 @@ struct Agg {
     daily: BTreeMap<String, [[u64; 2]; 2]>,
 }
 
+/// The experiment's aggregate, created if new.
+fn agg_of<'m>(experiments: &'m mut BTreeMap<String, Agg>, id: &str) -> &'m mut Agg {
+    if !experiments.contains_key(id) {
+        experiments.insert(id.to_string(), Agg::default());
+    }
+    experiments.get_mut(id).expect("inserted above")
+}
+
 fn idx(a: Arm) -> usize {
     match a {
         Arm::Control => 0,
@@ -149,10 +171,14 @@ impl Builder {
 
     /// One line of the stream.
     pub fn add_line(&mut self, line: &[u8]) {
-        let Ok(l) = serde_json::from_slice::<Line>(line) else {
-            self.skipped += 1;
-            return;
-        };
+        match serde_json::from_slice::<Fact>(line) {
+            Ok(f) => self.add(&f),
+            Err(_) => self.skipped += 1,
+        }
+    }
+
+    /// One line's fact.
+    pub fn add(&mut self, l: &Fact) {
         if l.kind != "exposure" && l.kind != "conversion" {
             return; // decision, consent and counts records share the stream
         }
@@ -168,9 +194,7 @@ impl Builder {
             .is_some_and(|e| e != l.experiment)
         {
             // Still known, for the error message.
-            self.experiments
-                .entry(l.experiment.to_string())
-                .or_default();
+            agg_of(&mut self.experiments, &l.experiment);
             return;
         }
         let Some(arm) = l.arm else {
@@ -187,30 +211,38 @@ impl Builder {
             self.skipped += 1;
             return;
         }
-        let agg = self
-            .experiments
-            .entry(l.experiment.to_string())
-            .or_default();
+        // (Looked up before they are inserted: a report reads millions of records of a few thousand units,
+        // and a key built for every record was a good part of its time.)
+        let agg = agg_of(&mut self.experiments, &l.experiment);
         if !l.visitor.is_empty() {
             agg.by_visitor = true;
         }
-        let day = l.time.get(..10).unwrap_or("").to_string();
-        match l.kind {
+        match &*l.kind {
             "exposure" => {
                 if let Some(c) = l.control {
                     if agg.control_share.is_none() || *l.time >= *agg.control_share_time {
                         agg.control_share = Some(c);
-                        agg.control_share_time = l.time.to_string();
+                        if agg.control_share_time != *l.time {
+                            agg.control_share_time = l.time.to_string();
+                        }
                     }
                     if agg.shares_seen.len() < 8 {
                         agg.shares_seen.insert(format!("{c}"));
                     }
                 }
-                agg.accounts
-                    .entry(unit_key.to_string())
-                    .or_default()
-                    .exposed(arm, &l.time);
-                agg.daily.entry(day).or_default()[idx(arm)][0] += 1;
+                match agg.accounts.get_mut(&**unit_key) {
+                    Some(a) => a.exposed(arm, &l.time),
+                    None => agg
+                        .accounts
+                        .entry(unit_key.to_string())
+                        .or_default()
+                        .exposed(arm, &l.time),
+                }
+                let day = l.time.get(..10).unwrap_or("");
+                match agg.daily.get_mut(day) {
+                    Some(d) => d[idx(arm)][0] += 1,
+                    None => agg.daily.entry(day.to_string()).or_default()[idx(arm)][0] += 1,
+                }
             }
             "conversion" => {
                 agg.conversions.push((

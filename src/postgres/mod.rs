@@ -94,6 +94,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "an account's records by the index (the company with ASCII case folded, as the readers compare it)",
         include_str!("0003_company_ascii.sql"),
     ),
+    (
+        4,
+        "the experiment report's fields beside exposures and conversions, in a covering index",
+        include_str!("0004_facts.sql"),
+    ),
 ];
 
 /// Where a URL points, without its password: for messages.

@@ -9,6 +9,8 @@ use futures_util::TryStreamExt;
 use tokio_postgres::types::ToSql;
 
 use super::{db, PgError};
+use crate::experiments::report::{Builder, Fact};
+use crate::experiments::Arm;
 
 /// What the query narrows by (each `None`/empty: not narrowed).
 #[derive(Debug, Clone, Default)]
@@ -100,8 +102,40 @@ pub async fn rows(
     mut f: impl FnMut(&str, &[u8]) -> bool,
 ) -> Result<u64, PgError> {
     let e = db(url);
-    let mut sql = String::from("SELECT instance, line FROM concierge_record WHERE stream = $1");
-    let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(stream.to_string())];
+    let (mut sql, params) = query(
+        "SELECT instance, line FROM concierge_record WHERE stream = $1",
+        stream,
+        p,
+    );
+    if order == Order::Time {
+        sql.push_str(" ORDER BY time, instance, seq");
+    }
+    let rows = client
+        .query_raw(
+            &sql,
+            params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)),
+        )
+        .await
+        .map_err(&e)?;
+    let mut rows = std::pin::pin!(rows);
+    let mut n = 0;
+    while let Some(row) = rows.try_next().await.map_err(&e)? {
+        let instance: &str = row.try_get(0).map_err(&e)?;
+        let line: &str = row.try_get(1).map_err(&e)?;
+        n += 1;
+        if !f(instance, line.as_bytes()) {
+            break;
+        }
+    }
+    Ok(n)
+}
+
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// `select` (whose `$1` is the stream) narrowed by `p`, with its parameters.
+fn query(select: &str, stream: &str, p: &Pushdown) -> (String, Params) {
+    let mut sql = String::from(select);
+    let mut params: Params = vec![Box::new(stream.to_string())];
     let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
         params.push(v);
         sql.push_str(&clause.replace('?', &format!("${}", params.len())));
@@ -137,25 +171,84 @@ pub async fn rows(
             Box::new(c.to_ascii_lowercase()),
         );
     }
-    if order == Order::Time {
-        sql.push_str(" ORDER BY time, instance, seq");
-    }
+    (sql, params)
+}
+
+/// The experiment report's input from `stream` within `p`'s times (its types are the report's own), into
+/// `report`: each row's fact from its columns (schema 4: an index-only scan, no JSON), and the line of every
+/// exposure or conversion row without one (shipped before schema 4, or one the report's parser refuses),
+/// which the report reads as it reads a folder's. Returns how many rows.
+pub async fn facts(
+    client: &tokio_postgres::Client,
+    url: &str,
+    stream: &str,
+    p: &Pushdown,
+    report: &mut Builder,
+) -> Result<u64, PgError> {
+    let e = db(url);
+    let p = Pushdown {
+        since: p.since.clone(),
+        until: p.until.clone(),
+        ..Pushdown::default()
+    };
+    let (sql, params) = query(
+        "SELECT type, fact_time, experiment, arm, account, visitor, goal, control
+         FROM concierge_record WHERE stream = $1 AND arm IS NOT NULL",
+        stream,
+        &p,
+    );
     let rows = client
-        .query_raw(
-            &sql,
-            params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)),
-        )
+        .query_raw(&sql, params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)))
         .await
         .map_err(&e)?;
     let mut rows = std::pin::pin!(rows);
     let mut n = 0;
     while let Some(row) = rows.try_next().await.map_err(&e)? {
-        let instance: &str = row.try_get(0).map_err(&e)?;
-        let line: &str = row.try_get(1).map_err(&e)?;
+        let text = |i: usize| -> Result<&str, PgError> {
+            row.try_get::<_, Option<&str>>(i)
+                .map(Option::unwrap_or_default)
+                .map_err(&e)
+        };
+        let arm = match text(3)? {
+            "control" => Arm::Control,
+            "treatment" => Arm::Treatment,
+            other => {
+                return Err(PgError::Db {
+                    at: super::shown(url),
+                    reason: format!(
+                        "a row of stream `{stream}` has arm `{other}`, which no line says \
+                         (`concierge audit verify --postgres` names the row)"
+                    ),
+                })
+            }
+        };
         n += 1;
-        if !f(instance, line.as_bytes()) {
-            break;
-        }
+        report.add(&Fact {
+            kind: text(0)?.into(),
+            time: text(1)?.into(),
+            experiment: text(2)?.into(),
+            arm: Some(arm),
+            account: text(4)?.into(),
+            visitor: text(5)?.into(),
+            goal: text(6)?.into(),
+            control: row.try_get(7).map_err(&e)?,
+        });
+    }
+    let (sql, params) = query(
+        "SELECT line FROM concierge_record
+         WHERE stream = $1 AND arm IS NULL AND type IN ('exposure', 'conversion')",
+        stream,
+        &p,
+    );
+    let rows = client
+        .query_raw(&sql, params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)))
+        .await
+        .map_err(&e)?;
+    let mut rows = std::pin::pin!(rows);
+    while let Some(row) = rows.try_next().await.map_err(&e)? {
+        let l: &str = row.try_get(0).map_err(&e)?;
+        n += 1;
+        report.add_line(l.as_bytes());
     }
     Ok(n)
 }

@@ -44,6 +44,13 @@ struct Batch {
     consent_id: Vec<Option<String>>,
     company: Vec<Option<String>>,
     experiment: Vec<Option<String>>,
+    /// The report's fact of an exposure or conversion (`experiments::report::Fact`; schema 4), else `None`.
+    fact_time: Vec<Option<String>>,
+    arm: Vec<Option<&'static str>>,
+    account: Vec<Option<String>>,
+    visitor: Vec<Option<String>>,
+    goal: Vec<Option<String>>,
+    control: Vec<Option<f64>>,
     months: BTreeSet<String>,
 }
 
@@ -54,30 +61,103 @@ impl Batch {
 
     /// Add one complete line; `false` if it is not a record that can be shipped as it is.
     fn push(&mut self, line: &[u8]) -> bool {
-        let (Ok(head), Ok(text)) = (chain::head(line), std::str::from_utf8(line)) else {
+        let (Ok(head), Some(d)) = (chain::head(line), Derived::of(line)) else {
             return false;
         };
-        let Some(f) = Columns::of(text) else {
-            return false;
-        };
-        let Some(time) = f.time else {
+        let Ok(text) = std::str::from_utf8(line) else {
             return false;
         };
         self.months.insert(format!(
             "{}-01T00:00:00Z",
-            time.get(..7).unwrap_or("1970-01")
+            d.time.get(..7).unwrap_or("1970-01")
         ));
         self.seq.push(head.seq as i64);
-        self.kind.push(f.kind.unwrap_or_default());
+        self.kind.push(d.kind);
         self.hash.push(chain::hash(line));
         self.prev.push(head.prev);
-        self.request_id.push(f.request_id);
-        self.consent_id.push(f.consent_id);
-        self.company.push(f.company.or(f.account));
-        self.experiment.push(f.experiment);
-        self.time.push(time);
+        self.request_id.push(d.request_id);
+        self.consent_id.push(d.consent_id);
+        match d.fact {
+            Some(x) => {
+                self.fact_time.push(Some(x.time));
+                self.arm.push(Some(x.arm));
+                self.account.push(Some(x.account));
+                self.visitor.push(Some(x.visitor));
+                self.goal.push(Some(x.goal));
+                self.control.push(x.control);
+            }
+            None => {
+                self.fact_time.push(None);
+                self.arm.push(None);
+                self.account.push(None);
+                self.visitor.push(None);
+                self.goal.push(None);
+                self.control.push(None);
+            }
+        }
+        self.company.push(d.company);
+        self.experiment.push(d.experiment);
+        self.time.push(d.time);
         self.line.push(text.to_string());
         true
+    }
+}
+
+/// Every column of a record's row the shipper derives from its line (all but the key, `line`, `hash` and
+/// `prev`): what shipping writes and what verification checks a row's columns against.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Derived {
+    pub time: String,
+    pub kind: String,
+    pub request_id: Option<String>,
+    pub consent_id: Option<String>,
+    /// `company`, else `account`.
+    pub company: Option<String>,
+    pub experiment: Option<String>,
+    pub fact: Option<FactColumns>,
+}
+
+/// An exposure's or conversion's `experiments::report::Fact` as its row's columns hold it (schema 4).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FactColumns {
+    pub time: String,
+    pub arm: &'static str,
+    pub account: String,
+    pub visitor: String,
+    pub goal: String,
+    pub control: Option<f64>,
+}
+
+impl Derived {
+    /// `None` if the line is not a record that can be shipped as it is (not UTF-8, not a JSON object, no
+    /// string `time`).
+    pub(crate) fn of(line: &[u8]) -> Option<Derived> {
+        let text = std::str::from_utf8(line).ok()?;
+        let f = Columns::of(text)?;
+        let time = f.time?;
+        // The fact, for the only records that have one (the second parse is of those alone).
+        let fact = matches!(f.kind.as_deref(), Some("exposure" | "conversion"))
+            .then(|| crate::experiments::report::Fact::of(line))
+            .flatten()
+            .and_then(|x| {
+                Some(FactColumns {
+                    arm: x.arm?.name(),
+                    time: x.time.into_owned(),
+                    account: x.account.into_owned(),
+                    visitor: x.visitor.into_owned(),
+                    goal: x.goal.into_owned(),
+                    control: x.control,
+                })
+            });
+        Some(Derived {
+            time,
+            kind: f.kind.unwrap_or_default(),
+            request_id: f.request_id,
+            consent_id: f.consent_id,
+            company: f.company.or(f.account),
+            experiment: f.experiment,
+            fact,
+        })
     }
 }
 
@@ -149,12 +229,15 @@ impl Columns {
 }
 
 const INSERT: &str = "INSERT INTO concierge_record
-    (instance, stream, seq, time, type, line, hash, prev, request_id, consent_id, company, experiment)
+    (instance, stream, seq, time, type, line, hash, prev, request_id, consent_id, company, experiment,
+     fact_time, arm, account, visitor, goal, control)
   SELECT $1, $2, r.seq, r.time::timestamptz, r.type, r.line, r.hash, r.prev, r.request_id, r.consent_id,
-         r.company, r.experiment
+         r.company, r.experiment, r.fact_time, r.arm, r.account, r.visitor, r.goal, r.control
   FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-              $10::text[], $11::text[], $12::text[])
-       AS r(seq, time, type, line, hash, prev, request_id, consent_id, company, experiment)
+              $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
+              $17::text[], $18::float8[])
+       AS r(seq, time, type, line, hash, prev, request_id, consent_id, company, experiment,
+            fact_time, arm, account, visitor, goal, control)
   ON CONFLICT DO NOTHING";
 
 /// Create the partitions of `months` not known to exist yet, each in a transaction of its own (before the
@@ -204,6 +287,12 @@ async fn insert(
             &b.consent_id,
             &b.company,
             &b.experiment,
+            &b.fact_time,
+            &b.arm,
+            &b.account,
+            &b.visitor,
+            &b.goal,
+            &b.control,
         ],
     )
     .await
@@ -677,6 +766,95 @@ mod tests {
             let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
             let text = format!("{{{}}}", body.join(","));
             prop_assert_eq!(columns(&text), reference(&text));
+        }
+    }
+
+    /// The experiment report read as the store serves it — each row's fact from its columns, the line of
+    /// each exposure or conversion without one, nothing of the other rows — against the report of the lines.
+    fn reports(lines: &[String]) -> (String, String) {
+        use crate::experiments::report::{Builder, Fact, Floors};
+        let mut from_lines = Builder::new(Default::default());
+        let mut from_store = Builder::new(Default::default());
+        for line in lines {
+            from_lines.add_line(line.as_bytes());
+            let Some(d) = Derived::of(line.as_bytes()) else {
+                continue; // not shipped
+            };
+            match &d.fact {
+                Some(f) => from_store.add(&Fact {
+                    kind: d.kind.as_str().into(),
+                    time: f.time.as_str().into(),
+                    experiment: d.experiment.as_deref().unwrap_or_default().into(),
+                    arm: match f.arm {
+                        "control" => Some(crate::experiments::Arm::Control),
+                        _ => Some(crate::experiments::Arm::Treatment),
+                    },
+                    account: f.account.as_str().into(),
+                    visitor: f.visitor.as_str().into(),
+                    goal: f.goal.as_str().into(),
+                    control: f.control,
+                }),
+                None if d.kind == "exposure" || d.kind == "conversion" => {
+                    from_store.add_line(line.as_bytes())
+                }
+                None => {}
+            }
+        }
+        let json = |b: Builder| serde_json::to_string(&b.finish(Floors::default())).unwrap_or_default();
+        (json(from_store), json(from_lines))
+    }
+
+    proptest! {
+        #[test]
+        fn the_report_from_facts_is_the_report_from_lines(
+            records in proptest::collection::vec(
+                (
+                    prop_oneof![Just("exposure"), Just("conversion"), Just("decision"), Just("exposur")],
+                    0u8..4,
+                    proptest::collection::vec(
+                        (
+                            prop_oneof![
+                                Just("experiment"), Just("arm"), Just("account"), Just("visitor"),
+                                Just("goal"), Just("control"), Just("type"), Just("time"), Just("other"),
+                            ],
+                            prop_oneof![
+                                Just(r#""e1""#.to_string()),
+                                Just(r#""control""#.to_string()),
+                                Just(r#""treatment""#.to_string()),
+                                Just(r#""a1""#.to_string()),
+                                Just(r#""""#.to_string()),
+                                Just("0.5".to_string()),
+                                Just("null".to_string()),
+                                Just("7".to_string()),
+                                any::<String>().prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+                            ],
+                        ),
+                        0..4,
+                    ),
+                ),
+                0..40,
+            )
+        ) {
+            let lines: Vec<String> = records
+                .iter()
+                .enumerate()
+                .map(|(i, (kind, day, extra))| {
+                    let arm = if i % 3 == 0 { "control" } else { "treatment" };
+                    let mut body = vec![
+                        format!(r#""type":"{kind}""#),
+                        format!(r#""time":"2027-01-0{}T10:00:{:02}.000Z""#, day + 1, i % 60),
+                        r#""experiment":"e1""#.to_string(),
+                        format!(r#""arm":"{arm}""#),
+                        format!(r#""account":"a{}""#, i % 5),
+                        r#""goal":"g""#.to_string(),
+                    ];
+                    // Extra fields: replacing one (a repeated key), or new ones.
+                    body.extend(extra.iter().map(|(k, v)| format!(r#""{k}":{v}"#)));
+                    format!("{{{}}}", body.join(","))
+                })
+                .collect();
+            let (store, lines) = reports(&lines);
+            prop_assert_eq!(store, lines);
         }
     }
 }

@@ -72,7 +72,9 @@ pub async fn verify_all(
             // once that is known.
             let rows = client
                 .query_raw(
-                    "SELECT seq, line, hash, prev FROM concierge_record WHERE instance = $1 AND stream = $2 ORDER BY seq",
+                    "SELECT seq, line, hash, prev, time, type, request_id, consent_id, company, experiment,
+                            fact_time, arm, account, visitor, goal, control
+                     FROM concierge_record WHERE instance = $1 AND stream = $2 ORDER BY seq",
                     [&instance as &(dyn tokio_postgres::types::ToSql + Sync), &stream],
                 )
                 .await
@@ -85,22 +87,30 @@ pub async fn verify_all(
                 .await
                 .map_err(&e)?
             {
-                let (seq, line, hash, prev): (i64, &str, &str, &str) =
-                    (r.get(0), r.get(1), r.get(2), r.get(3));
+                let (seq, line, hash, prev): (i64, &str, &str, &str) = (
+                    r.try_get(0).map_err(&e)?,
+                    r.try_get(1).map_err(&e)?,
+                    r.try_get(2).map_err(&e)?,
+                    r.try_get(3).map_err(&e)?,
+                );
                 first.get_or_insert(seq.max(0) as u64);
-                // The search columns must say what the line says.
+                // The columns must say what the line says.
                 let head = crate::audit::chain::head(line.as_bytes()).ok();
-                if head.as_ref().map(|h| h.seq as i64) != Some(seq)
+                let wrong = if head.as_ref().map(|h| h.seq as i64) != Some(seq)
                     || head.as_ref().map(|h| h.prev.as_str()) != Some(prev)
                     || crate::audit::chain::hash(line.as_bytes()) != hash
                 {
+                    Some("seq, prev or hash".to_string())
+                } else {
+                    derived_mismatch(&r, line).map_err(&e)?
+                };
+                if let Some(columns) = wrong {
                     column_problems.push((
                         stream.clone(),
                         Problem {
                             at: format!("row seq {seq}"),
                             seq: Some(seq.max(0) as u64),
-                            what: "the row's seq, prev or hash column does not match its line"
-                                .into(),
+                            what: format!("the row's {columns} column does not match its line"),
                         },
                     ));
                 }
@@ -159,4 +169,63 @@ pub async fn verify_all(
         });
     }
     Ok(out)
+}
+
+/// Which of the columns shipping derives from a row's line (`ship::Derived`) say something else, if any. A
+/// row may have no fact at all (shipped before schema 4: the report then reads its line, which the chain
+/// covers); if it has one, it must be the line's. `time` is compared where the line's time is RFC 3339 in
+/// UTC, as the writer writes it (to the database's microsecond).
+fn derived_mismatch(
+    r: &tokio_postgres::Row,
+    line: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let Some(d) = super::ship::Derived::of(line.as_bytes()) else {
+        return Ok(Some("line".into())); // not a record shipping would have taken
+    };
+    let text = |i: usize| r.try_get::<_, Option<String>>(i);
+    let time: std::time::SystemTime = r.try_get(4)?;
+    let time_ok = humantime::parse_rfc3339_weak(&d.time).map_or(true, |t| {
+        let gap = t.duration_since(time).or_else(|_| time.duration_since(t));
+        gap.is_ok_and(|g| g < std::time::Duration::from_micros(1))
+    });
+    let mut wrong = Vec::new();
+    if !time_ok {
+        wrong.push("time");
+    }
+    for (name, have, want) in [
+        ("type", text(5)?, Some(d.kind.clone())),
+        ("request_id", text(6)?, d.request_id.clone()),
+        ("consent_id", text(7)?, d.consent_id.clone()),
+        ("company", text(8)?, d.company.clone()),
+        ("experiment", text(9)?, d.experiment.clone()),
+    ] {
+        if have != want {
+            wrong.push(name);
+        }
+    }
+    let fact = (
+        text(10)?,
+        text(11)?,
+        text(12)?,
+        text(13)?,
+        text(14)?,
+        r.try_get::<_, Option<f64>>(15)?,
+    );
+    let none = (None, None, None, None, None, None);
+    if fact != none {
+        let want = d.fact.as_ref().map_or(none, |f| {
+            (
+                Some(f.time.clone()),
+                Some(f.arm.to_string()),
+                Some(f.account.clone()),
+                Some(f.visitor.clone()),
+                Some(f.goal.clone()),
+                f.control,
+            )
+        });
+        if fact != want {
+            wrong.push("fact (fact_time, arm, account, visitor, goal or control)");
+        }
+    }
+    Ok((!wrong.is_empty()).then(|| wrong.join(", ")))
 }

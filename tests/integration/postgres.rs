@@ -23,7 +23,7 @@ async fn the_schema_is_applied_once_and_rows_are_append_only() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("concierge@127.0.0.1"), "{err}");
-    // With it: version 0 → 2 (every migration in one go), then up to date.
+    // With it: version 0 → 4 (every migration in one go), then up to date.
     let out = migrate(&pg, &["--password-file", pw]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -31,10 +31,10 @@ async fn the_schema_is_applied_once_and_rows_are_append_only() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("schema version 0 → 3"), "{text}");
+    assert!(text.contains("schema version 0 → 4"), "{text}");
     let out = migrate(&pg, &["--password-file", pw]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("up to date (version 3)"), "{text}");
+    assert!(text.contains("up to date (version 4)"), "{text}");
     // The password may come from the environment instead.
     let out = concierge()
         .args(["audit", "migrate", "--postgres", &pg.url()])
@@ -351,6 +351,17 @@ async fn central_verification_finds_rows_edited_deleted_swapped_or_forged() {
             "a column that disagrees with its line",
             "UPDATE concierge_record SET hash = repeat('0', 64) WHERE seq = 42",
             "does not match its line",
+        ),
+        (
+            "a search column that disagrees with its line",
+            "UPDATE concierge_record SET type = 'decision' WHERE seq = (SELECT min(seq) FROM concierge_record WHERE type = 'exposure')",
+            "the row's type column does not match its line",
+        ),
+        (
+            // The experiment report reads these columns (schema 4), not the line.
+            "a report's fact that disagrees with its line",
+            "UPDATE concierge_record SET arm = 'treatment' WHERE seq = (SELECT min(seq) FROM concierge_record WHERE arm = 'control')",
+            "the row's fact (fact_time, arm, account, visitor, goal or control) column does not match its line",
         ),
     ] {
         db.batch_execute(&format!("BEGIN; {sql}")).await.unwrap();

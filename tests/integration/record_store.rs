@@ -749,3 +749,132 @@ async fn three_instances_at_once_and_the_readers_over_the_store_equal_the_union_
     );
     concierge::app::stop(console).await;
 }
+
+/// The experiment report over the store reads the facts the shipper keeps beside exposures and conversions
+/// (schema 4), and the line of every such row without one — rows the report's parser refuses, and rows shipped
+/// before schema 4 —, and gives the folder's report either way.
+#[tokio::test]
+async fn the_store_report_from_facts_and_from_lines_equals_the_folder_report() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("lab");
+    std::fs::create_dir_all(log.join("audit")).unwrap();
+    std::fs::write(log.join("instance"), "lab-1\n").unwrap();
+    // Lines of the chain's shape (the report does not verify; the shipper takes them as they are).
+    let mut lines: Vec<String> = Vec::new();
+    let mut add = |body: String| {
+        let seq = lines.len();
+        lines.push(format!(r#"{{"seq":{seq},"prev":"x",{body}}}"#));
+    };
+    for i in 0..60u32 {
+        let day = 1 + i / 20;
+        let t = format!("2027-03-{day:02}T10:{:02}:00.000Z", i % 60);
+        let acct = i % 12;
+        let arm = if acct % 2 == 0 { "control" } else { "treatment" };
+        let control = if i < 40 { "0.5" } else { "0.3" };
+        add(format!(r#""type":"decision","time":"{t}","request_id":"d{i}","company":"account-{acct}.example","outcome":"personalized""#));
+        add(format!(r#""type":"exposure","time":"{t}","request_id":"r{i}","experiment":"e1","arm":"{arm}","account":"account-{acct}.example","page":"/","rules":["x/hero"],"rules_version":"v","control":{control}"#));
+        if i % 5 == 0 {
+            add(format!(r#""type":"conversion","time":"{t}","request_id":"c{i}","experiment":"e1","goal":"demo","arm":"{arm}","account":"account-{acct}.example","page":"/demo","method":"POST""#));
+        }
+        if i % 7 == 0 {
+            // Before any exposure of that visitor on day 1, after on the others.
+            add(format!(r#""type":"conversion","time":"{t}","request_id":"v{i}","experiment":"e2","goal":"signup","arm":"treatment","unit":"visitor","visitor":"vis-{}","page":"/s","method":"POST""#, i % 3));
+            add(format!(r#""type":"exposure","time":"{t}","request_id":"w{i}","experiment":"e2","arm":"treatment","unit":"visitor","visitor":"vis-{}","page":"/","rules":["x/hero"],"rules_version":"v","control":0.5"#, i % 3));
+        }
+    }
+    // Records the report's parser refuses or skips: no arm, an unknown arm, a null account, a repeated field,
+    // a time with an offset, an experiment named only by a skipped record.
+    add(r#""type":"exposure","time":"2027-03-02T11:00:00.000Z","experiment":"e1","account":"account-1.example","control":0.5"#.into());
+    add(r#""type":"exposure","time":"2027-03-02T11:00:00.000Z","experiment":"e1","arm":"both","account":"account-1.example""#.into());
+    add(r#""type":"exposure","time":"2027-03-02T11:00:00.000Z","experiment":"e1","arm":"control","account":null"#.into());
+    add(r#""type":"conversion","time":"2027-03-02T11:00:00.000Z","experiment":"e1","goal":"demo","goal":"other","arm":"treatment","account":"account-3.example""#.into());
+    add(r#""type":"exposure","time":"2027-03-02T12:00:00+01:00","experiment":"e1","arm":"treatment","account":"account-5.example","control":0.5"#.into());
+    add(r#""type":"exposure","time":"2027-03-02T11:00:00.000Z","experiment":"e3","account":"account-1.example""#.into());
+    std::fs::write(
+        log.join("audit/00000000000000000000.jsonl"),
+        lines.join("\n") + "\n",
+    )
+    .unwrap();
+
+    let url = pg.url();
+    let pw = pg.password_file();
+    let store: Vec<&std::ffi::OsStr> = vec![
+        "--postgres".as_ref(),
+        url.as_ref(),
+        "--password-file".as_ref(),
+        pw.as_os_str(),
+    ];
+    let folder: Vec<&std::ffi::OsStr> = vec![log.as_os_str()];
+    let shipped = run_ok(&["audit", "ship", log.to_str().unwrap()], &store);
+    assert!(
+        shipped.contains(&format!("lab-1/audit: {} record(s)", lines.len())),
+        "{shipped}"
+    );
+    let db = pg.client().await;
+    let facts: i64 = db
+        .query_one(
+            "SELECT count(*) FROM concierge_record WHERE arm IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // Every exposure and conversion but the three the report's parser refuses and the two without an arm.
+    let reportable = lines
+        .iter()
+        .filter(|l| l.contains(r#""type":"exposure""#) || l.contains(r#""type":"conversion""#))
+        .count();
+    assert_eq!(facts as usize, reportable - 5);
+    let reports = [
+        vec!["experiments", "report", "--format", "json"],
+        vec!["experiments", "report", "--format", "json", "--since", "2027-03-02"],
+        vec!["experiments", "report", "--format", "csv", "--until", "2027-03-02T10:30:00Z"],
+        vec!["experiments", "report", "--format", "json", "--experiment", "e2"],
+        vec!["experiments", "report", "--format", "json", "--experiment", "e1", "--since", "2027-03-02T11:00:00Z"],
+        // Named by a skipped record only: unknown, from either.
+        vec!["experiments", "report", "--experiment", "e3"],
+    ];
+    let run = |args: &[&str], source: &[&std::ffi::OsStr]| {
+        let out = concierge().args(args).args(source).output().unwrap();
+        (out.status.code(), out.stdout, out.stderr)
+    };
+    let same = |when: &str| {
+        for args in &reports {
+            let a = run(args, &store);
+            let b = run(args, &folder);
+            assert_eq!(a, b, "{when}: {args:?}");
+        }
+    };
+    same("from the facts");
+    let all = run_ok(&reports[0], &store);
+    assert!(all.contains("\"e1\"") && all.contains("\"e2\""), "{all}");
+
+    // Rows shipped before schema 4 have no fact: the report reads their lines.
+    db.batch_execute(
+        "ALTER TABLE concierge_record DISABLE TRIGGER USER;
+         UPDATE concierge_record SET fact_time = NULL, arm = NULL, account = NULL, visitor = NULL,
+                goal = NULL, control = NULL WHERE seq % 2 = 1;",
+    )
+    .await
+    .unwrap();
+    same("half of the rows without a fact");
+
+    // A fact no line says is refused with a pointer to the verifier, not reported.
+    db.batch_execute(
+        "UPDATE concierge_record SET arm = 'both' WHERE seq = (SELECT min(seq) FROM concierge_record WHERE arm IS NOT NULL)",
+    )
+    .await
+    .unwrap();
+    let out = concierge()
+        .args(["experiments", "report"])
+        .args(&store)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has arm `both`, which no line says") && err.contains("audit verify --postgres"),
+        "{err}"
+    );
+}
