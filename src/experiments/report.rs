@@ -95,7 +95,8 @@ struct Account {
 
 impl Account {
     /// One exposure in `arm` at `time`. Order-independent (records of several instances come in any order):
-    /// the account's arm is that of its earliest exposure, and it switched if any exposure was in the other.
+    /// the account's arm is that of its earliest exposure (of two at the same time, control's), and it
+    /// switched if any exposure was in the other.
     fn exposed(&mut self, arm: Arm, time: &str) {
         match self.arm {
             None => {
@@ -106,13 +107,29 @@ impl Account {
                 if a != arm {
                     self.switched = true;
                 }
-                if time < self.first_exposure.as_str() {
+                if (time, arm) < (self.first_exposure.as_str(), a) {
                     self.arm = Some(arm);
-                    self.first_exposure = time.to_string();
+                    time.clone_into(&mut self.first_exposure);
                 }
             }
         }
         self.exposures += 1;
+    }
+
+    /// The account as if `other`'s exposures had been added to it.
+    fn merge(&mut self, other: Account) {
+        let Some(b) = other.arm else { return };
+        match self.arm {
+            None => *self = other,
+            Some(a) => {
+                self.switched |= other.switched || a != b;
+                if (other.first_exposure.as_str(), b) < (self.first_exposure.as_str(), a) {
+                    self.arm = Some(b);
+                    self.first_exposure = other.first_exposure;
+                }
+                self.exposures += other.exposures;
+            }
+        }
     }
 }
 
@@ -120,15 +137,68 @@ impl Account {
 struct Agg {
     /// Randomized by visitor (`unit = "visitor"`): "accounts" below are visitors.
     by_visitor: bool,
-    /// The control share of the latest exposure, and that exposure's time.
+    /// The control share of the latest exposure (of several at that time, the largest), and that time.
     control_share: Option<f64>,
     control_share_time: String,
-    shares_seen: BTreeSet<String>,
+    /// Distinct control shares seen (their bits; the smallest 8).
+    shares_seen: BTreeSet<u64>,
     accounts: HashMap<String, Account>,
     /// (time, account, goal, arm)
     conversions: Vec<(String, String, String, Arm)>,
     /// day → [control, treatment] × (exposures, conversions)
     daily: BTreeMap<String, [[u64; 2]; 2]>,
+}
+
+impl Agg {
+    /// An exposure's control share at `time`.
+    fn share(&mut self, c: f64, time: &str) {
+        let later = match self.control_share {
+            None => true,
+            Some(have) => (time, c) > (self.control_share_time.as_str(), have),
+        };
+        if later {
+            self.control_share = Some(c);
+            if self.control_share_time != time {
+                time.clone_into(&mut self.control_share_time);
+            }
+        }
+        if !self.shares_seen.contains(&c.to_bits()) {
+            self.shares_seen.insert(c.to_bits());
+            if self.shares_seen.len() > 8 {
+                self.shares_seen.pop_last();
+            }
+        }
+    }
+
+    /// The aggregate as if `other`'s records had been added to it.
+    fn merge(&mut self, other: Agg) {
+        self.by_visitor |= other.by_visitor;
+        if let Some(c) = other.control_share {
+            self.share(c, &other.control_share_time);
+        }
+        for bits in other.shares_seen {
+            self.shares_seen.insert(bits);
+        }
+        while self.shares_seen.len() > 8 {
+            self.shares_seen.pop_last();
+        }
+        for (key, account) in other.accounts {
+            match self.accounts.get_mut(&key) {
+                Some(a) => a.merge(account),
+                None => {
+                    self.accounts.insert(key, account);
+                }
+            }
+        }
+        self.conversions.extend(other.conversions);
+        for (day, counts) in other.daily {
+            let d = self.daily.entry(day).or_default();
+            for (arm, c) in counts.iter().enumerate() {
+                d[arm][0] += c[0];
+                d[arm][1] += c[1];
+            }
+        }
+    }
 }
 
 /// The experiment's aggregate, created if new.
@@ -161,6 +231,19 @@ impl Builder {
             filter,
             experiments: BTreeMap::new(),
             skipped: 0,
+        }
+    }
+
+    /// An empty builder with this one's filter (for reading part of the records on another thread).
+    pub fn empty_like(&self) -> Builder {
+        Builder::new(self.filter.clone())
+    }
+
+    /// This builder as if it had read `other`'s records too (the report does not depend on the order).
+    pub fn merge(&mut self, other: Builder) {
+        self.skipped += other.skipped;
+        for (id, agg) in other.experiments {
+            agg_of(&mut self.experiments, &id).merge(agg);
         }
     }
 
@@ -220,15 +303,7 @@ impl Builder {
         match &*l.kind {
             "exposure" => {
                 if let Some(c) = l.control {
-                    if agg.control_share.is_none() || *l.time >= *agg.control_share_time {
-                        agg.control_share = Some(c);
-                        if agg.control_share_time != *l.time {
-                            agg.control_share_time = l.time.to_string();
-                        }
-                    }
-                    if agg.shares_seen.len() < 8 {
-                        agg.shares_seen.insert(format!("{c}"));
-                    }
+                    agg.share(c, &l.time);
                 }
                 match agg.accounts.get_mut(&**unit_key) {
                     Some(a) => a.exposed(arm, &l.time),
@@ -420,7 +495,13 @@ fn result(id: String, mut agg: Agg, floors: Floors) -> ExperimentResult {
     if agg.shares_seen.len() > 1 {
         notes.push(format!(
             "the control share changed during the experiment ({}); the split is checked against the last one",
-            agg.shares_seen.iter().cloned().collect::<Vec<_>>().join(", ")
+            agg.shares_seen
+                .iter()
+                .map(|b| format!("{}", f64::from_bits(*b)))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let switched = agg.accounts.values().filter(|a| a.switched).count();

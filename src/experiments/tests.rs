@@ -649,3 +649,60 @@ proptest! {
         prop_assert_eq!(e.goals[0].method.as_ref().map(|m| m.as_str().to_string()), Some(method.to_uppercase()));
     }
 }
+
+// ------------------------------------------------------------------------------- report: order and parts
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// The report over records read in parts on several threads and merged, or in any order, is the report
+    /// over them read in one go — ties in time (two exposures of an account at once in both arms, two control
+    /// shares at once) included.
+    #[test]
+    fn the_report_does_not_depend_on_order_or_on_reading_in_parts(
+        records in proptest::collection::vec(
+            (0u8..3, 0u8..4, 0u8..3, any::<bool>(), 0u8..4, 0u8..3, any::<bool>()),
+            0..60,
+        ),
+        parts in proptest::collection::vec(0u8..3, 60),
+    ) {
+        use report::{Builder, Floors};
+        let lines: Vec<String> = records
+            .iter()
+            .map(|&(kind, acct, minute, treat, share, exp, visitor)| {
+                let kind = ["exposure", "conversion", "decision"][kind as usize];
+                let arm = if treat { "treatment" } else { "control" };
+                let unit = if visitor {
+                    format!(r#""unit":"visitor","visitor":"v{acct}""#)
+                } else {
+                    format!(r#""account":"a{acct}""#)
+                };
+                format!(
+                    r#"{{"type":"{kind}","time":"2027-01-0{}T10:00:00.000Z","experiment":"e{exp}","arm":"{arm}",{unit},"goal":"g{}","control":{}}}"#,
+                    1 + minute,
+                    acct % 2,
+                    [0.5, 0.3, 0.25, 0.1][share as usize],
+                )
+            })
+            .collect();
+        let json = |b: Builder| serde_json::to_string(&b.finish(Floors::default())).unwrap_or_default();
+        let mut whole = Builder::new(Default::default());
+        for l in &lines {
+            whole.add_line(l.as_bytes());
+        }
+        let mut reversed = Builder::new(Default::default());
+        for l in lines.iter().rev() {
+            reversed.add_line(l.as_bytes());
+        }
+        let mut split = [whole.empty_like(), whole.empty_like(), whole.empty_like()];
+        for (l, p) in lines.iter().zip(&parts) {
+            split[*p as usize].add_line(l.as_bytes());
+        }
+        let [mut a, b, c] = split;
+        a.merge(c);
+        a.merge(b);
+        let whole = json(whole);
+        prop_assert_eq!(&json(reversed), &whole);
+        prop_assert_eq!(&json(a), &whole);
+    }
+}

@@ -800,7 +800,8 @@ mod tests {
                 None => {}
             }
         }
-        let json = |b: Builder| serde_json::to_string(&b.finish(Floors::default())).unwrap_or_default();
+        let json =
+            |b: Builder| serde_json::to_string(&b.finish(Floors::default())).unwrap_or_default();
         (json(from_store), json(from_lines))
     }
 

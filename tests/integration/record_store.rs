@@ -770,17 +770,33 @@ async fn the_store_report_from_facts_and_from_lines_equals_the_folder_report() {
         let day = 1 + i / 20;
         let t = format!("2027-03-{day:02}T10:{:02}:00.000Z", i % 60);
         let acct = i % 12;
-        let arm = if acct % 2 == 0 { "control" } else { "treatment" };
+        let arm = if acct % 2 == 0 {
+            "control"
+        } else {
+            "treatment"
+        };
         let control = if i < 40 { "0.5" } else { "0.3" };
-        add(format!(r#""type":"decision","time":"{t}","request_id":"d{i}","company":"account-{acct}.example","outcome":"personalized""#));
-        add(format!(r#""type":"exposure","time":"{t}","request_id":"r{i}","experiment":"e1","arm":"{arm}","account":"account-{acct}.example","page":"/","rules":["x/hero"],"rules_version":"v","control":{control}"#));
+        add(format!(
+            r#""type":"decision","time":"{t}","request_id":"d{i}","company":"account-{acct}.example","outcome":"personalized""#
+        ));
+        add(format!(
+            r#""type":"exposure","time":"{t}","request_id":"r{i}","experiment":"e1","arm":"{arm}","account":"account-{acct}.example","page":"/","rules":["x/hero"],"rules_version":"v","control":{control}"#
+        ));
         if i % 5 == 0 {
-            add(format!(r#""type":"conversion","time":"{t}","request_id":"c{i}","experiment":"e1","goal":"demo","arm":"{arm}","account":"account-{acct}.example","page":"/demo","method":"POST""#));
+            add(format!(
+                r#""type":"conversion","time":"{t}","request_id":"c{i}","experiment":"e1","goal":"demo","arm":"{arm}","account":"account-{acct}.example","page":"/demo","method":"POST""#
+            ));
         }
         if i % 7 == 0 {
             // Before any exposure of that visitor on day 1, after on the others.
-            add(format!(r#""type":"conversion","time":"{t}","request_id":"v{i}","experiment":"e2","goal":"signup","arm":"treatment","unit":"visitor","visitor":"vis-{}","page":"/s","method":"POST""#, i % 3));
-            add(format!(r#""type":"exposure","time":"{t}","request_id":"w{i}","experiment":"e2","arm":"treatment","unit":"visitor","visitor":"vis-{}","page":"/","rules":["x/hero"],"rules_version":"v","control":0.5"#, i % 3));
+            add(format!(
+                r#""type":"conversion","time":"{t}","request_id":"v{i}","experiment":"e2","goal":"signup","arm":"treatment","unit":"visitor","visitor":"vis-{}","page":"/s","method":"POST""#,
+                i % 3
+            ));
+            add(format!(
+                r#""type":"exposure","time":"{t}","request_id":"w{i}","experiment":"e2","arm":"treatment","unit":"visitor","visitor":"vis-{}","page":"/","rules":["x/hero"],"rules_version":"v","control":0.5"#,
+                i % 3
+            ));
         }
     }
     // Records the report's parser refuses or skips: no arm, an unknown arm, a null account, a repeated field,
@@ -828,10 +844,40 @@ async fn the_store_report_from_facts_and_from_lines_equals_the_folder_report() {
     assert_eq!(facts as usize, reportable - 5);
     let reports = [
         vec!["experiments", "report", "--format", "json"],
-        vec!["experiments", "report", "--format", "json", "--since", "2027-03-02"],
-        vec!["experiments", "report", "--format", "csv", "--until", "2027-03-02T10:30:00Z"],
-        vec!["experiments", "report", "--format", "json", "--experiment", "e2"],
-        vec!["experiments", "report", "--format", "json", "--experiment", "e1", "--since", "2027-03-02T11:00:00Z"],
+        vec![
+            "experiments",
+            "report",
+            "--format",
+            "json",
+            "--since",
+            "2027-03-02",
+        ],
+        vec![
+            "experiments",
+            "report",
+            "--format",
+            "csv",
+            "--until",
+            "2027-03-02T10:30:00Z",
+        ],
+        vec![
+            "experiments",
+            "report",
+            "--format",
+            "json",
+            "--experiment",
+            "e2",
+        ],
+        vec![
+            "experiments",
+            "report",
+            "--format",
+            "json",
+            "--experiment",
+            "e1",
+            "--since",
+            "2027-03-02T11:00:00Z",
+        ],
         // Named by a skipped record only: unknown, from either.
         vec!["experiments", "report", "--experiment", "e3"],
     ];
@@ -874,7 +920,8 @@ async fn the_store_report_from_facts_and_from_lines_equals_the_folder_report() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("has arm `both`, which no line says") && err.contains("audit verify --postgres"),
+        err.contains("has arm `both`, which no line says")
+            && err.contains("audit verify --postgres"),
         "{err}"
     );
 }
