@@ -12,11 +12,12 @@
 #      half decisions, two months) in a store also holding step 2's records: `experiments report` and
 #      `audit stats` from the store, and from the union of the two folders for comparison (equal answers);
 #   4. (PROXY=1) the proxy's own throughput while it ships: bench/run.sh on the concierge-ids target with and
-#      without AUDIT_POSTGRES (the shipper's thread is in the proxy's process; its CPU counts in the proxy's).
+#      without AUDIT_POSTGRES (the shipper's thread is in the proxy's process; its CPU counts in the proxy's),
+#      with PostgreSQL moved to core PG_CPU (default 0, the load generator's; PG_CPU=all leaves it unpinned).
 #
 # Knobs: SHIP_N=1000000 CATCHUP_N=3600000 REPORT_N=10000000 BATCH=5000 SHIP_CONNECTIONS="1 2 3" (step 1, one
 #        run each; the rest ship with the default, 2) PROXY=1 REPEAT=3 (for run.sh)
-#        SKIP_BUILD=1 CONCIERGE_BIN=… KEEP_TMP=1 PG_SHARED_BUFFERS=1GB
+#        SKIP_BUILD=1 CONCIERGE_BIN=… KEEP_TMP=1 PG_SHARED_BUFFERS=1GB PG_CPU=0
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SHIP_N=${SHIP_N:-1000000}
@@ -126,6 +127,13 @@ timed "experiments report --postgres --since 2027-02-20 (a window)" "$CONCIERGE_
 
 # 4. The proxy while it ships.
 if [[ $PROXY == 1 ]]; then
+  # The database on the load generator's core (PG_CPU, default 0), off the proxy's (run.sh pins the proxy to
+  # core 1): in a deployment the store is another machine, and the question is what shipping costs the proxy
+  # itself — its shipper thread, which is in its process and on its core. (PG_CPU=all: unpinned.)
+  if [[ ${PG_CPU:-0} != all ]]; then
+    taskset -a -p -c "${PG_CPU:-0}" "$(head -1 "$TMP/pg/postmaster.pid")" >/dev/null
+    for p in $(pgrep -P "$(head -1 "$TMP/pg/postmaster.pid")"); do taskset -p -c "${PG_CPU:-0}" "$p" >/dev/null; done
+  fi
   say "bench/run.sh concierge-ids without and with the record store"
   for store in "" "$URL"; do
     echo "### proxy, AUDIT_POSTGRES=${store:+set}${store:-unset}"
