@@ -111,6 +111,45 @@ impl Records {
         }
     }
 
+    /// Fold every line of `stream` (narrowed by `pushdown`; the caller still filters every line) into parts
+    /// made by `make`, for the caller to merge: one part from folders, read in chain order; from the store,
+    /// a part per connection reading pieces of it at once (the order of lines is any).
+    pub fn fold<B: Send>(
+        &self,
+        stream: &str,
+        pushdown: &Pushdown,
+        make: impl Fn() -> B + Sync,
+        add: impl Fn(&mut B, &[u8]) + Sync,
+    ) -> Result<Vec<B>, String> {
+        match self {
+            Records::Files(_) => {
+                let mut part = make();
+                self.lines(stream, pushdown, Order::Any, |l| add(&mut part, l))?;
+                Ok(vec![part])
+            }
+            Records::Store(db) => {
+                let span = block_on(async {
+                    let client = db.connect().await?;
+                    crate::postgres::read::span(&client, &db.url, stream, pushdown, false).await
+                })?;
+                in_pieces(db, span, pushdown, make, async |client, piece, part| {
+                    crate::postgres::read::rows(
+                        client,
+                        &db.url,
+                        stream,
+                        piece,
+                        Order::Any,
+                        |_, l| {
+                            add(part, l);
+                            true
+                        },
+                    )
+                    .await
+                })
+            }
+        }
+    }
+
     /// One record of the store by its key (`None` for folders).
     pub fn record(&self, instance: &str, stream: &str, seq: u64) -> Result<Option<String>, String> {
         match self {
@@ -151,11 +190,8 @@ fn block_on<T>(
         .map_err(|e| e.to_string())
 }
 
-/// The experiment report from the store: its facts read over several connections at once, each on a thread
-/// of its own with a builder of its own, merged at the end (the report does not depend on the order or on
-/// reading in parts) — the time is the client building the report, so it is split across the cores. The
-/// facts' time span is cut into more pieces than threads, which take the next piece when done, so a month
-/// busier than the others does not keep one thread working alone.
+/// The experiment report from the store: its facts read in pieces over several connections at once
+/// ([`in_pieces`]), merged at the end (the report depends neither on the order nor on reading in parts).
 fn report_from_store(
     db: &PostgresSettings,
     stream: &str,
@@ -163,15 +199,41 @@ fn report_from_store(
     report: &mut crate::experiments::report::Builder,
 ) -> Result<(), String> {
     use crate::postgres::read;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::{Duration, SystemTime};
     let span = block_on(async {
         let client = db.connect().await?;
         read::lines_without_facts(&client, &db.url, stream, pushdown, report).await?;
-        read::fact_span(&client, &db.url, stream, pushdown).await
+        read::span(&client, &db.url, stream, pushdown, true).await
     })?;
+    let parts = in_pieces(
+        db,
+        span,
+        pushdown,
+        || report.empty_like(),
+        async |client, piece, part| read::facts(client, &db.url, stream, piece, part).await,
+    )?;
+    for part in parts {
+        report.merge(part);
+    }
+    Ok(())
+}
+
+/// Read `span` of the store in pieces over several connections at once — as many as the machine has cores,
+/// at most 4 —, each on a thread of its own folding into a part of its own (`make`); the parts, for the caller
+/// to merge. A reader over millions of rows is bound by the client parsing them, so this splits it across
+/// the cores. The span is cut into more pieces than threads, which take the next piece when done, so a busier
+/// stretch of time does not keep one thread working alone.
+fn in_pieces<B: Send>(
+    db: &PostgresSettings,
+    span: Option<(std::time::SystemTime, std::time::SystemTime)>,
+    pushdown: &Pushdown,
+    make: impl Fn() -> B + Sync,
+    read: impl AsyncFn(&tokio_postgres::Client, &Pushdown, &mut B) -> Result<u64, crate::postgres::PgError>
+        + Sync,
+) -> Result<Vec<B>, String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, SystemTime};
     let Some((lo, hi)) = span else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let end = hi + Duration::from_micros(1);
     let whole = end.duration_since(lo).unwrap_or_default();
@@ -188,11 +250,11 @@ fn report_from_store(
         })
         .collect();
     let next = AtomicUsize::new(0);
-    let parts: Vec<Result<crate::experiments::report::Builder, String>> = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
-                let mut part = report.empty_like();
-                let (next, bounds) = (&next, &bounds);
+                let mut part = make();
+                let (next, bounds, read) = (&next, &bounds, &read);
                 s.spawn(move || {
                     block_on(async {
                         let client = db.connect().await?;
@@ -201,15 +263,11 @@ fn report_from_store(
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
                             let Some(w) = bounds.get(i..i + 2) else { break };
-                            read::facts(
-                                &client,
-                                &db.url,
-                                stream,
-                                pushdown,
-                                (w[0], w[1]),
-                                &mut part,
-                            )
-                            .await?;
+                            let piece = Pushdown {
+                                within: Some((w[0], w[1])),
+                                ..pushdown.clone()
+                            };
+                            read(&client, &piece, &mut part).await?;
                         }
                         Ok(part)
                     })
@@ -223,9 +281,5 @@ fn report_from_store(
                     .unwrap_or_else(|_| Err("a thread reading the record store failed".into()))
             })
             .collect()
-    });
-    for part in parts {
-        report.merge(part?);
-    }
-    Ok(())
+    })
 }

@@ -249,6 +249,60 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// These stats as if `other`'s records had been added too.
+    pub fn merge(&mut self, other: Stats) {
+        // Every field by name: a field added to `Stats` must be merged too (or this does not compile).
+        let Stats {
+            decisions,
+            consent_records,
+            by_jurisdiction,
+            by_highest_tier,
+            by_reason,
+            by_outcome,
+            by_lookup,
+            consent_by_action,
+            counted_decisions,
+            counted_by_signal,
+            counted_by_jurisdiction,
+            counted_by_lookup,
+            counted_by_signal_and_lookup,
+            first_time,
+            last_time,
+        } = other;
+        self.decisions += decisions;
+        self.consent_records += consent_records;
+        self.counted_decisions += counted_decisions;
+        for (mine, theirs) in [
+            (&mut self.by_jurisdiction, by_jurisdiction),
+            (&mut self.by_highest_tier, by_highest_tier),
+            (&mut self.by_reason, by_reason),
+            (&mut self.by_outcome, by_outcome),
+            (&mut self.by_lookup, by_lookup),
+            (&mut self.consent_by_action, consent_by_action),
+            (&mut self.counted_by_signal, counted_by_signal),
+            (&mut self.counted_by_jurisdiction, counted_by_jurisdiction),
+            (&mut self.counted_by_lookup, counted_by_lookup),
+            (
+                &mut self.counted_by_signal_and_lookup,
+                counted_by_signal_and_lookup,
+            ),
+        ] {
+            for (k, n) in theirs {
+                *mine.entry(k).or_default() += n;
+            }
+        }
+        if let Some(t) = first_time {
+            if self.first_time.as_deref().is_none_or(|f| t.as_str() < f) {
+                self.first_time = Some(t);
+            }
+        }
+        if let Some(t) = last_time {
+            if self.last_time.as_deref().is_none_or(|l| t.as_str() > l) {
+                self.last_time = Some(t);
+            }
+        }
+    }
+
     pub fn add(&mut self, v: &Value) {
         let bump =
             |m: &mut BTreeMap<String, u64>, k: &str| *m.entry(k.to_string()).or_default() += 1;

@@ -743,3 +743,40 @@ fn an_instance_id_is_made_once_kept_and_named_in_every_checkpoint() {
     assert!(old.verify(&public));
     assert!(!serde_json::to_string(&old).unwrap().contains("instance"));
 }
+
+proptest::proptest! {
+    /// Stats over records read in parts and merged (the store reads over several connections at once) are
+    /// the stats over them read in one go.
+    #[test]
+    fn stats_read_in_parts_and_merged_are_the_stats_read_at_once(
+        records in proptest::collection::vec((0u8..4, 0u8..3, 0u8..5, 0u8..3), 0..40),
+    ) {
+        use crate::audit::query::Stats;
+        let values: Vec<serde_json::Value> = records
+            .iter()
+            .map(|&(kind, region, minute, n)| match kind {
+                0 => serde_json::json!({"type": "decision", "time": format!("2027-01-01T10:0{minute}:00.000Z"),
+                    "jurisdiction": {"region": (["US-CA", "DE", "FR"][region as usize]), "regime": "opt-in"},
+                    "permitted": ["anonymous"], "reasons": ["r", format!("r{n}")], "outcome": "personalized",
+                    "lookup": "matched"}),
+                1 => serde_json::json!({"type": "consent", "time": format!("2027-01-02T10:0{minute}:00.000Z"),
+                    "action": (["accept", "reject", "withdraw"][n as usize])}),
+                2 => serde_json::json!({"type": "counts", "time": format!("2027-01-03T10:0{minute}:00.000Z"),
+                    "counts": [{"decisions": n, "signal": "gpc", "lookup": "not_run", "region": "DE", "regime": "opt-in"}]}),
+                _ => serde_json::json!({"type": "exposure", "time": format!("2026-12-31T10:0{minute}:00.000Z")}),
+            })
+            .collect();
+        let mut whole = Stats::default();
+        values.iter().for_each(|v| whole.add(v));
+        let mut a = Stats::default();
+        let mut b = Stats::default();
+        for (i, v) in values.iter().enumerate() {
+            if i % 3 == 1 { b.add(v) } else { a.add(v) }
+        }
+        b.merge(a);
+        proptest::prop_assert_eq!(
+            serde_json::to_string(&b).unwrap_or_default(),
+            serde_json::to_string(&whole).unwrap_or_default()
+        );
+    }
+}

@@ -828,14 +828,25 @@ fn stats(a: StatsArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage(e),
     };
+    let parts = records.fold(
+        AUDIT_STREAM,
+        &pushdown(&f),
+        query::Stats::default,
+        |stats, line| {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
+                if f.matches(&v) {
+                    stats.add(&v);
+                }
+            }
+        },
+    );
     let mut stats = query::Stats::default();
-    if let Err(e) = records.values(AUDIT_STREAM, &pushdown(&f), Order::Any, |_, v| {
-        if f.matches(v) {
-            stats.add(v);
+    match parts {
+        Ok(parts) => parts.into_iter().for_each(|p| stats.merge(p)),
+        Err(e) => {
+            eprintln!("error: {}: {e}", records.describe());
+            return ExitCode::FAILURE;
         }
-    }) {
-        eprintln!("error: {}: {e}", records.describe());
-        return ExitCode::FAILURE;
     }
     if a.json {
         println!(

@@ -27,6 +27,8 @@ pub struct Pushdown {
     pub request_id: Option<String>,
     /// A company, compared ignoring ASCII case (schema 3's index).
     pub company: Option<String>,
+    /// A piece of the time line, `[from, to)` (a reader reading in parts over several connections).
+    pub within: Option<(SystemTime, SystemTime)>,
 }
 
 impl From<&crate::audit::query::Filter> for Pushdown {
@@ -46,6 +48,7 @@ impl From<&crate::audit::query::Filter> for Pushdown {
             consent_id: f.consent.clone(),
             request_id: f.request_id.clone(),
             company: f.account.clone(),
+            within: None,
         }
     }
 }
@@ -173,31 +176,40 @@ fn query(select: &str, stream: &str, p: &Pushdown) -> (String, Params) {
             Box::new(c.to_ascii_lowercase()),
         );
     }
+    if let Some((from, to)) = p.within {
+        arg(&mut sql, " AND time >= ?", Box::new(from));
+        arg(&mut sql, " AND time < ?", Box::new(to));
+    }
     (sql, params)
 }
 
-/// The times of `stream`'s facts within `p`'s bounds: the earliest and the latest (`None`: none).
-pub async fn fact_span(
+/// The earliest and latest time of `stream`'s rows `p` lets through (`facts`: only rows with a report fact);
+/// `None` if there are none.
+pub async fn span(
     client: &tokio_postgres::Client,
     url: &str,
     stream: &str,
     p: &Pushdown,
+    facts: bool,
 ) -> Result<Option<(SystemTime, SystemTime)>, PgError> {
-    let (sql, params) = query(
-        "SELECT min(time), max(time) FROM concierge_record WHERE stream = $1 AND arm IS NOT NULL",
-        stream,
-        &times(p),
-    );
-    let row = client
-        .query_one(
-            &sql,
-            &params
-                .iter()
-                .map(|b| b.as_ref() as &(dyn ToSql + Sync))
-                .collect::<Vec<_>>(),
+    let (sql, params) = if facts {
+        query(
+            "SELECT min(time), max(time) FROM concierge_record WHERE stream = $1 AND arm IS NOT NULL",
+            stream,
+            &times(p),
         )
-        .await
-        .map_err(db(url))?;
+    } else {
+        query(
+            "SELECT min(time), max(time) FROM concierge_record WHERE stream = $1",
+            stream,
+            p,
+        )
+    };
+    let params: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let row = client.query_one(&sql, &params).await.map_err(db(url))?;
     let lo: Option<SystemTime> = row.try_get(0).map_err(db(url))?;
     let hi: Option<SystemTime> = row.try_get(1).map_err(db(url))?;
     Ok(lo.zip(hi))
@@ -208,34 +220,27 @@ fn times(p: &Pushdown) -> Pushdown {
     Pushdown {
         since: p.since.clone(),
         until: p.until.clone(),
+        within: p.within,
         ..Pushdown::default()
     }
 }
 
-/// The experiment report's input from `stream` within `p`'s times and `from..to`, into `report`: each row's
+/// The experiment report's input from `stream` within `p`'s times (and piece), into `report`: each row's
 /// fact from its columns (schema 4: an index-only scan, no JSON). Returns how many rows.
 pub async fn facts(
     client: &tokio_postgres::Client,
     url: &str,
     stream: &str,
     p: &Pushdown,
-    (from, to): (SystemTime, SystemTime),
     report: &mut Builder,
 ) -> Result<u64, PgError> {
     let e = db(url);
-    let (mut sql, mut params) = query(
+    let (sql, params) = query(
         "SELECT type, fact_time, experiment, arm, account, visitor, goal, control
          FROM concierge_record WHERE stream = $1 AND arm IS NOT NULL",
         stream,
         &times(p),
     );
-    sql.push_str(&format!(
-        " AND time >= ${} AND time < ${}",
-        params.len() + 1,
-        params.len() + 2
-    ));
-    params.push(Box::new(from));
-    params.push(Box::new(to));
     let rows = client
         .query_raw(
             &sql,
@@ -279,7 +284,7 @@ pub async fn facts(
     Ok(n)
 }
 
-/// The line of every exposure or conversion row of `stream` within `p`'s times that has no fact (shipped
+/// The line of every exposure or conversion row of `stream` within `p`'s times (and piece) that has no fact (shipped
 /// before schema 4, or one the report's parser refuses), into `report`, which reads it as it reads a
 /// folder's. Returns how many rows.
 pub async fn lines_without_facts(
