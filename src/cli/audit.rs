@@ -112,7 +112,7 @@ pub struct ShipArgs {
     /// The instance the log belongs to (default: <dir>/instance).
     #[arg(long, value_name = "ID")]
     pub instance: Option<String>,
-    /// Records per transaction.
+    /// Records per transaction (the proxy's `ship_batch` is 1000: less memory beside serving).
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch: u32,
     /// Connections to insert over at once, a transaction each (committed in order).

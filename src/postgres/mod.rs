@@ -46,7 +46,7 @@ impl PostgresSettings {
             password_file,
             ca_file,
             ship_interval: std::time::Duration::from_secs(1),
-            ship_batch: 5000,
+            ship_batch: 1000,
             ship_connections: 2,
             max_lag: std::time::Duration::from_secs(60),
             register: true,
