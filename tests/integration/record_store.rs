@@ -600,6 +600,24 @@ async fn three_instances_at_once_and_the_readers_over_the_store_equal_the_union_
     for s in servers {
         concierge::app::stop(s).await;
     }
+    // The proxies shipped while they served; what the final flush at shutdown wrote goes with a last attempt
+    // bounded at 5 s, which a loaded machine may not finish — the next start would ship it. Here the folders'
+    // proxies are gone for good, so an operator ships what is left (a harmless resend if nothing is).
+    for (name, log) in ["edge-a", "edge-b", "edge-c"].iter().zip(&logs) {
+        let pw = pg.password_file();
+        run_ok(
+            &[
+                "audit",
+                "ship",
+                log.to_str().unwrap(),
+                "--instance",
+                name,
+                "--postgres",
+                &pg.url(),
+            ],
+            &["--password-file".as_ref(), pw.as_os_str()],
+        );
+    }
     // Every instance's every stream in the store as in its folder.
     for (name, log) in ["edge-a", "edge-b", "edge-c"].iter().zip(&logs) {
         for stream in ["audit", "feedback"] {
