@@ -115,9 +115,29 @@ pub async fn rows(
     if order == Order::Time {
         sql.push_str(" ORDER BY time, instance, seq");
     }
+    each_row(client, url, &sql, &params, |row| {
+        let instance: &str = row.try_get(0).map_err(&e)?;
+        let line: &str = row.try_get(1).map_err(&e)?;
+        Ok(f(instance, line.as_bytes()))
+    })
+    .await
+}
+
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// Run `sql` and call `f` with each row as it streams in (never the whole result in memory), until `f` says
+/// `false`; returns how many rows it was given.
+async fn each_row(
+    client: &tokio_postgres::Client,
+    url: &str,
+    sql: &str,
+    params: &Params,
+    mut f: impl FnMut(&tokio_postgres::Row) -> Result<bool, PgError>,
+) -> Result<u64, PgError> {
+    let e = db(url);
     let rows = client
         .query_raw(
-            &sql,
+            sql,
             params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)),
         )
         .await
@@ -125,17 +145,13 @@ pub async fn rows(
     let mut rows = std::pin::pin!(rows);
     let mut n = 0;
     while let Some(row) = rows.try_next().await.map_err(&e)? {
-        let instance: &str = row.try_get(0).map_err(&e)?;
-        let line: &str = row.try_get(1).map_err(&e)?;
         n += 1;
-        if !f(instance, line.as_bytes()) {
+        if !f(&row)? {
             break;
         }
     }
     Ok(n)
 }
-
-type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
 /// `select` (whose `$1` is the stream) narrowed by `p`, with its parameters.
 fn query(select: &str, stream: &str, p: &Pushdown) -> (String, Params) {
@@ -241,16 +257,7 @@ pub async fn facts(
         stream,
         &times(p),
     );
-    let rows = client
-        .query_raw(
-            &sql,
-            params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)),
-        )
-        .await
-        .map_err(&e)?;
-    let mut rows = std::pin::pin!(rows);
-    let mut n = 0;
-    while let Some(row) = rows.try_next().await.map_err(&e)? {
+    each_row(client, url, &sql, &params, |row| {
         let text = |i: usize| -> Result<&str, PgError> {
             row.try_get::<_, Option<&str>>(i)
                 .map(Option::unwrap_or_default)
@@ -269,7 +276,6 @@ pub async fn facts(
                 })
             }
         };
-        n += 1;
         report.add(&Fact {
             kind: text(0)?.into(),
             time: text(1)?.into(),
@@ -280,8 +286,9 @@ pub async fn facts(
             goal: text(6)?.into(),
             control: row.try_get(7).map_err(&e)?,
         });
-    }
-    Ok(n)
+        Ok(true)
+    })
+    .await
 }
 
 /// The line of every exposure or conversion row of `stream` within `p`'s times (and piece) that has no fact (shipped
@@ -309,20 +316,12 @@ pub async fn lines_without_facts(
         .batch_execute("SET enable_seqscan = off; SET jit = off")
         .await
         .map_err(&e)?;
-    let rows = client
-        .query_raw(
-            &sql,
-            params.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)),
-        )
-        .await
-        .map_err(&e)?;
-    let mut rows = std::pin::pin!(rows);
-    let mut n = 0;
-    while let Some(row) = rows.try_next().await.map_err(&e)? {
+    let n = each_row(client, url, &sql, &params, |row| {
         let l: &str = row.try_get(0).map_err(&e)?;
-        n += 1;
         report.add_line(l.as_bytes());
-    }
+        Ok(true)
+    })
+    .await?;
     client
         .batch_execute("RESET enable_seqscan; RESET jit")
         .await
