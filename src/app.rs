@@ -259,13 +259,16 @@ impl Server {
             }
             let console = settings.console.token.as_ref().map(|t| {
                 tracing::info!("console on the admin listener under /console/");
-                let console = Arc::new(crate::console::Console::new(
-                    crate::console::Credential::new(&t.0),
-                    settings.clone(),
-                    metrics.clone(),
-                    sources.current.clone(),
-                    sources.last.clone(),
-                ));
+                let console = Arc::new(
+                    crate::console::Console::new(
+                        crate::console::Credential::new(&t.0),
+                        settings.clone(),
+                        metrics.clone(),
+                        sources.current.clone(),
+                        sources.last.clone(),
+                    )
+                    .with_records_health(records_health.clone()),
+                );
                 console.warm();
                 console
             });

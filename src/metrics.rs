@@ -141,6 +141,8 @@ pub struct ShipMetrics {
     shipped: Family<StreamLabel, Counter>,
     errors: Counter,
     up: Gauge,
+    key_registered: Gauge,
+    key_mismatch: Gauge,
 }
 
 impl ShipMetrics {
@@ -160,6 +162,15 @@ impl ShipMetrics {
         self.shipped
             .get_or_create(&StreamLabel { stream })
             .inc_by(records);
+    }
+
+    /// What the store holds for this instance's key, as last looked up.
+    pub fn key(&self, state: &crate::postgres::KeyState) {
+        use crate::postgres::KeyState;
+        self.key_registered
+            .set(i64::from(*state == KeyState::Registered));
+        self.key_mismatch
+            .set(i64::from(matches!(state, KeyState::Other { .. })));
     }
 
     /// One run ended: reached the store (`true`) or failed.
@@ -364,6 +375,16 @@ impl Metrics {
             "audit_ship_errors",
             "Shipping runs that failed (the database unreachable, refused, or a local file unreadable)",
             ship.errors.clone(),
+        );
+        registry.register(
+            "audit_ship_key_registered",
+            "1 when the record store holds this instance's checkpoint key (central verification can verify it), else 0",
+            ship.key_registered.clone(),
+        );
+        registry.register(
+            "audit_ship_key_mismatch",
+            "1 when the record store holds another key for this instance: its records are shipped but will not verify",
+            ship.key_mismatch.clone(),
         );
         registry.register(
             "audit_ship_up",

@@ -161,6 +161,21 @@ impl Records {
         }
     }
 
+    /// Every instance and stream the store knows, with its newest record and checkpoint (at most `limit`;
+    /// none for folders).
+    pub fn instances(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<crate::postgres::read::StreamState>, String> {
+        match self {
+            Records::Files(_) => Ok(Vec::new()),
+            Records::Store(db) => block_on(async {
+                let client = db.connect().await?;
+                crate::postgres::read::instances(&client, &db.url, limit).await
+            }),
+        }
+    }
+
     /// [`Records::lines`], each line that is JSON with its value.
     pub fn values(
         &self,

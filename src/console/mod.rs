@@ -20,6 +20,7 @@ mod auth;
 mod experiments;
 mod feedback;
 mod index;
+mod instances;
 mod overview;
 mod preview;
 mod rules;
@@ -125,6 +126,8 @@ pub struct Console {
     sources: Arc<ArcSwap<Sources>>,
     last_reload: crate::sources::ReloadStatus,
     frames: preview::Frames,
+    /// This instance's shipping to the record store (`/healthz/records`), when it ships.
+    records_health: Option<Arc<crate::postgres::shipper::Health>>,
     /// The audit and feedback streams, indexed as they grow.
     audit_index: std::sync::Mutex<index::StreamIndex>,
     feedback_index: std::sync::Mutex<index::StreamIndex>,
@@ -156,7 +159,17 @@ impl Console {
             sources,
             last_reload,
             frames: preview::Frames::default(),
+            records_health: None,
         }
+    }
+
+    /// With this instance's shipper (the Instances page shows what `/healthz/records` says).
+    pub fn with_records_health(
+        mut self,
+        health: Option<Arc<crate::postgres::shipper::Health>>,
+    ) -> Console {
+        self.records_health = health;
+        self
     }
 
     /// For an admitted preview request, what the caller should fetch from the origin first: the target
@@ -290,6 +303,7 @@ impl Console {
             "/console/rules/preview/frame" => preview::frame(self, &query),
             "/console/experiments" => experiments::page(self, &query),
             "/console/feedback" => feedback::page(self, &query),
+            "/console/instances" => instances::page(self),
             "/console/audit" => audit::search_page(self, &query),
             "/console/audit/verify" => audit::verify_page(self),
             "/console/audit/record" => audit::record_page(self, &query),
@@ -299,7 +313,7 @@ impl Console {
                 404,
                 view::error_page(
                     "Not found",
-                    "There is no such console page. The pages are Overview, Rules, Experiments, Feedback and Audit.",
+                    "There is no such console page. The pages are Overview, Rules, Experiments, Feedback, Instances and Audit.",
                 ),
             ),
         }

@@ -9,6 +9,7 @@ const NAV: &[(&str, &str)] = &[
     ("/console/rules", "Rules"),
     ("/console/experiments", "Experiments"),
     ("/console/feedback", "Feedback"),
+    ("/console/instances", "Instances"),
     ("/console/audit", "Audit"),
 ];
 

@@ -250,23 +250,59 @@ pub async fn register(
     if inserted == 1 {
         return Ok(Registered::New);
     }
-    let row = client
-        .query_one(
-            "SELECT public_key, registered_at::text FROM concierge_instance WHERE instance = $1",
-            &[&instance],
-        )
-        .await
-        .map_err(&e)?;
-    let (have, at): (String, String) = (row.get(0), row.get(1));
-    if have == encoded {
-        Ok(Registered::Same)
-    } else {
-        Err(PgError::OtherKey {
+    match key_state(client, url, instance, key).await? {
+        KeyState::Registered => Ok(Registered::Same),
+        // Registered a moment ago by someone else and gone again cannot happen (rows are never deleted), but
+        // it would be no reason to claim success.
+        KeyState::NotRegistered => Err(PgError::Db {
+            at: shown(url),
+            reason: format!("instance `{instance}` could not be registered"),
+        }),
+        KeyState::Other { have, at } => Err(PgError::OtherKey {
             instance: instance.to_string(),
             have,
             at,
-        })
+        }),
     }
+}
+
+/// Whether the store trusts `key` for `instance`'s chains: the key central verification will check them with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyState {
+    /// Registered with this key.
+    Registered,
+    /// Not registered: central verification reports the instance NOT VERIFIED.
+    NotRegistered,
+    /// Registered with another key (`have`, since `at`): the instance's records will not verify.
+    Other { have: String, at: String },
+}
+
+/// Look up the key registered for `instance` and compare it with `key`.
+pub async fn key_state(
+    client: &tokio_postgres::Client,
+    url: &str,
+    instance: &str,
+    key: &crate::audit::keys::PublicKey,
+) -> Result<KeyState, PgError> {
+    let row = client
+        .query_opt(
+            "SELECT public_key, to_char(registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+             FROM concierge_instance WHERE instance = $1",
+            &[&instance],
+        )
+        .await
+        .map_err(db(url))?;
+    Ok(match row {
+        None => KeyState::NotRegistered,
+        Some(row) => {
+            let (have, at): (String, String) = (row.get(0), row.get(1));
+            if have == key.encode() {
+                KeyState::Registered
+            } else {
+                KeyState::Other { have, at }
+            }
+        }
+    })
 }
 
 /// Load PEM roots, or the system's.

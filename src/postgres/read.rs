@@ -328,3 +328,78 @@ pub async fn lines_without_facts(
         .map_err(&e)?;
     Ok(n)
 }
+
+/// What the store holds of one instance's stream: its newest record and checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamState {
+    pub instance: String,
+    pub stream: String,
+    /// The key registered for the instance (encoded) and since when; `None`: not registered.
+    pub key: Option<(String, String)>,
+    /// The newest record's seq and time (RFC 3339, UTC); `None`: no record (checkpoints only, or nothing).
+    pub last_record: Option<(u64, String)>,
+    /// The newest checkpoint's seq.
+    pub last_checkpoint: Option<u64>,
+}
+
+/// Every (instance, stream) the store knows — from its records, checkpoints and registered instances —
+/// with its newest record and checkpoint, at most `limit`. The distinct pairs are found by skipping through
+/// the primary keys (a recursive query: one index probe per pair, not a scan of every row).
+pub async fn instances(
+    client: &tokio_postgres::Client,
+    url: &str,
+    limit: usize,
+) -> Result<Vec<StreamState>, PgError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = client
+        .query(
+            "WITH RECURSIVE pairs AS (
+                 (SELECT instance, stream FROM concierge_record ORDER BY instance, stream LIMIT 1)
+                 UNION ALL
+                 SELECT n.instance, n.stream FROM pairs p, LATERAL (
+                     SELECT r.instance, r.stream FROM concierge_record r
+                     WHERE (r.instance, r.stream) > (p.instance, p.stream)
+                     ORDER BY r.instance, r.stream LIMIT 1) n
+             ), every AS (
+                 SELECT instance, stream FROM pairs
+                 UNION SELECT DISTINCT instance, stream FROM concierge_checkpoint
+                 UNION SELECT instance, NULL FROM concierge_instance i
+                     WHERE NOT EXISTS (SELECT 1 FROM concierge_checkpoint c WHERE c.instance = i.instance)
+                       AND NOT EXISTS (SELECT 1 FROM pairs p WHERE p.instance = i.instance)
+             )
+             SELECT e.instance, e.stream, i.public_key,
+                    to_char(i.registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), r.seq,
+                    to_char(r.time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), c.seq
+             FROM every e
+             LEFT JOIN concierge_instance i ON i.instance = e.instance
+             LEFT JOIN LATERAL (SELECT seq, time FROM concierge_record r
+                 WHERE r.instance = e.instance AND r.stream = e.stream ORDER BY seq DESC LIMIT 1) r ON true
+             LEFT JOIN LATERAL (SELECT seq FROM concierge_checkpoint c
+                 WHERE c.instance = e.instance AND c.stream = e.stream ORDER BY seq DESC LIMIT 1) c ON true
+             ORDER BY e.instance, e.stream NULLS FIRST
+             LIMIT $1",
+            &[&limit],
+        )
+        .await
+        .map_err(db(url))?;
+    let e = db(url);
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq = |v: Option<i64>| v.and_then(|s| u64::try_from(s).ok());
+        let key: Option<String> = row.try_get(2).map_err(&e)?;
+        let at: Option<String> = row.try_get(3).map_err(&e)?;
+        let record_seq: Option<i64> = row.try_get(4).map_err(&e)?;
+        let record_time: Option<String> = row.try_get(5).map_err(&e)?;
+        out.push(StreamState {
+            instance: row.try_get(0).map_err(&e)?,
+            stream: row
+                .try_get::<_, Option<String>>(1)
+                .map_err(&e)?
+                .unwrap_or_default(),
+            key: key.map(|k| (k, at.unwrap_or_default())),
+            last_record: seq(record_seq).zip(record_time),
+            last_checkpoint: seq(row.try_get(6).map_err(&e)?),
+        });
+    }
+    Ok(out)
+}

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::ship::StreamShipper;
-use super::{PgError, PostgresSettings, Registered};
+use super::{KeyState, PgError, PostgresSettings, Registered};
 use crate::audit::Shipping;
 use crate::metrics::ShipMetrics;
 
@@ -34,6 +34,10 @@ struct HealthInner {
     last_success: Option<SystemTime>,
     runs: u64,
     max_lag: Duration,
+    /// Whether the store trusts this instance's key (`None`: not known before a run reached the store).
+    key: Option<KeyState>,
+    instance: String,
+    public_key: String,
 }
 
 impl Health {
@@ -49,6 +53,39 @@ impl Health {
         if h.runs == 0 {
             return (true, "starting: no shipping run has ended yet\n".into());
         }
+        let (healthy, text) = Self::shipping(&h, waited, since);
+        // Shipped but not verifiable is not healthy: a reviewer's `audit verify --postgres` will fail on it.
+        match &h.key {
+            Some(KeyState::Other { have, at }) => (
+                false,
+                format!(
+                    "key mismatch: the record store trusts another key for this instance ({have}, registered {at}); \
+                     its records are shipped but will not verify centrally (see the README, rotating an instance's key)\n{text}"
+                ),
+            ),
+            Some(KeyState::NotRegistered) => (
+                healthy,
+                format!(
+                    "{text}note: this instance's key is not registered in the record store, so central verification \
+                     reports it NOT VERIFIED until `concierge audit register` is run\n"
+                ),
+            ),
+            Some(KeyState::Registered) | None => (healthy, text),
+        }
+    }
+
+    /// This instance's id and checkpoint key (encoded), as the store should know them.
+    pub fn instance(&self) -> (String, String) {
+        let h = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (h.instance.clone(), h.public_key.clone())
+    }
+
+    /// Where shipping stands (the key aside).
+    fn shipping(
+        h: &HealthInner,
+        waited: Duration,
+        since: impl Fn(Option<SystemTime>) -> String,
+    ) -> (bool, String) {
         if let Some(e) = &h.error {
             let healthy = h.lag == 0 && waited <= h.max_lag;
             return (
@@ -91,11 +128,12 @@ impl Shipper {
         metrics: ShipMetrics,
     ) -> std::io::Result<Shipper> {
         let health = Arc::new(Health::default());
-        health
-            .inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .max_lag = settings.max_lag;
+        {
+            let mut h = health.inner.lock().unwrap_or_else(|p| p.into_inner());
+            h.max_lag = settings.max_lag;
+            h.instance = shipping.instance.clone();
+            h.public_key = shipping.public_key.encode();
+        }
         let (stop, stop_rx) = std::sync::mpsc::channel();
         let (done_tx, done) = std::sync::mpsc::channel();
         let batch = settings.ship_batch;
@@ -122,6 +160,7 @@ impl Shipper {
             health: health.clone(),
             clients: Vec::new(),
             registered: false,
+            key_checked: None,
             backoff: Duration::ZERO,
         };
         std::thread::Builder::new()
@@ -164,8 +203,13 @@ struct Run {
     /// Connected: `ship_connections` clients, the first for everything but a catch-up's concurrent inserts.
     clients: Vec<tokio_postgres::Client>,
     registered: bool,
+    /// When the store's key for this instance was last compared with ours (again every [`KEY_CHECK`]: an
+    /// operator may register the instance while it runs).
+    key_checked: Option<Instant>,
     backoff: Duration,
 }
+
+const KEY_CHECK: Duration = Duration::from_secs(60);
 
 impl Run {
     async fn serve(mut self, stop: std::sync::mpsc::Receiver<()>) {
@@ -261,6 +305,33 @@ impl Run {
             .lag_seconds(h.waiting_since.map_or(0, |t| t.elapsed().as_secs()));
     }
 
+    /// Compare the key the store holds for this instance with ours; say so in the log when it changed.
+    async fn check_key(&mut self) -> Result<(), PgError> {
+        let state = super::key_state(
+            &self.clients[0],
+            &self.settings.url,
+            &self.instance,
+            &self.key,
+        )
+        .await?;
+        self.key_checked = Some(Instant::now());
+        self.metrics.key(&state);
+        let mut h = self.health.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if h.key.as_ref() != Some(&state) {
+            match &state {
+                KeyState::Registered => {}
+                KeyState::NotRegistered => {
+                    tracing::warn!(instance = %self.instance, "this instance's key is not registered in the record store; central verification will not verify its records until `concierge audit register` is run")
+                }
+                KeyState::Other { have, at } => {
+                    tracing::error!(instance = %self.instance, registered = %have, since = %at, "this instance's checkpoint key is not the one registered; its records are shipped but will not verify")
+                }
+            }
+        }
+        h.key = Some(state);
+        Ok(())
+    }
+
     /// `Ok(true)`: a stream has more to ship than one run sends.
     async fn ship(&mut self) -> Result<bool, PgError> {
         if self.clients.is_empty() {
@@ -275,19 +346,21 @@ impl Run {
                         }
                         self.registered = true;
                     }
-                    // Shipped all the same: verification names the instance whose key does not match.
-                    Err(e @ PgError::OtherKey { .. }) => {
-                        tracing::error!(error = %e, "this instance's checkpoint key is not the one registered; its records are shipped but will not verify");
-                        self.registered = true;
-                    }
+                    // Shipped all the same: verification names the instance whose key does not match, and
+                    // `/healthz/records` says so (the key check below).
+                    Err(PgError::OtherKey { .. }) => self.registered = true,
                     Err(e) => return Err(e), // the database: tried again with the next run
                 }
             }
+            self.key_checked = None; // a new connection: look again
             let mut clients = vec![client];
             while clients.len() < self.settings.ship_connections {
                 clients.push(self.settings.connect().await?);
             }
             self.clients = clients;
+        }
+        if self.key_checked.is_none_or(|t| t.elapsed() >= KEY_CHECK) {
+            self.check_key().await?;
         }
         let mut more = false;
         for s in &mut self.streams {

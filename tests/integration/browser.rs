@@ -476,3 +476,122 @@ async fn the_console_works_in_a_browser_for_marketers_and_reviewers() {
     assert_eq!(seen["comment_images"], 0, "{seen}");
     assert_eq!(seen["experiment_heading"], "Experiment hero-test", "{seen}");
 }
+
+/// The console's Instances page in a browser, over a real record store: this instance shipping (healthy), and
+/// another instance registered with a key but no record yet — reached by the navigation, accessible, no
+/// CSP violation, no overflow at phone width, the table read as an operator reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instances_page_in_a_browser() {
+    let pg = Postgres::start();
+    let origin = Origin::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let other = signing_key(&keys.path().join("other"));
+    let out = concierge()
+        .args([
+            "audit",
+            "register",
+            "--postgres",
+            &pg.url(),
+            "--instance",
+            "edge-2",
+        ])
+        .arg("--password-file")
+        .arg(pg.password_file())
+        .arg("--public-key")
+        .arg(concierge::audit::keys::public_path(&other))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = audited_proxy(
+        &origin,
+        dir.path(),
+        ACME,
+        &format!(
+            "instance = \"edge-1\"\n[audit.postgres]\nurl = \"{}\"\npassword_file = \"{}\"\nship_interval = \"100ms\"\n{}",
+            pg.url(),
+            pg.password_file().display(),
+            console_section(dir.path())
+        ),
+    )
+    .await;
+    for _ in 0..3 {
+        let (resp, _) = get_from(
+            "127.0.0.1",
+            server.listeners[0],
+            "/landing",
+            &[("accept", "text/html")],
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let admin_addr = server.admin.unwrap();
+    let mut shipped = false;
+    for _ in 0..200 {
+        let (_, text) = admin(&server, "/healthz/records").await;
+        if text.starts_with("ok: every record is in the record store") {
+            shipped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(shipped, "every record shipped");
+    let base = format!("http://{admin_addr}");
+    let seen =
+        tokio::task::spawn_blocking(move || browser("instances.py", &[&base, CONSOLE_TOKEN]))
+            .await
+            .unwrap();
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["axe"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["csp"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["overflow_on_phone"], false, "{seen}");
+    assert_eq!(seen["h1"], "Instances");
+    assert_eq!(seen["current"], "Instances");
+    assert!(
+        seen["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("ok: every record is in the record store"),
+        "{seen}"
+    );
+    let rows = seen["rows"].as_array().unwrap();
+    let cells = |r: &serde_json::Value| {
+        r.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let edge1 = rows
+        .iter()
+        .map(cells)
+        .find(|r| r[0].starts_with("edge-1") && r[2] == "audit")
+        .unwrap_or_else(|| panic!("{seen}"));
+    assert!(
+        edge1[0].contains("(this one)") && edge1[1].starts_with("registered"),
+        "{edge1:?}"
+    );
+    let last = audit_records(&dir.path().join("log")).last().unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(edge1[3], last.to_string(), "{edge1:?}");
+    let edge2 = rows
+        .iter()
+        .map(cells)
+        .find(|r| r[0] == "edge-2")
+        .unwrap_or_else(|| panic!("{seen}"));
+    assert_eq!(
+        (
+            edge2[1].starts_with("registered"),
+            edge2[2].as_str(),
+            edge2[4].as_str()
+        ),
+        (true, "none yet", "no record"),
+        "{edge2:?}"
+    );
+    concierge::app::stop(server).await;
+}

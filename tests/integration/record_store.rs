@@ -138,6 +138,14 @@ async fn the_proxy_ships_by_itself_and_catches_up_after_the_database_crashed() {
         ),
         Some(0.0)
     );
+    assert_eq!(
+        metric_value(&metrics, "concierge_audit_ship_key_registered"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&metrics, "concierge_audit_ship_key_mismatch"),
+        Some(0.0)
+    );
     // The instance registered its own key: the store verifies.
     let verify = concierge()
         .args([
@@ -942,4 +950,190 @@ async fn the_store_report_from_facts_and_from_lines_equals_the_folder_report() {
             && err.contains("audit verify --postgres"),
         "{err}"
     );
+}
+
+/// `/healthz/records` once it says `want` and that every record is shipped (for up to 10 s).
+async fn records_health_saying(server: &concierge::app::Server, want: &str) -> (u16, String) {
+    for _ in 0..200 {
+        let (code, text) = admin(server, "/healthz/records").await;
+        if text.contains(want) && text.contains("every record is in the record store") {
+            return (code, text);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "/healthz/records never said {want:?}: {:?}",
+        admin(server, "/healthz/records").await
+    );
+}
+
+/// The console's Instances page, with the token.
+async fn instances_page(server: &concierge::app::Server) -> String {
+    let auth = format!("Bearer {CONSOLE_TOKEN}");
+    let (resp, body) = get(
+        server.admin.expect("admin"),
+        "/console/instances",
+        &[("authorization", auth.as_str())],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// An instance whose key the store does not trust says so where an operator looks — `/healthz/records` (503
+/// for another key: its records are shipped but will not verify centrally), the metrics, the log — and the
+/// console lists every instance the store knows with its key's state and newest record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_store_does_not_trust_is_a_health_state_and_the_console_lists_every_instance() {
+    let pg = Postgres::start();
+    let origin = Origin::start().await;
+    // Someone registered another key for edge-7 before it first started.
+    let keys = tempfile::tempdir().unwrap();
+    let other = signing_key(&keys.path().join("other"));
+    let out = concierge()
+        .args([
+            "audit",
+            "register",
+            "--postgres",
+            &pg.url(),
+            "--instance",
+            "edge-7",
+        ])
+        .arg("--password-file")
+        .arg(pg.password_file())
+        .arg("--public-key")
+        .arg(concierge::audit::keys::public_path(&other))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = audited_proxy(
+        &origin,
+        a_dir.path(),
+        ACME,
+        &format!(
+            "{}{}",
+            store_section(&pg, "edge-7"),
+            console_section(a_dir.path())
+        ),
+    )
+    .await;
+    // edge-8 does not register itself, and nobody registered it.
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = audited_proxy(
+        &origin,
+        b_dir.path(),
+        ACME,
+        &format!(
+            "{}register = false\n{}",
+            store_section(&pg, "edge-8"),
+            console_section(b_dir.path())
+        ),
+    )
+    .await;
+    for server in [&a, &b] {
+        for _ in 0..3 {
+            let (resp, _) = get_from("127.0.10.5", server.listeners[0], "/landing", &[HTML]).await;
+            assert_eq!(resp.status(), 200);
+        }
+    }
+    let (code, text) = records_health_saying(&a, "key mismatch").await;
+    assert_eq!(code, 503, "{text}");
+    assert!(
+        text.starts_with("key mismatch: the record store trusts another key for this instance"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            &concierge::audit::keys::PublicKey::load(&concierge::audit::keys::public_path(&other))
+                .unwrap()
+                .encode()
+        ),
+        "names the key it trusts: {text}"
+    );
+    let m = admin(&a, "/metrics").await.1;
+    assert_eq!(
+        metric_value(&m, "concierge_audit_ship_key_mismatch"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(&m, "concierge_audit_ship_key_registered"),
+        Some(0.0)
+    );
+    let (code, text) = records_health_saying(&b, "not registered").await;
+    assert_eq!(code, 200, "not registered is not yet wrong: {text}");
+    assert!(
+        text.contains("note: this instance's key is not registered in the record store"),
+        "{text}"
+    );
+    let m = admin(&b, "/metrics").await.1;
+    assert_eq!(
+        metric_value(&m, "concierge_audit_ship_key_mismatch"),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(&m, "concierge_audit_ship_key_registered"),
+        Some(0.0)
+    );
+
+    // Central verification agrees with what the instances said of themselves.
+    let verify = concierge()
+        .args([
+            "audit",
+            "verify",
+            "--postgres",
+            &pg.url(),
+            "--password-file",
+        ])
+        .arg(pg.password_file())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(!verify.status.success(), "{said}");
+    assert!(
+        said.contains("edge-8") && said.contains("NOT VERIFIED"),
+        "{said}"
+    );
+
+    // The console: every instance in the store, from either instance's console.
+    let page = instances_page(&a).await;
+    for want in [
+        "edge-7",
+        "edge-8",
+        "(this one)",
+        "another key",
+        "not registered",
+        "needs attention",
+        "key mismatch",
+    ] {
+        assert!(page.contains(want), "{want}: {page}");
+    }
+    let page = instances_page(&b).await;
+    assert!(page.contains("edge-7") && page.contains("edge-8"), "{page}");
+    assert!(
+        !page.contains("another key"),
+        "edge-7's key is only wrong from edge-7's view: {page}"
+    );
+    assert!(page.contains(">healthy<"), "{page}");
+    // Each instance's newest record in the store: its local last seq, and its time.
+    let last = local_lines(&b_dir.path().join("log"), "audit")
+        .last()
+        .unwrap()
+        .0;
+    let row = page
+        .split("<tr>")
+        .find(|r| r.contains("edge-8") && r.contains(">audit<"))
+        .unwrap_or_else(|| panic!("{page}"));
+    assert!(
+        row.contains(&format!(">{last}<")),
+        "newest seq {last}: {row}"
+    );
+    concierge::app::stop(a).await;
+    concierge::app::stop(b).await;
 }
