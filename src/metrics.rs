@@ -165,7 +165,7 @@ impl ShipMetrics {
     }
 
     /// What the store holds for this instance's key, as last looked up.
-    pub fn key(&self, state: &crate::postgres::KeyState) {
+    pub(crate) fn key(&self, state: &crate::postgres::KeyState) {
         use crate::postgres::KeyState;
         self.key_registered
             .set(i64::from(*state == KeyState::Registered));

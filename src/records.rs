@@ -163,7 +163,7 @@ impl Records {
 
     /// Every instance and stream the store knows, with its newest record and checkpoint (at most `limit`;
     /// none for folders).
-    pub fn instances(
+    pub(crate) fn instances(
         &self,
         limit: usize,
     ) -> Result<Vec<crate::postgres::read::StreamState>, String> {

@@ -780,3 +780,150 @@ proptest::proptest! {
         );
     }
 }
+
+/// A JSON value as text, of the kinds a hostile line may put where the stats look: strings (with escapes),
+/// numbers of every sort, null, booleans, arrays and objects (of the stats' own field names, keys repeated).
+fn hostile_json() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        prop_oneof![
+            Just("decision"),
+            Just("counts"),
+            Just("consent"),
+            Just("exposure"),
+            Just("personal"),
+            Just("firmographic"),
+            Just("anonymous"),
+            Just("DE"),
+            Just("opt-in"),
+            Just("gpc"),
+            Just("ran"),
+            Just("2027-01-01T10:00:00.000Z"),
+            Just("2027-01-02T00:00:00.000Z"),
+            Just("a\\\"b"),
+            Just("\\u00e9t\\u00e9"),
+            Just("")
+        ]
+        .prop_map(|s| format!("\"{s}\"")),
+        prop_oneof![
+            Just("3"),
+            Just("-1"),
+            Just("2.0"),
+            Just("1e3"),
+            Just("18446744073709551616"),
+            Just("null"),
+            Just("true")
+        ]
+        .prop_map(str::to_string),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        let key = prop_oneof![
+            Just("time"),
+            Just("type"),
+            Just("region"),
+            Just("regime"),
+            Just("decisions"),
+            Just("signal"),
+            Just("lookup"),
+            Just("other")
+        ];
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4)
+                .prop_map(|v| format!("[{}]", v.join(","))),
+            proptest::collection::vec((key, inner), 0..4).prop_map(|kv| {
+                let fields: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                format!("{{{}}}", fields.join(","))
+            }),
+        ]
+    })
+}
+
+proptest::proptest! {
+    /// `Stats::add_line` (the borrowed, typed read) gives the stats of parsing each line as a `Value`, checking
+    /// the filter and `Stats::add` — for well-formed records and for lines whose fields are of any type, repeated,
+    /// arrays for objects, or not JSON at all; with and without a filter.
+    #[test]
+    fn stats_from_lines_read_typed_are_the_stats_read_as_values(
+        lines in proptest::collection::vec(
+            (
+                proptest::collection::vec(
+                    (
+                        proptest::prop_oneof![
+                            proptest::strategy::Just("time"), proptest::strategy::Just("type"),
+                            proptest::strategy::Just("jurisdiction"), proptest::strategy::Just("permitted"),
+                            proptest::strategy::Just("outcome"), proptest::strategy::Just("lookup"),
+                            proptest::strategy::Just("reasons"), proptest::strategy::Just("counts"),
+                            proptest::strategy::Just("action"), proptest::strategy::Just("company"),
+                        ],
+                        hostile_json(),
+                    ),
+                    0..8,
+                ),
+                0u8..10,
+            ),
+            0..30,
+        ),
+        filter in 0u8..4,
+    ) {
+        use crate::audit::query::{Filter, Stats};
+        let f = match filter {
+            0 => Filter::default(),
+            1 => Filter { since: Some("2027-01-01T10:00:00.000Z".into()), until: Some("2027-01-02T00:00:00.000Z".into()), ..Filter::default() },
+            2 => Filter { kind: Some("decision".into()), ..Filter::default() },
+            _ => Filter { decision: Some("personal".into()), ..Filter::default() },
+        };
+        let mut typed = Stats::default();
+        let mut values = Stats::default();
+        for (fields, shape) in &lines {
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            // Mostly objects; sometimes an array, a bare value, or not JSON (a cut line).
+            let line = match shape {
+                0 => format!("[{}]", fields.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(",")),
+                1 => fields.first().map(|(_, v)| v.clone()).unwrap_or_default(),
+                2 => format!("{{{}", body.join(",")),
+                _ => format!("{{{}}}", body.join(",")),
+            };
+            typed.add_line(line.as_bytes(), &f);
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line.as_bytes()) {
+                if f.matches(&v) {
+                    values.add(&v);
+                }
+            }
+        }
+        proptest::prop_assert_eq!(
+            serde_json::to_string(&typed).unwrap_or_default(),
+            serde_json::to_string(&values).unwrap_or_default()
+        );
+    }
+}
+
+/// Well-formed records take the typed path and count as the `Value` path counts them (the proptest's hostile
+/// lines mostly fall back; these do not).
+#[test]
+fn stats_of_usual_records_read_typed() {
+    use crate::audit::query::{Filter, Stats};
+    let lines = [
+        r#"{"seq":0,"type":"decision","time":"2027-01-01T10:00:00.000Z","jurisdiction":{"region":"DE","regime":"opt-in"},"permitted":["anonymous","firmographic"],"reasons":["consent:first-party","caf\u00e9"],"outcome":"personalized","lookup":"matched"}"#,
+        r#"{"seq":1,"type":"counts","time":"2027-01-01T10:01:00.000Z","counts":[{"decisions":7,"signal":"gpc","lookup":"not_run","region":"US-CA","regime":"opt-out"}]}"#,
+        r#"{"seq":2,"type":"consent","time":"2027-01-01T09:00:00.000Z","action":"accept"}"#,
+        r#"{"seq":3,"type":"decision","time":"2027-01-01T11:00:00.000Z","jurisdiction":null,"permitted":[]}"#,
+    ];
+    let mut typed = Stats::default();
+    let mut values = Stats::default();
+    for line in lines {
+        typed.add_line(line.as_bytes(), &Filter::default());
+        values.add(&serde_json::from_str(line).unwrap());
+    }
+    assert_eq!(typed.decisions, 2);
+    assert_eq!(typed.counted_decisions, 7);
+    assert_eq!(typed.by_reason.get("café"), Some(&1));
+    assert_eq!(typed.by_jurisdiction.get("? ?"), Some(&1));
+    assert_eq!(
+        typed.first_time.as_deref(),
+        Some("2027-01-01T09:00:00.000Z")
+    );
+    assert_eq!(
+        serde_json::to_string(&typed).unwrap(),
+        serde_json::to_string(&values).unwrap()
+    );
+}

@@ -832,13 +832,7 @@ fn stats(a: StatsArgs) -> ExitCode {
         AUDIT_STREAM,
         &pushdown(&f),
         query::Stats::default,
-        |stats, line| {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
-                if f.matches(&v) {
-                    stats.add(&v);
-                }
-            }
-        },
+        |stats, line| stats.add_line(line, &f),
     );
     let mut stats = query::Stats::default();
     match parts {

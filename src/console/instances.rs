@@ -28,7 +28,8 @@ pub(super) fn page(c: &Console) -> Reply {
         .map(|h| h.instance())
         .unwrap_or_default();
     let shipping = c.records_health.as_ref().map(|h| h.status());
-    let listed = store.instances(MAX_ROWS);
+    // One more than shown: whether there are more.
+    let listed = store.instances(MAX_ROWS + 1);
     let now = SystemTime::now();
     let body = html! {
         p.muted { "Every instance that writes to " (store.describe()) ". The store holds what each instance has shipped; what an instance has not shipped yet is on its own " code { "/healthz/records" } "." }
@@ -54,7 +55,7 @@ pub(super) fn page(c: &Console) -> Reply {
                         } }
                         tbody {
                             @if rows.is_empty() { tr { td colspan="8" .muted { "The store holds no instance yet." } } }
-                            @for r in rows {
+                            @for r in rows.iter().take(MAX_ROWS) {
                                 tr {
                                     td { code { (r.instance) } @if r.instance == this { " " span.muted.small { "(this one)" } } }
                                     td { (key_cell(r, &this, &this_key)) }
@@ -69,7 +70,7 @@ pub(super) fn page(c: &Console) -> Reply {
                         }
                     }
                 }
-                @if rows.len() == MAX_ROWS { p.muted.small { "The first " (MAX_ROWS) " instances and streams, by name." } }
+                @if rows.len() > MAX_ROWS { p.muted.small { "The first " (MAX_ROWS) " instances and streams, by name." } }
             }
         }
     };

@@ -252,8 +252,8 @@ pub async fn register(
     }
     match key_state(client, url, instance, key).await? {
         KeyState::Registered => Ok(Registered::Same),
-        // Registered a moment ago by someone else and gone again cannot happen (rows are never deleted), but
-        // it would be no reason to claim success.
+        // The insert found a row and the lookup none: someone deleted it in between (only the tables' owner
+        // can); no reason to claim success.
         KeyState::NotRegistered => Err(PgError::Db {
             at: shown(url),
             reason: format!("instance `{instance}` could not be registered"),
@@ -268,7 +268,7 @@ pub async fn register(
 
 /// Whether the store trusts `key` for `instance`'s chains: the key central verification will check them with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyState {
+pub(crate) enum KeyState {
     /// Registered with this key.
     Registered,
     /// Not registered: central verification reports the instance NOT VERIFIED.
@@ -278,7 +278,7 @@ pub enum KeyState {
 }
 
 /// Look up the key registered for `instance` and compare it with `key`.
-pub async fn key_state(
+pub(crate) async fn key_state(
     client: &tokio_postgres::Client,
     url: &str,
     instance: &str,

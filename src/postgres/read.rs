@@ -331,7 +331,7 @@ pub async fn lines_without_facts(
 
 /// What the store holds of one instance's stream: its newest record and checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamState {
+pub(crate) struct StreamState {
     pub instance: String,
     pub stream: String,
     /// The key registered for the instance (encoded) and since when; `None`: not registered.
@@ -344,8 +344,9 @@ pub struct StreamState {
 
 /// Every (instance, stream) the store knows — from its records, checkpoints and registered instances —
 /// with its newest record and checkpoint, at most `limit`. The distinct pairs are found by skipping through
-/// the primary keys (a recursive query: one index probe per pair, not a scan of every row).
-pub async fn instances(
+/// the primary keys of records and of checkpoints (recursive queries: an index probe per pair and partition,
+/// not a scan of every row).
+pub(crate) async fn instances(
     client: &tokio_postgres::Client,
     url: &str,
     limit: usize,
@@ -360,11 +361,18 @@ pub async fn instances(
                      SELECT r.instance, r.stream FROM concierge_record r
                      WHERE (r.instance, r.stream) > (p.instance, p.stream)
                      ORDER BY r.instance, r.stream LIMIT 1) n
+             ), checkpointed AS (
+                 (SELECT instance, stream FROM concierge_checkpoint ORDER BY instance, stream LIMIT 1)
+                 UNION ALL
+                 SELECT n.instance, n.stream FROM checkpointed p, LATERAL (
+                     SELECT c.instance, c.stream FROM concierge_checkpoint c
+                     WHERE (c.instance, c.stream) > (p.instance, p.stream)
+                     ORDER BY c.instance, c.stream LIMIT 1) n
              ), every AS (
                  SELECT instance, stream FROM pairs
-                 UNION SELECT DISTINCT instance, stream FROM concierge_checkpoint
+                 UNION SELECT instance, stream FROM checkpointed
                  UNION SELECT instance, NULL FROM concierge_instance i
-                     WHERE NOT EXISTS (SELECT 1 FROM concierge_checkpoint c WHERE c.instance = i.instance)
+                     WHERE NOT EXISTS (SELECT 1 FROM checkpointed c WHERE c.instance = i.instance)
                        AND NOT EXISTS (SELECT 1 FROM pairs p WHERE p.instance = i.instance)
              )
              SELECT e.instance, e.stream, i.public_key,

@@ -75,7 +75,7 @@ impl Health {
     }
 
     /// This instance's id and checkpoint key (encoded), as the store should know them.
-    pub fn instance(&self) -> (String, String) {
+    pub(crate) fn instance(&self) -> (String, String) {
         let h = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         (h.instance.clone(), h.public_key.clone())
     }
@@ -319,6 +319,9 @@ impl Run {
         let mut h = self.health.inner.lock().unwrap_or_else(|p| p.into_inner());
         if h.key.as_ref() != Some(&state) {
             match &state {
+                KeyState::Registered if h.key.is_some() => {
+                    tracing::info!(instance = %self.instance, "this instance's key is now the one registered in the record store")
+                }
                 KeyState::Registered => {}
                 KeyState::NotRegistered => {
                     tracing::warn!(instance = %self.instance, "this instance's key is not registered in the record store; central verification will not verify its records until `concierge audit register` is run")
@@ -360,7 +363,10 @@ impl Run {
             self.clients = clients;
         }
         if self.key_checked.is_none_or(|t| t.elapsed() >= KEY_CHECK) {
-            self.check_key().await?;
+            // Not a reason to hold records back: the last state stands, looked up again next run.
+            if let Err(e) = self.check_key().await {
+                tracing::debug!(error = %e, "the record store's key for this instance could not be looked up");
+            }
         }
         let mut more = false;
         for s in &mut self.streams {

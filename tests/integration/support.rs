@@ -1086,6 +1086,17 @@ impl Postgres {
 
     /// Kill the server as a crash would (`pg_ctl stop -m immediate`: no checkpoint, transactions in flight
     /// lost).
+    /// Stop the server cleanly (`-m fast`: sessions ended, every commit kept — unlike [`Postgres::crash`],
+    /// which with `synchronous_commit=off` may lose the last ones).
+    pub fn stop(&self) {
+        let out = self.pg_ctl(&["-m", "fast", "-w", "stop"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn crash(&self) {
         let out = self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
         assert!(
