@@ -1005,15 +1005,17 @@ impl Postgres {
                 .arg(dir.path())
                 .status();
         }
-        let run = |tool: &str, args: &[&str]| {
-            let mut cmd = if as_postgres {
+        let command = |tool: &str| {
+            if as_postgres {
                 let mut c = std::process::Command::new("runuser");
                 c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
                 c
             } else {
                 std::process::Command::new(bin.join(tool))
-            };
-            let out = cmd.args(args).output().expect("runs");
+            }
+        };
+        let run = |tool: &str, args: &[&str]| {
+            let out = command(tool).args(args).output().expect("runs");
             assert!(
                 out.status.success(),
                 "{tool}: {}",
@@ -1037,28 +1039,45 @@ impl Postgres {
                 "UTF8",
             ],
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
-            dir.path().display()
-        );
-        run(
-            "pg_ctl",
-            &[
+        // A free port, taken by the server a moment later: another test may bind it in between (a proxy on
+        // an ephemeral port), so a start that fails is tried again on another port.
+        let log = dir.path().join("log");
+        let mut attempt = 0;
+        let port = loop {
+            attempt += 1;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let opts = format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+                dir.path().display()
+            );
+            let args = [
                 "-D",
                 data.to_str().unwrap(),
                 "-l",
-                dir.path().join("log").to_str().unwrap(),
+                log.to_str().unwrap(),
                 "-o",
                 &opts,
                 "-w",
                 "start",
-            ],
-        );
+            ];
+            if attempt == 3 {
+                run("pg_ctl", &args);
+                break port;
+            }
+            if command("pg_ctl")
+                .args(args)
+                .output()
+                .expect("runs")
+                .status
+                .success()
+            {
+                break port;
+            }
+        };
         Postgres {
             port,
             password,
