@@ -15,6 +15,7 @@ pub(crate) mod gate;
 pub mod keys;
 pub mod query;
 pub(crate) mod settings;
+mod stats_line;
 pub(crate) mod tally;
 pub(crate) mod verify;
 pub mod writer;

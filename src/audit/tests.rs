@@ -802,19 +802,30 @@ fn hostile_json() -> impl proptest::strategy::Strategy<Value = String> {
             Just("2027-01-02T00:00:00.000Z"),
             Just("a\\\"b"),
             Just("\\u00e9t\\u00e9"),
+            // Escapes a `Value` refuses (lone surrogates) and one it takes (a pair).
+            Just("\\ud800"),
+            Just("\\udc00"),
+            Just("\\ud800\\u0041"),
+            Just("\\ud83d\\ude00"),
             Just("")
         ]
         .prop_map(|s| format!("\"{s}\"")),
         prop_oneof![
-            Just("3"),
-            Just("-1"),
-            Just("2.0"),
-            Just("1e3"),
-            Just("18446744073709551616"),
-            Just("null"),
-            Just("true")
-        ]
-        .prop_map(str::to_string),
+            Just("3".to_string()),
+            Just("-1".to_string()),
+            Just("2.0".to_string()),
+            Just("1e3".to_string()),
+            Just("18446744073709551616".to_string()),
+            // Out of range for a `Value` (refused), and an underflow it takes as 0.
+            Just("1e400".to_string()),
+            Just("-1e400".to_string()),
+            Just("9".repeat(400)),
+            Just("1e-400".to_string()),
+            Just("null".to_string()),
+            Just("true".to_string()),
+            // Around serde_json's recursion limit (128).
+            (118usize..135).prop_map(|n| format!("{}{}", "[".repeat(n), "]".repeat(n))),
+        ],
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         let key = prop_oneof![
@@ -825,7 +836,8 @@ fn hostile_json() -> impl proptest::strategy::Strategy<Value = String> {
             Just("decisions"),
             Just("signal"),
             Just("lookup"),
-            Just("other")
+            Just("other"),
+            Just("r\\u0065gion")
         ];
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4)
@@ -854,6 +866,7 @@ proptest::proptest! {
                             proptest::strategy::Just("outcome"), proptest::strategy::Just("lookup"),
                             proptest::strategy::Just("reasons"), proptest::strategy::Just("counts"),
                             proptest::strategy::Just("action"), proptest::strategy::Just("company"),
+                            proptest::strategy::Just("\\u0074ime"), proptest::strategy::Just("typ\\u0065"),
                         ],
                         hostile_json(),
                     ),
@@ -883,8 +896,15 @@ proptest::proptest! {
                 2 => format!("{{{}", body.join(",")),
                 _ => format!("{{{}}}", body.join(",")),
             };
-            typed.add_line(line.as_bytes(), &f);
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line.as_bytes()) {
+            let mut line = line.into_bytes();
+            // Sometimes a byte that is not UTF-8 inside the first string.
+            if *shape == 4 {
+                if let Some(at) = line.iter().position(|&b| b == b'"') {
+                    line.insert(at + 1, 0xff);
+                }
+            }
+            typed.add_line(&line, &f);
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) {
                 if f.matches(&v) {
                     values.add(&v);
                 }
@@ -893,6 +913,54 @@ proptest::proptest! {
         proptest::prop_assert_eq!(
             serde_json::to_string(&typed).unwrap_or_default(),
             serde_json::to_string(&values).unwrap_or_default()
+        );
+    }
+}
+
+proptest::proptest! {
+    /// A well-formed record (so the typed read takes it) with one value put under any key, its own or one it
+    /// does not count, at the top or inside its jurisdiction or a count — the stats are the `Value` path's.
+    #[test]
+    fn stats_of_records_with_one_hostile_value_are_the_stats_read_as_values(
+        base in 0usize..3,
+        place in 0usize..3,
+        key in proptest::prop_oneof![
+            proptest::strategy::Just("seq"), proptest::strategy::Just("page"), proptest::strategy::Just("time"),
+            proptest::strategy::Just("type"), proptest::strategy::Just("outcome"), proptest::strategy::Just("region"),
+            proptest::strategy::Just("decisions"), proptest::strategy::Just("action"), proptest::strategy::Just("reasons"),
+        ],
+        value in hostile_json(),
+        not_utf8 in proptest::bool::ANY,
+    ) {
+        use crate::audit::query::{Filter, Stats};
+        let records = [
+            r#"{"type":"decision","time":"2027-01-01T10:00:00.000Z","jurisdiction":{"region":"DE","regime":"opt-in"INNER},"permitted":["anonymous"],"reasons":["r"],"outcome":"personalized","lookup":"matched"OUTER}"#,
+            r#"{"type":"counts","time":"2027-01-01T10:01:00.000Z","counts":[{"decisions":7,"signal":"gpc","lookup":"not_run","region":"DE","regime":"opt-in"INNER}]OUTER}"#,
+            r#"{"type":"consent","time":"2027-01-01T09:00:00.000Z","action":"accept"OUTER}"#,
+        ];
+        let extra = format!(",\"{key}\":{value}");
+        let line = match place {
+            0 => records[base].replace("OUTER", &extra).replace("INNER", ""),
+            1 => records[base].replace("INNER", &extra).replace("OUTER", ""),
+            _ => format!(r#"{{"{key}":{value},{}"#, &records[base].replace("INNER", "").replace("OUTER", "")[1..]),
+        };
+        let mut bytes = line.clone().into_bytes();
+        // A byte that is not UTF-8 inside the hostile value's first string, if it has one.
+        if not_utf8 {
+            if let Some(at) = line.find(value.as_str()).and_then(|at| value.find('"').map(|q| at + q)) {
+                bytes.insert(at + 1, 0xff);
+            }
+        }
+        let mut typed = Stats::default();
+        typed.add_line(&bytes, &Filter::default());
+        let mut values = Stats::default();
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            values.add(&v);
+        }
+        proptest::prop_assert_eq!(
+            serde_json::to_string(&typed).unwrap_or_default(),
+            serde_json::to_string(&values).unwrap_or_default(),
+            "{}", String::from_utf8_lossy(&bytes)
         );
     }
 }
@@ -926,4 +994,36 @@ fn stats_of_usual_records_read_typed() {
         serde_json::to_string(&typed).unwrap(),
         serde_json::to_string(&values).unwrap()
     );
+}
+
+/// Lines a `Value` refuses in a field the stats do not read count nothing, as before the typed read (a
+/// derived struct skips such fields unchecked: these four counted as a consent choice).
+#[test]
+fn stats_skip_what_a_value_refuses_even_in_fields_they_do_not_read() {
+    use crate::audit::query::{Filter, Stats};
+    let mut lines: Vec<Vec<u8>> = vec![
+        br#"{"type":"consent","action":"accept","page":"\ud800"}"#.to_vec(),
+        br#"{"type":"consent","action":"accept","seq":1e400}"#.to_vec(),
+        format!(
+            r#"{{"type":"consent","action":"accept","x":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        )
+        .into_bytes(),
+        br#"{"type":"counts","counts":[{"decisions":5,"x":1e400}]}"#.to_vec(),
+    ];
+    let mut bad = br#"{"type":"consent","action":"accept","page":"x"}"#.to_vec();
+    bad.insert(bad.len() - 3, 0xff);
+    lines.push(bad);
+    for line in &lines {
+        assert!(serde_json::from_slice::<serde_json::Value>(line).is_err());
+        let mut stats = Stats::default();
+        stats.add_line(line, &Filter::default());
+        assert_eq!(
+            (stats.consent_records, stats.counted_decisions),
+            (0, 0),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+    }
 }
