@@ -486,21 +486,7 @@ async fn the_instances_page_in_a_browser() {
     let origin = Origin::start().await;
     let keys = tempfile::tempdir().unwrap();
     let other = signing_key(&keys.path().join("other"));
-    let out = concierge()
-        .args([
-            "audit",
-            "register",
-            "--postgres",
-            &pg.url(),
-            "--instance",
-            "edge-2",
-        ])
-        .arg("--password-file")
-        .arg(pg.password_file())
-        .arg("--public-key")
-        .arg(concierge::audit::keys::public_path(&other))
-        .output()
-        .unwrap();
+    let out = pg.register("edge-2", &concierge::audit::keys::public_path(&other));
     assert!(
         out.status.success(),
         "{}",

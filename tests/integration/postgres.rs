@@ -109,23 +109,7 @@ async fn an_instance_key_is_registered_once_and_never_replaced() {
     let a = signing_key(&keys.path().join("a"));
     let b = signing_key(&keys.path().join("b"));
     let pub_a = concierge::audit::keys::public_path(&a);
-    let register = |key: &std::path::Path, instance: &str| {
-        concierge()
-            .args([
-                "audit",
-                "register",
-                "--postgres",
-                &pg.url(),
-                "--instance",
-                instance,
-            ])
-            .arg("--password-file")
-            .arg(pg.password_file())
-            .arg("--public-key")
-            .arg(key)
-            .output()
-            .unwrap()
-    };
+    let register = |key: &std::path::Path, instance: &str| pg.register(instance, key);
     let out = register(&pub_a, "web-1");
     assert!(
         out.status.success(),

@@ -147,17 +147,7 @@ async fn the_proxy_ships_by_itself_and_catches_up_after_the_database_crashed() {
         Some(0.0)
     );
     // The instance registered its own key: the store verifies.
-    let verify = concierge()
-        .args([
-            "audit",
-            "verify",
-            "--postgres",
-            &pg.url(),
-            "--password-file",
-        ])
-        .arg(pg.password_file())
-        .output()
-        .unwrap();
+    let verify = pg.verify();
     let text = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{text}");
     assert!(text.contains("instance edge-1:"), "{text}");
@@ -249,17 +239,7 @@ async fn the_proxy_ships_by_itself_and_catches_up_after_the_database_crashed() {
             == Some(last)
     })
     .await;
-    let verify = concierge()
-        .args([
-            "audit",
-            "verify",
-            "--postgres",
-            &pg.url(),
-            "--password-file",
-        ])
-        .arg(pg.password_file())
-        .output()
-        .unwrap();
+    let verify = pg.verify();
     let text = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{text}");
     assert!(!text.contains("protected by the chain only"), "{text}");
@@ -378,33 +358,9 @@ async fn a_shipper_killed_mid_batch_or_a_database_killed_mid_transaction_loses_a
     );
     let db = pg.client().await;
     assert_eq!(db_lines(&db, "edge-k", "audit").await, local);
-    let out = concierge()
-        .args([
-            "audit",
-            "register",
-            "--postgres",
-            &pg.url(),
-            "--instance",
-            "edge-k",
-            "--password-file",
-        ])
-        .arg(pg.password_file())
-        .arg("--public-key")
-        .arg(&key)
-        .output()
-        .unwrap();
+    let out = pg.register("edge-k", &key);
     assert!(out.status.success());
-    let verify = concierge()
-        .args([
-            "audit",
-            "verify",
-            "--postgres",
-            &pg.url(),
-            "--password-file",
-        ])
-        .arg(pg.password_file())
-        .output()
-        .unwrap();
+    let verify = pg.verify();
     assert!(
         verify.status.success(),
         "{}",
@@ -1016,21 +972,7 @@ async fn a_key_the_store_does_not_trust_is_a_health_state_and_the_console_lists_
     // Someone registered another key for edge-7 before it first started.
     let keys = tempfile::tempdir().unwrap();
     let other = signing_key(&keys.path().join("other"));
-    let out = concierge()
-        .args([
-            "audit",
-            "register",
-            "--postgres",
-            &pg.url(),
-            "--instance",
-            "edge-7",
-        ])
-        .arg("--password-file")
-        .arg(pg.password_file())
-        .arg("--public-key")
-        .arg(concierge::audit::keys::public_path(&other))
-        .output()
-        .unwrap();
+    let out = pg.register("edge-7", &concierge::audit::keys::public_path(&other));
     assert!(
         out.status.success(),
         "{}",
@@ -1109,17 +1051,7 @@ async fn a_key_the_store_does_not_trust_is_a_health_state_and_the_console_lists_
     );
 
     // Central verification agrees with what the instances said of themselves.
-    let verify = concierge()
-        .args([
-            "audit",
-            "verify",
-            "--postgres",
-            &pg.url(),
-            "--password-file",
-        ])
-        .arg(pg.password_file())
-        .output()
-        .unwrap();
+    let verify = pg.verify();
     let said = String::from_utf8_lossy(&verify.stdout);
     assert!(!verify.status.success(), "{said}");
     assert!(
@@ -1170,23 +1102,10 @@ async fn a_key_the_store_does_not_trust_is_a_health_state_and_the_console_lists_
 
     // edge-8 is registered while it runs; after the database's restart its shipper reconnects, looks again,
     // and the note is gone (without a reconnect it looks again within a minute).
-    let out = concierge()
-        .args([
-            "audit",
-            "register",
-            "--postgres",
-            &pg.url(),
-            "--instance",
-            "edge-8",
-        ])
-        .arg("--password-file")
-        .arg(pg.password_file())
-        .arg("--public-key")
-        .arg(concierge::audit::keys::public_path(
-            &b_dir.path().join("keys/signing.key"),
-        ))
-        .output()
-        .unwrap();
+    let out = pg.register(
+        "edge-8",
+        &concierge::audit::keys::public_path(&b_dir.path().join("keys/signing.key")),
+    );
     assert!(
         out.status.success(),
         "{}",

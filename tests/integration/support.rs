@@ -1154,6 +1154,40 @@ impl Postgres {
         self.dir.path().join("pwfile")
     }
 
+    /// `concierge audit register` of `public_key` (a `.pub` file) for `instance` in this store.
+    pub fn register(&self, instance: &str, public_key: &Path) -> std::process::Output {
+        crate::support::concierge()
+            .args([
+                "audit",
+                "register",
+                "--postgres",
+                &self.url(),
+                "--instance",
+                instance,
+            ])
+            .arg("--password-file")
+            .arg(self.password_file())
+            .arg("--public-key")
+            .arg(public_key)
+            .output()
+            .expect("concierge runs")
+    }
+
+    /// `concierge audit verify` of this store (central verification).
+    pub fn verify(&self) -> std::process::Output {
+        crate::support::concierge()
+            .args([
+                "audit",
+                "verify",
+                "--postgres",
+                &self.url(),
+                "--password-file",
+            ])
+            .arg(self.password_file())
+            .output()
+            .expect("concierge runs")
+    }
+
     /// A client connection (for the test's own queries).
     pub async fn client(&self) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(
