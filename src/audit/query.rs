@@ -67,6 +67,21 @@ fn highest_tier(v: &Value) -> &str {
         .unwrap_or("none")
 }
 
+/// Add `n` to `key`'s count (no allocation when the key is there already).
+fn bump(m: &mut BTreeMap<String, u64>, key: &str, n: u64) {
+    match m.get_mut(key) {
+        Some(c) => *c += n,
+        None => {
+            m.insert(key.to_string(), n);
+        }
+    }
+}
+
+/// A field's text, `?` when absent (as the `Value` path reads it).
+fn or_unknown<'s>(s: &'s Option<Text<'_>>) -> &'s str {
+    s.as_deref().unwrap_or("?")
+}
+
 impl Filter {
     /// The time bounds and the record type of [`Filter::matches`] (`None`: the field is absent or not a
     /// string).
@@ -336,142 +351,135 @@ impl Stats {
             }
         }
     }
-}
 
-/// A field's text, `?` when absent (as the `Value` path reads it).
-fn or_unknown<'s>(s: &'s Option<Text<'_>>) -> &'s str {
-    s.as_deref().unwrap_or("?")
-}
-
-impl Stats {
     /// [`Stats::add`] of a record read as [`StatsLine`].
     fn add_typed(&mut self, r: &StatsLine<'_>) {
-        let bump = |m: &mut BTreeMap<String, u64>, k: &str| match m.get_mut(k) {
-            Some(n) => *n += 1,
-            None => {
-                m.insert(k.to_string(), 1);
-            }
-        };
         if let Some(t) = r.time.as_deref() {
-            if self.first_time.as_deref().is_none_or(|f| t < f) {
-                self.first_time = Some(t.to_string());
-            }
-            if self.last_time.as_deref().is_none_or(|l| t > l) {
-                self.last_time = Some(t.to_string());
-            }
+            self.note_time(t);
         }
         match r.kind.as_deref() {
             Some("decision") => {
-                self.decisions += 1;
                 let (region, regime) = match &r.jurisdiction {
                     Some(Object(j)) => (or_unknown(&j.region), or_unknown(&j.regime)),
                     None => ("?", "?"),
                 };
-                bump(&mut self.by_jurisdiction, &format!("{region} {regime}"));
                 let permitted = r.permitted.as_deref().unwrap_or_default();
                 let highest = ["personal", "firmographic", "anonymous"]
                     .into_iter()
                     .find(|t| permitted.iter().any(|p| &**p == *t))
                     .unwrap_or("none");
-                bump(&mut self.by_highest_tier, highest);
-                bump(&mut self.by_outcome, r.outcome.as_deref().unwrap_or("?"));
-                bump(&mut self.by_lookup, r.lookup.as_deref().unwrap_or("?"));
-                for reason in r.reasons.iter().flatten() {
-                    bump(&mut self.by_reason, reason);
-                }
+                self.add_decision(
+                    region,
+                    regime,
+                    highest,
+                    or_unknown(&r.outcome),
+                    or_unknown(&r.lookup),
+                    r.reasons.iter().flatten().map(|t| &**t),
+                );
             }
             Some("counts") => {
                 for Object(c) in r.counts.iter().flatten() {
-                    let n = c.decisions.unwrap_or(0);
-                    let add =
-                        |m: &mut BTreeMap<String, u64>, k: String| *m.entry(k).or_default() += n;
-                    let signal = c.signal.as_deref().unwrap_or("?");
-                    let lookup = c.lookup.as_deref().unwrap_or("?");
-                    self.counted_decisions += n;
-                    add(&mut self.counted_by_signal, signal.to_string());
-                    add(&mut self.counted_by_lookup, lookup.to_string());
-                    add(
-                        &mut self.counted_by_jurisdiction,
-                        format!("{} {}", or_unknown(&c.region), or_unknown(&c.regime)),
-                    );
-                    add(
-                        &mut self.counted_by_signal_and_lookup,
-                        format!("{signal} lookup:{lookup}"),
+                    self.add_count(
+                        c.decisions.unwrap_or(0),
+                        or_unknown(&c.signal),
+                        or_unknown(&c.lookup),
+                        or_unknown(&c.region),
+                        or_unknown(&c.regime),
                     );
                 }
             }
-            Some("consent") => {
-                self.consent_records += 1;
-                bump(
-                    &mut self.consent_by_action,
-                    r.action.as_deref().unwrap_or("?"),
-                );
-            }
+            Some("consent") => self.add_consent(or_unknown(&r.action)),
             _ => {}
         }
     }
 
     pub fn add(&mut self, v: &Value) {
-        let bump =
-            |m: &mut BTreeMap<String, u64>, k: &str| *m.entry(k.to_string()).or_default() += 1;
+        fn text(v: &Value) -> &str {
+            v.as_str().unwrap_or("?")
+        }
         if let Some(t) = v["time"].as_str() {
-            // Order-independent: the records of several instances come in any order.
-            if self.first_time.as_deref().is_none_or(|f| t < f) {
-                self.first_time = Some(t.to_string());
-            }
-            if self.last_time.as_deref().is_none_or(|l| t > l) {
-                self.last_time = Some(t.to_string());
-            }
+            self.note_time(t);
         }
         match v["type"].as_str() {
-            Some("decision") => {
-                self.decisions += 1;
-                let j = format!(
-                    "{} {}",
-                    v["jurisdiction"]["region"].as_str().unwrap_or("?"),
-                    v["jurisdiction"]["regime"].as_str().unwrap_or("?")
-                );
-                bump(&mut self.by_jurisdiction, &j);
-                bump(&mut self.by_highest_tier, highest_tier(v));
-                bump(&mut self.by_outcome, v["outcome"].as_str().unwrap_or("?"));
-                bump(&mut self.by_lookup, v["lookup"].as_str().unwrap_or("?"));
-                for reason in v["reasons"].as_array().into_iter().flatten() {
-                    bump(&mut self.by_reason, reason.as_str().unwrap_or("?"));
-                }
-            }
+            Some("decision") => self.add_decision(
+                text(&v["jurisdiction"]["region"]),
+                text(&v["jurisdiction"]["regime"]),
+                highest_tier(v),
+                text(&v["outcome"]),
+                text(&v["lookup"]),
+                v["reasons"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| r.as_str().unwrap_or("?")),
+            ),
             Some("counts") => {
                 for c in v["counts"].as_array().into_iter().flatten() {
-                    let n = c["decisions"].as_u64().unwrap_or(0);
-                    let add =
-                        |m: &mut BTreeMap<String, u64>, k: String| *m.entry(k).or_default() += n;
-                    let signal = c["signal"].as_str().unwrap_or("?");
-                    let lookup = c["lookup"].as_str().unwrap_or("?");
-                    self.counted_decisions += n;
-                    add(&mut self.counted_by_signal, signal.to_string());
-                    add(&mut self.counted_by_lookup, lookup.to_string());
-                    add(
-                        &mut self.counted_by_jurisdiction,
-                        format!(
-                            "{} {}",
-                            c["region"].as_str().unwrap_or("?"),
-                            c["regime"].as_str().unwrap_or("?")
-                        ),
-                    );
-                    add(
-                        &mut self.counted_by_signal_and_lookup,
-                        format!("{signal} lookup:{lookup}"),
+                    self.add_count(
+                        c["decisions"].as_u64().unwrap_or(0),
+                        text(&c["signal"]),
+                        text(&c["lookup"]),
+                        text(&c["region"]),
+                        text(&c["regime"]),
                     );
                 }
             }
-            Some("consent") => {
-                self.consent_records += 1;
-                bump(
-                    &mut self.consent_by_action,
-                    v["action"].as_str().unwrap_or("?"),
-                );
-            }
+            Some("consent") => self.add_consent(text(&v["action"])),
             _ => {}
         }
+    }
+
+    /// A record's time: the first and last seen (order-independent: the records of several instances come in
+    /// any order).
+    fn note_time(&mut self, t: &str) {
+        if self.first_time.as_deref().is_none_or(|f| t < f) {
+            self.first_time = Some(t.to_string());
+        }
+        if self.last_time.as_deref().is_none_or(|l| t > l) {
+            self.last_time = Some(t.to_string());
+        }
+    }
+
+    /// A decision record, its fields as read (`?` for one absent).
+    fn add_decision<'r>(
+        &mut self,
+        region: &str,
+        regime: &str,
+        highest_tier: &str,
+        outcome: &str,
+        lookup: &str,
+        reasons: impl Iterator<Item = &'r str>,
+    ) {
+        self.decisions += 1;
+        bump(&mut self.by_jurisdiction, &format!("{region} {regime}"), 1);
+        bump(&mut self.by_highest_tier, highest_tier, 1);
+        bump(&mut self.by_outcome, outcome, 1);
+        bump(&mut self.by_lookup, lookup, 1);
+        for reason in reasons {
+            bump(&mut self.by_reason, reason, 1);
+        }
+    }
+
+    /// One entry of a `counts` record: `n` page decisions.
+    fn add_count(&mut self, n: u64, signal: &str, lookup: &str, region: &str, regime: &str) {
+        self.counted_decisions += n;
+        bump(&mut self.counted_by_signal, signal, n);
+        bump(&mut self.counted_by_lookup, lookup, n);
+        bump(
+            &mut self.counted_by_jurisdiction,
+            &format!("{region} {regime}"),
+            n,
+        );
+        bump(
+            &mut self.counted_by_signal_and_lookup,
+            &format!("{signal} lookup:{lookup}"),
+            n,
+        );
+    }
+
+    fn add_consent(&mut self, action: &str) {
+        self.consent_records += 1;
+        bump(&mut self.consent_by_action, action, 1);
     }
 
     pub fn table(&self) -> String {

@@ -986,6 +986,18 @@ fn stats_of_usual_records_read_typed() {
     assert_eq!(typed.counted_decisions, 7);
     assert_eq!(typed.by_reason.get("café"), Some(&1));
     assert_eq!(typed.by_jurisdiction.get("? ?"), Some(&1));
+    // The counting both paths share, pinned by value (the proptests only compare the paths).
+    assert_eq!(typed.by_jurisdiction.get("DE opt-in"), Some(&1));
+    assert_eq!(typed.by_highest_tier.get("firmographic"), Some(&1));
+    assert_eq!(typed.by_highest_tier.get("none"), Some(&1));
+    assert_eq!(typed.by_outcome.get("?"), Some(&1));
+    assert_eq!(typed.consent_by_action.get("accept"), Some(&1));
+    assert_eq!(
+        typed.counted_by_signal_and_lookup.get("gpc lookup:not_run"),
+        Some(&7)
+    );
+    assert_eq!(typed.counted_by_jurisdiction.get("US-CA opt-out"), Some(&7));
+    assert_eq!(typed.last_time.as_deref(), Some("2027-01-01T11:00:00.000Z"));
     assert_eq!(
         typed.first_time.as_deref(),
         Some("2027-01-01T09:00:00.000Z")
